@@ -1,0 +1,1 @@
+# Controllers of the demo site: one module per page, imported by the route scripts.

@@ -1,0 +1,111 @@
+# krait: the package site code imports (names kept from Krait 0.5.2).
+#
+# Rules:
+# - The module globals below describe the request being handled. Each worker process handles one
+#   request at a time and calls _begin_request() before each, which gives every per-request
+#   global here and in krait.mvc, krait.cookie and krait.websockets a fresh object, so nothing a
+#   request stores leaks into the next (SPEC section 7).
+# - Importing krait stays cheap: standard library only, never krait.http or the server modules.
+# - get_full_path() never returns a path outside the site root (0.5.2 let absolute paths and
+#   ".." escape it); dot folders such as .view are fine.
+
+from __future__ import annotations
+
+import os
+
+from krait import config, cookie, mvc, websockets
+from krait._request import MultipartFormData, Request
+from krait._response import Response, ResponseBadRequest, ResponseNotFound, ResponseRedirect
+from krait.errors import Forbidden
+
+__version__ = "0.6.0.dev0"
+
+__all__ = [
+    "Request", "Response", "ResponseNotFound", "ResponseBadRequest", "ResponseRedirect",
+    "MultipartFormData", "config", "cookie", "mvc", "websockets", "get_full_path",
+    "set_content_type", "site_root", "request", "response", "extra_headers", "url_params",
+]
+
+#: str: the site root folder, as given on the command line.
+site_root = None
+#: Request: the request being handled.
+request = None
+#: Response or None: set it to replace the whole response.
+response = None
+#: list of (str, str): headers added to the response.
+extra_headers = []
+#: dict of str: named groups captured by the matching route's regex.
+url_params = {}
+#: str or None: set by set_content_type(): a MIME type, "ext/<extension>", or None.
+_content_type = None
+
+_real_root_cache = (None, None)  # (site_root, its realpath)
+
+
+def _real_root(root: str) -> str:
+    global _real_root_cache
+    cached_root, real = _real_root_cache
+    if cached_root != root or not os.path.isabs(root):  # a relative root depends on the cwd
+        real = os.path.realpath(root)
+        _real_root_cache = (root, real)
+    return real
+
+
+def get_full_path(filename):
+    """Convert a path relative to the site root into a path that can be opened.
+
+    Args:
+        filename: a path relative to the site root, e.g. ".view/page.html".
+
+    Returns:
+        os.path.join(krait.site_root, filename).
+
+    Raises:
+        Forbidden: the path is absolute or leads outside the site root (after resolving ".."
+            and symbolic links).
+    """
+    root = site_root
+    if root is None:
+        raise RuntimeError("krait.site_root is not set")
+    filename = os.fspath(filename)
+    if "\0" in filename or os.path.isabs(filename):
+        raise Forbidden(f"path {filename!r} is not inside the site root")
+    full = os.path.join(root, filename)
+    real_root = _real_root(root)
+    real = os.path.realpath(full)
+    if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
+        raise Forbidden(f"path {filename!r} leads outside the site root")
+    return full
+
+
+def set_content_type(raw=None, ext=None):
+    """Set the response's Content-Type, when the target's extension does not say it.
+
+    Args:
+        raw: a full MIME type, used verbatim (e.g. "application/json").
+        ext: a file extension to derive the type from (e.g. "json").
+    With neither, the default (from the target's extension) is restored.
+    """
+    global _content_type
+    if raw is not None:
+        _content_type = raw
+    elif ext is not None:
+        _content_type = "ext/" + ext.lstrip(".")
+    else:
+        _content_type = None
+
+
+def _begin_request(request, url_params=None):
+    """Reset every per-request global (krait, mvc, cookie, websockets) for a new request.
+
+    For the worker only. websockets.request is left None: the worker sets it for upgrades.
+    """
+    g = globals()
+    g["request"] = request
+    g["response"] = None
+    g["extra_headers"] = []
+    g["url_params"] = dict(url_params) if url_params else {}
+    g["_content_type"] = None
+    mvc._reset()
+    cookie._reset()
+    websockets._reset()

@@ -1,0 +1,250 @@
+# krait.Request: the HTTP request as site code sees it (krait.request).
+#
+# Strategy: the worker builds one Request per job from already-parsed, already-validated parts, so
+# the constructor only normalises types (lower-case str header names, bytes body) and does no
+# parsing it can defer. `query` is parsed on first use and cached; `get_post_form()` and
+# `get_multipart_form()` parse the body on demand, every call.
+#
+# Rules:
+# - Query strings and urlencoded bodies follow urllib.parse.parse_qsl (WHATWG urlencoded: split on
+#   "&", the first "=" splits name from value, "+" is a space, %XX decoded as UTF-8 with
+#   replacement); a field without "=" has the value ""; later duplicates win (0.5.2 kept the last).
+# - multipart/form-data follows RFC 7578 on top of RFC 2046 section 5.1.1: the body is a preamble,
+#   then parts each introduced by "--boundary" at the start of a line, closed by "--boundary--".
+#   The CRLF before a delimiter belongs to the delimiter, never to the part's data, so uploaded
+#   bytes come back exactly. Parts need `Content-Disposition: form-data` (RFC 7578 section 4.2).
+#   Anything malformed gives None (0.5.2 printed to stdout; we print nothing).
+# - The path is percent-decoded once as UTF-8; invalid UTF-8 is a 400 (SPEC section 3).
+
+from __future__ import annotations
+
+import re
+from collections import namedtuple
+from functools import cached_property
+from urllib.parse import parse_qsl, unquote_to_bytes
+
+from krait.errors import BadRequest
+
+MultipartFormData = namedtuple("MultipartFormData", ["data", "name", "filename", "content_type"])
+MultipartFormData.__doc__ = "One part of a multipart/form-data body: data (bytes), name, filename, content_type."
+
+# RFC 9110 section 5.6.2: token = 1*tchar; section 5.6.4: quoted-string with quoted-pairs.
+_PARAM_RE = re.compile(
+    r';\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)\s*', re.S
+)
+_QUOTED_PAIR_RE = re.compile(r"\\(.)", re.S)
+# RFC 2046 section 5.1.1: boundary := 0*69<bchars> bcharsnospace (1 to 70 characters).
+_BOUNDARY_RE = re.compile(r"[0-9A-Za-z'()+_,./:=? -]{0,69}[0-9A-Za-z'()+_,./:=?-]")
+_DEFAULT_PART_TYPE = "text/plain"  # RFC 7578 section 4.4
+
+
+def parse_header_params(value: str) -> tuple[str, dict[str, str]]:
+    """Split a header value like `form-data; name="a"` into ("form-data", {"name": "a"}).
+
+    The main value is lower-cased, parameter names too; quoted values are unquoted (a backslash
+    escapes the next character, RFC 9110 section 5.6.4). Returns ("", {}) for an empty value.
+    """
+    main, sep, rest = value.partition(";")
+    params: dict[str, str] = {}
+    if sep:
+        rest = ";" + rest
+        pos = 0
+        while pos < len(rest):
+            m = _PARAM_RE.match(rest, pos)
+            if m is None:  # junk between parameters: skip to the next ";"
+                nxt = rest.find(";", pos + 1)
+                if nxt < 0:
+                    break
+                pos = nxt
+                continue
+            name, val = m.group(1).lower(), m.group(2)
+            if val[:1] == '"':
+                val = _QUOTED_PAIR_RE.sub(r"\1", val[1:-1])
+            params.setdefault(name, val)
+            pos = m.end()
+    return main.strip().lower(), params
+
+
+def _decode_path(url: str) -> str:
+    if "%" not in url:
+        return url
+    try:
+        return unquote_to_bytes(url).decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("the request path is not valid UTF-8 after percent-decoding") from None
+
+
+class Request:
+    """An HTTP request, as handed to site code in `krait.request`.
+
+    Args:
+        http_method: "GET", "HEAD", "POST"... (WebSocket upgrades are "GET").
+        url: the raw path, without the query, not percent-decoded.
+        query_string: the raw query (after "?"), "" when absent.
+        http_version: "HTTP/1.1" or "HTTP/1.0".
+        headers: a dict or an iterable of (name, value) pairs; names are lower-cased, bytes are
+            decoded as Latin-1, duplicate names joined with ", ".
+        body: the request body (bytes; str is encoded as UTF-8; None is b"").
+        remote_addr: the client's (ip, port), or None.
+        scheme: "http" or "https".
+        path: the percent-decoded path; decoded from `url` when None.
+
+    Raises:
+        BadRequest: `path` was None and `url` does not decode to valid UTF-8.
+    """
+
+    MultipartFormData = MultipartFormData
+
+    def __init__(self, http_method, url, query_string, http_version, headers, body, *,
+                 remote_addr=None, scheme="http", path=None):
+        self.http_method = http_method
+        self.url = url
+        self.query_string = query_string or ""
+        self.http_version = http_version
+        self.headers = _normalise_headers(headers)
+        if body is None:
+            body = b""
+        elif isinstance(body, str):
+            body = body.encode("utf-8")
+        elif not isinstance(body, bytes):
+            body = bytes(body)
+        self.body = body
+        self.remote_addr = remote_addr
+        self.scheme = scheme
+        self.path = _decode_path(url) if path is None else path
+
+    @property
+    def client_address(self):
+        """Alias of `remote_addr`: the client's (ip, port), or None."""
+        return self.remote_addr
+
+    @cached_property
+    def query(self) -> dict[str, str]:
+        """The query string parsed into a dict of str (parsed once, on first use)."""
+        qs = self.query_string
+        if not qs:
+            return {}
+        if isinstance(qs, bytes):
+            qs = qs.decode("utf-8", "replace")
+        return dict(parse_qsl(qs, keep_blank_values=True, encoding="utf-8", errors="replace"))
+
+    def get_post_form(self) -> dict[str, str]:
+        """Parse the body as application/x-www-form-urlencoded (UTF-8, "+" is a space).
+
+        No Content-Type check is made (as in 0.5.2). Returns {} for an empty body.
+        """
+        if not self.body:
+            return {}
+        text = self.body.decode("utf-8", "replace")
+        return dict(parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="replace"))
+
+    def get_multipart_form(self) -> list[MultipartFormData] | None:
+        """Parse a multipart/form-data body (RFC 7578) into a list of MultipartFormData.
+
+        `data` is the part's exact bytes; `name` and `filename` come from its
+        Content-Disposition (filename None when absent); `content_type` defaults to
+        "text/plain". Returns None when the request is not multipart/form-data or the body
+        is malformed.
+        """
+        ctype = self.headers.get("content-type")
+        if not ctype:
+            return None
+        mtype, params = parse_header_params(ctype)
+        boundary = params.get("boundary")
+        if mtype != "multipart/form-data" or not boundary or not _BOUNDARY_RE.fullmatch(boundary):
+            return None
+        return _parse_multipart(self.body, boundary.encode("latin-1"))
+
+    def __str__(self) -> str:
+        target = self.url + "?" + self.query_string if self.query_string else self.url
+        head = "".join(f"{k}: {v}\r\n" for k, v in self.headers.items())
+        return f"{self.http_method} {target} {self.http_version}\r\n{head}\r\n" + self.body.decode(
+            "utf-8", "replace"
+        )
+
+    def __repr__(self) -> str:
+        target = self.url + "?" + self.query_string if self.query_string else self.url
+        return f"<krait.Request {self.http_method} {target!r} {self.http_version}>"
+
+
+def _normalise_headers(headers) -> dict[str, str]:
+    if not headers:
+        return {}
+    items = headers.items() if isinstance(headers, dict) else headers
+    out: dict[str, str] = {}
+    for name, value in items:
+        if isinstance(name, bytes):
+            name = name.decode("latin-1")
+        if isinstance(value, bytes):
+            value = value.decode("latin-1")
+        name = name.lower()
+        if name in out:  # RFC 9110 section 5.3: combine field lines with ", "
+            out[name] = out[name] + ", " + value
+        else:
+            out[name] = value
+    return out
+
+
+def _parse_multipart(body: bytes, boundary: bytes) -> list[MultipartFormData] | None:
+    dash = b"--" + boundary
+    delim = b"\r\n" + dash
+    # The first delimiter may open the body or follow a preamble (RFC 2046 section 5.1.1).
+    if body.startswith(dash):
+        pos = len(dash)
+    else:
+        pos = body.find(delim)
+        if pos < 0:
+            return None
+        pos += len(delim)
+    parts: list[MultipartFormData] = []
+    while True:
+        # After a delimiter: "--" closes the body; otherwise transport padding (LWSP) then CRLF.
+        if body.startswith(b"--", pos):
+            return parts
+        eol = body.find(b"\r\n", pos)
+        if eol < 0 or body[pos:eol].strip(b" \t"):
+            return None
+        start = eol + 2
+        end = body.find(delim, start)
+        if end < 0:
+            return None  # no closing delimiter: truncated upload
+        part = _parse_part(body, start, end)
+        if part is None:
+            return None
+        parts.append(part)
+        pos = end + len(delim)
+
+
+def _parse_part(body: bytes, start: int, end: int) -> MultipartFormData | None:
+    if body.startswith(b"\r\n", start):  # no header fields at all
+        return None  # RFC 7578 section 4.2: Content-Disposition is required
+    hend = body.find(b"\r\n\r\n", start, end)
+    if hend < 0:
+        return None
+    disposition = None
+    ctype = _DEFAULT_PART_TYPE
+    for line in body[start:hend].split(b"\r\n"):
+        name, colon, value = line.partition(b":")
+        if not colon or not name or name != name.strip():
+            return None
+        lname = name.lower()
+        if lname == b"content-disposition":
+            # Browsers send file names as raw UTF-8 (WHATWG HTML "multipart/form-data encoding").
+            disposition = value.decode("utf-8", "replace").strip()
+        elif lname == b"content-type":
+            ctype = value.decode("latin-1").strip() or _DEFAULT_PART_TYPE
+    if disposition is None:
+        return None
+    kind, params = parse_header_params(disposition)
+    if kind != "form-data" or "name" not in params:
+        return None
+    filename = params.get("filename")
+    ext = params.get("filename*")  # RFC 8187 ext-value, e.g. UTF-8''na%C3%AFve.txt
+    if ext is not None:
+        charset, _, rest = ext.partition("'")
+        _, _, encoded = rest.partition("'")
+        try:
+            filename = unquote_to_bytes(encoded).decode(charset or "utf-8")
+        except (LookupError, UnicodeDecodeError):
+            pass
+    return MultipartFormData(body[hend + 4:end], params["name"], filename, ctype)

@@ -1,0 +1,400 @@
+# One client connection: recv -> krait.http.Connection -> dispatch -> send; keep-alive and upgrades.
+#
+# Strategy: this is the only module that calls recv/send. It runs in the connection's own thread, feeds
+# bytes to the sans-IO core and writes back what the core returns. Timeouts live here, not in the core:
+#   - between requests, the idle keep-alive timeout (silent close);
+#   - once a request's first byte arrived, one total deadline for the whole header block (408);
+#   - while a body arrives, a minimum average rate after a grace period (408).
+# A ProtocolError from the core gets a minimal error response with Connection: close and the connection
+# ends: nothing after a rejected request is parsed. A WebSocket upgrade accepted by the route script turns
+# the connection into a frame pump between the socket and the worker process that holds the controller.
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from typing import Any
+
+from krait import __version__, forwarded, jobs
+from krait.dispatch import App, Reply, RequestInfo, error_page
+from krait.errors import HttpError, LocalProtocolError, ProtocolError
+from krait.http import NEED_DATA, ConnectionClosed, Connection, Data, EndOfMessage, InformationalResponse, Request, Response
+from krait.http import handshake
+from krait.http.websocket import (BinaryMessage, CloseReceived, ConnectionLost, Ping, ProtocolFailure,
+                                  TextMessage, WebSocketConnection)
+from krait.routing import SCRIPT
+from krait.timefmt import http_date
+
+log = logging.getLogger("krait")
+access_log = logging.getLogger("krait.access")
+
+SERVER_HEADER = ("Server", "Krait/" + __version__)
+_RECV_SIZE = 65536
+
+
+class _Timeout(Exception):
+    pass
+
+
+class Channel:
+    def __init__(self, server: Any, sock: socket.socket, addr: Any) -> None:
+        self.server = server
+        self.app: App = server.app
+        self.settings = server.settings
+        self.sock = sock
+        self.addr = addr if isinstance(addr, tuple) else ("", 0)
+        self.closing = False  # set by the server on graceful shutdown
+        self.busy = False  # a request is being handled (graceful shutdown waits for these)
+
+    # --- I/O helpers --------------------------------------------------------------------
+
+    def recv(self, timeout: float | None) -> bytes:
+        if timeout is not None and timeout <= 0:
+            raise _Timeout()
+        self.sock.settimeout(timeout)
+        try:
+            return self.sock.recv(_RECV_SIZE)
+        except (socket.timeout, TimeoutError):
+            raise _Timeout() from None
+
+    def sendall(self, data: bytes) -> None:
+        self.sock.settimeout(self.settings.send_timeout)
+        self.sock.sendall(data)
+
+    # --- the request loop -----------------------------------------------------------------
+
+    def run(self) -> None:
+        conn = Connection(**self.settings.http_limits())
+        fresh = True  # waiting for the first byte of a new request
+        header_deadline = 0.0
+        while True:
+            try:
+                event = conn.next_event()
+            except ProtocolError as exc:
+                self.send_error(conn, exc.status_hint, str(exc))
+                return
+            if event is NEED_DATA:
+                if self.closing and fresh:
+                    return
+                try:
+                    if fresh:
+                        data = self.recv(self.settings.keepalive_timeout)
+                        header_deadline = time.monotonic() + self.settings.header_timeout
+                        fresh = False
+                    else:
+                        data = self.recv(header_deadline - time.monotonic())
+                except _Timeout:
+                    if not fresh:
+                        self.send_error(conn, 408, "the request header was not received in time")
+                    return
+                except OSError:
+                    return
+                conn.receive_data(data)
+                continue
+            if type(event) is Request:
+                self.busy = True
+                try:
+                    if not self.handle(conn, event):
+                        return
+                finally:
+                    self.busy = False
+                fresh = True
+                if self.closing:
+                    return
+                continue
+            return  # ConnectionClosed, or PAUSED after a response that switched protocols
+
+    def read_body(self, conn: Connection) -> bytes | None:
+        """Read the whole request body within the minimum-rate rule; None when the client failed."""
+        if conn.waiting_for_100_continue:
+            self.sendall(conn.send(InformationalResponse(100, ())))
+        chunks = []
+        received = 0
+        start = time.monotonic()
+        grace = self.settings.body_rate_grace
+        rate = self.settings.min_body_rate
+        while True:
+            try:
+                event = conn.next_event()
+            except ProtocolError as exc:
+                self.send_error(conn, exc.status_hint, str(exc))
+                return None
+            if type(event) is Data:
+                chunks.append(event.data)
+                received += len(event.data)
+                continue
+            if type(event) is EndOfMessage:
+                return b"".join(chunks)
+            if event is NEED_DATA:
+                # The deadline for the next byte: enough time to keep the average rate above `rate`.
+                deadline = start + grace + received / rate
+                try:
+                    data = self.recv(max(deadline - time.monotonic(), 0.05))
+                except _Timeout:
+                    self.send_error(conn, 408, "the request body arrived too slowly")
+                    return None
+                conn.receive_data(data)
+                continue
+            return None  # ConnectionClosed mid-body: the core raises first, so this is defensive
+
+    def handle(self, conn: Connection, req: Request) -> bool:
+        """Answer one request; returns whether the connection may carry another."""
+        started = time.monotonic()
+        remote, scheme = forwarded.client_view(self.addr, self.server.scheme, req.headers,
+                                               self.server.trusted_proxies)
+        if handshake.is_upgrade_request(req.headers):
+            return self.handle_upgrade(conn, req, remote, scheme, started)
+        needs_body = req.chunked or (req.content_length or 0) > 0
+        body = b""
+        info = RequestInfo(req.method, req.target, req.http_version, req.headers, body, remote, scheme)
+        if needs_body:
+            # Static files and errors are answered without reading the body (the core skips it); only
+            # site code receives it. Route first so a 404 never waits for an upload.
+            try:
+                target = self.app.router.route(req.method, _path_of(req.target))
+            except HttpError:
+                target = None
+            if target is not None and target.kind != "static":
+                body = self.read_body(conn)
+                if body is None:
+                    return False
+                info = info._replace(body=body)
+        reply = self.app.handle(info)
+        self.respond(conn, req, reply, started, remote)
+        return conn.keep_alive
+
+    def respond(self, conn: Connection, req: Request | None, reply: Reply, started: float,
+                remote: tuple[str, int] | None) -> None:
+        headers = [("Date", http_date()), SERVER_HEADER, *reply.headers]
+        try:
+            if reply.file_range is None:
+                data = conn.send_full(reply.status, headers, reply.body, reply.reason)
+                self.sendall(data)
+            else:
+                self.sendall(conn.send(Response(reply.status, headers, reply.reason)))
+                if req is not None and req.method != "HEAD":
+                    self.send_file(*reply.file_range)
+                self.sendall(conn.send(EndOfMessage()))
+        except LocalProtocolError as exc:
+            log.error("refused to send the response to %s %s: %s", req.method if req else "-",
+                      req.target if req else "-", exc)
+            reply = Reply(500, [("Content-Type", "text/html; charset=utf-8")],
+                          error_page(500, str(exc), None, self.settings.debug), None, None, str(exc))
+            self.sendall(conn.send_full(500, [("Date", http_date()), SERVER_HEADER, ("Connection", "close"),
+                                              *reply.headers], reply.body))
+        if reply.error and reply.status >= 500:
+            log.error("%s %s -> %d: %s", req.method if req else "-", req.target if req else "-", reply.status,
+                      reply.error)
+        self.server.log_access(remote or self.addr, req, reply, started)
+
+    def send_file(self, path: str, offset: int, length: int) -> None:
+        self.sock.settimeout(self.settings.send_timeout)
+        with open(path, "rb") as f:
+            if hasattr(self.sock, "sendfile") and not self.server.tls:
+                sent = self.sock.sendfile(f, offset, length)
+            else:
+                f.seek(offset)
+                sent = 0
+                while sent < length:
+                    block = f.read(min(262144, length - sent))
+                    if not block:
+                        break
+                    self.sock.sendall(block)
+                    sent += len(block)
+        if sent != length:  # the file shrank under us: the framing is broken, so the connection must end
+            raise OSError("file %s changed while being sent" % path)
+
+    def send_error(self, conn: Connection, status: int, detail: str) -> None:
+        headers = [("Date", http_date()), SERVER_HEADER, ("Connection", "close"),
+                   ("Content-Type", "text/html; charset=utf-8")]
+        body = error_page(status, detail, None, self.settings.debug)
+        try:
+            self.sendall(conn.send_full(status, headers, body))
+        except (OSError, LocalProtocolError):
+            pass
+        log.info("%s: %d %s", self.addr[0], status, detail)
+        self.server.log_access(self.addr, None, Reply(status, headers, body), time.monotonic())
+
+    # --- WebSockets -----------------------------------------------------------------------
+
+    def handle_upgrade(self, conn: Connection, req: Request, remote: Any, scheme: str, started: float) -> bool:
+        app = self.app
+        path, _, query = req.target.partition("?")
+        info = RequestInfo(req.method, req.target, req.http_version, req.headers, b"", remote, scheme)
+        try:
+            hs = handshake.validate_request(req.method, req.http_version, req.headers)
+        except ProtocolError as exc:
+            extra = list(handshake.VERSION_HEADERS) if "version" in str(exc).lower() or exc.status_hint == 426 else []
+            self.respond(conn, req, app.error_reply(exc.status_hint, str(exc), extra + [("Connection", "close")], info),
+                         started, remote)
+            return False
+        try:
+            target = app.router.route(req.method, _path_of(req.target), websocket=True)
+            if target.kind != SCRIPT:
+                raise ProtocolError("WebSocket route targets must be .py scripts", 400)
+            worker = app.ws_pool.acquire(self.settings.timeout)
+        except HttpError as exc:
+            self.respond(conn, req, app.error_reply(exc.status, str(exc), list(exc.headers) + [("Connection", "close")],
+                                                    info), started, remote)
+            return False
+        except ProtocolError as exc:
+            self.respond(conn, req, app.error_reply(exc.status_hint, str(exc), [("Connection", "close")], info),
+                         started, remote)
+            return False
+        job = app.make_job(info, target, path, query, jobs.WEBSOCKET)
+        try:
+            worker.conn.send(job)
+            if not worker.conn.poll(self.settings.timeout):
+                app.ws_pool.release(worker, healthy=False)
+                self.respond(conn, req, app.error_reply(504, "the WebSocket script timed out", [("Connection", "close")],
+                                                        info), started, remote)
+                return False
+            result = worker.conn.recv()
+        except (EOFError, OSError):
+            app.ws_pool.release(worker, healthy=False)
+            self.respond(conn, req, app.error_reply(500, "the worker died", [("Connection", "close")], info),
+                         started, remote)
+            return False
+        if result.status != 101:
+            app.ws_pool.release(worker)
+            reply = app.result_reply(result, target.rel_path, info)
+            self.respond(conn, req, reply._replace(headers=reply.headers + [("Connection", "close")]), started, remote)
+            return False
+        try:
+            headers = handshake.response_headers(hs, result.ws_protocol)
+        except LocalProtocolError as exc:
+            self.end_worker_session(worker, 1011)
+            self.respond(conn, req, app.error_reply(500, str(exc), [("Connection", "close")], info), started, remote)
+            return False
+        self.respond(conn, req, Reply(101, list(headers)), started, remote)
+        leftover = conn.switch_protocol()
+        WebSocketSession(self, worker, leftover).run()
+        return False
+
+    def end_worker_session(self, worker: Any, code: int) -> None:
+        try:
+            worker.conn.send((jobs.WS_CLOSE, code, ""))
+            while worker.conn.poll(self.settings.timeout):
+                if worker.conn.recv()[0] == jobs.WS_DONE:
+                    self.app.ws_pool.release(worker)
+                    return
+        except (EOFError, OSError):
+            pass
+        self.app.ws_pool.release(worker, healthy=False)
+
+
+class WebSocketSession:
+    """Pumps frames between the client socket and the worker holding the controller."""
+
+    def __init__(self, channel: Channel, worker: Any, leftover: bytes) -> None:
+        self.channel = channel
+        self.sock = channel.sock
+        self.worker = worker
+        self.ws = WebSocketConnection(max_message_size=channel.settings.max_ws_message)
+        self.lock = threading.Lock()  # guards self.ws and socket writes
+        self.leftover = leftover
+        self.worker_done = threading.Event()
+        self.worker_dead = False
+        self.told_worker = False
+
+    def write(self, data: bytes) -> None:
+        if data:
+            try:
+                self.sock.settimeout(self.channel.settings.send_timeout)
+                self.sock.sendall(data)
+            except OSError:
+                pass
+
+    def tell_worker(self, item: tuple) -> None:
+        if self.told_worker and item[0] == jobs.WS_CLOSE:
+            return
+        if item[0] == jobs.WS_CLOSE:
+            self.told_worker = True
+        try:
+            self.worker.conn.send(item)
+        except (OSError, ValueError):
+            pass
+
+    def from_worker(self) -> None:
+        conn = self.worker.conn
+        try:
+            while True:
+                item = conn.recv()
+                tag = item[0]
+                with self.lock:
+                    if tag == jobs.WS_DONE:
+                        break
+                    if self.ws.state != "OPEN":
+                        continue
+                    if tag == jobs.WS_TEXT:
+                        self.write(self.ws.send_text(item[1]))
+                    elif tag == jobs.WS_BINARY:
+                        self.write(self.ws.send_binary(item[1]))
+                    elif tag == jobs.WS_CLOSE:
+                        self.write(self.ws.send_close(item[1], item[2]))
+                        threading.Timer(5.0, self._force_close).start()
+        except (EOFError, OSError):
+            self.worker_dead = True
+            self._force_close()
+        finally:
+            self.worker_done.set()
+
+    def _force_close(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def run(self) -> None:
+        pump = threading.Thread(target=self.from_worker, name="krait-ws-pump", daemon=True)
+        pump.start()
+        data = self.leftover
+        try:
+            while True:
+                with self.lock:
+                    self.ws.receive_data(data)
+                    events = self.ws.events()
+                    self.write(self.ws.data_to_send())
+                finished = False
+                for event in events:
+                    kind = type(event)
+                    if kind is TextMessage:
+                        self.tell_worker((jobs.WS_TEXT, event.data))
+                    elif kind is BinaryMessage:
+                        self.tell_worker((jobs.WS_BINARY, event.data))
+                    elif kind is CloseReceived:
+                        self.tell_worker((jobs.WS_CLOSE, event.code or 1005, event.reason))
+                        finished = True
+                    elif kind is ProtocolFailure:
+                        self.tell_worker((jobs.WS_CLOSE, event.code, event.reason))
+                        finished = True
+                    elif kind is ConnectionLost:
+                        self.tell_worker((jobs.WS_CLOSE, 1006, ""))
+                        finished = True
+                    elif kind is Ping:
+                        pass  # the pong is already in data_to_send
+                if finished or self.worker_dead:
+                    break
+                self.sock.settimeout(None)
+                try:
+                    data = self.sock.recv(_RECV_SIZE)
+                except OSError:
+                    data = b""
+        finally:
+            self.tell_worker((jobs.WS_CLOSE, 1006, ""))
+            done = self.worker_done.wait(self.channel.settings.timeout)
+            if done and not self.worker_dead:
+                self.channel.app.ws_pool.release(self.worker)
+            else:
+                self.channel.app.ws_pool.release(self.worker, healthy=False)
+
+
+def _path_of(target: str) -> str:
+    from krait.dispatch import _origin_path
+
+    return _origin_path(target.partition("?")[0])
+
+
+__all__ = ["Channel", "ConnectionClosed", "Ping"]

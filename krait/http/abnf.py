@@ -1,0 +1,76 @@
+# The HTTP grammar Krait enforces, as regular expressions.
+#
+# Rules:
+# - Each pattern sits under the ABNF it encodes, with the RFC section. Patterns are plain
+#   strings here; the modules that use them compile what they need once, at import.
+# - Patterns work on Latin-1-decoded str (the readers decode a whole head once), so obs-text
+#   (%x80-FF) is written as the code points \x80-\xff.
+# - Nothing here is lenient by accident: anything a pattern does not match is a 400 (or the
+#   status the reader documents), never a silent fix-up.
+
+# RFC 9110 s5.6.2
+#   token = 1*tchar
+#   tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." /
+#           "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA
+TOKEN = r"[-!#$%&'*+.^_`|~0-9A-Za-z]+"
+
+# RFC 9110 s5.6.3
+#   OWS = *( SP / HTAB )
+OWS = r"[ \t]*"
+
+# RFC 9110 s5.5
+#   field-value    = *field-content
+#   field-content  = field-vchar [ 1*( SP / HTAB / field-vchar ) field-vchar ]
+#   field-vchar    = VCHAR / obs-text
+#   obs-text       = %x80-FF
+FIELD_VCHAR = r"[\x21-\x7e\x80-\xff]"
+FIELD_VALUE = rf"(?:{FIELD_VCHAR}(?:[\t \x21-\x7e\x80-\xff]*{FIELD_VCHAR})?)?"
+
+# RFC 9112 s5 (and s2.2: a recipient MAY recognize a single LF as a line terminator)
+#   field-line = field-name ":" OWS field-value OWS
+# One field line of a header or trailer block, anchored at a line start (used with re.M).
+# Group 1 is the name, group 2 the value without the surrounding OWS.
+FIELD_LINE = rf"^({TOKEN}):{OWS}({FIELD_VALUE}){OWS}\r?\n"
+
+# RFC 9112 s3
+#   request-line   = method SP request-target SP HTTP-version
+#   method         = token
+# RFC 9112 s2.3
+#   HTTP-version   = HTTP-name "/" DIGIT "." DIGIT
+#   HTTP-name      = %s"HTTP"
+# The request-target is checked here only for its characters (visible ASCII, RFC 9112 s3.2
+# forms are checked by the reader). The line is matched without its LF; a CR before it is
+# allowed.
+REQUEST_LINE = rf"({TOKEN}) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])\r?"
+
+# RFC 3986 s3.2.2 / s3.2.3, used by RFC 9110 s7.2 (Host) and RFC 9112 s3.2.3 (authority-form)
+#   Host      = uri-host [ ":" port ]
+#   uri-host  = IP-literal / IPv4address / reg-name
+#   reg-name  = *( unreserved / pct-encoded / sub-delims )
+#   IP-literal = "[" ( IPv6address / IPvFuture ) "]"     (checked for its characters only)
+#   port      = *DIGIT
+_IP_LITERAL = r"\[[0-9A-Za-z:.!$&'()*+,;=~_-]+\]"
+_REG_NAME = r"[-A-Za-z0-9._~!$&'()*+,;=%]*"
+HOST = rf"(?:{_IP_LITERAL}|{_REG_NAME})(?::[0-9]*)?"
+#   authority-form = uri-host ":" port       (RFC 9112 s3.2.3, CONNECT only)
+AUTHORITY_FORM = rf"(?:{_IP_LITERAL}|{_REG_NAME}):[0-9]+"
+
+# RFC 3986 s3.1: scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ); absolute-form starts so.
+ABSOLUTE_FORM_PREFIX = r"[A-Za-z][A-Za-z0-9+.-]*:"
+
+# RFC 9110 s5.6.4
+#   quoted-string  = DQUOTE *( qdtext / quoted-pair ) DQUOTE
+#   qdtext         = HTAB / SP / %x21 / %x23-5B / %x5D-7E / obs-text
+#   quoted-pair    = "\" ( HTAB / SP / VCHAR / obs-text )
+QUOTED_STRING = r'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
+
+# RFC 9112 s7.1 / s7.1.1
+#   chunk          = chunk-size [ chunk-ext ] CRLF chunk-data CRLF
+#   chunk-size     = 1*HEXDIG
+#   last-chunk     = 1*("0") [ chunk-ext ] CRLF
+#   chunk-ext      = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+#   chunk-ext-name = token
+#   chunk-ext-val  = token / quoted-string
+# At most 16 hex digits: enough for any size a 64-bit peer can mean, and a bounded int().
+CHUNK_EXT = rf"(?:{OWS};{OWS}{TOKEN}(?:{OWS}={OWS}(?:{TOKEN}|{QUOTED_STRING}))?)*"
+CHUNK_LINE = rf"([0-9A-Fa-f]{{1,16}}){CHUNK_EXT}\r?\n"

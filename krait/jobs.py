@@ -1,0 +1,64 @@
+# The pool contract: the only records that cross the process boundary.
+#
+# Rules: plain NamedTuples of str, bytes, ints and tuples, so pickling is cheap and nothing live (sockets,
+# exceptions, site objects) ever crosses. The server process sends a Job down a worker's pipe and gets back
+# one Result. A WebSocket job that the script accepts turns the pipe into a message channel: then only the
+# WS_* tuples below cross, in both directions, until one side sends WS_CLOSE/WS_DONE.
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+# Kinds of work a worker does.
+SCRIPT = "script"  # a .py route target (and its MVC view)
+TEMPLATE = "template"  # a .html / .htm / .pyml Pympl template
+WEBSOCKET = "websocket"  # a route script asked to accept a WebSocket upgrade
+
+
+class Job(NamedTuple):
+    kind: str
+    path: str  # absolute, resolved file to run
+    rel_path: str  # the same, relative to the site root (for errors and content type)
+    method: str
+    url: str  # raw request path, without query
+    decoded_path: str  # percent-decoded UTF-8 path
+    query_string: str
+    http_version: str  # "HTTP/1.1"
+    headers: tuple[tuple[str, str], ...]  # lower-case names, duplicates joined with ", "
+    body: bytes
+    remote_addr: tuple[str, int] | None
+    scheme: str  # "http" or "https", after trusted proxy headers
+    url_params: tuple[tuple[str, str], ...]
+
+
+class ErrorReport(NamedTuple):
+    status: int  # 500, or the status of an HttpError the site code raised (404 missing view...)
+    type_name: str
+    message: str
+    where: str  # "file:line" of the innermost site frame, or ""
+    traceback: str  # formatted traceback text (shown only with --debug)
+
+
+class Result(NamedTuple):
+    status: int
+    reason: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    content_type: str | None  # the default Content-Type the worker derived (set_content_type, extension)
+    error: ErrorReport | None = None
+    ws_protocol: str | None = None  # WEBSOCKET jobs: accepted (status 101) with this subprotocol
+
+
+class WorkerReady(NamedTuple):
+    """First message of every worker: init.py ran (config holds krait.config's snapshot) or failed."""
+
+    pid: int
+    config: object | None  # krait.config.SiteConfig
+    error: ErrorReport | None
+
+
+# Message tuples of an accepted WebSocket session (first item is the tag).
+WS_TEXT = "text"  # (WS_TEXT, str)
+WS_BINARY = "binary"  # (WS_BINARY, bytes)
+WS_CLOSE = "close"  # (WS_CLOSE, code, reason): the peer or the controller closes
+WS_DONE = "done"  # (WS_DONE,): the worker finished the session and is free again

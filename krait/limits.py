@@ -1,0 +1,118 @@
+# Every limit Krait enforces, in one place.
+#
+# Rules: this module holds named constants only and imports nothing from krait. Each constant says
+# what it bounds, the precedent it follows and the response it triggers when exceeded. The
+# protocol cores (krait/http, krait/pympl) never read these directly: their constructors take
+# the limits as parameters, and Settings (krait/settings.py) passes these defaults, overridable
+# from the command line.
+
+# --- HTTP/1.1 request parsing (RFC 9112) -------------------------------------------------------
+
+#: Longest request line (method, target, version). nginx 8 KiB, waitress 4 KiB (default
+#: max_request_header_size covers it), Node 16 KiB in total. Exceeded -> 414 URI Too Long.
+MAX_REQUEST_LINE = 8 * 1024
+
+#: Largest whole header block (all field lines, excluding the request line). h11 16 KiB,
+#: Apache 8 KiB per line x 100 lines, nginx 4 x 8 KiB. Exceeded -> 431.
+MAX_HEADER_BLOCK = 64 * 1024
+
+#: Largest single header field line. Apache LimitRequestFieldSize 8190. Exceeded -> 431.
+MAX_HEADER_LINE = 8 * 1024
+
+#: Most header fields in one request (or one trailer section). http.client _MAXHEADERS = 100,
+#: Apache LimitRequestFields 100. Exceeded -> 431.
+MAX_HEADER_COUNT = 100
+
+#: Largest request body, checked against Content-Length before any body byte is read (and while
+#: reading a chunked body). SPEC section 2 default 16 MiB. Exceeded -> 413 Content Too Large.
+MAX_BODY_SIZE = 16 * 1024 * 1024
+
+#: Longest chunk-size line in a chunked body (hex digits plus extensions). Exceeded -> 400.
+MAX_CHUNK_LINE = 1024
+
+# --- Connection timing (enforced by krait/channel.py, never by the sans-IO core) ---------------
+
+#: Seconds a client has to send a complete header block once its first byte arrived
+#: (slowloris defence). Exceeded -> 408 and close.
+HEADER_TIMEOUT = 10.0
+
+#: Seconds an idle keep-alive connection is kept open between requests. gunicorn 2 s,
+#: nginx 75 s, waitress channel_timeout 120 s. Exceeded -> the connection is closed silently.
+KEEPALIVE_TIMEOUT = 15.0
+
+#: Minimum average request-body rate, in bytes per second, once a body is being received
+#: (after a grace period of BODY_RATE_GRACE seconds). Below it -> 408 and close.
+MIN_BODY_RATE = 1024
+BODY_RATE_GRACE = 5.0
+
+#: Seconds the TLS handshake may take before the connection is dropped.
+TLS_HANDSHAKE_TIMEOUT = 10.0
+
+#: Seconds a single blocking send may stall (client not reading) before the connection is dropped.
+SEND_TIMEOUT = 30.0
+
+# --- Concurrency ---------------------------------------------------------------------------
+
+#: Most simultaneously open client connections per server process. Past it, new connections get
+#: a 503 with Retry-After and are closed.
+MAX_CONNECTIONS = 2000
+
+#: Threads that run requests (static files and waiting on script workers). Connections idle
+#: between requests do not hold one of these.
+REQUEST_THREADS = 32
+
+#: Listen backlog passed to listen(2).
+LISTEN_BACKLOG = 1024
+
+#: Jobs that may wait for a free script worker before new ones are refused with 503.
+MAX_QUEUED_JOBS = 256
+
+#: Value of Retry-After (seconds) on a 503 caused by overload.
+RETRY_AFTER = 1
+
+# --- Site code -----------------------------------------------------------------------------
+
+#: Per-request deadline for a script or template, in seconds. Exceeded -> worker killed and
+#: replaced, client gets 504.
+SCRIPT_TIMEOUT = 30.0
+
+#: Requests a worker serves before it is replaced (0 = never).
+MAX_REQUESTS_PER_WORKER = 0
+
+#: Seconds in-flight requests get to finish on SIGTERM/SIGINT before they are cut.
+GRACEFUL_TIMEOUT = 30.0
+
+#: Compiled templates kept per worker (LRU). Jinja's default cache_size is 400.
+TEMPLATE_CACHE_SIZE = 400
+
+# --- Static files --------------------------------------------------------------------------
+
+#: Files up to this size are cached in memory (checked against mtime and size on each use);
+#: larger ones are streamed with socket.sendfile().
+STATIC_CACHE_FILE_SIZE = 256 * 1024
+
+#: Total bytes of file content kept in the static cache.
+STATIC_CACHE_BYTES = 64 * 1024 * 1024
+
+# --- Compression ---------------------------------------------------------------------------
+
+#: Smallest response body worth gzipping.
+GZIP_MIN_SIZE = 1024
+
+#: zlib level for gzip responses (6 is zlib's default trade-off).
+GZIP_LEVEL = 6
+
+# --- WebSockets (RFC 6455) -----------------------------------------------------------------
+
+#: Largest WebSocket message (after reassembly of fragments). websockets' default max_size is
+#: 1 MiB. Exceeded -> close 1009 Message Too Big.
+MAX_WS_MESSAGE = 1024 * 1024
+
+#: Most WebSocket connections open at once (each holds one dedicated worker process).
+MAX_WEBSOCKETS = 64
+
+#: Seconds a controller gets to finish after on_stop() before its worker is killed.
+WS_STOP_TIMEOUT = 5.0
+
+#: Seconds to wait for the client's Close frame after the server sent one.
+WS_CLOSE_TIMEOUT = 5.0

@@ -1,0 +1,144 @@
+# URL -> Target: routes, percent-decoding, path safety and the 0.5.2 file search order.
+#
+# Rules (SPEC section 4, reference sections 3.2-3.4):
+#   1. The method must be known (else 501); HEAD routes as GET, an Upgrade: websocket request as WEBSOCKET.
+#   2. The path is percent-decoded once as UTF-8 (invalid -> 400). Routes are tried in order against the
+#      decoded path; the first whose verb (or ANY) and url/regex match wins. Regex named groups become
+#      url_params and fill "{name}" in the route's target. No route for this verb: 405 + Allow when another
+#      verb's route matches the path, else 404.
+#   3. The target is looked up under the site root: any component starting with "." (so ".", "..",
+#      ".py", ".git"), an empty component ("//"), a backslash, a NUL or an encoded slash -> 404. A directory
+#      becomes dir/index; then F, F.html, F.htm, F.pyml, F.py, then the .html <-> .htm swap. The real path
+#      (symlinks resolved) must stay inside the real site root, else 404.
+#   4. The file's extension picks the kind: template (.html .htm .pyml), script (.py) or static.
+# Lookups are cached for RESOLVE_TTL seconds so a hot static file costs no repeated stat() storm; the
+# cache is bypassed in --debug mode.
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from typing import NamedTuple
+from urllib.parse import unquote_to_bytes
+
+from krait.errors import BadRequest, MethodNotAllowed, NotFound, NotImplementedMethod
+
+KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"))
+STATIC, SCRIPT, TEMPLATE = "static", "script", "template"
+_KIND_BY_EXT = {".html": TEMPLATE, ".htm": TEMPLATE, ".pyml": TEMPLATE, ".py": SCRIPT}
+_SEARCH_SUFFIXES = ("", ".html", ".htm", ".pyml", ".py")
+_ENCODED_SEPARATOR = re.compile(r"%(2f|5c|00)", re.IGNORECASE)
+RESOLVE_TTL = 1.0
+_RESOLVE_CACHE_MAX = 4096
+
+
+class Target(NamedTuple):
+    kind: str  # STATIC, SCRIPT or TEMPLATE
+    path: str  # absolute real path of the file
+    rel_path: str  # relative to the site root, "/" separated, no leading slash
+    url_params: tuple[tuple[str, str], ...]
+
+
+def decode_path(raw_path: str) -> str:
+    """Percent-decode a request path once as UTF-8; BadRequest when the bytes are not UTF-8."""
+    if "%" not in raw_path:
+        return raw_path
+    try:
+        return unquote_to_bytes(raw_path).decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("the request path is not valid UTF-8 after percent-decoding") from None
+
+
+class Router:
+    """Routes requests of one site; built in the server process from krait.config's snapshot."""
+
+    def __init__(self, site_root: str, routes: list, use_cache: bool = True) -> None:
+        self.root = os.path.realpath(site_root)
+        self._root_prefix = self.root.rstrip(os.sep) + os.sep
+        self.routes = routes  # krait.config.Route objects, in order
+        self.use_cache = use_cache
+        self._cache: dict[str, tuple[float, str, str, str]] = {}
+
+    def route(self, method: str, raw_path: str, websocket: bool = False) -> Target:
+        """Find what serves this request (see the module comment); raises HttpError subclasses."""
+        if method not in KNOWN_METHODS:
+            raise NotImplementedMethod("method %s is not implemented" % method)
+        if _ENCODED_SEPARATOR.search(raw_path):
+            raise NotFound("encoded separator in path")
+        path = decode_path(raw_path)
+        verb = "WEBSOCKET" if websocket else ("GET" if method == "HEAD" else method)
+        for route in self.routes:
+            if route.verb != verb and route.verb != "ANY":
+                continue
+            params = route.match(path)
+            if params is None:
+                continue
+            target = route.format_target(params)
+            if target is None:
+                target = path
+            kind, real, rel = self.resolve(target)
+            return Target(kind, real, rel, tuple(params.items()))
+        allowed = self.allowed_methods(path)
+        if allowed and not websocket:
+            raise MethodNotAllowed("%s is not routed for %s" % (method, path), (("Allow", ", ".join(allowed)),))
+        raise NotFound("no route matches %s %s" % (method, path))
+
+    def allowed_methods(self, path: str) -> list[str]:
+        verbs: list[str] = []
+        for route in self.routes:
+            if route.verb in ("ANY", "WEBSOCKET") or route.verb in verbs:
+                continue
+            if route.match(path) is not None:
+                verbs.append(route.verb)
+                if route.verb == "GET":
+                    verbs.append("HEAD")
+        return verbs
+
+    def resolve(self, target: str) -> tuple[str, str, str]:
+        """Map a decoded target path to (kind, real path, relative path); NotFound when unsafe or absent."""
+        if self.use_cache:
+            hit = self._cache.get(target)
+            if hit is not None and hit[0] > time.monotonic():
+                return hit[1], hit[2], hit[3]
+        kind, real, rel = self._resolve(target)
+        if self.use_cache:
+            if len(self._cache) >= _RESOLVE_CACHE_MAX:
+                self._cache.clear()
+            self._cache[target] = (time.monotonic() + RESOLVE_TTL, kind, real, rel)
+        return kind, real, rel
+
+    def _resolve(self, target: str) -> tuple[str, str, str]:
+        if "\\" in target or "\0" in target:
+            raise NotFound("backslash or NUL in path")
+        rel = target[1:] if target.startswith("/") else target
+        parts = rel.split("/")
+        if parts and parts[-1] == "":
+            parts.pop()  # a trailing slash names the directory itself
+        for part in parts:
+            if not part or part[0] == ".":
+                raise NotFound("hidden, empty or relative path component")
+        base = os.path.join(self.root, *parts)
+        if os.path.isdir(base):
+            base = os.path.join(base, "index")
+        found = None
+        for suffix in _SEARCH_SUFFIXES:
+            candidate = base + suffix
+            if os.path.isfile(candidate):
+                found = candidate
+                break
+        if found is None:
+            if base.endswith(".html") and os.path.isfile(base[:-1]):
+                found = base[:-1]
+            elif base.endswith(".htm") and os.path.isfile(base + "l"):
+                found = base + "l"
+            else:
+                raise NotFound("no file for %s" % target)
+        real = os.path.realpath(found)
+        if not real.startswith(self._root_prefix):
+            raise NotFound("path leaves the site root")
+        rel_real = real[len(self._root_prefix):].replace(os.sep, "/")
+        if any(p.startswith(".") for p in rel_real.split("/")):
+            raise NotFound("resolves into a hidden folder")
+        kind = _KIND_BY_EXT.get(os.path.splitext(found)[1], STATIC)
+        return kind, real, rel_real

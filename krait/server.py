@@ -1,0 +1,170 @@
+# The listening socket, the accept loop, the connection limit and graceful shutdown.
+#
+# Strategy: socketserver.ThreadingTCPServer accepts connections; each connection runs in its own daemon
+# thread (krait/channel.py). The number of open connections is bounded by --max-connections: past it a
+# new connection gets a canned 503 with Retry-After and is closed without a thread. With --certfile the
+# TLS handshake runs inside the connection's thread under a deadline, so a client that never speaks
+# TLS cannot block the accept loop. Shutdown (SIGTERM/SIGINT): stop accepting, wake idle keep-alive
+# connections so they close, let requests in flight finish within --graceful-timeout, then stop the
+# workers. SIGHUP restarts the workers (re-running init.py) without dropping requests.
+
+from __future__ import annotations
+
+import logging
+import socket
+import socketserver
+import ssl
+import threading
+import time
+from typing import Any
+
+from krait import limits
+from krait.channel import Channel
+from krait.dispatch import App, Reply, overload_reply
+from krait.settings import Settings
+from krait.timefmt import http_date
+
+log = logging.getLogger("krait")
+access_log = logging.getLogger("krait.access")
+
+
+class Server(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    block_on_close = False
+    request_queue_size = limits.LISTEN_BACKLOG
+
+    def __init__(self, settings: Settings, reuse_port: bool = False) -> None:
+        self.settings = settings
+        family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+        self.address_family = family
+        super().__init__((settings.host, settings.port), None, bind_and_activate=False)
+        if reuse_port:
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            self.server_bind()
+        except BaseException:
+            self.server_close()
+            raise
+        self.app: App | None = None
+        self.scheme = settings.scheme
+        self.tls: ssl.SSLContext | None = None
+        if settings.certfile:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(settings.certfile, settings.keyfile)
+            self.tls = ctx
+        self.trusted_proxies = frozenset(settings.forwarded_allow_ips)
+        self.channels: set[Channel] = set()
+        self._lock = threading.Lock()
+        self.stopping = False
+
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
+
+    def activate(self, app: App) -> None:
+        self.app = app
+        self.server_activate()
+
+    # --- per connection ---------------------------------------------------------------------
+
+    def process_request(self, request: socket.socket, client_address: Any) -> None:
+        with self._lock:
+            full = len(self.channels) >= self.settings.max_connections or self.stopping
+        if full:
+            self._refuse(request)
+            return
+        thread = threading.Thread(target=self.process_request_thread, args=(request, client_address),
+                                  name="krait-conn", daemon=True)
+        thread.start()
+
+    def _refuse(self, sock: socket.socket) -> None:
+        reply = overload_reply("too many open connections")
+        head = "HTTP/1.1 503 Service Unavailable\r\nDate: %s\r\nRetry-After: %d\r\nConnection: close\r\n" \
+               "Content-Type: text/html; charset=utf-8\r\nContent-Length: %d\r\n\r\n" % (
+                   http_date(), limits.RETRY_AFTER, len(reply.body))
+        try:
+            sock.setblocking(False)
+            sock.send(head.encode("latin-1") + reply.body)
+        except OSError:
+            pass
+        log.warning("connection refused: %d connections open (limit %d)", len(self.channels),
+                    self.settings.max_connections)
+        self.shutdown_request(sock)
+
+    def finish_request(self, request: socket.socket, client_address: Any) -> None:
+        try:
+            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+        if self.tls is not None:
+            try:
+                request.settimeout(limits.TLS_HANDSHAKE_TIMEOUT)
+                request = self.tls.wrap_socket(request, server_side=True)
+            except (OSError, ssl.SSLError) as exc:
+                log.debug("TLS handshake with %s failed: %s", client_address, exc)
+                return
+        channel = Channel(self, request, client_address)
+        with self._lock:
+            self.channels.add(channel)
+        try:
+            channel.run()
+        except (ConnectionError, TimeoutError, socket.timeout, ssl.SSLError):
+            pass
+        except Exception:
+            log.exception("error while serving %s", client_address)
+        finally:
+            with self._lock:
+                self.channels.discard(channel)
+            try:
+                request.close()
+            except OSError:
+                pass
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.exception("unexpected error for %s", client_address)
+
+    # --- logging ---------------------------------------------------------------------------
+
+    def log_access(self, remote: Any, req: Any, reply: Reply, started: float) -> None:
+        if not access_log.isEnabledFor(logging.INFO):
+            return
+        headers = req.headers if req is not None else {}
+        line = '%s %s %s' % (req.method, req.target, "HTTP/" + req.http_version) if req is not None else "-"
+        size = len(reply.body) if reply.file_range is None else reply.file_range[2]
+        access_log.info('%s - - [%s] "%s" %d %s "%s" "%s" %.3fms', remote[0] if remote else "-",
+                        time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime()), line, reply.status,
+                        size if size else "-", headers.get("referer", "-"), headers.get("user-agent", "-"),
+                        (time.monotonic() - started) * 1000)
+
+    # --- shutdown --------------------------------------------------------------------------
+
+    def drain(self, timeout: float) -> None:
+        """Close idle connections, wait for busy ones (up to timeout), then cut what is left."""
+        self.stopping = True
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                channels = list(self.channels)
+            busy = 0
+            for channel in channels:
+                channel.closing = True
+                if channel.busy:
+                    busy += 1
+                else:
+                    _shutdown(channel.sock, socket.SHUT_RD)
+            if not channels or (busy == 0 and time.monotonic() > deadline - timeout + 0.2):
+                break
+            if time.monotonic() > deadline:
+                log.warning("graceful timeout: cutting %d connections", busy)
+                for channel in channels:
+                    _shutdown(channel.sock, socket.SHUT_RDWR)
+                break
+            time.sleep(0.05)
+
+
+def _shutdown(sock: socket.socket, how: int) -> None:
+    try:
+        sock.shutdown(how)
+    except OSError:
+        pass

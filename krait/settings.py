@@ -1,0 +1,62 @@
+# Settings: every tunable of one Krait server, as one frozen record.
+#
+# The command line (krait/cli.py) fills it; the server, channels and pool read it. Defaults come from
+# krait/limits.py so a limit is written in exactly one place. Settings is picklable: worker processes
+# receive it when they start.
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from krait import limits
+
+
+@dataclass(frozen=True)
+class Settings:
+    site_root: str
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = os.cpu_count() or 2
+    processes: int = 1
+    timeout: float = limits.SCRIPT_TIMEOUT
+    debug: bool = False
+    max_body_size: int = limits.MAX_BODY_SIZE
+    max_request_line: int = limits.MAX_REQUEST_LINE
+    max_header_line: int = limits.MAX_HEADER_LINE
+    max_header_block: int = limits.MAX_HEADER_BLOCK
+    max_header_count: int = limits.MAX_HEADER_COUNT
+    max_chunk_line: int = limits.MAX_CHUNK_LINE
+    header_timeout: float = limits.HEADER_TIMEOUT
+    keepalive_timeout: float = limits.KEEPALIVE_TIMEOUT
+    min_body_rate: int = limits.MIN_BODY_RATE
+    body_rate_grace: float = limits.BODY_RATE_GRACE
+    send_timeout: float = limits.SEND_TIMEOUT
+    max_connections: int = limits.MAX_CONNECTIONS
+    max_queued_jobs: int = limits.MAX_QUEUED_JOBS
+    max_requests: int = limits.MAX_REQUESTS_PER_WORKER
+    graceful_timeout: float = limits.GRACEFUL_TIMEOUT
+    max_websockets: int = limits.MAX_WEBSOCKETS
+    max_ws_message: int = limits.MAX_WS_MESSAGE
+    access_log: str | None = None
+    log_level: str = "info"
+    certfile: str | None = None
+    keyfile: str | None = None
+    forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1", "::1")
+    gzip: bool = True
+    template_cache_size: int = limits.TEMPLATE_CACHE_SIZE
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.certfile else "http"
+
+    def http_limits(self) -> dict[str, int]:
+        """Keyword arguments for krait.http.Connection."""
+        return {
+            "max_request_line": self.max_request_line,
+            "max_header_line": self.max_header_line,
+            "max_header_block": self.max_header_block,
+            "max_header_count": self.max_header_count,
+            "max_body_size": self.max_body_size,
+            "max_chunk_line": self.max_chunk_line,
+        }

@@ -1,0 +1,181 @@
+# Static files: validators, conditional requests, single ranges, and a small in-memory cache.
+#
+# Strategy: a file is stat()ed on every request (so an edit shows at once) and its metadata and, when
+# small, its bytes are cached keyed by path and checked against (mtime_ns, size). The header lines that
+# never change for a version of a file (Content-Type, ETag, Last-Modified, Accept-Ranges,
+# Cache-Control) are computed once per version. Large files are never read into memory: the caller
+# streams them with socket.sendfile() using the (offset, length) we return.
+#
+# Rules: RFC 9110 section 13.2.2 order of preconditions: If-None-Match (weak comparison, lists, "*")
+# wins over If-Modified-Since; a match on GET/HEAD gives 304 carrying the validators and the
+# Content-Length of the full file (section 8.6). Section 14: a single "bytes=" range gives 206 with
+# Content-Range; an unsatisfiable one gives 416 with "Content-Range: bytes */size"; several ranges, or an
+# If-Range that does not match, are answered with the whole file (200), which the RFC allows.
+
+from __future__ import annotations
+
+import email.utils
+import os
+import threading
+from typing import Callable, NamedTuple
+
+from krait import limits, mime
+
+
+class FileVersion(NamedTuple):
+    path: str
+    mtime_ns: int
+    size: int
+    etag: str
+    last_modified: str
+    mtime_s: int
+    headers: tuple[tuple[str, str], ...]  # Content-Type, ETag, Last-Modified, Accept-Ranges, Cache-Control
+    data: bytes | None  # whole content when small enough to cache
+    content_type: str
+
+
+class StaticReply(NamedTuple):
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes  # in-memory content (may be empty)
+    file_range: tuple[str, int, int] | None  # (path, offset, length) to stream with sendfile
+
+
+class StaticFiles:
+    def __init__(self, cache_control: Callable[[str], str], max_file_size: int = limits.STATIC_CACHE_FILE_SIZE,
+                 max_bytes: int = limits.STATIC_CACHE_BYTES) -> None:
+        self._cache_control = cache_control  # rel_path -> Cache-Control value
+        self._max_file = max_file_size
+        self._max_bytes = max_bytes
+        self._entries: dict[str, FileVersion] = {}
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def version(self, path: str, rel_path: str) -> FileVersion:
+        st = os.stat(path)
+        entry = self._entries.get(path)
+        if entry is not None and entry.mtime_ns == st.st_mtime_ns and entry.size == st.st_size:
+            return entry
+        data = None
+        if st.st_size <= self._max_file:
+            with open(path, "rb") as f:
+                data = f.read()
+            if len(data) != st.st_size:  # changed while we read: do not cache a torn copy
+                data = None
+        etag = '"%x-%x"' % (st.st_mtime_ns, st.st_size)
+        last_modified = email.utils.formatdate(st.st_mtime, usegmt=True)
+        ctype = mime.for_path(path)
+        headers = (
+            ("Content-Type", ctype),
+            ("ETag", etag),
+            ("Last-Modified", last_modified),
+            ("Accept-Ranges", "bytes"),
+            ("Cache-Control", self._cache_control(rel_path)),
+        )
+        entry = FileVersion(path, st.st_mtime_ns, st.st_size, etag, last_modified, int(st.st_mtime), headers,
+                            data, ctype)
+        with self._lock:
+            old = self._entries.pop(path, None)
+            if old is not None and old.data is not None:
+                self._bytes -= len(old.data)
+            if data is not None:
+                if self._bytes + len(data) > self._max_bytes:
+                    self._entries.clear()
+                    self._bytes = 0
+                self._bytes += len(data)
+            self._entries[path] = entry
+        return entry
+
+    def reply(self, path: str, rel_path: str, method: str, headers: dict[str, str]) -> StaticReply:
+        """The response to a GET/HEAD (or routed other method) for a static file."""
+        f = self.version(path, rel_path)
+        if method in ("GET", "HEAD") and _not_modified(f, headers):
+            return StaticReply(304, [*f.headers[1:], ("Content-Length", str(f.size))], b"", None)
+        rng = headers.get("range")
+        if rng is not None and method == "GET" and _if_range_ok(f, headers.get("if-range")):
+            span = parse_range(rng, f.size)
+            if span == "unsatisfiable":
+                return StaticReply(416, [("Content-Range", "bytes */%d" % f.size), ("Content-Type", "text/plain; charset=utf-8")],
+                                   b"416 Range Not Satisfiable\n", None)
+            if span is not None:
+                start, end = span
+                length = end - start + 1
+                hdrs = [*f.headers, ("Content-Range", "bytes %d-%d/%d" % (start, end, f.size)),
+                        ("Content-Length", str(length))]
+                if f.data is not None:
+                    return StaticReply(206, hdrs, f.data[start:end + 1], None)
+                return StaticReply(206, hdrs, b"", (path, start, length))
+        hdrs = [*f.headers, ("Content-Length", str(f.size))]
+        if f.data is not None:
+            return StaticReply(200, hdrs, f.data, None)
+        return StaticReply(200, hdrs, b"", (path, 0, f.size))
+
+
+def _etag_list(value: str) -> list[str]:
+    return [tag.strip() for tag in value.split(",") if tag.strip()]
+
+
+def _weak_equal(a: str, b: str) -> bool:
+    # RFC 9110 section 8.8.3.2: weak comparison ignores the W/ prefix.
+    return a.removeprefix("W/") == b.removeprefix("W/")
+
+
+def _not_modified(f: FileVersion, headers: dict[str, str]) -> bool:
+    inm = headers.get("if-none-match")
+    if inm is not None:
+        tags = _etag_list(inm)
+        return "*" in tags or any(_weak_equal(tag, f.etag) for tag in tags)
+    ims = headers.get("if-modified-since")
+    if ims is not None:
+        try:
+            when = email.utils.parsedate_to_datetime(ims)
+        except (TypeError, ValueError, IndexError):
+            return False
+        if when is None:
+            return False
+        return f.mtime_s <= int(when.timestamp())
+    return False
+
+
+def _if_range_ok(f: FileVersion, if_range: str | None) -> bool:
+    # RFC 9110 section 13.1.5: If-Range with an entity tag needs a strong match; with a date, an exact one.
+    if if_range is None:
+        return True
+    if_range = if_range.strip()
+    if if_range.startswith('"'):
+        return if_range == f.etag
+    if if_range.startswith("W/"):
+        return False
+    return if_range == f.last_modified
+
+
+def parse_range(value: str, size: int) -> tuple[int, int] | str | None:
+    """Parse a Range header for a file of `size` bytes (RFC 9110 section 14.1.2).
+
+    Returns:
+        (first, last) inclusive for one satisfiable range; "unsatisfiable" when no range can be served;
+        None when the header is invalid or asks for several ranges (the whole file is then sent).
+    """
+    unit, _, spec = value.partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first_s, dash, last_s = spec.strip().partition("-")
+    if not dash:
+        return None
+    first_s, last_s = first_s.strip(), last_s.strip()
+    if not (first_s.isdigit() or first_s == "") or not (last_s.isdigit() or last_s == ""):
+        return None
+    if first_s == "":
+        if last_s == "":
+            return None
+        suffix = int(last_s)
+        if suffix == 0 or size == 0:
+            return "unsatisfiable"
+        return max(size - suffix, 0), size - 1
+    first = int(first_s)
+    last = int(last_s) if last_s else size - 1
+    if last < first:
+        return None
+    if first >= size:
+        return "unsatisfiable"
+    return first, min(last, size - 1)

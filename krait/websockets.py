@@ -1,0 +1,224 @@
+# krait.websockets: the site-code side of WebSocket connections.
+#
+# Strategy: the route script of an upgrade request sees `request` (a WebsocketsRequest) and accepts
+# by setting `response` to a WebsocketsResponse holding a controller. The worker then owns the
+# controller for the connection's lifetime: it calls on_start(), feeds incoming messages to
+# on_in_message_internal(), takes outgoing items with _next_out() on a sender thread (woken by a
+# threading.Condition, so nothing polls), and calls on_stop() + wait_stopped() when the
+# connection ends. The controller's own logic runs in the handler thread started by on_start().
+#
+# Rules:
+# - Subprotocols: Sec-WebSocket-Protocol is a comma list of tokens with optional whitespace
+#   (RFC 6455 section 4.1 and 11.3.4); `protocols` is [] when none is offered (SPEC section 9).
+# - Outgoing items are ("text", str), ("binary", bytes) or ("close", code, reason), in push order.
+# - close() codes are those an endpoint may send (RFC 6455 section 7.4.1 and 7.4.2: 1000-1003,
+#   1007-1011, 3000-4999); the reason must fit a control frame: 123 UTF-8 bytes (section 5.5).
+# - Queues are guarded by locks; the out-listener callback runs outside every lock.
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+_SENDABLE_CODES = frozenset((1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011))
+_MAX_REASON_BYTES = 123  # RFC 6455 section 5.5: control payload <= 125 bytes, 2 for the code
+
+#: The WebsocketsRequest of the current upgrade request, or None for a plain HTTP request.
+request = None
+#: Set by the route script to accept the upgrade; None refuses it.
+response = None
+
+
+class WebsocketsRequest:
+    """Extra information about a WebSocket upgrade request.
+
+    Args:
+        http_request: the krait.Request of the upgrade.
+
+    Attributes:
+        protocols: the subprotocols the client offered, in its order ([] when none).
+    """
+
+    def __init__(self, http_request):
+        self.http_request = http_request
+        self.protocols = self.extract_protocols(http_request)
+
+    @staticmethod
+    def extract_protocols(http_request) -> list[str]:
+        """The Sec-WebSocket-Protocol values of a request as a list ([] when absent)."""
+        header = http_request.headers.get("sec-websocket-protocol")
+        if not header:
+            return []
+        return [p for p in (part.strip(" \t") for part in header.split(",")) if p]
+
+    def __repr__(self) -> str:
+        return f"<WebsocketsRequest protocols={self.protocols!r}>"
+
+
+class WebsocketsResponse:
+    """Accepts a WebSocket upgrade.
+
+    Args:
+        controller: the WebsocketsCtrlBase that serves the connection.
+        protocol: the chosen subprotocol (one the client offered), or None.
+    """
+
+    def __init__(self, controller, protocol=None):
+        self.controller = controller
+        self.protocol = protocol
+
+    def __repr__(self) -> str:
+        return f"<WebsocketsResponse {type(self.controller).__name__} protocol={self.protocol!r}>"
+
+
+class WebsocketsCtrlBase:
+    """Base class of WebSocket controllers; subclass it and override on_thread_start().
+
+    Args:
+        use_in_message_queue: True to queue incoming messages for pop_in_message(); False to
+            handle them by overriding on_in_message().
+    """
+
+    def __init__(self, use_in_message_queue=True):
+        self._in_lock = threading.RLock()
+        self._in_queue = deque() if use_in_message_queue else None
+        self._out_cond = threading.Condition(threading.Lock())
+        self._out_queue = deque()
+        self._close_requested = False
+        self._wakeups = 0  # bumped by on_stop() to release threads blocked in _next_out()
+        self._out_listener = None
+        self._exit_event = threading.Event()
+        self._thread = threading.Thread(target=self.on_thread_start, daemon=True,
+                                        name=f"krait-ws-{type(self).__name__}")
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def on_start(self) -> None:
+        """Called by Krait when the connection is open: starts the handler thread."""
+        self._thread.start()
+
+    def on_thread_start(self) -> None:
+        """The handler thread's body. Override it: loop until should_stop() is True."""
+
+    def on_stop(self) -> None:
+        """Called by Krait when the connection is closing: asks the handler thread to stop."""
+        self._exit_event.set()
+        with self._out_cond:
+            self._wakeups += 1
+            self._out_cond.notify_all()
+
+    def should_stop(self) -> bool:
+        """True once the connection is closing; check it often from the handler thread."""
+        return self._exit_event.is_set()
+
+    def wait_stopped(self, timeout=None) -> bool:
+        """Wait for the handler thread to end (None waits forever); True when it has ended."""
+        thread = self._thread
+        if thread.is_alive():
+            thread.join(None if timeout is None else float(timeout))
+        return not thread.is_alive()
+
+    # --- incoming messages -------------------------------------------------------------------
+
+    def on_in_message(self, message) -> None:
+        """Handle a message from the client (str for text, bytes for binary). The default queues
+        it for pop_in_message(); override it when the queue is disabled."""
+        if self._in_queue is not None:
+            self._in_queue.append(message)
+
+    def on_in_message_internal(self, message) -> None:
+        """Called by Krait for each incoming message: takes the input lock, calls on_in_message."""
+        with self._in_lock:
+            self.on_in_message(message)
+
+    def pop_in_message(self):
+        """The oldest unread incoming message, removed from the queue, or None.
+
+        Raises:
+            RuntimeError: the controller was created with use_in_message_queue=False.
+        """
+        if self._in_queue is None:
+            raise RuntimeError("this controller does not use an input message queue")
+        with self._in_lock:
+            return self._in_queue.popleft() if self._in_queue else None
+
+    # --- outgoing messages -------------------------------------------------------------------
+
+    def push_out_message(self, message) -> None:
+        """Send a message: str as a text message, bytes as a binary one.
+
+        Raises:
+            TypeError: message is neither str nor bytes-like.
+        """
+        if isinstance(message, str):
+            item = ("text", message)
+        elif isinstance(message, (bytes, bytearray, memoryview)):
+            item = ("binary", bytes(message))
+        else:
+            raise TypeError(f"push_out_message() takes str or bytes, not {type(message).__name__}")
+        self._queue_out(item)
+
+    def close(self, code=1000, reason="") -> None:
+        """Ask Krait to close the connection (after the messages already pushed).
+
+        Args:
+            code: the close status code (RFC 6455 section 7.4): 1000-1003, 1007-1011 or 3000-4999.
+            reason: a short text, at most 123 bytes in UTF-8.
+
+        Raises:
+            ValueError: a code an endpoint may not send, or a reason that is too long.
+        """
+        if isinstance(code, bool) or not isinstance(code, int) or not (
+            code in _SENDABLE_CODES or 3000 <= code <= 4999
+        ):
+            raise ValueError(f"close code {code!r} may not be sent (RFC 6455 section 7.4)")
+        if len(reason.encode("utf-8")) > _MAX_REASON_BYTES:
+            raise ValueError(f"close reason is longer than {_MAX_REASON_BYTES} bytes in UTF-8")
+        with self._out_cond:
+            if self._close_requested:
+                return
+            self._close_requested = True
+        self._queue_out(("close", code, reason))
+
+    def pop_out_message(self):
+        """The oldest unsent outgoing message (str or bytes), removed from the queue, or None.
+        A pending close request is not a message: it stays queued and None is returned."""
+        with self._out_cond:
+            queue = self._out_queue
+            if queue and queue[0][0] != "close":
+                return queue.popleft()[1]
+            return None
+
+    def _queue_out(self, item) -> None:
+        with self._out_cond:
+            self._out_queue.append(item)
+            self._out_cond.notify()
+        listener = self._out_listener
+        if listener is not None:
+            listener()
+
+    # --- worker hooks (private) --------------------------------------------------------------
+
+    def _set_out_listener(self, callback) -> None:
+        # The worker's callback, run after each push_out_message()/close(), outside the lock.
+        self._out_listener = callback
+
+    def _next_out(self, timeout=None):
+        # Block until an outgoing item is queued or `timeout` seconds pass; return the item or
+        # None. on_stop() releases the threads waiting at that moment (they get None). Once
+        # stopped, timeout=None no longer blocks, since nothing may ever be queued again.
+        with self._out_cond:
+            queue = self._out_queue
+            if not queue:
+                if timeout is None and self._exit_event.is_set():
+                    return None
+                gen = self._wakeups
+                self._out_cond.wait_for(lambda: queue or self._wakeups != gen, timeout)
+            return queue.popleft() if queue else None
+
+
+def _reset() -> None:
+    """Fresh per-request state (called by krait._begin_request)."""
+    global request, response
+    request = None
+    response = None

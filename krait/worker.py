@@ -1,0 +1,299 @@
+# Runs inside a worker process: site code lives here, never in the server process.
+#
+# Strategy: at start the worker puts SITE/.py on sys.path, runs .py/init.py once in a namespace dict that
+# plays the role of 0.5.2's shared __main__ globals, snapshots krait.config and reports WorkerReady. Then it
+# serves one Job at a time from its pipe. Every job gets a fresh copy of the post-init namespace (plain
+# containers in it are deep-copied, so a request that appends to a global list leaves no trace) and freshly
+# reset krait.* module state (krait._begin_request), runs the .py script (then its MVC view) or renders the
+# template into one output list, and answers a Result. Any exception becomes an ErrorReport: the server
+# logs it and shows it only with --debug. An accepted WebSocket job keeps the worker for the session: the
+# controller's messages and the client's messages cross the same pipe as small tuples (krait/jobs.py).
+
+from __future__ import annotations
+
+import builtins
+import copy
+import os
+import signal
+import sys
+import threading
+import traceback
+from typing import Any
+
+import krait
+from krait import jobs, limits, mime
+from krait.errors import HttpError, NotFound, TemplateSyntaxError
+from krait.pympl import TemplateCache, render_into
+
+TEMPLATE_EXTENSIONS = (".html", ".htm", ".pyml")
+_BAD_HEADER_CHARS = ("\r", "\n", "\0")
+
+
+class _ScriptCache:
+    """Compiled .py files keyed by path, recompiled when mtime or size change."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[int, int, Any]] = {}
+
+    def get(self, path: str) -> Any:
+        st = os.stat(path)
+        entry = self._entries.get(path)
+        if entry is not None and entry[0] == st.st_mtime_ns and entry[1] == st.st_size:
+            return entry[2]
+        with open(path, "rb") as f:
+            source = f.read()
+        code = compile(source, path, "exec", dont_inherit=True)
+        if len(self._entries) > 1000:
+            self._entries.clear()
+        self._entries[path] = (st.st_mtime_ns, st.st_size, code)
+        return code
+
+
+class Site:
+    """The worker's view of the site: the post-init namespace and the code caches."""
+
+    def __init__(self, site_root: str, template_cache_size: int) -> None:
+        self.root = os.path.realpath(site_root)
+        self.py_dir = os.path.join(self.root, ".py")
+        if self.py_dir not in sys.path:
+            sys.path.append(self.py_dir)
+        krait.site_root = self.root
+        self.templates = TemplateCache(template_cache_size)
+        self.scripts = _ScriptCache()
+        ns: dict[str, Any] = {
+            "__name__": "__main__",
+            "__builtins__": builtins,
+            "krait": krait,
+            "sys": sys,
+            "os": os,
+            "project_dir": self.root,
+            "site_py_dir": self.py_dir,
+        }
+        init = os.path.join(self.py_dir, "init.py")
+        ns["main_script_path"] = init
+        if os.path.isfile(init):
+            exec(self.scripts.get(init), ns)
+        self.base = ns
+        self.copy_keys = [k for k, v in ns.items() if type(v) in (list, dict, set) and k != "__builtins__"]
+
+    def fresh_namespace(self) -> dict[str, Any]:
+        ns = self.base.copy()
+        for key in self.copy_keys:
+            try:
+                ns[key] = copy.deepcopy(ns[key])
+            except Exception:  # an uncopyable container stays shared, as a module would
+                pass
+        return ns
+
+
+class Request:
+    """Runs one job's site code against one namespace; `out` collects the rendered text."""
+
+    def __init__(self, site: Site, ns: dict[str, Any]) -> None:
+        self.site = site
+        self.ns = ns
+        self.out: list[str] = []
+        self.view_path: str | None = None
+
+    def include(self, value: Any) -> None:
+        """@import: render or run another file of the site, inline, into the same output."""
+        path = krait.get_full_path(str(value))
+        if not os.path.isfile(path):
+            raise NotFound("imported file not found: %s" % value)
+        self.run_file(path)
+
+    def include_ctrl(self, ctrl: Any) -> None:
+        """@import-ctrl: push a controller, include its view, pop it."""
+        self.ns["ctrl"] = krait.mvc.push_ctrl(ctrl)
+        self.include(ctrl.get_view())
+        self.ns["ctrl"] = krait.mvc.pop_ctrl()
+
+    def run_file(self, path: str) -> None:
+        if path.endswith(TEMPLATE_EXTENSIONS):
+            render_into(self.site.templates.get(path), self.ns, self.out, self.include, self.include_ctrl)
+        elif path.endswith(".py"):
+            self.run_script(path)
+        else:
+            with open(path, "rb") as f:
+                self.out.append(f.read().decode("utf-8", "replace"))
+
+    def run_script(self, path: str) -> None:
+        exec(self.site.scripts.get(path), self.ns)
+        ctrl = krait.mvc.init_ctrl
+        if ctrl is not None:
+            krait.mvc.init_ctrl = None  # consumed: a script imported by the view must not re-trigger it
+            self.ns["ctrl"] = krait.mvc.push_ctrl(ctrl)
+            view = ctrl.get_view()
+            view_path = krait.get_full_path(str(view))
+            if not os.path.isfile(view_path):
+                raise NotFound("view not found: %s" % view)
+            if self.view_path is None:
+                self.view_path = view_path
+            self.run_file(view_path)
+            self.ns["ctrl"] = krait.mvc.pop_ctrl()
+
+
+def _content_type(job: jobs.Job, view_path: str | None) -> str:
+    explicit = krait._content_type
+    if explicit:
+        if explicit.startswith("ext/"):
+            return mime.for_extension(explicit[4:])
+        return explicit
+    path = job.path
+    if path.endswith(".pyml"):
+        inner = os.path.splitext(path[:-5])[1]
+        return mime.for_extension(inner) if inner else mime.for_extension(".html")
+    if path.endswith(".py"):
+        return _content_type_of_view(view_path) if view_path else mime.DEFAULT
+    return mime.for_path(path)
+
+
+def _content_type_of_view(view_path: str) -> str:
+    if view_path.endswith(".pyml"):
+        inner = os.path.splitext(view_path[:-5])[1]
+        return mime.for_extension(inner or ".html")
+    return mime.for_path(view_path)
+
+
+def _checked_headers(pairs: Any) -> tuple[tuple[str, str], ...]:
+    headers = []
+    for item in pairs or ():
+        name, value = item
+        name, value = str(name), str(value)
+        for ch in _BAD_HEADER_CHARS:
+            if ch in name or ch in value:
+                raise ValueError("refused to send header %r: CR, LF or NUL in a header name or value" % name)
+        headers.append((name, value))
+    return tuple(headers)
+
+
+def _error_report(exc: BaseException, site_root: str, status: int = 500) -> jobs.ErrorReport:
+    where = ""
+    if isinstance(exc, TemplateSyntaxError):
+        where = "%s:%d" % (exc.path, exc.line)
+    else:
+        for frame in traceback.extract_tb(exc.__traceback__):
+            if frame.filename.startswith(site_root):
+                where = "%s:%s" % (frame.filename, frame.lineno)
+        if not where and isinstance(exc, SyntaxError) and exc.filename:
+            where = "%s:%s" % (exc.filename, exc.lineno)
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return jobs.ErrorReport(status, type(exc).__name__, str(exc), where, text)
+
+
+def handle(site: Site, job: jobs.Job) -> jobs.Result:
+    """Run one job and describe its response (never raises)."""
+    ns = site.fresh_namespace()
+    request = krait.Request(job.method, job.url, job.query_string, job.http_version, dict(job.headers), job.body,
+                            remote_addr=job.remote_addr, scheme=job.scheme, path=job.decoded_path)
+    krait._begin_request(request, dict(job.url_params))
+    if job.kind == jobs.WEBSOCKET:
+        krait.websockets.request = krait.websockets.WebsocketsRequest(request)
+    run = Request(site, ns)
+    try:
+        if job.kind == jobs.TEMPLATE:
+            run.run_file(job.path)
+        else:
+            run.run_script(job.path)
+        extra = _checked_headers(krait.extra_headers)
+        if job.kind == jobs.WEBSOCKET and krait.websockets.response is not None and krait.response is None:
+            proto = krait.websockets.response.protocol
+            return jobs.Result(101, "Switching Protocols", extra, b"", None, None, proto)
+        if krait.response is not None:
+            status, reason, headers, body = krait._response.response_parts(krait.response)
+            headers = _checked_headers(headers) + extra
+        else:
+            status, reason, headers = 200, "OK", extra
+            body = "".join(run.out).encode("utf-8")
+        return jobs.Result(status, reason, headers, body, _content_type(job, run.view_path))
+    except HttpError as exc:
+        status = exc.status
+        return jobs.Result(status, "", (), b"", None, _error_report(exc, site.root, status))
+    except BaseException as exc:  # SystemExit and KeyboardInterrupt from site code are script errors too
+        return jobs.Result(500, "", (), b"", None, _error_report(exc, site.root))
+
+
+def run_websocket(conn: Any, controller: Any, send_lock: threading.Lock, stop_timeout: float) -> bool:
+    """Drive an accepted WebSocket session; returns False when the controller would not stop."""
+
+    def send(item: tuple) -> None:
+        with send_lock:
+            conn.send(item)
+
+    finished = threading.Event()
+
+    def pump_out() -> None:  # controller -> server, without polling delays
+        while not finished.is_set():
+            item = controller._next_out(0.25)
+            if item is None:
+                continue
+            send(item)
+            if item[0] == jobs.WS_CLOSE:
+                return
+
+    controller.on_start()
+    sender = threading.Thread(target=pump_out, name="krait-ws-out", daemon=True)
+    sender.start()
+    try:
+        while True:
+            item = conn.recv()
+            tag = item[0]
+            if tag in (jobs.WS_TEXT, jobs.WS_BINARY):
+                controller.on_in_message_internal(item[1])
+            else:  # WS_CLOSE from the peer, or a lost connection
+                break
+    except (EOFError, OSError):
+        pass
+    finally:
+        controller.on_stop()
+        stopped = controller.wait_stopped(stop_timeout)
+        # flush what the controller queued before stopping, then end the session
+        while True:
+            item = controller._next_out(0)
+            if item is None or item[0] == jobs.WS_CLOSE:
+                break
+            try:
+                send(item)
+            except (OSError, ValueError):
+                break
+        finished.set()
+        sender.join(1.0)
+    try:
+        send((jobs.WS_DONE,))
+    except (OSError, ValueError):
+        pass
+    return bool(stopped)
+
+
+def main(conn: Any, settings: Any, kind: str) -> None:
+    """Worker process entry point (see the module comment)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when workers stop
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        sys.stdout.reconfigure(line_buffering=True)  # print() in site code reaches the log promptly
+    except Exception:
+        pass
+    try:
+        site = Site(settings.site_root, settings.template_cache_size)
+        config = krait.config.snapshot()
+    except BaseException as exc:
+        conn.send(jobs.WorkerReady(os.getpid(), None, _error_report(exc, os.path.realpath(settings.site_root))))
+        return
+    conn.send(jobs.WorkerReady(os.getpid(), config, None))
+    send_lock = threading.Lock()
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError, KeyboardInterrupt):
+            return
+        if job is None:
+            return
+        result = handle(site, job)
+        with send_lock:
+            conn.send(result)
+        if result.status == 101:
+            controller = krait.websockets.response.controller
+            if not run_websocket(conn, controller, send_lock, limits.WS_STOP_TIMEOUT):
+                sys.stderr.write("krait: WebSocket controller on %s did not stop; worker exits\n" % job.url)
+                os._exit(3)
+

@@ -1,0 +1,271 @@
+"""Python scripts in the worker pool: the krait script API over HTTP, isolation and faults (SPEC 5, 7)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import signal
+import time
+
+import pytest
+import requests
+
+from tests.conftest import start_krait, write_site
+
+INIT = '''
+import os, sqlite3, krait
+from krait.config import Route
+krait.config.routes = [
+    Route("POST", url="/guestbook/post"),
+    Route("POST", url="/echo"),
+    Route("POST", url="/upload"),
+    Route("GET", regex=r"/item/(?P<id>[0-9]+)", target="/item.py"),
+    Route(),
+]
+sqlite_db = os.path.join(krait.site_root, ".private", "guestbook.sqlite")
+os.makedirs(os.path.dirname(sqlite_db), exist_ok=True)
+with sqlite3.connect(sqlite_db) as _c:
+    _c.execute("CREATE TABLE IF NOT EXISTS messages (name TEXT, message TEXT)")
+shared_list = []
+counter = 0
+'''
+
+FILES = {
+    ".py/init.py": INIT,
+    ".py/ctrl/__init__.py": "",
+    ".py/ctrl/guestbook.py": '''
+import sqlite3, krait
+from krait import mvc
+
+class GuestbookController(mvc.CtrlBase):
+    def __init__(self, db):
+        with sqlite3.connect(db) as c:
+            self.rows = c.execute("SELECT name, message FROM messages").fetchall()
+        self.count = int(krait.cookie.get_cookie("posts", "0"))
+
+    def get_view(self):
+        return ".view/guestbook.html"
+''',
+    ".view/guestbook.html": "<h1>Guestbook</h1><p>You posted @ctrl.count@ times.</p>"
+                            "@for name, message in ctrl.rows:<div><b>@name@</b>: @message@</div>@/for@",
+    "guestbook.py": "from ctrl.guestbook import GuestbookController\n"
+                    "krait.mvc.set_init_ctrl(GuestbookController(sqlite_db))\n",
+    "guestbook/post.py": '''
+import sqlite3
+form = krait.request.get_post_form()
+with sqlite3.connect(sqlite_db) as c:
+    c.execute("INSERT INTO messages VALUES (?, ?)", (form["name"], form["text"]))
+count = int(krait.cookie.get_cookie("posts", "0")) + 1
+cookie = krait.cookie.Cookie("posts", str(count))
+cookie.set_http_only(True)
+cookie.set_same_site("Lax")
+krait.cookie.set_cookie(cookie)
+krait.response = krait.ResponseRedirect("/guestbook")
+''',
+    "echo.py": '''
+import json
+r = krait.request
+krait.set_content_type(ext="json")
+krait.extra_headers.append(("X-Echo", "yes"))
+print("echo.py ran for", r.url)
+body = {"method": r.http_method, "url": r.url, "path": r.path, "query": r.query,
+        "version": r.http_version, "headers": r.headers, "body": r.body.decode("latin-1"),
+        "form": r.get_post_form() if r.http_method == "POST" else None,
+        "addr": list(r.remote_addr) if r.remote_addr else None, "scheme": r.scheme,
+        "root": krait.site_root == krait.get_full_path("").rstrip("/")}
+krait.response = krait.Response("HTTP/1.1", 200, [], json.dumps(body))
+''',
+    "upload.py": '''
+import hashlib, json
+parts = krait.request.get_multipart_form()
+out = [{"name": p.name, "filename": p.filename, "ctype": p.content_type,
+        "sha": hashlib.sha256(p.data).hexdigest(), "len": len(p.data)} for p in parts]
+krait.response = krait.Response("HTTP/1.1", 200, [("Content-Type", "application/json")], json.dumps(out))
+''',
+    "item.py": "krait.response = krait.Response('HTTP/1.1', 200, [], 'item ' + krait.url_params['id'])",
+    "empty.py": "x = 1",
+    "notfound.py": "krait.response = krait.ResponseNotFound()",
+    "bad.py": "krait.response = krait.ResponseBadRequest()",
+    "redirect.py": "krait.response = krait.ResponseRedirect('/guestbook?x=1')",
+    "ctype.py": "krait.set_content_type(raw='text/x-foo')\nkrait.response = None\n",
+    "mutate.py": '''
+global counter
+counter += 1
+shared_list.append(1)
+krait.extra_headers.append(("X-Counter", str(counter)))
+krait.extra_headers.append(("X-List", str(len(shared_list))))
+import krait.mvc
+krait.mvc.ctrl_stack.append("junk")
+krait.extra_headers.append(("X-Stack", str(len(krait.mvc.ctrl_stack))))
+krait.site_root_marker = getattr(krait, "site_root_marker", 0) + 1
+krait.extra_headers.append(("X-Marker", str(krait.site_root_marker)))
+''',
+    "inject.py": "krait.extra_headers.append(('X-Bad', 'a\\r\\nSet-Cookie: evil=1'))",
+    "raise.py": "def f():\n    raise ValueError('boom-detail')\nf()\n",
+    "sleep.py": "import time\ntime.sleep(float(krait.request.query.get('s', '60')))\n"
+                "krait.response = krait.Response('HTTP/1.1', 200, [], 'slept')",
+    "crash.py": "import os\nos._exit(7)",
+    "escape.py": "krait.get_full_path('/etc/passwd')",
+    "cc.py": "krait.extra_headers.append(('Cache-Control', 'max-age=60'))",
+    "mvcpage.py": "krait.mvc.set_init_ctrl(krait.mvc.SimpleCtrl('.view/simple.html', {'title': 'Hi <there>'}))",
+    ".view/simple.html": "<title>@ctrl.title@</title>",
+    "unicode.py": "krait.response = krait.Response('HTTP/1.1', 200, [('Content-Type', 'text/plain; charset=utf-8')], "
+                  "'h\\u00e9llo \\u2603')",
+}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = write_site(tmp_path_factory.mktemp("scripts") / "site", FILES)
+    srv = start_krait(root, "--workers", "2", "--timeout", "3", workdir=tmp_path_factory.mktemp("run"))
+    yield srv
+    srv.stop()
+
+
+def test_request_api(server):
+    r = requests.post(server.url + "/echo?a=1&b=x+y&c&d=%C3%A9", data={"name": "J\u00fcrgen", "t": "a&b"}, timeout=10)
+    assert r.status_code == 200
+    assert r.headers["X-Echo"] == "yes"
+    assert r.headers["Content-Type"].startswith("application/json")
+    assert r.headers["Cache-Control"] == "no-cache, no-store, must-revalidate"
+    d = r.json()
+    assert d["method"] == "POST" and d["url"] == "/echo" and d["path"] == "/echo"
+    assert d["query"] == {"a": "1", "b": "x y", "c": "", "d": "\u00e9"}
+    assert d["version"] == "HTTP/1.1"
+    assert d["headers"]["host"].startswith("127.0.0.1")
+    assert d["form"] == {"name": "J\u00fcrgen", "t": "a&b"}
+    assert d["addr"][0] == "127.0.0.1" and d["scheme"] == "http" and d["root"]
+    assert "echo.py ran for /echo" in server.stdout() + server.log()
+
+
+def test_multipart_upload_is_byte_exact(server):
+    import hashlib
+
+    blob = bytes(range(256)) * 100 + b"\r\n--\0\r\n"
+    r = requests.post(server.url + "/upload", files={"f": ("x.bin", blob, "application/octet-stream")},
+                      data={"note": "h\u00e9"}, timeout=10)
+    parts = {p["name"]: p for p in r.json()}
+    assert parts["f"]["sha"] == hashlib.sha256(blob).hexdigest() and parts["f"]["filename"] == "x.bin"
+    assert parts["f"]["ctype"] == "application/octet-stream"
+    assert parts["note"]["len"] == len("h\u00e9".encode())
+
+
+def test_responses(server):
+    r = requests.get(server.url + "/empty", timeout=10)
+    assert r.status_code == 200 and r.content == b"" and "ETag" not in r.headers
+    r = requests.get(server.url + "/notfound", timeout=10)
+    assert r.status_code == 404 and "404 Not Found" in r.text
+    r = requests.get(server.url + "/bad", timeout=10)
+    assert r.status_code == 400 and "400 Bad Request" in r.text and "404" not in r.text
+    r = requests.get(server.url + "/redirect", allow_redirects=False, timeout=10)
+    assert r.status_code == 302 and r.headers["Location"] == "/guestbook?x=1"
+    r = requests.get(server.url + "/item/42", timeout=10)
+    assert r.text == "item 42"
+    r = requests.get(server.url + "/cc", timeout=10)
+    assert r.headers["Cache-Control"] == "max-age=60"
+    r = requests.get(server.url + "/unicode", timeout=10)
+    assert r.text == "h\u00e9llo \u2603"
+    r = requests.get(server.url + "/mvcpage", timeout=10)
+    assert r.text == "<title>Hi &lt;there&gt;</title>"
+    assert r.headers["Content-Type"] == "text/html; charset=utf-8"
+
+
+def test_header_injection_refused(server):
+    r = requests.get(server.url + "/inject", timeout=10)
+    assert r.status_code == 500
+    assert "evil" not in r.headers.get("Set-Cookie", "")
+    assert "refused" in server.log() or "CR, LF" in server.log()
+
+
+def test_script_error_is_500_without_detail(server):
+    r = requests.get(server.url + "/raise", timeout=10)
+    assert r.status_code == 500 and "boom-detail" not in r.text
+    assert "boom-detail" in server.log() and "raise.py" in server.log()
+
+
+def test_get_full_path_refuses_escape(server):
+    assert requests.get(server.url + "/escape", timeout=10).status_code == 403
+
+
+def test_guestbook_flow(server):
+    s = requests.Session()
+    evil = "<script>alert('x')</script> & na\u00efve \u00fcml\u00e4ut"
+    r = s.post(server.url + "/guestbook/post", data={"name": "Zo\u00eb", "text": evil}, allow_redirects=False, timeout=10)
+    assert r.status_code == 302 and r.headers["Location"] == "/guestbook"
+    assert "HttpOnly" in r.headers["Set-Cookie"] and "SameSite=Lax" in r.headers["Set-Cookie"]
+    r = s.get(server.url + "/guestbook", timeout=10)
+    assert r.status_code == 200
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; na\u00efve \u00fcml\u00e4ut" in r.text
+    assert "<script>" not in r.text and "Zo\u00eb" in r.text
+    assert "You posted 1 times." in r.text
+    s.post(server.url + "/guestbook/post", data={"name": "a", "text": "b"}, timeout=10)
+    assert "You posted 2 times." in s.get(server.url + "/guestbook", timeout=10).text
+
+
+def test_isolation_across_requests_and_workers(server):
+    for _ in range(50):
+        r = requests.get(server.url + "/mutate", timeout=10)
+        assert r.status_code == 200
+        assert (r.headers["X-Counter"], r.headers["X-List"], r.headers["X-Stack"], r.headers["X-Marker"]) == \
+            ("1", "1", "1", "1")
+
+
+def test_timeout_gives_504_and_server_recovers(server):
+    t0 = time.monotonic()
+    r = requests.get(server.url + "/sleep?s=30", timeout=20)
+    assert r.status_code == 504 and time.monotonic() - t0 < 10
+    assert requests.get(server.url + "/item/1", timeout=10).text == "item 1"
+
+
+def test_crash_gives_500_and_worker_is_replaced(server):
+    for _ in range(3):
+        assert requests.get(server.url + "/crash", timeout=10).status_code == 500
+    for _ in range(5):
+        assert requests.get(server.url + "/item/2", timeout=20).text == "item 2"
+
+
+def test_queue_full_gives_503(tmp_path, krait_server):
+    root = write_site(tmp_path / "site", {"sleep.py": FILES["sleep.py"], "ok.txt": "ok"})
+    srv = krait_server(root, "--workers", "1", "--max-queued", "1", "--timeout", "5")
+    with concurrent.futures.ThreadPoolExecutor(6) as ex:
+        futures = [ex.submit(requests.get, srv.url + "/sleep?s=1.5", timeout=20) for _ in range(6)]
+        codes = sorted(f.result().status_code for f in futures)
+    assert 503 in codes and 200 in codes
+    r503 = [f.result() for f in futures if f.result().status_code == 503][0]
+    assert r503.headers["Retry-After"] == "1"
+    assert requests.get(srv.url + "/ok.txt", timeout=10).text == "ok"
+    assert requests.get(srv.url + "/sleep?s=0", timeout=10).text == "slept"
+
+
+def test_sighup_reload_while_requests_in_flight(tmp_path, krait_server):
+    root = write_site(tmp_path / "site", {
+        ".py/init.py": "import os\nstarted_by = os.getpid()\n",
+        "sleep.py": FILES["sleep.py"],
+        "pid.py": "krait.response = krait.Response('HTTP/1.1', 200, [], str(started_by))",
+    })
+    srv = krait_server(root, "--workers", "2")
+    before = {requests.get(srv.url + "/pid", timeout=10).text for _ in range(6)}
+    with concurrent.futures.ThreadPoolExecutor(4) as ex:
+        slow = [ex.submit(requests.get, srv.url + "/sleep?s=1", timeout=20) for _ in range(2)]
+        time.sleep(0.3)
+        srv.signal(signal.SIGHUP)
+        fast = [ex.submit(requests.get, srv.url + "/pid", timeout=20) for _ in range(20)]
+        assert all(f.result().status_code == 200 for f in slow + fast)
+    time.sleep(2)
+    after = {requests.get(srv.url + "/pid", timeout=10).text for _ in range(6)}
+    assert before.isdisjoint(after)
+
+
+def test_failing_init_exits_1_with_location(tmp_path, krait_server):
+    root = write_site(tmp_path / "site", {".py/init.py": "x = 1\n\nraise RuntimeError('init exploded')\n"})
+    srv = krait_server(root, expect_ready=False)
+    assert srv.proc.wait(60) == 1
+    log = srv.log()
+    assert "init exploded" in log and "init.py:3" in log
+
+
+def test_bad_route_is_a_startup_error(tmp_path, krait_server):
+    root = write_site(tmp_path / "site", {".py/init.py": "import krait\nkrait.config.routes = "
+                                          "[krait.config.Route('GET', regex='(unclosed')]\n"})
+    srv = krait_server(root, expect_ready=False)
+    assert srv.proc.wait(60) == 1
+    assert "unclosed" in srv.log()

@@ -1,0 +1,293 @@
+"""Static files, URL resolution and caching headers through the real server (SPEC 4 and 5)."""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import http.client
+import os
+import time
+
+import pytest
+import requests
+
+from tests.conftest import write_site
+
+INIT = """
+import krait
+krait.config.routes = [
+    krait.config.Route("GET", regex=r"/user/(?P<name>[a-z]+)", target="/profile.py"),
+    krait.config.Route("POST", url="/form"),
+    krait.config.Route("PUT", url="/form"),
+    krait.config.Route("OPTIONS", url="/opt.txt"),
+    krait.config.Route("GET", regex=r"/files/(?P<rest>.+)", target="/pub/{rest}"),
+    krait.config.Route(),
+]
+krait.config.cache_no_store = [r"nostore\\.txt"]
+krait.config.cache_private = [r"private.*\\.txt"]
+krait.config.cache_public = [r"public.*\\.txt", r"private-public\\.txt"]
+krait.config.cache_long_term = [r".*long\\.txt", r"longpub\\.txt"]
+"""
+
+FILES = {
+    ".py/init.py": INIT,
+    "a.txt": "plain a",
+    "page.html": "<p>page.html</p>",
+    "only.htm": "<p>only.htm</p>",
+    "swap.html": "<p>swap.html</p>",
+    "t.pyml": "<p>t.pyml</p>",
+    "s.py": "krait.response = krait.Response('HTTP/1.1', 200, [('Content-Type', 'text/plain')], 's.py')",
+    "both": "bare both",
+    "both.html": "<p>both.html</p>",
+    "dir/index.html": "<p>dir index</p>",
+    "dir2/index.py": "krait.response = krait.Response('HTTP/1.1', 200, [], 'dir2 index.py')",
+    "shadow/index.html": "<p>shadow dir</p>",
+    "shadow.html": "<p>shadow file</p>",
+    "profile.py": "krait.response = krait.Response('HTTP/1.1', 200, [], 'hi ' + krait.url_params['name'])",
+    "form.py": "krait.response = krait.Response('HTTP/1.1', 200, [], krait.request.http_method)",
+    "opt.txt": "options target",
+    "pub/x/y.txt": "nested pub",
+    "nostore.txt": "n",
+    "private.txt": "p",
+    "public.txt": "q",
+    "long.txt": "l",
+    "privatelong.txt": "pl",
+    "longpub.txt": "lp",
+    "private-public.txt": "pp",
+    "style.css": "body { color: red }",
+    "app.js": "console.log(1)",
+    "data.json": "{}",
+    "font.woff2": b"wOF2....",
+    "img.png": b"\x89PNG\r\n",
+    "unknown.zzz": b"?",
+    "caf\u00e9.txt": "utf8 name",
+    "space name.txt": "space",
+    ".py/secret.py": "SECRET = 1",
+    ".view/v.html": "view",
+    ".private/db": "SECRET-DB",
+    ".git/config": "SECRET-GIT",
+    "sub/.hidden": "SECRET-HIDDEN",
+    "big/.keep": "",
+}
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    root = tmp_path_factory.mktemp("static") / "site"
+    write_site(root, FILES)
+    outside = root.parent / "outside.txt"
+    outside.write_text("SECRET-OUTSIDE")
+    os.symlink(outside, root / "escape.txt")
+    os.symlink(root / "a.txt", root / "inside-link.txt")
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(site, tmp_path_factory):
+    from tests.conftest import start_krait
+
+    srv = start_krait(site, workdir=tmp_path_factory.mktemp("run"))
+    yield srv
+    srv.stop()
+
+
+def get(server, path, **kw):
+    return requests.get(server.url + path, timeout=10, **kw)
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/a.txt", "plain a"),
+    ("/page", "<p>page.html</p>"),
+    ("/page.html", "<p>page.html</p>"),
+    ("/only", "<p>only.htm</p>"),
+    ("/only.html", "<p>only.htm</p>"),  # .html -> .htm swap
+    ("/swap.htm", "<p>swap.html</p>"),  # .htm -> .html swap
+    ("/t", "<p>t.pyml</p>"),
+    ("/s", "s.py"),
+    ("/both", "bare both"),  # F itself before F.html
+    ("/dir", "<p>dir index</p>"),
+    ("/dir/", "<p>dir index</p>"),
+    ("/dir2", "dir2 index.py"),
+    ("/shadow", "<p>shadow dir</p>"),  # a directory shadows x.html
+    ("/user/ann", "hi ann"),
+    ("/files/x/y.txt", "nested pub"),
+    ("/caf%C3%A9.txt", "utf8 name"),
+    ("/space%20name.txt", "space"),
+    ("/inside-link.txt", "plain a"),
+])
+def test_resolution_order(server, path, body):
+    r = get(server, path)
+    assert r.status_code == 200, (path, r.status_code, r.text)
+    assert r.text == body
+
+
+@pytest.mark.parametrize("path", [
+    "/.py/init.py", "/.py/secret.py", "/.py/secret", "/.view/v.html", "/.private/db", "/.git/config",
+    "/sub/.hidden", "/%2epy/init.py", "/%2Epy/secret.py", "/a/../.private/db", "/dir/../.git/config",
+    "/%2e%2e/outside.txt", "/..%2foutside.txt", "/.private%2fdb", "/dir%2f..%2f.git%2fconfig", "/escape.txt",
+    "/dir//index.html", "//.git/config", "/a.txt%00", "/%00", "/dir\\..\\.git\\config", "/dir%5c..%5c.git",
+    "/./a.txt", "/dir/./index.html", "/nothing-here", "/user/ANN",
+])
+def test_hidden_and_traversal_are_404(server, path):
+    with http.client.HTTPConnection("127.0.0.1", server.port, timeout=10) as c:
+        c.request("GET", path)
+        r = c.getresponse()
+        body = r.read()
+    assert r.status == 404, path
+    assert b"SECRET" not in body
+    assert r.getheader("Content-Type", "").startswith("text/html")
+
+
+def test_raw_traversal_without_normalisation(server):
+    raw = server.raw(b"GET /../outside.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert raw.startswith(b"HTTP/1.1 404") and b"SECRET" not in raw
+
+
+def test_invalid_utf8_path_is_400(server):
+    assert get(server, "/%ff%fe.txt").status_code == 400
+
+
+def test_methods(server):
+    assert requests.post(server.url + "/form", data=b"x", timeout=10).text == "POST"
+    assert requests.put(server.url + "/form", data=b"x", timeout=10).text == "PUT"
+    r = requests.post(server.url + "/a.txt", data=b"x", timeout=10)
+    assert r.status_code == 405 and r.headers["Allow"] == "GET, HEAD"
+    r = requests.request("OPTIONS", server.url + "/opt.txt", timeout=10)
+    assert r.status_code == 200 and r.text == "options target"
+    r = requests.request("BREW", server.url + "/a.txt", timeout=10)
+    assert r.status_code == 501
+    r = requests.post(server.url + "/nothing", timeout=10)
+    assert r.status_code == 404
+
+
+def test_head_matches_get(server):
+    g = get(server, "/a.txt")
+    h = requests.head(server.url + "/a.txt", timeout=10)
+    assert h.status_code == 200 and h.content == b""
+    assert h.headers["Content-Length"] == g.headers["Content-Length"] == "7"
+    assert h.headers["ETag"] == g.headers["ETag"]
+
+
+@pytest.mark.parametrize("path, ctype", [
+    ("/a.txt", "text/plain; charset=utf-8"),
+    ("/style.css", "text/css; charset=utf-8"),
+    ("/app.js", "text/javascript; charset=utf-8"),
+    ("/data.json", "application/json; charset=utf-8"),
+    ("/font.woff2", "font/woff2"),
+    ("/img.png", "image/png"),
+    ("/unknown.zzz", "application/octet-stream"),
+    ("/page", "text/html; charset=utf-8"),
+])
+def test_content_types(server, path, ctype):
+    assert get(server, path).headers["Content-Type"] == ctype
+
+
+@pytest.mark.parametrize("path, cc", [
+    ("/a.txt", "max-age=300, must-revalidate"),
+    ("/s", "no-cache, no-store, must-revalidate"),
+    ("/nostore.txt", "no-cache, no-store, must-revalidate"),
+    ("/private.txt", "private, max-age=300, must-revalidate"),
+    ("/public.txt", "public, max-age=300, must-revalidate"),
+    ("/long.txt", "max-age=864000, must-revalidate"),
+    ("/privatelong.txt", "private, max-age=864000, must-revalidate"),
+    ("/longpub.txt", "max-age=864000, must-revalidate"),
+    ("/private-public.txt", "public, max-age=300, must-revalidate"),
+])
+def test_cache_control_table(server, path, cc):
+    r = get(server, path)
+    assert r.status_code == 200
+    assert r.headers["Cache-Control"] == cc
+
+
+def test_every_response_has_date_server_length(server):
+    for path in ("/a.txt", "/s", "/nothing", "/page"):
+        r = get(server, path)
+        assert r.headers["Server"].startswith("Krait/")
+        email.utils.parsedate_to_datetime(r.headers["Date"])
+        assert int(r.headers["Content-Length"]) == len(r.content)
+
+
+def test_conditional_requests(server):
+    r = get(server, "/a.txt")
+    etag, lm = r.headers["ETag"], r.headers["Last-Modified"]
+    assert etag.startswith('"') and not etag.startswith('W/')
+    for inm in (etag, "W/" + etag, '"nope", ' + etag, "*"):
+        r2 = get(server, "/a.txt", headers={"If-None-Match": inm})
+        assert r2.status_code == 304 and r2.content == b"", inm
+        assert r2.headers["ETag"] == etag
+    assert get(server, "/a.txt", headers={"If-None-Match": '"other"'}).status_code == 200
+    assert get(server, "/a.txt", headers={"If-Modified-Since": lm}).status_code == 304
+    old = email.utils.formatdate(time.time() - 10 * 365 * 86400, usegmt=True)
+    assert get(server, "/a.txt", headers={"If-Modified-Since": old}).status_code == 200
+    assert get(server, "/a.txt", headers={"If-Modified-Since": "garbage"}).status_code == 200
+    # If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2)
+    assert get(server, "/a.txt", headers={"If-None-Match": '"x"', "If-Modified-Since": lm}).status_code == 200
+    # dynamic responses are never 304 from the source file's tag
+    assert get(server, "/s", headers={"If-None-Match": "*"}).status_code == 200
+
+
+def test_file_change_changes_etag(server, site):
+    p = site / "changing.txt"
+    p.write_text("one")
+    r1 = get(server, "/changing.txt")
+    time.sleep(0.01)
+    p.write_text("two!")
+    os.utime(p, ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))
+    time.sleep(1.1)  # the resolution cache lives one second
+    r2 = get(server, "/changing.txt")
+    assert r1.text == "one" and r2.text == "two!"
+    assert r1.headers["ETag"] != r2.headers["ETag"]
+
+
+def test_ranges(server):
+    r = get(server, "/a.txt", headers={"Range": "bytes=0-4"})
+    assert r.status_code == 206 and r.content == b"plain"
+    assert r.headers["Content-Range"] == "bytes 0-4/7" and r.headers["Accept-Ranges"] == "bytes"
+    assert get(server, "/a.txt", headers={"Range": "bytes=-1"}).content == b"a"
+    assert get(server, "/a.txt", headers={"Range": "bytes=6-"}).content == b"a"
+    assert get(server, "/a.txt", headers={"Range": "bytes=3-100"}).content == b"in a"
+    r = get(server, "/a.txt", headers={"Range": "bytes=7-"})
+    assert r.status_code == 416 and r.headers["Content-Range"] == "bytes */7"
+    assert get(server, "/a.txt", headers={"Range": "bytes=0-1,3-4"}).status_code == 200
+    assert get(server, "/a.txt", headers={"Range": "items=0-1"}).status_code == 200
+    etag = get(server, "/a.txt").headers["ETag"]
+    assert get(server, "/a.txt", headers={"Range": "bytes=0-0", "If-Range": etag}).status_code == 206
+    assert get(server, "/a.txt", headers={"Range": "bytes=0-0", "If-Range": '"old"'}).status_code == 200
+
+
+def _rss_kb(pid: int) -> int:
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def test_large_file_streams_with_flat_memory(server, site):
+    size = 50 * 1024 * 1024
+    block = os.urandom(1024 * 1024)
+    digest = hashlib.sha256()
+    with open(site / "big" / "big.bin", "wb") as f:
+        for _ in range(50):
+            f.write(block)
+            digest.update(block)
+    before = _rss_kb(server.proc.pid)
+    got = hashlib.sha256()
+    n = 0
+    peak = before
+    with requests.get(server.url + "/big/big.bin", stream=True, timeout=30) as r:
+        assert r.status_code == 200 and int(r.headers["Content-Length"]) == size
+        for chunk in r.iter_content(1024 * 1024):
+            got.update(chunk)
+            n += len(chunk)
+            peak = max(peak, _rss_kb(server.proc.pid))
+    assert n == size and got.hexdigest() == digest.hexdigest()
+    assert peak - before < 10 * 1024, "server RSS grew by %d KiB while sending 50 MiB" % (peak - before)
+    r = get(server, "/big/big.bin", headers={"Range": "bytes=%d-%d" % (size - 10, size + 5)})
+    assert r.status_code == 206 and r.content == block[-10:]
+
+
+def test_dot_folder_in_site_root_path(tmp_path, krait_server):
+    root = write_site(tmp_path / ".hidden-parent" / "site", {"index.html": "<p>root ok</p>"})
+    srv = krait_server(root)
+    assert requests.get(srv.url + "/", timeout=10).text == "<p>root ok</p>"

@@ -1,0 +1,206 @@
+"""krait.websockets: request/response objects and the controller's queues and thread."""
+
+import threading
+import time
+
+import pytest
+
+import krait
+from krait import websockets as ws
+
+
+def upgrade(protocol_header=None):
+    headers = [("Upgrade", "websocket")]
+    if protocol_header is not None:
+        headers.append(("Sec-WebSocket-Protocol", protocol_header))
+    return krait.Request("GET", "/ws", "", "HTTP/1.1", headers, b"")
+
+
+@pytest.mark.parametrize("header, expected", [
+    (None, []), ("", []), ("chat", ["chat"]), ("chat, superchat", ["chat", "superchat"]),
+    ("a,b ,\tc,, ", ["a", "b", "c"]),
+])
+def test_protocols(header, expected):
+    req = upgrade(header)
+    wr = ws.WebsocketsRequest(req)
+    assert wr.protocols == expected
+    assert wr.http_request is req
+    assert ws.WebsocketsRequest.extract_protocols(req) == expected
+    assert "protocols" in repr(wr)
+
+
+def test_response_and_globals():
+    assert ws.request is None and ws.response is None
+    ctrl = ws.WebsocketsCtrlBase()
+    r = ws.WebsocketsResponse(ctrl, "chat")
+    assert r.controller is ctrl and r.protocol == "chat"
+    assert ws.WebsocketsResponse(ctrl).protocol is None
+    assert "chat" in repr(r)
+
+
+class Echo(ws.WebsocketsCtrlBase):
+    def on_thread_start(self):
+        while not self.should_stop():
+            msg = self.pop_in_message()
+            if msg is None:
+                time.sleep(0.001)
+                continue
+            self.push_out_message(msg)
+
+
+def test_in_queue_order_and_out_queue():
+    c = ws.WebsocketsCtrlBase()
+    assert c.pop_in_message() is None and c.pop_out_message() is None
+    for m in ("a", b"b", "c"):
+        c.on_in_message_internal(m)
+    assert [c.pop_in_message() for _ in range(4)] == ["a", b"b", "c", None]
+    c.push_out_message("x")
+    c.push_out_message(b"\x00y")
+    c.push_out_message(bytearray(b"z"))
+    assert [c.pop_out_message() for _ in range(4)] == ["x", b"\x00y", b"z", None]
+    with pytest.raises(TypeError):
+        c.push_out_message(5)
+
+
+def test_disabled_in_queue():
+    got = []
+
+    class Handler(ws.WebsocketsCtrlBase):
+        def on_in_message(self, message):
+            got.append(message)
+
+    h = Handler(use_in_message_queue=False)
+    h.on_in_message_internal("m")
+    assert got == ["m"]
+    with pytest.raises(RuntimeError):
+        h.pop_in_message()
+    plain = ws.WebsocketsCtrlBase(False)
+    plain.on_in_message_internal("dropped")  # no queue, no override: ignored
+
+
+def test_next_out_items_and_timeout():
+    c = ws.WebsocketsCtrlBase()
+    t0 = time.monotonic()
+    assert c._next_out(0.05) is None
+    assert time.monotonic() - t0 >= 0.04
+    c.push_out_message("t")
+    c.push_out_message(b"b")
+    c.close(4000, "bye")
+    assert c._next_out(0) == ("text", "t")
+    assert c.pop_out_message() == b"b"
+    assert c.pop_out_message() is None  # a close request is not a message
+    assert c._next_out(0) == ("close", 4000, "bye")
+    assert c._next_out(0) is None
+
+
+def test_next_out_is_prompt_and_listener_called():
+    c = ws.WebsocketsCtrlBase()
+    calls = []
+    c._set_out_listener(lambda: calls.append(threading.current_thread().name))
+    got = []
+    ready = threading.Event()
+
+    def sender():
+        ready.set()
+        got.append((c._next_out(5), time.monotonic()))
+
+    t = threading.Thread(target=sender)
+    t.start()
+    ready.wait()
+    time.sleep(0.02)
+    pushed = time.monotonic()
+    c.push_out_message("now")
+    t.join(5)
+    (item, when), = got
+    assert item == ("text", "now")
+    assert when - pushed < 0.5
+    assert calls == [threading.current_thread().name]
+    c.close()
+    assert len(calls) == 2
+
+
+def test_listener_runs_outside_lock():
+    c = ws.WebsocketsCtrlBase()
+    # the listener may take the next item itself: this deadlocks if it ran under the lock
+    seen = []
+    c._set_out_listener(lambda: seen.append(c._next_out(0)))
+    c.push_out_message("x")
+    assert seen == [("text", "x")]
+
+
+def test_on_stop_wakes_next_out():
+    c = ws.WebsocketsCtrlBase()
+    result = []
+    t = threading.Thread(target=lambda: result.append(c._next_out(None)))
+    t.start()
+    time.sleep(0.02)
+    c.on_stop()
+    t.join(5)
+    assert not t.is_alive() and result == [None]
+    assert c._next_out(None) is None  # already stopped: returns at once
+    t0 = time.monotonic()
+    assert c._next_out(0.05) is None  # with a timeout it still waits (no busy loop after stop)
+    assert time.monotonic() - t0 >= 0.04
+    later = threading.Timer(0.02, c.push_out_message, ("late",))
+    later.start()
+    assert c._next_out(5) == ("text", "late")  # a message pushed while stopping still arrives
+    later.join()
+
+
+def test_close_validation_and_once():
+    c = ws.WebsocketsCtrlBase()
+    for bad in (999, 1004, 1005, 1006, 1015, 2999, 5000, True, "1000"):
+        with pytest.raises(ValueError):
+            c.close(bad)
+    with pytest.raises(ValueError):
+        c.close(1000, "\u00e9" * 62)
+    c.close(1001, "x" * 123)
+    c.close(1000)  # second request ignored
+    assert c._next_out(0) == ("close", 1001, "x" * 123)
+    assert c._next_out(0) is None
+    d = ws.WebsocketsCtrlBase()
+    d.close()
+    assert d._next_out(0) == ("close", 1000, "")
+
+
+def test_thread_lifecycle_echo_order():
+    c = Echo()
+    assert c.wait_stopped(0) is True  # never started: nothing to wait for
+    c.on_start()
+    msgs = [f"m{i}" for i in range(50)] + [b"bin"]
+    for m in msgs:
+        c.on_in_message_internal(m)
+    out = [c._next_out(5) for _ in msgs]
+    assert out == [("text", m) for m in msgs[:-1]] + [("binary", b"bin")]
+    assert c.wait_stopped(0.01) is False
+    assert not c.should_stop()
+    c.on_stop()
+    assert c.should_stop()
+    assert c.wait_stopped(None) is True
+    assert c.wait_stopped() is True
+
+
+def test_wait_stopped_none_waits_forever():
+    release = threading.Event()
+
+    class Slow(ws.WebsocketsCtrlBase):
+        def on_thread_start(self):
+            self_stop = self.should_stop
+            while not self_stop():
+                time.sleep(0.001)
+            release.wait(5)
+
+    c = Slow()
+    c.on_start()
+    c.on_stop()
+    threading.Timer(0.05, release.set).start()
+    t0 = time.monotonic()
+    assert c.wait_stopped(None) is True
+    assert time.monotonic() - t0 >= 0.04
+    assert c._thread.daemon
+
+
+def test_base_thread_start_is_noop():
+    c = ws.WebsocketsCtrlBase()
+    c.on_start()
+    assert c.wait_stopped(5) is True
