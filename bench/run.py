@@ -236,9 +236,12 @@ def ensure_wrk():
     if shutil.which("wrk"):
         return None
     install = ["apt-get", "install", "-y", "wrk"]
-    if subprocess.run(install, capture_output=True).returncode != 0:
-        subprocess.run(["apt-get", "update"], capture_output=True)
-        subprocess.run(install, capture_output=True)
+    try:
+        if subprocess.run(install, capture_output=True).returncode != 0:
+            subprocess.run(["apt-get", "update"], capture_output=True)
+            subprocess.run(install, capture_output=True)
+    except OSError:
+        pass
     return None if shutil.which("wrk") else "wrk is not installed (apt-get install -y wrk failed)"
 
 
@@ -253,7 +256,8 @@ def ensure_venv(path):
         done = subprocess.run([python, "-m", "pip", "install", "-q", *PEER_PACKAGES],
                               capture_output=True, text=True)
         if done.returncode != 0:
-            raise BenchError("pip install failed: " + done.stderr.strip().splitlines()[-1])
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise BenchError(_clip("pip install failed: " + last))
     code = ("import importlib.metadata as m, json; print(json.dumps({p: m.version(p) for p in "
             + repr(PEER_PACKAGES) + "}))")
     out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True)
@@ -285,7 +289,10 @@ def parse_wrk(output):
     if errors and any(int(n) for n in errors.groups()):
         notes.append("socket errors c/r/w/t " + "/".join(errors.groups()))
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    total = re.search(r"(\d+) requests in", output)
     if bad:
+        if total and int(bad.group(1)) * 100 > int(total.group(1)):
+            raise BenchError(f"{bad.group(1)} of {total.group(1)} responses were not 2xx")
         notes.append(f"{bad.group(1)} non-2xx responses")
     return float(rps.group(1)), _ms(p50.group(1)), _ms(p99.group(1)), notes
 
@@ -319,6 +326,9 @@ def run_wrk(port, path, seconds, ctx):
 
 def run_http(row, port, path, ctx):
     body = fetch(port, path)
+    expected = ctx["expected"].get(row.test)
+    if expected is not None and body != expected:
+        row.notes.append(f"unexpected body ({len(body)} bytes)")
     if row.test == "table":
         if row.server == "krait":
             ctx["krait_table"] = body
@@ -530,6 +540,10 @@ def main(argv=None):
     tests = args.tests.split(",")
     wanted = set(args.servers.split(",")) - ({"krait"} if args.only_peers else set())
     ensure_static_files()
+    ctx["expected"] = {"hello": b"Hello, world!\n"}
+    for test, name in (("static-1k", "static-1k.bin"), ("static-1m", "static-1m.bin")):
+        with open(os.path.join(SITE, name), "rb") as f:
+            ctx["expected"][test] = f.read()
     wrk_error = ensure_wrk() if any(t[3] == "http" for t in TESTS if t[0] in tests) else None
     tmp = None if args.venv else tempfile.mkdtemp(prefix="krait-bench-venv-")
     rows = []

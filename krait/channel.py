@@ -167,6 +167,9 @@ class Channel:
 
     def respond(self, conn: Connection, req: Request | None, reply: Reply, started: float,
                 remote: tuple[str, int] | None) -> None:
+        if reply.error and reply.status >= 500:  # logged before sending, so the log is never behind the client
+            log.error("%s %s -> %d: %s", req.method if req else "-", req.target if req else "-", reply.status,
+                      reply.error)
         headers = [("Date", http_date()), SERVER_HEADER, *reply.headers]
         try:
             if reply.file_range is None:
@@ -184,9 +187,6 @@ class Channel:
                           error_page(500, str(exc), None, self.settings.debug), None, None, str(exc))
             self.sendall(conn.send_full(500, [("Date", http_date()), SERVER_HEADER, ("Connection", "close"),
                                               *reply.headers], reply.body))
-        if reply.error and reply.status >= 500:
-            log.error("%s %s -> %d: %s", req.method if req else "-", req.target if req else "-", reply.status,
-                      reply.error)
         self.server.log_access(remote or self.addr, req, reply, started)
 
     def send_file(self, path: str, offset: int, length: int) -> None:
@@ -226,7 +226,7 @@ class Channel:
         try:
             hs = handshake.validate_request(req.method, req.http_version, req.headers)
         except ProtocolError as exc:
-            extra = list(handshake.VERSION_HEADERS) if "version" in str(exc).lower() or exc.status_hint == 426 else []
+            extra = list(getattr(exc, "headers", ()))
             self.respond(conn, req, app.error_reply(exc.status_hint, str(exc), extra + [("Connection", "close")], info),
                          started, remote)
             return False
@@ -351,10 +351,13 @@ class WebSocketSession:
         pump = threading.Thread(target=self.from_worker, name="krait-ws-pump", daemon=True)
         pump.start()
         data = self.leftover
+        first = True
         try:
             while True:
                 with self.lock:
-                    self.ws.receive_data(data)
+                    if data or not first:  # b"" means EOF, except for the empty leftover of the handshake
+                        self.ws.receive_data(data)
+                    first = False
                     events = self.ws.events()
                     self.write(self.ws.data_to_send())
                 finished = False

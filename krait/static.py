@@ -173,9 +173,9 @@ def parse_range(value: str, size: int) -> tuple[int, int] | str | None:
             return "unsatisfiable"
         return max(size - suffix, 0), size - 1
     first = int(first_s)
-    last = int(last_s) if last_s else size - 1
-    if last < first:
-        return None
+    if last_s and int(last_s) < first:
+        return None  # syntactically invalid: the header is ignored (section 14.1.1)
     if first >= size:
         return "unsatisfiable"
+    last = int(last_s) if last_s else size - 1
     return first, min(last, size - 1)

@@ -23,7 +23,6 @@ from typing import Any
 import krait
 from krait import jobs, limits, mime
 from krait.errors import HttpError, NotFound, TemplateSyntaxError
-from krait.pympl import TemplateCache, render_into
 
 TEMPLATE_EXTENSIONS = (".html", ".htm", ".pyml")
 _BAD_HEADER_CHARS = ("\r", "\n", "\0")
@@ -58,7 +57,8 @@ class Site:
         if self.py_dir not in sys.path:
             sys.path.append(self.py_dir)
         krait.site_root = self.root
-        self.templates = TemplateCache(template_cache_size)
+        self._template_cache_size = template_cache_size
+        self._templates: Any = None
         self.scripts = _ScriptCache()
         ns: dict[str, Any] = {
             "__name__": "__main__",
@@ -74,7 +74,28 @@ class Site:
         if os.path.isfile(init):
             exec(self.scripts.get(init), ns)
         self.base = ns
+        # The krait modules as init.py left them: restored before every request, so that nothing a
+        # request assigns to krait.* (even a brand-new attribute) is seen by the next one.
+        self.modules = [(vars(m), dict(vars(m))) for m in (krait, krait.config, krait.mvc, krait.cookie,
+                                                           krait.websockets)]
         self.copy_keys = [k for k, v in ns.items() if type(v) in (list, dict, set) and k != "__builtins__"]
+
+    @property
+    def templates(self) -> Any:
+        if self._templates is None:
+            from krait.pympl import TemplateCache
+
+            self._templates = TemplateCache(self._template_cache_size)
+        return self._templates
+
+    def restore_modules(self) -> None:
+        for live, saved in self.modules:
+            if len(live) != len(saved):
+                for key in [k for k in live if k not in saved]:
+                    del live[key]
+            for key, value in saved.items():
+                if live.get(key, live) is not value:
+                    live[key] = value
 
     def fresh_namespace(self) -> dict[str, Any]:
         ns = self.base.copy()
@@ -110,6 +131,8 @@ class Request:
 
     def run_file(self, path: str) -> None:
         if path.endswith(TEMPLATE_EXTENSIONS):
+            from krait.pympl import render_into
+
             render_into(self.site.templates.get(path), self.ns, self.out, self.include, self.include_ctrl)
         elif path.endswith(".py"):
             self.run_script(path)
@@ -183,6 +206,7 @@ def _error_report(exc: BaseException, site_root: str, status: int = 500) -> jobs
 
 def handle(site: Site, job: jobs.Job) -> jobs.Result:
     """Run one job and describe its response (never raises)."""
+    site.restore_modules()
     ns = site.fresh_namespace()
     request = krait.Request(job.method, job.url, job.query_string, job.http_version, dict(job.headers), job.body,
                             remote_addr=job.remote_addr, scheme=job.scheme, path=job.decoded_path)
@@ -231,6 +255,13 @@ def run_websocket(conn: Any, controller: Any, send_lock: threading.Lock, stop_ti
             if item[0] == jobs.WS_CLOSE:
                 return
 
+    def thread_failed(args: Any) -> None:
+        # A controller whose thread raises ends its connection with 1011 and no details (RFC 6455 7.4.1).
+        sys.stderr.write("".join(traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback)))
+        if args.thread is getattr(controller, "_thread", None):
+            controller.close(1011, "")
+
+    threading.excepthook = thread_failed
     controller.on_start()
     sender = threading.Thread(target=pump_out, name="krait-ws-out", daemon=True)
     sender.start()
@@ -239,7 +270,11 @@ def run_websocket(conn: Any, controller: Any, send_lock: threading.Lock, stop_ti
             item = conn.recv()
             tag = item[0]
             if tag in (jobs.WS_TEXT, jobs.WS_BINARY):
-                controller.on_in_message_internal(item[1])
+                try:
+                    controller.on_in_message_internal(item[1])
+                except Exception:
+                    traceback.print_exc()
+                    controller.close(1011, "")
             else:  # WS_CLOSE from the peer, or a lost connection
                 break
     except (EOFError, OSError):

@@ -70,6 +70,10 @@ class ReceiveBuffer:
         """True if the unconsumed bytes start with `prefix`."""
         return self._data.startswith(prefix)
 
+    def starts_with_line_end(self) -> bool:
+        """True if the first buffered byte is CR or LF."""
+        return bool(self._data) and self._data[0] in b"\r\n"
+
     def take(self, n: int) -> bytes:
         """Remove and return the first `n` bytes (fewer if fewer are buffered)."""
         data = self._data

@@ -220,7 +220,8 @@ class FrameParser:
         if masked != self.require_mask:
             # Section 5.1: "The server MUST close the connection upon receiving a frame that is
             # not masked" / "A client MUST close a connection if it detects a masked frame".
-            raise WebSocketError("unmasked client frame" if self.require_mask else "masked server frame", 1002)
+            what = "unmasked client frame" if self.require_mask else "masked server frame"
+            raise WebSocketError(what, 1002)
         size = 2
         if length == LENGTH_16:
             if have < 4:

@@ -71,7 +71,8 @@ def is_upgrade_request(headers: dict[str, str]) -> bool:
     "Upgrade" must list the token "websocket" and "Connection" the token "Upgrade"; both are
     compared case-insensitively (RFC 9110 sections 7.6.1 and 7.8).
     """
-    return _has_token(headers.get("upgrade"), "websocket") and _has_token(headers.get("connection"), "upgrade")
+    upgrade, connection = headers.get("upgrade"), headers.get("connection")
+    return _has_token(upgrade, "websocket") and _has_token(connection, "upgrade")
 
 
 def _reject(message: str, status: int = 400, headers: tuple = ()) -> ProtocolError:

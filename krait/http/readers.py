@@ -154,7 +154,9 @@ class RequestReader:
 
     def read_head(self, buf: ReceiveBuffer) -> Request | None:
         """Parse one request head from `buf`; None if it is not complete yet."""
-        while buf.startswith(b"\n") or buf.startswith(b"\r"):  # RFC 9112 s2.2 empty lines
+        if not buf:
+            return None
+        while buf.starts_with_line_end():  # RFC 9112 s2.2: skip empty lines before a request
             if buf.startswith(b"\r\n") or buf.startswith(b"\n"):
                 self._empty_lines += 1
                 if self._empty_lines > MAX_EMPTY_LINES:
@@ -199,7 +201,7 @@ class RequestReader:
             raise _fail("CONNECT needs an authority-form target (RFC 9112 s3.2.3)")
 
         fields = self.parse_fields(text, eol + 1)
-        raw = tuple([(name.lower(), value) for name, value in fields])
+        raw = tuple([(name.lower(), value.rstrip(" \t")) for name, value in fields])
         headers = dict(raw)
         if len(headers) != len(raw):
             headers = {}
@@ -370,5 +372,6 @@ class ChunkedReader:
         trailers: dict[str, str] = {}
         for name, value in self._limits.parse_fields(text, 0):
             name = name.lower()
+            value = value.rstrip(" \t")
             trailers[name] = trailers[name] + ", " + value if name in trailers else value
         return EndOfMessage(trailers)

@@ -27,9 +27,12 @@
 from __future__ import annotations
 
 import ast
+import os
 import re
 import types
 
+from krait.errors import TemplateSyntaxError
+from krait.pympl.parser import parse
 from krait.pympl.nodes import Code, Exec, For, If, Import, Output, Source, Template, Text
 
 WRITE = "__pympl_w"
@@ -52,21 +55,7 @@ def _end_of(line: int, col: int, text: str) -> tuple[int, int]:
 
 def _margin(lines: list[str]) -> str:
     # Longest whitespace prefix shared by the non-blank lines (textwrap.dedent's margin).
-    margin = None
-    for text in lines:
-        if not text.strip():
-            continue
-        indent = _INDENT.match(text).group()
-        if margin is None or indent.startswith(margin):
-            margin = margin if margin is not None else indent
-        elif margin.startswith(indent):
-            margin = indent
-        else:
-            i = 0
-            while margin[i] == indent[i]:
-                i += 1
-            margin = margin[:i]
-    return margin or ""
+    return os.path.commonprefix([_INDENT.match(text).group() for text in lines if text.strip()])
 
 
 class _Snippet:
@@ -96,9 +85,6 @@ class CodeGenerator:
         node.end_lineno = end_line
         node.end_col_offset = src.byte_col(end_line, end_col)
         return node
-
-    def _name(self, name: str, line: int, col: int, end_line: int, end_col: int) -> ast.Name:
-        return self._at(ast.Name(name, ast.Load()), line, col, end_line, end_col)
 
     def _relocate(self, tree: ast.AST, snippet: _Snippet) -> None:
         first, shifts = snippet.line, snippet.shifts
@@ -185,11 +171,11 @@ class CodeGenerator:
                 candidates.append(_Snippet("\n".join(body), line, shifts))
         try:
             return self._parse(candidates[0], "exec", "'@{ ... }' block").body
-        except Exception:
+        except TemplateSyntaxError:
             for other in candidates[1:]:
                 try:
                     return self._parse(other, "exec", "'@{ ... }' block").body
-                except Exception:
+                except TemplateSyntaxError:
                     pass
             raise
 
@@ -197,9 +183,9 @@ class CodeGenerator:
 
     def generate(self, template: Template) -> ast.Module:
         """The ast.Module for a parsed template."""
-        return ast.Module(self._body(template.body, template), [])
+        return ast.Module(self._body(template.body), [])
 
-    def _body(self, nodes: list, owner) -> list[ast.stmt]:
+    def _body(self, nodes: list) -> list[ast.stmt]:
         out: list[ast.stmt] = []
         run: list = []
         for node in nodes:
@@ -220,7 +206,7 @@ class CodeGenerator:
 
     def _suite(self, nodes: list, owner) -> list[ast.stmt]:
         # A block body; Python needs at least one statement.
-        body = self._body(nodes, owner)
+        body = self._body(nodes)
         if not body:
             body = [self._at(ast.Pass(), owner.line, owner.col, owner.line, owner.col + 1)]
         return body
@@ -243,8 +229,8 @@ class CodeGenerator:
         if text_parts:
             parts.append(self._text(text_start, "".join(text_parts)))
         first, last = parts[0], parts[-1]
-        if len(parts) == 1 and type(first) is ast.Constant:
-            arg = first
+        if len(parts) == 1 and (type(first) is ast.Constant or first.conversion == -1):
+            arg = first if type(first) is ast.Constant else first.value  # no f-string needed
         else:
             arg = ast.JoinedStr(parts)
             arg.lineno, arg.col_offset = first.lineno, first.col_offset
@@ -281,12 +267,12 @@ class CodeGenerator:
     def visit_Import(self, node: Import) -> ast.stmt:
         what = "'@import-ctrl' expression" if node.ctrl else "'@import' expression"
         expr = self._expr(node.code, what, node.line, node.col)
-        func = self._name(IMPORT_CTRL if node.ctrl else IMPORT, node.line, node.col, node.line, node.col + 1)
+        func = self._at(ast.Name(IMPORT_CTRL if node.ctrl else IMPORT, ast.Load()), node.line, node.col, node.line, node.col + 1)
         call = ast.Call(func, [expr], [])
         stmt = ast.Expr(call)
         for item in (call, stmt):
-            self._at(item, node.line, node.col, expr.end_lineno, 0)
-            item.end_col_offset = expr.end_col_offset
+            item.lineno, item.col_offset = func.lineno, func.col_offset
+            item.end_lineno, item.end_col_offset = expr.end_lineno, expr.end_col_offset
         return stmt
 
     def _header_end(self, code: Code) -> tuple[int, int]:
@@ -316,21 +302,39 @@ class CodeGenerator:
         return self._at(stmt, node.line, node.col, *self._header_end(node.header))
 
 
-def generate(template: Template, source: Source) -> ast.Module:
-    """The Python module for a parsed template (positions are template positions)."""
-    return CodeGenerator(source).generate(template)
+def compile_template(source: str, path: str) -> types.CodeType:
+    """Compile Pympl template text into a code object for runtime.render_into().
 
-
-def compile_module(module: ast.Module, source: Source) -> types.CodeType:
-    """compile() the generated module under the template's path.
+    Args:
+        source: the template text.
+        path: the template's file name; tracebacks and errors name it.
 
     Raises:
-        TemplateSyntaxError: for errors only the compiler sees ('return' outside a function,
-            'break' outside a loop, too many nested blocks...).
+        TemplateSyntaxError: with the path, line, column and source line of the problem.
     """
+    src = Source(source, path)
+    return _compile(_generate(src), src)
+
+
+def show_code(source: str, path: str) -> str:
+    """The Python source equivalent of what compile_template() builds (for debugging)."""
+    return ast.unparse(_generate(Source(source, path)))
+
+
+def _generate(src: Source) -> ast.Module:
     try:
-        return compile(module, source.path, "exec", dont_inherit=True)
+        return CodeGenerator(src).generate(parse(src))
+    except RecursionError:
+        raise src.error("template nests constructs too deeply", 1, 0) from None
+
+
+def _compile(module: ast.Module, src: Source) -> types.CodeType:
+    # Errors only the compiler sees: 'return' outside a function, too many nested loops...
+    try:
+        return compile(module, src.path, "exec", dont_inherit=True)
     except SyntaxError as exc:
         line = exc.lineno or 1
-        col = source.char_col(line, (exc.offset or 1) - 1)
-        raise source.error(f"invalid Python: {exc.msg}", line, col) from None
+        col = src.char_col(line, (exc.offset or 1) - 1)
+        raise src.error(f"invalid Python: {exc.msg}", line, col) from None
+    except RecursionError:
+        raise src.error("template nests constructs too deeply", 1, 0) from None

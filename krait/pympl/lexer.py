@@ -68,12 +68,13 @@ _WHAT = {
 _CLOSER = {"(": ")", "[": "]", "{": "}"}
 
 # A complete Python string literal (the prefix letters, if any, were already skipped as plain
-# code). Possessive repeats keep a failed match linear.
+# code). Possessive repeats keep a failed match linear; `'(?!'')` leaves an unterminated `'''`
+# to the TRIPLE error rule instead of reading it as the empty string `''`.
 _STRING = (
     r"'''(?:[^'\\]++|\\[\s\S]|'(?!''))*+'''"
     r'|"""(?:[^"\\]++|\\[\s\S]|"(?!""))*+"""'
-    r"|'(?:[^'\\\n]++|\\[\s\S])*+'"
-    r'|"(?:[^"\\\n]++|\\[\s\S])*+"'
+    r"|'(?!'')(?:[^'\\\n]++|\\[\s\S])*+'"
+    r'|"(?!"")(?:[^"\\\n]++|\\[\s\S])*+"'
 )
 
 t_expr_ignore = ""

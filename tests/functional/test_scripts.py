@@ -15,7 +15,7 @@ INIT = '''
 import os, sqlite3, krait
 from krait.config import Route
 krait.config.routes = [
-    Route("POST", url="/guestbook/post"),
+    Route("POST", url="/guestbook-post"),
     Route("POST", url="/echo"),
     Route("POST", url="/upload"),
     Route("GET", regex=r"/item/(?P<id>[0-9]+)", target="/item.py"),
@@ -49,7 +49,7 @@ class GuestbookController(mvc.CtrlBase):
                             "@for name, message in ctrl.rows:<div><b>@name@</b>: @message@</div>@/for@",
     "guestbook.py": "from ctrl.guestbook import GuestbookController\n"
                     "krait.mvc.set_init_ctrl(GuestbookController(sqlite_db))\n",
-    "guestbook/post.py": '''
+    "guestbook-post.py": '''
 import sqlite3
 form = krait.request.get_post_form()
 with sqlite3.connect(sqlite_db) as c:
@@ -189,7 +189,7 @@ def test_get_full_path_refuses_escape(server):
 def test_guestbook_flow(server):
     s = requests.Session()
     evil = "<script>alert('x')</script> & na\u00efve \u00fcml\u00e4ut"
-    r = s.post(server.url + "/guestbook/post", data={"name": "Zo\u00eb", "text": evil}, allow_redirects=False, timeout=10)
+    r = s.post(server.url + "/guestbook-post", data={"name": "Zo\u00eb", "text": evil}, allow_redirects=False, timeout=10)
     assert r.status_code == 302 and r.headers["Location"] == "/guestbook"
     assert "HttpOnly" in r.headers["Set-Cookie"] and "SameSite=Lax" in r.headers["Set-Cookie"]
     r = s.get(server.url + "/guestbook", timeout=10)
@@ -197,7 +197,7 @@ def test_guestbook_flow(server):
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; na\u00efve \u00fcml\u00e4ut" in r.text
     assert "<script>" not in r.text and "Zo\u00eb" in r.text
     assert "You posted 1 times." in r.text
-    s.post(server.url + "/guestbook/post", data={"name": "a", "text": "b"}, timeout=10)
+    s.post(server.url + "/guestbook-post", data={"name": "a", "text": "b"}, timeout=10)
     assert "You posted 2 times." in s.get(server.url + "/guestbook", timeout=10).text
 
 

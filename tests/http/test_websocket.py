@@ -75,9 +75,15 @@ def test_defaults():
 
 
 def test_single_frame_messages():
-    data = c(Opcode.TEXT, "héllo ✓".encode()) + c(Opcode.BINARY, b"\x00\xff") + c(Opcode.TEXT) + c(Opcode.BINARY)
+    data = c(Opcode.TEXT, "héllo ✓".encode()) + c(Opcode.BINARY, b"\x00\xff")
+    data += c(Opcode.TEXT) + c(Opcode.BINARY)
     events, out, state, _ = three_ways(data)
-    assert events == [TextMessage("héllo ✓"), BinaryMessage(b"\x00\xff"), TextMessage(""), BinaryMessage(b"")]
+    assert events == [
+        TextMessage("héllo ✓"),
+        BinaryMessage(b"\x00\xff"),
+        TextMessage(""),
+        BinaryMessage(b""),
+    ]
     assert out == b"" and state == "OPEN"
 
 
@@ -99,7 +105,7 @@ def test_fragmented_messages_with_interleaved_control_frames():
 
 
 def test_ping_is_answered_with_same_payload():
-    events, out, state, _ = three_ways(c(Opcode.PING, b"x" * 125) + c(Opcode.PING))
+    events, out, _, _ = three_ways(c(Opcode.PING, b"x" * 125) + c(Opcode.PING))
     assert events == [Ping(b"x" * 125), Ping(b"")]
     assert out == serialize(Opcode.PONG, b"x" * 125) + serialize(Opcode.PONG, b"")
 

@@ -1,0 +1,106 @@
+# The classic "bigtable" template benchmark: a 1000 x 10 table of ints rendered to HTML, each
+# cell escaped, in Pympl, Jinja2 and Mako. Prints ms per render and the ratios to Pympl.
+#
+#   python bench/bigtable.py [--rounds N] [--peers DIR]
+#
+# Peers are optional and never project dependencies: install them into a throwaway place, e.g.
+#   pip install --target /tmp/benchpeers jinja2 mako
+# and pass --peers /tmp/benchpeers (the default). A missing peer is skipped with a message.
+# Every engine's output is checked to be the same page (whitespace aside) before timing.
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from krait.pympl import compile_template, render  # noqa: E402
+
+TABLE = [{f"c{col}": row * 10 + col for col in range(10)} for row in range(1000)]
+ROWS = [list(row.values()) for row in TABLE]
+
+PYMPL = """<table>
+@for row in table:
+<tr>@for cell in row:<td>@cell@</td>@/for@</tr>
+@/for@
+</table>
+"""
+
+JINJA = """<table>
+{% for row in table %}
+<tr>{% for cell in row %}<td>{{ cell }}</td>{% endfor %}</tr>
+{% endfor %}
+</table>
+"""
+
+MAKO = """<table>
+% for row in table:
+<tr>\\
+% for cell in row:
+<td>${cell}</td>\\
+% endfor
+</tr>
+% endfor
+</table>
+"""
+
+
+def best_ms(func, rounds: int) -> float:
+    func()  # warm-up
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        func()
+        best = min(best, time.perf_counter() - start)
+    return best * 1000
+
+
+def engines():
+    code = compile_template(PYMPL, "bigtable.html")
+    yield "Pympl", lambda: render(code, {"table": ROWS})
+    try:
+        import jinja2
+    except ImportError:
+        print("Jinja2 not installed: skipped (pip install --target /tmp/benchpeers jinja2)")
+    else:
+        template = jinja2.Environment(autoescape=True).from_string(JINJA)
+        yield f"Jinja2 {jinja2.__version__}", lambda: template.render(table=ROWS)
+    try:
+        import mako
+        from mako.template import Template
+    except ImportError:
+        print("Mako not installed: skipped (pip install --target /tmp/benchpeers mako)")
+    else:
+        template = Template(MAKO, default_filters=["h"])
+        yield f"Mako {mako.__version__}", lambda: template.render(table=ROWS)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="bigtable: Pympl vs Jinja2 vs Mako")
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--peers", default="/tmp/benchpeers", help="extra sys.path entry for peers")
+    args = parser.parse_args()
+    if os.path.isdir(args.peers):
+        sys.path.append(args.peers)
+    squash = re.compile(r"\s+")
+    reference = None
+    results = []
+    for name, func in engines():
+        page = squash.sub("", func())
+        if reference is None:
+            reference = page
+        elif page != reference:
+            print(f"warning: {name} renders a different page")
+        results.append((name, best_ms(func, args.rounds)))
+    pympl_ms = results[0][1]
+    print(f"{'engine':<16} {'ms/render':>10} {'vs Pympl':>9}")
+    for name, ms in results:
+        print(f"{name:<16} {ms:>10.2f} {ms / pympl_ms:>8.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+# Per-process cache of compiled templates.
+#
+# Rules (STYLE habit 9):
+# - Keyed by path; every get() os.stat()s the file and recompiles when st_mtime_ns or st_size
+#   changed, so an edited template applies on the next request (SPEC 7).
+# - Bounded: least recently used entries are dropped past max_entries
+#   (limits.TEMPLATE_CACHE_SIZE, jinja's cache_size precedent).
+# - Files are read as bytes and decoded as UTF-8 (SPEC 3); a leading BOM is dropped (as
+#   Python's linecache does, so traceback columns agree); invalid UTF-8 is a
+#   TemplateSyntaxError at the line and column of the first bad byte.
+# - FileNotFoundError (and other OSErrors) propagate unchanged: the caller maps them to 404/500.
+
+from __future__ import annotations
+
+import codecs
+import os
+import types
+from collections import OrderedDict
+
+from krait import limits
+from krait.pympl.codegen import compile_template
+from krait.errors import TemplateSyntaxError
+
+
+def decode_template(data: bytes, path: str) -> str:
+    """UTF-8 text of a template file's bytes (BOM dropped).
+
+    Raises:
+        TemplateSyntaxError: at the first byte that is not valid UTF-8.
+    """
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8):]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = exc.start
+        line_start = data.rfind(b"\n", 0, bad) + 1
+        line_end = data.find(b"\n", bad)
+        line_bytes = data[line_start:] if line_end < 0 else data[line_start:line_end]
+        column = len(data[line_start:bad].decode("utf-8", "replace")) + 1
+        raise TemplateSyntaxError(
+            f"invalid UTF-8 in template: byte 0x{data[bad]:02x}",
+            path,
+            data.count(b"\n", 0, bad) + 1,
+            column,
+            line_bytes.decode("utf-8", "replace"),
+        ) from None
+
+
+class TemplateCache:
+    """Compiled templates by path, checked against the file's mtime and size on every get()."""
+
+    def __init__(self, max_entries: int = limits.TEMPLATE_CACHE_SIZE) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[str, tuple[int, int, types.CodeType]] = OrderedDict()
+
+    def get(self, path: str) -> types.CodeType:
+        """The code object for the template at `path`, compiled now if new or changed.
+
+        Raises:
+            FileNotFoundError: the file does not exist (unchanged from os.stat/open).
+            TemplateSyntaxError: the file is not valid UTF-8 or not a valid template.
+        """
+        st = os.stat(path)
+        entries = self._entries
+        entry = entries.get(path)
+        if entry is not None and entry[0] == st.st_mtime_ns and entry[1] == st.st_size:
+            entries.move_to_end(path)
+            return entry[2]
+        entries.pop(path, None)
+        with open(path, "rb") as handle:
+            st = os.fstat(handle.fileno())
+            data = handle.read()
+        code = compile_template(decode_template(data, path), path)
+        entries[path] = (st.st_mtime_ns, st.st_size, code)
+        while len(entries) > self.max_entries:
+            entries.popitem(last=False)
+        return code
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._entries
+
+    def clear(self) -> None:
+        """Forget every compiled template."""
+        self._entries.clear()
