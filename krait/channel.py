@@ -245,13 +245,13 @@ class Channel:
             return False
         job = app.make_job(info, target, path, query, jobs.WEBSOCKET)
         try:
-            worker.conn.send(job)
-            if not worker.conn.poll(self.settings.timeout):
-                app.ws_pool.release(worker, healthy=False)
-                self.respond(conn, req, app.error_reply(504, "the WebSocket script timed out", [("Connection", "close")],
-                                                        info), started, remote)
-                return False
-            result = worker.conn.recv()
+            worker.conn.send(tuple(job))
+            result = jobs.result_from_wire(worker.conn.recv(self.settings.timeout))
+        except TimeoutError:
+            app.ws_pool.release(worker, healthy=False)
+            self.respond(conn, req, app.error_reply(504, "the WebSocket script timed out", [("Connection", "close")],
+                                                    info), started, remote)
+            return False
         except (EOFError, OSError):
             app.ws_pool.release(worker, healthy=False)
             self.respond(conn, req, app.error_reply(500, "the worker died", [("Connection", "close")], info),
@@ -276,10 +276,10 @@ class Channel:
     def end_worker_session(self, worker: Any, code: int) -> None:
         try:
             worker.conn.send((jobs.WS_CLOSE, code, ""))
-            while worker.conn.poll(self.settings.timeout):
-                if worker.conn.recv()[0] == jobs.WS_DONE:
-                    self.app.ws_pool.release(worker)
-                    return
+            while worker.conn.recv(self.settings.timeout)[0] != jobs.WS_DONE:
+                pass
+            self.app.ws_pool.release(worker)
+            return
         except (EOFError, OSError):
             pass
         self.app.ws_pool.release(worker, healthy=False)
@@ -321,7 +321,7 @@ class WebSocketSession:
         conn = self.worker.conn
         try:
             while True:
-                item = conn.recv()
+                item = conn.recv(None)
                 tag = item[0]
                 with self.lock:
                     if tag == jobs.WS_DONE:

@@ -171,6 +171,9 @@ def run_one(settings: Settings, reuse_port: bool = False, ready_fd: int | None =
     else:
         print("Krait %s serving %s at %s://%s:%d/" % (__version__, settings.site_root, settings.scheme,
                                                       _display_host(settings.host), server.port), flush=True)
+    from krait import reloader
+
+    reloader.watch(os.path.join(settings.site_root, ".py"), lambda: _reload(pool, ws_pool), stop)
     while not stop.wait(0.5):
         pass
     log.info("stopping: finishing requests in flight (up to %.0fs)", settings.graceful_timeout)
@@ -184,7 +187,7 @@ def run_one(settings: Settings, reuse_port: bool = False, ready_fd: int | None =
 
 
 def _reload(pool: Any, ws_pool: Any) -> None:
-    log.info("SIGHUP: restarting workers")
+    log.info("restarting workers")
     pool.reload()
     ws_pool.reload()
 

@@ -62,3 +62,14 @@ WS_TEXT = "text"  # (WS_TEXT, str)
 WS_BINARY = "binary"  # (WS_BINARY, bytes)
 WS_CLOSE = "close"  # (WS_CLOSE, code, reason): the peer or the controller closes
 WS_DONE = "done"  # (WS_DONE,): the worker finished the session and is free again
+
+
+def result_to_wire(result: Result) -> tuple:
+    """A Result as nested plain tuples (what krait/pipe.py can marshal)."""
+    error = tuple(result.error) if result.error is not None else None
+    return (*result[:5], error, result.ws_protocol)
+
+
+def result_from_wire(data: tuple) -> Result:
+    error = ErrorReport(*data[5]) if data[5] is not None else None
+    return Result(*data[:5], error, data[6])

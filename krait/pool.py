@@ -23,6 +23,7 @@ from collections import deque
 from typing import Any
 
 from krait import jobs
+from krait.pipe import MessagePipe
 from krait.errors import ConfigError, GatewayTimeout, InternalError, ServiceUnavailable
 from krait.settings import Settings
 
@@ -65,7 +66,7 @@ class Worker:
         """Ask the worker to exit after its current job; kill it if it does not."""
         try:
             self.conn.send(None)
-        except (OSError, ValueError):
+        except OSError:
             pass
         self.process.join(timeout)
         if self.process.is_alive():
@@ -114,18 +115,18 @@ class Pool:
         from krait import worker as worker_module
 
         ctx = context()
-        parent, child = ctx.Pipe(duplex=True)
+        parent, child = MessagePipe.pair()
         process = ctx.Process(target=worker_module.main, args=(child, self.settings, self.kind), daemon=True)
         process.start()
         child.close()
         return Worker(process, parent, self._generation)
 
     def _wait_ready(self, worker: Worker) -> jobs.WorkerReady:
-        if not worker.conn.poll(_START_TIMEOUT):
-            worker.kill()
-            raise ConfigError("a worker process did not finish starting (init.py) within %ds" % _START_TIMEOUT)
         try:
-            ready = worker.conn.recv()
+            ready = worker.conn.recv(_START_TIMEOUT)
+        except TimeoutError:
+            worker.kill()
+            raise ConfigError("a worker process did not finish starting (init.py) within %ds" % _START_TIMEOUT) from None
         except (EOFError, OSError):
             worker.kill()
             raise ConfigError("a worker process died while starting (see the log above)") from None
@@ -263,13 +264,13 @@ class Pool:
         """Run one job on a free worker and return its Result (see the module comment for faults)."""
         worker = self.acquire(timeout)
         try:
-            worker.conn.send(job)
-            if not worker.conn.poll(timeout):
-                log.error("script %s exceeded the %.0fs timeout; worker %d killed", job.rel_path, timeout, worker.pid)
-                self.release(worker, healthy=False)
-                raise GatewayTimeout("the script did not finish within %.0f seconds" % timeout)
-            result = worker.conn.recv()
-        except (EOFError, OSError, BrokenPipeError):
+            worker.conn.send(tuple(job))
+            result = jobs.result_from_wire(worker.conn.recv(timeout))
+        except TimeoutError:
+            log.error("script %s exceeded the %.0fs timeout; worker %d killed", job.rel_path, timeout, worker.pid)
+            self.release(worker, healthy=False)
+            raise GatewayTimeout("the script did not finish within %.0f seconds" % timeout) from None
+        except (EOFError, OSError):
             code = worker.process.exitcode
             self.release(worker, healthy=False)
             log.error("worker %d died while running %s (exit code %s); replaced", worker.pid, job.rel_path, code)

@@ -22,6 +22,7 @@ from typing import Any
 
 import krait
 from krait import jobs, limits, mime
+from krait.pipe import MessagePipe
 from krait.errors import HttpError, NotFound, TemplateSyntaxError
 
 TEMPLATE_EXTENSIONS = (".html", ".htm", ".pyml")
@@ -90,6 +91,11 @@ class Site:
 
     def restore_modules(self) -> None:
         for live, saved in self.modules:
+            try:
+                if live == saved:  # C-level compare; values are mostly the very same objects
+                    continue
+            except Exception:  # a value with a hostile __eq__: restore key by key
+                pass
             if len(live) != len(saved):
                 for key in [k for k in live if k not in saved]:
                     del live[key]
@@ -213,6 +219,9 @@ def handle(site: Site, job: jobs.Job) -> jobs.Result:
     krait._begin_request(request, dict(job.url_params))
     if job.kind == jobs.WEBSOCKET:
         krait.websockets.request = krait.websockets.WebsocketsRequest(request)
+    if job.rel_path.startswith(".errors/"):  # the site's own error page: tell it which error and where
+        ns["status"] = int(os.path.basename(job.rel_path).split(".")[0])
+        ns["path"] = job.decoded_path
     run = Request(site, ns)
     try:
         if job.kind == jobs.TEMPLATE:
@@ -300,8 +309,9 @@ def run_websocket(conn: Any, controller: Any, send_lock: threading.Lock, stop_ti
     return bool(stopped)
 
 
-def main(conn: Any, settings: Any, kind: str) -> None:
+def main(sock: Any, settings: Any, kind: str) -> None:
     """Worker process entry point (see the module comment)."""
+    conn = MessagePipe(sock)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when workers stop
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
@@ -323,9 +333,9 @@ def main(conn: Any, settings: Any, kind: str) -> None:
             return
         if job is None:
             return
-        result = handle(site, job)
+        result = handle(site, jobs.Job(*job))
         with send_lock:
-            conn.send(result)
+            conn.send(jobs.result_to_wire(result))
         if result.status == 101:
             controller = krait.websockets.response.controller
             if not run_websocket(conn, controller, send_lock, limits.WS_STOP_TIMEOUT):

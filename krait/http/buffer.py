@@ -62,10 +62,6 @@ class ReceiveBuffer:
         self._searched = 0
         self._reset_scan()
 
-    def peek(self) -> bytes:
-        """The buffered bytes, without consuming them."""
-        return bytes(self._data)
-
     def startswith(self, prefix: bytes) -> bool:
         """True if the unconsumed bytes start with `prefix`."""
         return self._data.startswith(prefix)

@@ -112,7 +112,7 @@ class Connection:
         if self._error is not None:
             raise self._error
         try:
-            return self._next_event()
+            return self._step()
         except ProtocolError as exc:
             self._error = exc
             self._keep_alive = False
@@ -120,7 +120,7 @@ class Connection:
             self._buf.clear()
             raise
 
-    def _next_event(self):
+    def _step(self):
         while True:
             their = self._their
             if their is BODY:

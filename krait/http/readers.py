@@ -118,6 +118,8 @@ class RequestReader:
                 if size > self.max_request_line + 1:  # + 1: the CR may already be here
                     raise _fail("request line too long", 414)
                 return
+            if first > self.max_request_line + 1:
+                raise _fail("request line too long", 414)
             fields = buf.lines - 1
             block = size - first - 1
         else:
@@ -128,7 +130,7 @@ class RequestReader:
         if buf.longest_line > self.max_header_line or \
                 size - buf.last_line_end - 1 > self.max_header_line + 1:
             raise _fail("header line too long", 431)
-        if block > self.max_header_block:
+        if block > self.max_header_block + 1:  # + 1: the CR of the empty line may be here
             raise _fail("header block too large", 431)
         if fields > self.max_header_count:
             raise _fail("too many header fields", 431)
@@ -139,9 +141,10 @@ class RequestReader:
         lines = text.count("\n", start)
         if lines > self.max_header_count:
             raise _fail("too many header fields", 431)
-        if len(text) - start > self.max_header_line:
-            if len(text) - start > self.max_header_block:
-                raise _fail("header block too large", 431)
+        size = len(text) - start
+        if size > self.max_header_block:
+            raise _fail("header block too large", 431)
+        if size > self.max_header_line:  # else no line can be too long
             limit = self.max_header_line
             for line in text[start:].split("\n"):
                 if len(line) - line.endswith("\r") > limit:

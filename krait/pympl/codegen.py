@@ -22,7 +22,8 @@
 #   are dedented on their own (`@{ x = 1` / `    y = 2 }` runs); if that does not parse, the
 #   lines are tried at their visual columns instead (`@{ if a:` / `       b = 1 }`).
 # - Every Python syntax error (also those compile() finds, like `return` outside a function)
-#   becomes a TemplateSyntaxError at the template line and column of the bad code.
+#   becomes a TemplateSyntaxError at the template line and column of the bad code. Warnings
+#   ast.parse gives (invalid escape sequences...) are re-issued at the template line.
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ import ast
 import os
 import re
 import types
+import warnings
 
 from krait.errors import TemplateSyntaxError
 from krait.pympl.parser import parse
@@ -41,6 +43,7 @@ IMPORT = "__pympl_import"
 IMPORT_CTRL = "__pympl_import_ctrl"
 
 _INDENT = re.compile(r"[ \t\f]*")
+_ON_LINE = re.compile(r"\bon line (\d+)")
 _FOR_PARTS = re.compile(r"(.*?)\bin\b(.*)", re.S)
 _CONVERSION_STR = ord("s")
 
@@ -94,10 +97,9 @@ class CodeGenerator:
                 continue
             node.lineno = first + line - 1
             node.col_offset = max(0, node.col_offset + shifts[line - 1][1])
-            end = node.end_lineno
-            if end is not None:
-                node.end_lineno = first + end - 1
-                node.end_col_offset = max(0, node.end_col_offset + shifts[end - 1][1])
+            end = node.end_lineno  # ast.parse always sets end positions
+            node.end_lineno = first + end - 1
+            node.end_col_offset = max(0, node.end_col_offset + shifts[end - 1][1])
 
     # --- Python snippets -------------------------------------------------------------------
 
@@ -117,21 +119,32 @@ class CodeGenerator:
         return _Snippet(body, line, [first] + [(0, 0)] * lines)
 
     def _parse(self, snippet: _Snippet, mode: str, what: str):
-        try:
-            tree = ast.parse(snippet.text, self.source.path, mode)
-        except (SyntaxError, ValueError) as exc:
-            raise self._python_error(exc, snippet, what) from None
+        text = snippet.text
+        if "\r" in text:
+            # Python reads a lone CR as a line break, templates count only LF: keep the line
+            # numbering ours (CRLF loses nothing, a lone CR becomes a space).
+            text = text.replace("\r\n", "\n").replace("\r", " ")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                tree = ast.parse(text, self.source.path, mode)
+            except (SyntaxError, ValueError) as exc:
+                raise self._python_error(exc, snippet, what) from None
+        for warning in caught:  # re-issue at the template line ("invalid escape sequence"...)
+            line = snippet.line + min(warning.lineno, len(snippet.shifts)) - 1
+            try:
+                warnings.warn_explicit(warning.message, warning.category, self.source.path, line)
+            except Warning as exc:  # warnings are configured as errors
+                raise self.source.error(f"{type(exc).__name__} in {what}: {exc}", line, 0) from None
         self._relocate(tree, snippet)
         return tree
 
     def _python_error(self, exc, snippet: _Snippet, what: str):
         message = getattr(exc, "msg", None) or str(exc)
-        line = getattr(exc, "lineno", None) or 1
-        offset = getattr(exc, "offset", None) or 1
-        if line > len(snippet.shifts):  # e.g. "unexpected EOF": point at the last line
-            line = len(snippet.shifts)
-            offset = len(snippet.text.rsplit("\n", 1)[-1]) + 1
-        col = max(0, offset - 1 + snippet.shifts[line - 1][0])
+        # "expected an indented block after 'if' statement on line 1": template lines, please
+        message = _ON_LINE.sub(lambda m: f"on line {snippet.line + int(m.group(1)) - 1}", message)
+        line = min(getattr(exc, "lineno", None) or 1, len(snippet.shifts))
+        col = max(0, (getattr(exc, "offset", None) or 1) - 1 + snippet.shifts[line - 1][0])
         return self.source.error(f"invalid Python in {what}: {message}", snippet.line + line - 1, col)
 
     def _expr(self, code: Code, what: str, line: int, col: int) -> ast.expr:
@@ -336,5 +349,5 @@ def _compile(module: ast.Module, src: Source) -> types.CodeType:
         line = exc.lineno or 1
         col = src.char_col(line, (exc.offset or 1) - 1)
         raise src.error(f"invalid Python: {exc.msg}", line, col) from None
-    except RecursionError:
+    except RecursionError:  # pragma: no cover - codegen's own recursion limit comes first
         raise src.error("template nests constructs too deeply", 1, 0) from None

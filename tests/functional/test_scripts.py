@@ -269,3 +269,23 @@ def test_bad_route_is_a_startup_error(tmp_path, krait_server):
     srv = krait_server(root, expect_ready=False)
     assert srv.proc.wait(60) == 1
     assert "unclosed" in srv.log()
+
+
+def test_edit_under_dot_py_restarts_workers(tmp_path, krait_server):
+    root = write_site(tmp_path / "site", {
+        ".py/init.py": "from settings import GREETING\n",
+        ".py/settings.py": "GREETING = 'one'\n",
+        "g.py": "krait.response = krait.Response('HTTP/1.1', 200, [], GREETING)",
+        "t.html": "v1",
+    })
+    srv = krait_server(root, "--workers", "1")
+    assert requests.get(srv.url + "/g", timeout=10).text == "one"
+    (root / "t.html").write_text("v2 longer")
+    assert requests.get(srv.url + "/t.html", timeout=10).text == "v2 longer"  # templates: next request
+    (root / ".py" / "settings.py").write_text("GREETING = 'two!'\n")
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if requests.get(srv.url + "/g", timeout=10).text == "two!":
+            break
+        time.sleep(0.2)
+    assert requests.get(srv.url + "/g", timeout=10).text == "two!"

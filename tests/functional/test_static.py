@@ -162,7 +162,7 @@ def test_methods(server):
     r = requests.post(server.url + "/nothing", timeout=10)  # GET would be routed (then 404): 405
     assert r.status_code == 405
     r = requests.request("PATCH", server.url + "/form", timeout=10)
-    assert r.status_code == 405 and r.headers["Allow"] == "POST, PUT" 
+    assert r.status_code == 405 and r.headers["Allow"] == "POST, PUT, GET, HEAD"
 
 
 def test_head_matches_get(server):

@@ -37,6 +37,8 @@ def feed(data, conn=None, bytewise=False, eof=False, **limits):
     events = []
     pieces = [data[i:i + 1] for i in range(len(data))] if bytewise else [data]
     for piece in pieces:
+        if not piece:
+            continue
         conn.receive_data(piece)
         events += drain(conn)
     if eof:
@@ -64,9 +66,11 @@ def three_ways(data, expected, eof=False, **limits):
     return conn
 
 
-def error_three_ways(data, status, eof=False, **limits):
-    """Feeding `data` any of the three ways raises ProtocolError(status_hint=status)."""
-    for bytewise, extra in ((False, b""), (True, b""), (False, NEXT)):
+def error_three_ways(data, status, eof=False, pipelined=True, **limits):
+    """Feeding `data` any of the three ways raises ProtocolError(status_hint=status).
+    The pipelined way is skipped with `eof` or `pipelined=False` (incomplete inputs)."""
+    ways = ((False, b""), (True, b""), (False, NEXT))
+    for bytewise, extra in ways if pipelined and not eof else ways[:2]:
         conn = Connection(**limits)
         with pytest.raises(ProtocolError) as info:
             feed(data + extra, conn=conn, bytewise=bytewise, eof=eof)

@@ -126,6 +126,9 @@ def test_request_line_limit_detected_before_line_end():
     assert info.value.status_hint == 414
     with pytest.raises(ProtocolError):
         feed(b"GET /" + b"a" * 200, max_request_line=100)
+    with pytest.raises(ProtocolError) as info:  # line complete, head not yet
+        feed(b"GET /" + b"a" * 200 + b" HTTP/1.1\r\nHost: h\r\n", max_request_line=100)
+    assert info.value.status_hint == 414
 
 
 # -- header fields -----------------------------------------------------------------------
@@ -293,8 +296,12 @@ def test_chunked_limits():
     error_three_ways(chunked_req() + b"0\r\nX: " + b"v" * 100 + b"\r\n\r\n", 431,
                      max_header_line=50)
     error_three_ways(chunked_req() + b"0\r\nX: " + b"v" * 100, 431, max_header_line=50)
-    error_three_ways(chunked_req() + b"0\r\n" + b"X: v\r\n" * 11, 431, max_header_count=10)
-    error_three_ways(chunked_req() + b"0\r\n" + b"X: v\r\n" * 30, 431, max_header_block=100)
+    error_three_ways(chunked_req() + b"0\r\nX: " + b"v" * 100 + b"\r\nY", 431,
+                     max_header_line=50, pipelined=False)
+    error_three_ways(chunked_req() + b"0\r\n" + b"X: v\r\n" * 11, 431, max_header_count=10,
+                     pipelined=False)
+    error_three_ways(chunked_req() + b"0\r\n" + b"X: v\r\n" * 30, 431, max_header_block=100,
+                     pipelined=False)
 
 
 # -- Expect ------------------------------------------------------------------------------
@@ -334,6 +341,12 @@ def test_keep_alive(version, connection, keep):
 
 def test_eof_between_requests():
     three_ways(b"", [ConnectionClosed()], eof=True)
+    conn = three_ways(get(), [req(), EOM, PAUSED])
+    conn.receive_data(b"")
+    assert conn.next_event() is PAUSED
+    conn.send_full(200, [], b"")
+    assert type(conn.next_event()) is ConnectionClosed
+    assert type(conn.next_event()) is ConnectionClosed
     three_ways(b"\r\n\r\n", [ConnectionClosed()], eof=True)
 
 

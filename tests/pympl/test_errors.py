@@ -56,6 +56,8 @@ CASES = [
     ("@{ return 1 }", "invalid Python: 'return' outside function", 1, 4),
     ("a\n  @{ yield 1 }", "invalid Python: 'yield' outside function", 2, 6),
     ("@x\x00@", "null bytes", 1, 2),
+    ("é\n @{ return 1 }", "'return' outside function", 2, 5),
+    ("\n@{\n  for x in y:\n}", "expected an indented block after 'for' statement on line 3", 3, 14),
 ]
 
 
@@ -116,3 +118,29 @@ def test_missing_include_callback():
         render(compile_template("@import 'x.html'", "t.html"), {})
     with pytest.raises(TemplateError, match="no include_ctrl callback"):
         render(compile_template("@import-ctrl c", "t.html"), {"c": 1})
+
+
+def test_source_helpers():
+    from krait.pympl.nodes import Source
+
+    src = Source("ab\n\u00e9x", "s")
+    assert src.line_text(0) == src.line_text(3) == ""
+    assert src.position(4) == (2, 1)
+    assert src.byte_col(2, 1) == 2 and src.char_col(2, 2) == 1
+    assert src.byte_col(1, 1) == 1 and src.char_col(1, 1) == 1
+
+
+def test_python_warnings_are_reissued_at_template_line():
+    import warnings
+
+    template = "a\nb\n@{\n  x = 1\n  y = '\\d'\n}@y@"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code = compile_template(template, "w.html")
+    assert render(code, {}) == "\\d"
+    assert [(w.category, w.filename, w.lineno) for w in caught] == [(DeprecationWarning, "w.html", 5)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(TemplateSyntaxError, match="invalid escape sequence") as info:
+            compile_template(template, "w.html")
+    assert info.value.line == 5
