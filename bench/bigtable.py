@@ -18,7 +18,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from krait.pympl import compile_template, render  # noqa: E402
+from krait.pympl import compile_template, render
 
 TABLE = [{f"c{col}": row * 10 + col for col in range(10)} for row in range(1000)]
 ROWS = [list(row.values()) for row in TABLE]

@@ -10,7 +10,7 @@ next next_event() resets the connection for the next request (NEED_DATA).
 import sys
 import time
 
-from krait.http import Connection, NEED_DATA
+from krait.http import NEED_DATA, Connection
 
 REQUEST = (
     b"GET /static/css/site.css?v=12 HTTP/1.1\r\n"

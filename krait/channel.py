@@ -32,6 +32,7 @@ access_log = logging.getLogger("krait.access")
 
 SERVER_HEADER = ("Server", "Krait/" + __version__)
 _RECV_SIZE = 65536
+_WS_RECV_SIZE = 262144  # WebSocket messages may be large; fewer recv calls per MiB
 
 
 class _Timeout(Exception):
@@ -69,6 +70,7 @@ class Channel:
         conn = Connection(**self.settings.http_limits())
         fresh = True  # waiting for the first byte of a new request
         header_deadline = 0.0
+        discard: list[float] = []  # [start, bytes] while the core skips a body we answered without reading
         while True:
             try:
                 event = conn.next_event()
@@ -76,6 +78,18 @@ class Channel:
                 self.send_error(conn, exc.status_hint, str(exc))
                 return
             if event is NEED_DATA:
+                if conn.their_state == "BODY":  # still skipping an unread body: the minimum rate applies
+                    if not discard:
+                        discard[:] = [time.monotonic(), 0.0]
+                    deadline = discard[0] + self.settings.body_rate_grace + discard[1] / self.settings.min_body_rate
+                    try:
+                        data = self.recv(max(deadline - time.monotonic(), 0.05))
+                    except (_Timeout, OSError):
+                        return
+                    discard[1] += len(data)
+                    conn.receive_data(data)
+                    continue
+                discard.clear()
                 if self.closing and fresh:
                     return
                 try:
@@ -259,6 +273,8 @@ class Channel:
             return False
         if result.status != 101:
             app.ws_pool.release(worker)
+            if 200 <= result.status < 300:  # neither accepted nor refused: reference 8.2 step 5 says 400
+                result = result._replace(status=400, reason="Bad Request", body=b"", headers=())
             reply = app.result_reply(result, target.rel_path, info)
             self.respond(conn, req, reply._replace(headers=reply.headers + [("Connection", "close")]), started, remote)
             return False
@@ -382,7 +398,7 @@ class WebSocketSession:
                     break
                 self.sock.settimeout(None)
                 try:
-                    data = self.sock.recv(_RECV_SIZE)
+                    data = self.sock.recv(_WS_RECV_SIZE)
                 except OSError:
                     data = b""
         finally:

@@ -21,6 +21,7 @@ from krait import jobs, limits, mime
 from krait.errors import HttpError, InternalError, ServiceUnavailable
 from krait.routing import SCRIPT, STATIC, Router, Target
 from krait.static import StaticFiles
+from krait.static import _not_modified as static_not_modified
 
 log = logging.getLogger("krait")
 
@@ -77,9 +78,25 @@ class App:
             reply = self.error_reply(exc.status, str(exc), list(exc.headers), req)
         except OSError as exc:  # a file vanished or became unreadable between routing and reading
             reply = self.error_reply(404, "file unavailable: %s" % exc.strerror, [], req)
-        if self.settings.gzip and reply.status == 200 and reply.file_range is None:
-            reply = self.maybe_gzip(reply, req.headers.get("accept-encoding", ""))
+        if self.settings.gzip and reply.file_range is None:
+            if reply.status == 200:
+                reply = self.maybe_gzip(reply, req.headers.get("accept-encoding", ""))
+            elif reply.status == 304:
+                reply = self.gzip_validator(reply, req.headers.get("accept-encoding", ""))
+        if reply.status == 304:  # RFC 9110 15.4.5: validators and caching fields, no representation metadata
+            reply = reply._replace(headers=[h for h in reply.headers if h[0] != "Content-Type"])
         return reply
+
+    def gzip_validator(self, reply: Reply, accept_encoding: str) -> Reply:
+        """A 304 names the representation the client would get: the gzip one carries the -gz tag."""
+        ctype = next((v for n, v in reply.headers if n == "Content-Type"), "")
+        size = next((int(v) for n, v in reply.headers if n == "Content-Length"), 0)
+        if size < limits.GZIP_MIN_SIZE or not mime.is_compressible(ctype):
+            return reply
+        headers = [(n, v) for n, v in reply.headers if n != "Content-Length"] + [("Vary", "Accept-Encoding")]
+        if _accepts_gzip(accept_encoding):
+            headers = [(n, v[:-1] + '-gz"' if n == "ETag" else v) for n, v in headers]
+        return reply._replace(headers=headers)
 
     def make_job(self, req: RequestInfo, target: Target, path: str, query: str, kind: str) -> jobs.Job:
         from krait.routing import decode_path
@@ -91,7 +108,20 @@ class App:
     def run_job(self, req: RequestInfo, target: Target, path: str, query: str) -> Reply:
         kind = jobs.SCRIPT if target.kind == SCRIPT else jobs.TEMPLATE
         result = self.pool.run(self.make_job(req, target, path, query, kind), self.settings.timeout)
-        return self.result_reply(result, target.rel_path, req)
+        reply = self.result_reply(result, target.rel_path, req)
+        if not result.dynamic and result.error is None and result.status == 200:
+            reply = self.static_template_reply(reply, target, req)
+        return reply
+
+    def static_template_reply(self, reply: Reply, target: Target, req: RequestInfo) -> Reply:
+        """A code-free template is cached like a static file: validators, cache table, 304 (ref. 4.7)."""
+        version = self.static.version(target.path, target.rel_path)
+        headers = [(n, v) for n, v in reply.headers if n != "Cache-Control"]
+        headers += [("ETag", version.etag), ("Last-Modified", version.last_modified),
+                    ("Cache-Control", site_config.cache_control(target.rel_path, False, self.cfg))]
+        if req.method in ("GET", "HEAD") and static_not_modified(version, req.headers):
+            return Reply(304, [h for h in headers if h[0] != "Content-Type"] + [("Content-Length", str(len(reply.body)))])
+        return reply._replace(headers=headers)
 
     def result_reply(self, result: jobs.Result, rel_path: str, req: RequestInfo) -> Reply:
         if result.error is not None:

@@ -47,6 +47,7 @@ class Result(NamedTuple):
     content_type: str | None  # the default Content-Type the worker derived (set_content_type, extension)
     error: ErrorReport | None = None
     ws_protocol: str | None = None  # WEBSOCKET jobs: accepted (status 101) with this subprotocol
+    dynamic: bool = True  # False for a template without any code: cacheable like a static file
 
 
 class WorkerReady(NamedTuple):
@@ -67,9 +68,9 @@ WS_DONE = "done"  # (WS_DONE,): the worker finished the session and is free agai
 def result_to_wire(result: Result) -> tuple:
     """A Result as nested plain tuples (what krait/pipe.py can marshal)."""
     error = tuple(result.error) if result.error is not None else None
-    return (*result[:5], error, result.ws_protocol)
+    return (*result[:5], error, result.ws_protocol, result.dynamic)
 
 
 def result_from_wire(data: tuple) -> Result:
     error = ErrorReport(*data[5]) if data[5] is not None else None
-    return Result(*data[:5], error, data[6])
+    return Result(*data[:5], error, data[6], data[7])

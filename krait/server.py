@@ -55,6 +55,7 @@ class Server(socketserver.ThreadingTCPServer):
             self.tls = ctx
         self.trusted_proxies = frozenset(settings.forwarded_allow_ips)
         self.channels: set[Channel] = set()
+        self.open_count = 0  # accepted connections not yet closed (the --max-connections count)
         self._lock = threading.Lock()
         self.stopping = False
 
@@ -69,8 +70,11 @@ class Server(socketserver.ThreadingTCPServer):
     # --- per connection ---------------------------------------------------------------------
 
     def process_request(self, request: socket.socket, client_address: Any) -> None:
+        # Counted from accept, so connections still in their TLS handshake hold a place too.
         with self._lock:
-            full = len(self.channels) >= self.settings.max_connections or self.stopping
+            full = self.open_count >= self.settings.max_connections or self.stopping
+            if not full:
+                self.open_count += 1
         if full:
             self._refuse(request)
             return
@@ -79,6 +83,11 @@ class Server(socketserver.ThreadingTCPServer):
         thread.start()
 
     def _refuse(self, sock: socket.socket) -> None:
+        log.warning("connection refused: %d connections open (limit %d)", self.open_count,
+                    self.settings.max_connections)
+        if self.tls is not None:  # no cleartext into a TLS handshake: a plain close is the clean refusal
+            self.shutdown_request(sock)
+            return
         reply = overload_reply("too many open connections")
         head = "HTTP/1.1 503 Service Unavailable\r\nDate: %s\r\nRetry-After: %d\r\nConnection: close\r\n" \
                "Content-Type: text/html; charset=utf-8\r\nContent-Length: %d\r\n\r\n" % (
@@ -88,11 +97,16 @@ class Server(socketserver.ThreadingTCPServer):
             sock.send(head.encode("latin-1") + reply.body)
         except OSError:
             pass
-        log.warning("connection refused: %d connections open (limit %d)", len(self.channels),
-                    self.settings.max_connections)
         self.shutdown_request(sock)
 
     def finish_request(self, request: socket.socket, client_address: Any) -> None:
+        try:
+            self._serve(request, client_address)
+        finally:
+            with self._lock:
+                self.open_count -= 1
+
+    def _serve(self, request: socket.socket, client_address: Any) -> None:
         try:
             request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
@@ -132,10 +146,12 @@ class Server(socketserver.ThreadingTCPServer):
         headers = req.headers if req is not None else {}
         line = '%s %s %s' % (req.method, req.target, "HTTP/" + req.http_version) if req is not None else "-"
         size = len(reply.body) if reply.file_range is None else reply.file_range[2]
+        if (req is not None and req.method == "HEAD") or reply.status in (204, 304) or reply.status < 200:
+            size = 0  # CLF %b counts body bytes sent
         access_log.info('%s - - [%s] "%s" %d %s "%s" "%s" %.3fms', remote[0] if remote else "-",
-                        time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime()), line, reply.status,
-                        size if size else "-", headers.get("referer", "-"), headers.get("user-agent", "-"),
-                        (time.monotonic() - started) * 1000)
+                        time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime()), _clf(line), reply.status,
+                        size if size else "-", _clf(headers.get("referer", "-")),
+                        _clf(headers.get("user-agent", "-")), (time.monotonic() - started) * 1000)
 
     # --- shutdown --------------------------------------------------------------------------
 
@@ -161,6 +177,11 @@ class Server(socketserver.ThreadingTCPServer):
                     _shutdown(channel.sock, socket.SHUT_RDWR)
                 break
             time.sleep(0.05)
+
+
+def _clf(text: str) -> str:
+    # Apache's rule: escape backslash and double quote so a client cannot forge log fields.
+    return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def _shutdown(sock: socket.socket, how: int) -> None:

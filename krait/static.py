@@ -90,7 +90,7 @@ class StaticFiles:
         """The response to a GET/HEAD (or routed other method) for a static file."""
         f = self.version(path, rel_path)
         if method in ("GET", "HEAD") and _not_modified(f, headers):
-            return StaticReply(304, [*f.headers[1:], ("Content-Length", str(f.size))], b"", None)
+            return StaticReply(304, [*f.headers, ("Content-Length", str(f.size))], b"", None)
         rng = headers.get("range")
         if rng is not None and method == "GET" and _if_range_ok(f, headers.get("if-range")):
             span = parse_range(rng, f.size)
@@ -124,7 +124,8 @@ def _not_modified(f: FileVersion, headers: dict[str, str]) -> bool:
     inm = headers.get("if-none-match")
     if inm is not None:
         tags = _etag_list(inm)
-        return "*" in tags or any(_weak_equal(tag, f.etag) for tag in tags)
+        gz = f.etag[:-1] + '-gz"'  # the tag of the gzip representation (krait/dispatch.py)
+        return "*" in tags or any(_weak_equal(tag, f.etag) or _weak_equal(tag, gz) for tag in tags)
     ims = headers.get("if-modified-since")
     if ims is not None:
         try:

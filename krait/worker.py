@@ -184,6 +184,12 @@ def _content_type_of_view(view_path: str) -> str:
     return mime.for_path(view_path)
 
 
+def _code_free(code: Any) -> bool:
+    # A template whose compiled code only writes constant text (reference 4.1: "not dynamic"). Imports
+    # count as code here, so a page that @imports anything is always treated as dynamic.
+    return set(code.co_names) <= {"__pympl_w"}
+
+
 def _checked_headers(pairs: Any) -> tuple[tuple[str, str], ...]:
     headers = []
     for item in pairs or ():
@@ -238,7 +244,8 @@ def handle(site: Site, job: jobs.Job) -> jobs.Result:
         else:
             status, reason, headers = 200, "OK", extra
             body = "".join(run.out).encode("utf-8")
-        return jobs.Result(status, reason, headers, body, _content_type(job, run.view_path))
+        dynamic = job.kind != jobs.TEMPLATE or not _code_free(site.templates.get(job.path))
+        return jobs.Result(status, reason, headers, body, _content_type(job, run.view_path), None, None, dynamic)
     except HttpError as exc:
         status = exc.status
         return jobs.Result(status, "", (), b"", None, _error_report(exc, site.root, status))
@@ -302,11 +309,13 @@ def run_websocket(conn: Any, controller: Any, send_lock: threading.Lock, stop_ti
                 break
         finished.set()
         sender.join(1.0)
+    if not stopped:  # the caller exits this process: no WS_DONE, so the server replaces the worker
+        return False
     try:
         send((jobs.WS_DONE,))
     except (OSError, ValueError):
         pass
-    return bool(stopped)
+    return True
 
 
 def main(sock: Any, settings: Any, kind: str) -> None:

@@ -13,10 +13,29 @@
 from krait.errors import LocalProtocolError, ProtocolError
 
 from .connection import Connection
-from .events import (NEED_DATA, PAUSED, ConnectionClosed, Data, EndOfMessage,
-                     InformationalResponse, Request, Response, reason_phrase)
+from .events import (
+    NEED_DATA,
+    PAUSED,
+    ConnectionClosed,
+    Data,
+    EndOfMessage,
+    InformationalResponse,
+    Request,
+    Response,
+    reason_phrase,
+)
 
 __all__ = [
-    "Connection", "Request", "Data", "EndOfMessage", "ConnectionClosed", "InformationalResponse",
-    "Response", "NEED_DATA", "PAUSED", "ProtocolError", "LocalProtocolError", "reason_phrase",
+    "NEED_DATA",
+    "PAUSED",
+    "Connection",
+    "ConnectionClosed",
+    "Data",
+    "EndOfMessage",
+    "InformationalResponse",
+    "LocalProtocolError",
+    "ProtocolError",
+    "Request",
+    "Response",
+    "reason_phrase",
 ]

@@ -27,8 +27,15 @@ _BLANK_LINE = re.compile(rb"\n\r?\n")
 class ReceiveBuffer:
     """Bytes received from the peer and not consumed yet."""
 
-    __slots__ = ("_data", "_searched", "_scanned", "lines", "first_line_end", "last_line_end",
-                 "longest_line")
+    __slots__ = (
+        "_data",
+        "_scanned",
+        "_searched",
+        "first_line_end",
+        "last_line_end",
+        "lines",
+        "longest_line",
+    )
 
     def __init__(self) -> None:
         self._data = bytearray()
@@ -103,8 +110,7 @@ class ReceiveBuffer:
         m = _BLANK_LINE.search(data, self._searched)
         if m is None:
             n = len(data) - 2
-            if n > self._searched:
-                self._searched = n
+            self._searched = max(self._searched, n)
             return -1
         return m.start()
 
@@ -128,8 +134,7 @@ class ReceiveBuffer:
                 self.first_line_end = i
             else:
                 n = i - self.last_line_end - 1 - (data[i - 1] == 13)  # without CR LF
-                if n > self.longest_line:
-                    self.longest_line = n
+                self.longest_line = max(self.longest_line, n)
             self.last_line_end = i
             self.lines += 1
             i = find(b"\n", i + 1)

@@ -26,11 +26,19 @@ from krait.errors import LocalProtocolError, ProtocolError
 
 from . import state
 from .buffer import ReceiveBuffer
-from .events import (NEED_DATA, PAUSED, ConnectionClosed, Data, EndOfMessage,
-                     InformationalResponse, Request, Response)
+from .events import (
+    NEED_DATA,
+    PAUSED,
+    ConnectionClosed,
+    Data,
+    EndOfMessage,
+    InformationalResponse,
+    Request,
+    Response,
+)
 from .readers import ContentLengthReader, RequestReader
-from .writers import CONTENT_LENGTH, BodyWriter, build_head
 from .state import BODY, CLOSED, DONE, IDLE, SWITCHED
+from .writers import CONTENT_LENGTH, BodyWriter, build_head
 
 __all__ = ["Connection"]
 
@@ -40,8 +48,20 @@ _SEND = state.SEND
 class Connection:
     """The server side of one HTTP/1.1 connection, without any I/O."""
 
-    __slots__ = ("_reader", "_buf", "_eof", "_their", "_our", "_body", "_request", "_error",
-                 "_keep_alive", "_waiting_100", "_writer", "their_http_version")
+    __slots__ = (
+        "_body",
+        "_buf",
+        "_eof",
+        "_error",
+        "_keep_alive",
+        "_our",
+        "_reader",
+        "_request",
+        "_their",
+        "_waiting_100",
+        "_writer",
+        "their_http_version",
+    )
 
     def __init__(self, max_request_line: int = limits.MAX_REQUEST_LINE,
                  max_header_line: int = limits.MAX_HEADER_LINE,

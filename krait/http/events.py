@@ -18,8 +18,15 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 
 __all__ = [
-    "Request", "Data", "EndOfMessage", "ConnectionClosed", "InformationalResponse", "Response",
-    "NEED_DATA", "PAUSED", "reason_phrase",
+    "NEED_DATA",
+    "PAUSED",
+    "ConnectionClosed",
+    "Data",
+    "EndOfMessage",
+    "InformationalResponse",
+    "Request",
+    "Response",
+    "reason_phrase",
 ]
 
 

@@ -37,13 +37,13 @@ from . import abnf
 from .buffer import ReceiveBuffer
 from .events import Data, EndOfMessage, Request
 
-__all__ = ["RequestReader", "ContentLengthReader", "ChunkedReader", "MAX_EMPTY_LINES"]
+__all__ = ["MAX_EMPTY_LINES", "ChunkedReader", "ContentLengthReader", "RequestReader"]
 
 #: Empty lines tolerated before a request line (RFC 9112 s2.2: "SHOULD ignore at least one").
 MAX_EMPTY_LINES = 8
 
 _REQUEST_LINE = re.compile(abnf.REQUEST_LINE)
-_FIELD_LINE = re.compile(abnf.FIELD_LINE, re.M)
+_FIELD_LINE = re.compile(abnf.FIELD_LINE, re.MULTILINE)
 _FIELD_LINE_1 = re.compile(abnf.FIELD_LINE)
 _TOKEN = re.compile(abnf.TOKEN)
 _HOST = re.compile(abnf.HOST)
@@ -82,7 +82,7 @@ def _diagnose_request_line(line: str) -> ProtocolError:
         return _fail("bare CR in the request line (RFC 9112 s2.2)")
     if len(parts) != 3 or not all(parts):
         return _fail("request line is not 'method SP target SP version' (RFC 9112 s3)")
-    method, target, version = parts
+    method, _target, version = parts
     if not _LOOSE_VERSION.fullmatch(version):
         return _fail("malformed HTTP version (RFC 9112 s2.3)")
     if not _TOKEN.fullmatch(method):
@@ -93,8 +93,15 @@ def _diagnose_request_line(line: str) -> ProtocolError:
 class RequestReader:
     """Parses request heads and makes body readers, under the limits given by the caller."""
 
-    __slots__ = ("max_request_line", "max_header_line", "max_header_block", "max_header_count",
-                 "max_body_size", "max_chunk_line", "_empty_lines")
+    __slots__ = (
+        "_empty_lines",
+        "max_body_size",
+        "max_chunk_line",
+        "max_header_block",
+        "max_header_count",
+        "max_header_line",
+        "max_request_line",
+    )
 
     def __init__(self, max_request_line: int, max_header_line: int, max_header_block: int,
                  max_header_count: int, max_body_size: int, max_chunk_line: int) -> None:
@@ -160,7 +167,7 @@ class RequestReader:
         if not buf:
             return None
         while buf.starts_with_line_end():  # RFC 9112 s2.2: skip empty lines before a request
-            if buf.startswith(b"\r\n") or buf.startswith(b"\n"):
+            if buf.startswith((b"\r\n", b"\n")):
                 self._empty_lines += 1
                 if self._empty_lines > MAX_EMPTY_LINES:
                     raise _fail("too many empty lines before the request line")
@@ -305,7 +312,7 @@ _SIZE, _DATA, _DATA_END, _TRAILERS = range(4)
 class ChunkedReader:
     """A chunked body with optional trailer fields (RFC 9112 s7.1)."""
 
-    __slots__ = ("_limits", "_state", "_remaining", "_total")
+    __slots__ = ("_limits", "_remaining", "_state", "_total")
 
     def __init__(self, limits: RequestReader) -> None:
         self._limits = limits
@@ -362,7 +369,7 @@ class ChunkedReader:
 
     def _read_trailers(self, buf: ReceiveBuffer) -> EndOfMessage | None:
         # s7.1.2: trailer-section = *( field-line CRLF ), then the final CRLF.
-        if buf.startswith(b"\r\n") or buf.startswith(b"\n"):
+        if buf.startswith((b"\r\n", b"\n")):
             buf.take(1 if buf.startswith(b"\n") else 2)
             return EndOfMessage()
         if not buf or len(buf) == 1 and buf.startswith(b"\r"):

@@ -24,8 +24,15 @@ from krait.errors import LocalProtocolError
 
 from . import abnf
 
-__all__ = ["build_head", "BodyWriter", "NO_BODY", "DISCARD", "CONTENT_LENGTH", "CHUNKED",
-           "UNTIL_CLOSE"]
+__all__ = [
+    "CHUNKED",
+    "CONTENT_LENGTH",
+    "DISCARD",
+    "NO_BODY",
+    "UNTIL_CLOSE",
+    "BodyWriter",
+    "build_head",
+]
 
 _TOKEN = re.compile(abnf.TOKEN)
 _STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n" for s in HTTPStatus}
@@ -152,11 +159,11 @@ def build_head(status: int, headers, reason: str | None, body_length: int | None
 class BodyWriter:
     """Frames the Data of a streamed response body (RFC 9112 s6, s7.1)."""
 
-    __slots__ = ("mode", "remaining")
+    __slots__ = ("length", "mode", "remaining")
 
     def __init__(self, mode: int, length: int) -> None:
         self.mode = mode
-        self.remaining = length
+        self.length = self.remaining = length
 
     def data(self, data: bytes) -> bytes:
         """The bytes to send for one Data event."""
@@ -182,6 +189,8 @@ class BodyWriter:
         """The bytes that end the body."""
         if self.mode == CHUNKED:
             return b"0\r\n\r\n"
-        if self.mode == CONTENT_LENGTH and self.remaining:
+        # With no Data at all the caller sent the body itself (socket.sendfile of a static file
+        # between Response and EndOfMessage): we cannot count it, so we trust it.
+        if self.mode == CONTENT_LENGTH and self.remaining and self.remaining != self.length:
             raise LocalProtocolError("fewer body bytes than Content-Length")
         return b""

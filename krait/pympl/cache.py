@@ -18,8 +18,8 @@ import types
 from collections import OrderedDict
 
 from krait import limits
-from krait.pympl.codegen import compile_template
 from krait.errors import TemplateSyntaxError
+from krait.pympl.codegen import compile_template
 
 
 def decode_template(data: bytes, path: str) -> str:
@@ -28,8 +28,7 @@ def decode_template(data: bytes, path: str) -> str:
     Raises:
         TemplateSyntaxError: at the first byte that is not valid UTF-8.
     """
-    if data.startswith(codecs.BOM_UTF8):
-        data = data[len(codecs.BOM_UTF8):]
+    data = data.removeprefix(codecs.BOM_UTF8)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

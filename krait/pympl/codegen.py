@@ -34,8 +34,18 @@ import types
 import warnings
 
 from krait.errors import TemplateSyntaxError
+from krait.pympl.nodes import (
+    Code,
+    Exec,
+    For,
+    If,
+    Import,
+    Output,
+    Source,
+    Template,
+    Text,
+)
 from krait.pympl.parser import parse
-from krait.pympl.nodes import Code, Exec, For, If, Import, Output, Source, Template, Text
 
 WRITE = "__pympl_w"
 ESCAPE = "__pympl_e"
@@ -44,7 +54,7 @@ IMPORT_CTRL = "__pympl_import_ctrl"
 
 _INDENT = re.compile(r"[ \t\f]*")
 _ON_LINE = re.compile(r"\bon line (\d+)")
-_FOR_PARTS = re.compile(r"(.*?)\bin\b(.*)", re.S)
+_FOR_PARTS = re.compile(r"(.*?)\bin\b(.*)", re.DOTALL)
 _CONVERSION_STR = ord("s")
 
 
@@ -64,7 +74,7 @@ def _margin(lines: list[str]) -> str:
 class _Snippet:
     # Python source cut from a template, with the map back to template positions:
     # shifts[k] = (chars, bytes) to add to a column on snippet line k + 1.
-    __slots__ = ("text", "line", "shifts")
+    __slots__ = ("line", "shifts", "text")
 
     def __init__(self, text: str, line: int, shifts: list[tuple[int, int]]) -> None:
         self.text = text

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import sys
 
-import ply.lex as lex
+from ply import lex
 from ply.lex import TOKEN
 
 from krait.pympl.nodes import Code, Source

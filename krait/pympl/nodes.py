@@ -12,8 +12,9 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
-from typing import Union
+from itertools import accumulate
 
 from krait.errors import TemplateSyntaxError
 
@@ -21,12 +22,13 @@ from krait.errors import TemplateSyntaxError
 class Source:
     """A template's path and text, with position helpers shared by all stages."""
 
-    __slots__ = ("path", "text", "lines")
+    __slots__ = ("lines", "path", "starts", "text")
 
     def __init__(self, text: str, path: str) -> None:
         self.path = path
         self.text = text
         self.lines = text.split("\n")
+        self.starts = list(accumulate((len(line) + 1 for line in self.lines[:-1]), initial=0))
 
     def line_text(self, line: int) -> str:
         """The text of 1-based `line` without its newline ("" past the end)."""
@@ -36,8 +38,8 @@ class Source:
 
     def position(self, offset: int) -> tuple[int, int]:
         """(1-based line, 0-based column) of a character offset into the text."""
-        line_start = self.text.rfind("\n", 0, offset) + 1
-        return self.text.count("\n", 0, line_start) + 1, offset - line_start
+        line = bisect_right(self.starts, offset)
+        return line, offset - self.starts[line - 1]
 
     def byte_col(self, line: int, col: int) -> int:
         """UTF-8 byte offset of character column `col` on `line` (what ast positions count)."""
@@ -144,4 +146,4 @@ class Template:
     col: int = 0
 
 
-Node = Union[Text, Output, Exec, Import, If, For]
+Node = Text | Output | Exec | Import | If | For

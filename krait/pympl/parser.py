@@ -14,19 +14,30 @@
 # Errors: p_error receives the offending token (never None, thanks to the lexer's EOF token) and
 # explains it from the parser's symbol stack: terminals of an unfinished `@if`/`@for` stay on the
 # stack until their closing tag reduces them, so the innermost open block is the last IF or FOR
-# token on it, and an ELSE after that IF means the block already has its `@else:`. A block left
-# open at end of file is reported at its opening tag.
+# token on it. Inside an `@if`, an ELSE is refused only when the block already has its `@else:`
+# and an ELIF only after it. A block left open at end of file is reported at its opening tag.
 # The tables are built once per process, in memory only (write_tables=False, debug=False: no
 # parser.out or parsetab.py is written), with ply's own diagnostics silenced.
 
 from __future__ import annotations
 
+import copy
 import sys
 
-import ply.yacc as yacc
+from ply import yacc
 
 from krait.pympl.lexer import make_lexer, tokens  # noqa: F401  (ply reads `tokens` from here)
-from krait.pympl.nodes import Branch, Exec, For, If, Import, Output, Source, Template, Text
+from krait.pympl.nodes import (
+    Branch,
+    Exec,
+    For,
+    If,
+    Import,
+    Output,
+    Source,
+    Template,
+    Text,
+)
 
 start = "template"
 
@@ -118,14 +129,10 @@ _TAG = {"IF": "@if", "FOR": "@for", "ELIF": "@elif", "ENDIF": "@/if", "ENDFOR": 
 def p_error(tok):
     lexer = tok.lexer
     source: Source = lexer.pympl_source
-    # The innermost open block and whether it already had its `@else:`.
+    # The innermost open block: the last IF or FOR terminal still on the stack.
     opener = None
-    has_else = False
-    for sym in reversed(_parser.symstack):
-        kind = getattr(sym, "type", None)
-        if kind == "ELSE":
-            has_else = True
-        elif kind in ("IF", "FOR") and hasattr(sym, "lexpos"):
+    for sym in reversed(lexer.pympl_parser.symstack):
+        if getattr(sym, "type", None) in ("IF", "FOR"):
             opener = sym
             break
     if opener is not None:
@@ -170,4 +177,7 @@ def parse(source: Source) -> Template:
         TemplateSyntaxError: on any lexical or structural error.
     """
     lexer = make_lexer(source)
-    return _parser.parse(lexer=lexer)
+    # A shallow copy shares the read-only tables but owns its stacks, so parses never share
+    # state (p_error finds this copy's stack through the lexer).
+    lexer.pympl_parser = parser = copy.copy(_parser)
+    return parser.parse(lexer=lexer)

@@ -10,14 +10,16 @@
 #   its own helpers back, whichever output list the include used; after the outermost render
 #   the namespace holds no helper names at all.
 # - escape() is str() followed by replacing & < > " ' with &amp; &lt; &gt; &quot; &#39;
-#   (reference 5.3; `'` is `&#39;`, not html.escape's `&#x27;`). Chained str.replace was
-#   measured faster than str.translate, html.escape + fix-up, or a regex pre-check; ints,
-#   the commonest non-strings in tables, cannot contain those characters and skip the scan.
+#   (reference 5.3; `'` is `&#39;`, not html.escape's `&#x27;`). Measured on 3.11: chained
+#   str.replace beats str.translate (about 2x slower) and html.escape + fix-up; a regex
+#   pre-check only wins on short clean strings and loses on long ones. Ints, the commonest
+#   non-strings in tables, cannot contain those characters and skip the scan.
 
 from __future__ import annotations
 
 import types
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from krait.errors import TemplateError
 from krait.pympl.codegen import ESCAPE, IMPORT, IMPORT_CTRL, WRITE

@@ -240,6 +240,28 @@ def test_minimum_body_rate(site, krait_server):
     assert_normal(srv.port)
 
 
+def test_minimum_body_rate_applies_to_discarded_bodies(site, krait_server):
+    srv = krait_server(site, "--min-body-rate", "1000")
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
+        s.sendall(b"POST /hello.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+        s.settimeout(0.25)
+        t0 = time.monotonic()
+        closed = False
+        while not closed and time.monotonic() - t0 < 7.5:  # 4 bytes/s: far below the rate, never idle
+            try:
+                closed = s.recv(65536) == b""
+            except socket.timeout:
+                pass
+            except ConnectionResetError:
+                closed = True
+            try:
+                s.send(b"x")
+            except OSError:
+                closed = True
+    assert closed, "a 4 bytes/s body kept the connection past the grace period"
+    assert_normal(srv.port)
+
+
 def test_connection_limit_refuses_cleanly(site, krait_server):
     srv = krait_server(site, "--max-connections", "20")
     held = []
@@ -309,7 +331,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_graceful_shutdown_finishes_requests_in_flight(site, krait_server, sig):
     srv = krait_server(site, "--workers", "1")
     worker_pid = int(get(srv.port, "/pid.py")[2])

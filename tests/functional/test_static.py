@@ -296,3 +296,16 @@ def test_dot_folder_in_site_root_path(tmp_path, krait_server):
     root = write_site(tmp_path / ".hidden-parent" / "site", {"index.html": "<p>root ok</p>"})
     srv = krait_server(root)
     assert requests.get(srv.url + "/", timeout=10).text == "<p>root ok</p>"
+
+
+def test_code_free_template_is_cached_like_a_static_file(server, site):
+    (site / "plain.html").write_text("<p>no code here, just a@@b.com</p>")
+    r = get(server, "/plain.html")
+    assert r.text == "<p>no code here, just a@b.com</p>"
+    assert r.headers["Cache-Control"] == "max-age=300, must-revalidate" and r.headers["ETag"]
+    r2 = get(server, "/plain.html", headers={"If-None-Match": r.headers["ETag"]})
+    assert r2.status_code == 304 and r2.content == b""
+    (site / "code.html").write_text("<p>@(1 + 1)@</p>")
+    r = get(server, "/code.html")
+    assert r.text == "<p>2</p>" and r.headers["Cache-Control"] == "no-cache, no-store, must-revalidate"
+    assert "ETag" not in r.headers

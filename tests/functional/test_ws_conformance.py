@@ -386,7 +386,9 @@ class RawWS:
 
 def open_ws(port: int, path: str = "/ws/fast", **headers: str | None) -> RawWS:
     ws = RawWS(port, path, **headers)
-    assert ws.status == 101, (ws.status, ws.headers, bytes(ws.buf[:200]))
+    if ws.status != 101:
+        ws.close()
+        raise AssertionError("handshake refused: %d %r" % (ws.status, ws.headers))
     return ws
 
 

@@ -3,8 +3,15 @@
 import pytest
 
 from krait.errors import ProtocolError
-from krait.http import (NEED_DATA, PAUSED, Connection, ConnectionClosed, Data, EndOfMessage,
-                        Request)
+from krait.http import (
+    NEED_DATA,
+    PAUSED,
+    Connection,
+    ConnectionClosed,
+    Data,
+    EndOfMessage,
+    Request,
+)
 
 NEXT = b"GET /next HTTP/1.1\r\nHost: n\r\n\r\n"
 

@@ -3,8 +3,17 @@
 import pytest
 
 from krait.errors import LocalProtocolError, ProtocolError
-from krait.http import (NEED_DATA, PAUSED, Connection, ConnectionClosed, Data, EndOfMessage,
-                        InformationalResponse, Request, Response)
+from krait.http import (
+    NEED_DATA,
+    PAUSED,
+    Connection,
+    ConnectionClosed,
+    Data,
+    EndOfMessage,
+    InformationalResponse,
+    Request,
+    Response,
+)
 
 from .http_helpers import drain, merge
 

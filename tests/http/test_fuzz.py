@@ -4,8 +4,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from krait.errors import LocalProtocolError, ProtocolError
-from krait.http import (NEED_DATA, PAUSED, Connection, ConnectionClosed, Data, EndOfMessage,
-                        InformationalResponse, Request, Response)
+from krait.http import (
+    NEED_DATA,
+    PAUSED,
+    Connection,
+    ConnectionClosed,
+    Data,
+    EndOfMessage,
+    InformationalResponse,
+    Request,
+    Response,
+)
 
 EVENTS = (Request, Data, EndOfMessage, ConnectionClosed)
 # database=None: leave no .hypothesis/ files behind in the checkout
@@ -18,8 +27,8 @@ ATOMS = [b"GET", b"POST", b"HEAD", b" ", b"/", b"*", b"HTTP/1.1", b"HTTP/1.0", b
          b"Transfer-Encoding: chunked", b"Expect: 100-continue", b"Connection: close",
          b";", b"=", b"\"", b"\x00", b"\t", b"\x80", b"a" * 40, b",", b"ffff", b"\r\n\r\n"]
 requestish = st.lists(st.sampled_from(ATOMS), max_size=40).map(b"".join)
-small = dict(max_request_line=64, max_header_line=48, max_header_block=160,
-             max_header_count=6, max_body_size=100, max_chunk_line=16)
+small = {"max_request_line": 64, "max_header_line": 48, "max_header_block": 160,
+         "max_header_count": 6, "max_body_size": 100, "max_chunk_line": 16}
 
 
 def run(data, split, eof, respond, **limits):

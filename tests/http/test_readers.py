@@ -2,8 +2,9 @@
 
 import pytest
 
-from .http_helpers import EOM, error_three_ways, req, three_ways
 from krait.http import PAUSED, ConnectionClosed, Data, EndOfMessage
+
+from .http_helpers import EOM, error_three_ways, req, three_ways
 
 H = b"Host: h\r\n"
 
@@ -114,9 +115,10 @@ def test_request_line_limit_414():
 
 
 def test_request_line_limit_detected_before_line_end():
-    from .http_helpers import feed
     from krait.errors import ProtocolError
     from krait.http import Connection
+
+    from .http_helpers import feed
     conn = Connection(max_request_line=100)
     conn.receive_data(b"GET /" + b"a" * 96)  # 101 bytes, could still end with CR LF
     assert conn.next_event() is not None

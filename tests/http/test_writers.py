@@ -3,8 +3,15 @@
 import pytest
 
 from krait.errors import LocalProtocolError
-from krait.http import (Connection, ConnectionClosed, Data, EndOfMessage, InformationalResponse,
-                        Response, reason_phrase)
+from krait.http import (
+    Connection,
+    ConnectionClosed,
+    Data,
+    EndOfMessage,
+    InformationalResponse,
+    Response,
+    reason_phrase,
+)
 
 
 def conn_for(head=b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"):
@@ -95,6 +102,15 @@ def test_streamed_content_length_is_counted():
     conn.send(Data(b"abc"))
     with pytest.raises(LocalProtocolError):
         conn.send(EndOfMessage())
+
+
+def test_body_sent_out_of_band_is_trusted():
+    # channel.py sends static files with socket.sendfile between Response and EndOfMessage
+    conn = conn_for()
+    assert conn.send(Response(200, [("Content-Length", "4")])) == (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n")
+    assert conn.send(EndOfMessage()) == b""
+    assert conn.our_state == "DONE" and conn.keep_alive
 
 
 def test_http10_close_delimited_and_keep_alive():

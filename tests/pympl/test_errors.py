@@ -137,7 +137,7 @@ def test_python_warnings_are_reissued_at_template_line():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         code = compile_template(template, "w.html")
-    assert render(code, {}) == "\\d"
+    assert render(code, {}) == "a\nb\n\\d"
     assert [(w.category, w.filename, w.lineno) for w in caught] == [(DeprecationWarning, "w.html", 5)]
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -3,7 +3,7 @@
 
 import pytest
 
-from krait.pympl import compile_template, escape, render, render_into, show_code
+from krait.pympl import compile_template, escape, render_into, show_code
 
 from .helpers import run
 

@@ -1,0 +1,126 @@
+"""A real browser against the demo site (issue 8): headless Chromium signs the guestbook through the
+form (POST -> 303 -> GET), and the live socket page shows messages pushed by the server."""
+
+# Strategy: Debian's chromium is installed when missing (tests/e2e_tools.py). The demo is copied into
+# tmp_path (its SQLite guestbook lives in .private/) and served by a real Krait on a free port. Chromium
+# runs headless with --remote-debugging-port=0 and is driven over the DevTools protocol: Page.navigate to
+# load pages, Runtime.evaluate to fill and submit the form and to read the DOM. Everything the test checks
+# is what a visitor would see: the page text, the cookie-backed counter, and no script of a guestbook
+# entry running. Chromium and Krait are stopped by PID in finally blocks / fixtures.
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.e2e_tools import Chromium, ensure_program, wait_until
+
+pytestmark = pytest.mark.external
+
+DEMO = ROOT / "examples" / "demo"
+NAME = "Chromium <i>tester</i>"
+MESSAGE = "<script>window.__pwned = 1</script><img src=x onerror=\"window.__pwned = 2\"> & hi from headless"
+
+# Read the guestbook as a visitor sees it: the entries' text, plus traces of markup that should not exist.
+READ_GUESTBOOK = """JSON.stringify({
+  path: location.pathname + location.search,
+  entries: Array.from(document.querySelectorAll("article")).map(a => ({
+    name: a.querySelector(".meta strong").textContent,
+    message: a.querySelector(".message").textContent,
+    elements: a.querySelectorAll(".message *, .meta strong *").length})),
+  counter: document.body.textContent.includes("You have posted 1 message(s)"),
+  pwned: window.__pwned || null,
+  scripts: document.scripts.length})"""
+
+READ_CHAT = """JSON.stringify({
+  status: document.getElementById("status").textContent,
+  server: Array.from(document.querySelectorAll("#log .from-server")).map(p => p.textContent),
+  mine: Array.from(document.querySelectorAll("#log .from-you")).map(p => p.textContent)})"""
+
+
+@pytest.fixture
+def browser(tmp_path):
+    binary = ensure_program(("chromium", "chromium-headless-shell", "chromium-browser"), "chromium")
+    chromium = Chromium(binary, tmp_path)
+    page = None
+    try:
+        page = chromium.page()
+        page.send("Page.enable")
+        page.send("Runtime.enable")
+        yield page
+    except BaseException:
+        print("--- chromium stderr (tail) ---\n" + chromium.log()[-3000:])
+        raise
+    finally:
+        if page is not None:
+            page.close()
+        chromium.stop()
+
+
+@pytest.fixture
+def demo(tmp_path, krait_server):
+    site = tmp_path / "demo"
+    shutil.copytree(DEMO, site, ignore=shutil.ignore_patterns("*.sqlite3*", "__pycache__"))
+    return krait_server(site)
+
+
+def test_guestbook_form_and_live_socket_in_chromium(demo, browser):
+    # demo first: fixtures are torn down in reverse, so Chromium (and its open WebSocket) goes before Krait.
+    started = time.monotonic()
+    base = demo.url
+
+    # 1. The guestbook: fill the form the way a visitor would and press the button.
+    browser.navigate(base + "/guestbook")
+    before = json.loads(browser.evaluate(READ_GUESTBOOK))
+    assert before["path"] == "/guestbook"
+    assert before["pwned"] is None and before["entries"], before
+    assert all(e["elements"] == 0 for e in before["entries"]), "seeded XSS entries must render as text"
+    browser.mark_page()
+    browser.evaluate("""(() => {
+      const form = document.querySelector('form[action="/guestbook/post"]');
+      form.elements.name.value = %s;
+      form.elements.message.value = %s;
+      form.querySelector('button[type="submit"]').click();
+      return true; })()""" % (json.dumps(NAME), json.dumps(MESSAGE)))
+    browser.wait_for_new_page()
+
+    # 2. After the redirect: back on /guestbook, the new entry first, exactly as typed, shown as text.
+    after = json.loads(browser.evaluate(READ_GUESTBOOK))
+    assert after["path"] == "/guestbook", after  # 303 to /guestbook, no ?error=
+    newest = after["entries"][0]
+    assert newest["name"] == NAME and newest["message"] == MESSAGE, newest
+    assert newest["elements"] == 0, "the posted markup must be escaped, not parsed"
+    assert after["pwned"] is None, "a guestbook entry ran script in the browser"
+    assert after["counter"], "the guestbook_posts cookie was not sent back by the browser"
+    assert len(after["entries"]) == len(before["entries"]) + 1
+    html = browser.evaluate("document.documentElement.outerHTML")
+    assert "&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in html
+
+    # 3. The live socket page: the browser's own WebSocket gets "welcome" and ticks from the server.
+    browser.navigate(base + "/chat")
+
+    def chat() -> dict:
+        return json.loads(browser.evaluate(READ_CHAT))
+
+    state = wait_until(lambda: (lambda s: s if "welcome" in s["server"] and any(
+        m.startswith("tick ") for m in s["server"]) else None)(chat()), 10, what="welcome and a tick")
+    assert state["status"] == "connected", state
+
+    # 4. And it talks back: send a message through the page's form, wait for the server's answer.
+    browser.evaluate("""(() => {
+      document.getElementById("message").value = "ping <b>from</b> chromium";
+      document.querySelector('#say button[type="submit"]').click();
+      return true; })()""")
+    state = wait_until(lambda: (lambda s: s if "you said: ping <b>from</b> chromium" in s["server"]
+                                else None)(chat()), 10, what="the server's reply")
+    assert "ping <b>from</b> chromium" in state["mine"]
+    assert browser.evaluate("document.querySelectorAll('#log b').length") == 0
+
+    # The server saw all of it: the POST, the redirect target and the upgrade.
+    log = demo.log()
+    assert "Traceback" not in log, log
+    print("\n[e2e] browser test body took %.1f s" % (time.monotonic() - started))

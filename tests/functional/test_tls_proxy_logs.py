@@ -1,0 +1,379 @@
+"""Production hardening (issue 7) against the real server: HTTPS and wss://, trusted proxies, the access
+and error logs, and gzip. Every test ends with a normal request that must still succeed."""
+
+# Strategy: the certificate is made at test time with the openssl CLI (skipped when it is missing),
+# with a subjectAltName for 127.0.0.1 so the client verifies it for real. Requests go through
+# http.client over raw sockets so the test sees exactly what was sent (no automatic decompression).
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import json
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import write_site
+
+TEXT = ("Krait compresses text above a threshold. " * 100).encode()  # ~4 KiB, compresses well
+
+INIT = '''
+import krait
+from krait.config import Route
+krait.config.routes = [Route("WEBSOCKET", url="/ws"), Route()]
+'''
+
+ECHO_CTRL = '''
+from krait.websockets import WebsocketsCtrlBase
+
+class Echo(WebsocketsCtrlBase):
+    def __init__(self, scheme):
+        super().__init__(use_in_message_queue=False)
+        self.scheme = scheme
+
+    def on_in_message(self, message):
+        self.push_out_message(self.scheme + ":" + message)
+'''
+
+SITE = {
+    ".py/init.py": INIT,
+    ".py/echo_ctrl.py": ECHO_CTRL,
+    "hello.txt": "hello\n",
+    "big.txt": TEXT,
+    "big.png": TEXT,  # already-compressed type by name: never gzipped whatever the bytes
+    "big.gz": TEXT,
+    "small.txt": b"x" * 500,
+    "who.py": "import json\nr = krait.request\n"
+              "krait.response = krait.Response('HTTP/1.1', 200, [('Content-Type', 'application/json')], "
+              "json.dumps({'addr': list(r.remote_addr) if r.remote_addr else None, 'scheme': r.scheme}))\n",
+    "bigdyn.py": "krait.response = krait.Response('HTTP/1.1', 200, [('Content-Type', 'text/plain')], 'dyn ' * 2000)\n",
+    "raise.py": "def inner():\n    raise ValueError('boom-detail')\ninner()\n",
+    "ws.py": "import krait, krait.websockets\nfrom echo_ctrl import Echo\n"
+             "krait.websockets.response = krait.websockets.WebsocketsResponse(Echo(krait.request.scheme))\n",
+}
+
+
+@pytest.fixture
+def site(tmp_path):
+    return write_site(tmp_path / "site", SITE)
+
+
+def get(port: int, path: str = "/hello.txt", method: str = "GET", headers: dict | None = None,
+        tls: ssl.SSLContext | None = None, timeout: float = 10.0) -> tuple[int, dict, bytes]:
+    """One request on a fresh connection; returns (status, lower-cased headers, raw body)."""
+    if tls is not None:
+        conn: http.client.HTTPConnection = http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout,
+                                                                         context=tls)
+    else:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def assert_normal(port: int, tls: ssl.SSLContext | None = None) -> None:
+    """The normal request every test ends with."""
+    assert get(port, tls=tls)[::2] == (200, b"hello\n")
+
+
+# --- HTTPS -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cert(tmp_path) -> tuple[Path, Path]:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("the openssl command is needed to make a test certificate (apt-get install -y openssl)")
+    key, crt = tmp_path / "k.pem", tmp_path / "c.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(crt)],
+                   check=True, capture_output=True, timeout=60)
+    return crt, key
+
+
+def test_https_scheme_wss_and_stalled_handshakes(site, cert, krait_server):
+    crt, key = cert
+    srv = krait_server(site, "--certfile", str(crt), "--keyfile", str(key))
+    assert srv.url.startswith("https://")
+    tls = ssl.create_default_context(cafile=str(crt))
+    silent = [socket.create_connection(("127.0.0.1", srv.port), timeout=15) for _ in range(30)]
+    opened = time.monotonic()
+    try:
+        # 30 clients that connect and never speak do not block anyone.
+        t0 = time.monotonic()
+        status, headers, body = get(srv.port, "/who", tls=tls)
+        assert time.monotonic() - t0 < 1.0
+        assert status == 200 and json.loads(body) == {"addr": ["127.0.0.1", json.loads(body)["addr"][1]],
+                                                      "scheme": "https"}
+        # Plain HTTP to the HTTPS port: the handshake fails in that connection's thread, which is closed.
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
+            s.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.settimeout(5)
+            try:
+                data = s.recv(4096)
+                while data and not data.startswith(b"HTTP/"):
+                    more = s.recv(4096)
+                    if not more:
+                        break
+                    data += more
+            except ConnectionResetError:
+                data = b""
+            assert not data.startswith(b"HTTP/1.1 200")
+        assert_normal(srv.port, tls)
+        # wss:// works and the WebSocket script sees the scheme.
+        import websocket
+
+        ws = websocket.create_connection("wss://127.0.0.1:%d/ws" % srv.port, timeout=10,
+                                         sslopt={"cert_reqs": ssl.CERT_REQUIRED, "ca_certs": str(crt)})
+        try:
+            ws.send("ping")
+            assert ws.recv() == "https:ping"
+        finally:
+            ws.close()
+        # The handshake deadline (limits.TLS_HANDSHAKE_TIMEOUT, 10 s) drops the silent clients.
+        from krait import limits
+
+        for s in silent:
+            s.settimeout(max(limits.TLS_HANDSHAKE_TIMEOUT + 3 - (time.monotonic() - opened), 0.5))
+            try:
+                assert s.recv(4096) == b""
+            except ConnectionResetError:
+                pass
+    finally:
+        for s in silent:
+            s.close()
+    assert_normal(srv.port, tls)
+
+
+def _threads(pid: int) -> int:
+    with open("/proc/%d/status" % pid) as f:
+        return int(next(line for line in f if line.startswith("Threads:")).split()[1])
+
+
+def test_tls_handshakes_count_against_the_connection_limit(site, cert, krait_server):
+    crt, key = cert
+    srv = krait_server(site, "--certfile", str(crt), "--keyfile", str(key), "--max-connections", "5")
+    tls = ssl.create_default_context(cafile=str(crt))
+    assert_normal(srv.port, tls)
+    time.sleep(0.2)
+    base = _threads(srv.proc.pid)
+    silent = [socket.create_connection(("127.0.0.1", srv.port), timeout=5) for _ in range(40)]
+    try:
+        time.sleep(0.5)
+        assert _threads(srv.proc.pid) <= base + 5 + 2, "one thread per handshaking client, past the limit"
+    finally:
+        for s in silent:
+            s.close()
+
+
+def test_tls_connection_limit_refuses_cleanly(site, cert, krait_server):
+    crt, key = cert
+    srv = krait_server(site, "--certfile", str(crt), "--keyfile", str(key), "--max-connections", "1")
+    tls = ssl.create_default_context(cafile=str(crt))
+    held = tls.wrap_socket(socket.create_connection(("127.0.0.1", srv.port), timeout=5), server_hostname="127.0.0.1")
+    try:
+        held.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert held.recv(4096).startswith(b"HTTP/1.1 200 ")
+        time.sleep(0.2)
+        try:  # a 503 over TLS, or a plain close: never cleartext bytes into a TLS handshake
+            assert get(srv.port, tls=tls)[0] == 503
+        except (ConnectionError, ssl.SSLEOFError):
+            pass
+    finally:
+        held.close()
+    time.sleep(0.3)
+    assert_normal(srv.port, tls)
+
+
+def test_plain_server_reports_http_scheme(site, krait_server):
+    srv = krait_server(site)
+    assert json.loads(get(srv.port, "/who")[2])["scheme"] == "http"
+    assert_normal(srv.port)
+
+
+# --- behind a proxy ----------------------------------------------------------------------------
+
+
+def _who(port: int, headers: dict) -> tuple[list, str]:
+    d = json.loads(get(port, "/who", headers=headers)[2])
+    return d["addr"], d["scheme"]
+
+
+def test_forwarded_headers_from_a_trusted_proxy(site, krait_server, tmp_path):
+    log = tmp_path / "access.log"
+    srv = krait_server(site, "--access-log", str(log))  # default --forwarded-allow-ips: 127.0.0.1
+    addr, scheme = _who(srv.port, {"X-Forwarded-For": "203.0.113.9, 198.51.100.7",
+                                   "X-Forwarded-Proto": "https"})
+    assert addr[0] == "198.51.100.7" and scheme == "https"  # the address the proxy appended, not the client's
+    addr, scheme = _who(srv.port, {"Forwarded": 'for="[2001:db8::1]:4711";proto=https',
+                                   "X-Forwarded-For": "192.0.2.1"})
+    assert addr == ["2001:db8::1", 4711] and scheme == "https"  # RFC 7239 wins
+    addr, scheme = _who(srv.port, {"Forwarded": "for=192.0.2.60;proto=http;by=203.0.113.43"})
+    assert addr[0] == "192.0.2.60" and scheme == "http"
+    addr, scheme = _who(srv.port, {"X-Forwarded-Proto": "gopher"})
+    assert addr[0] == "127.0.0.1" and scheme == "http"
+    assert_normal(srv.port)
+    lines = _wait_lines(log, 5)
+    assert [line.split()[0] for line in lines] == ["198.51.100.7", "2001:db8::1", "192.0.2.60", "127.0.0.1",
+                                                   "127.0.0.1"]
+
+
+def test_forwarded_headers_from_others_are_ignored(site, krait_server, tmp_path):
+    log = tmp_path / "access.log"
+    srv = krait_server(site, "--forwarded-allow-ips", "10.9.9.9", "--access-log", str(log))
+    for headers in ({"X-Forwarded-For": "198.51.100.7", "X-Forwarded-Proto": "https"},
+                    {"Forwarded": "for=192.0.2.60;proto=https"}):
+        addr, scheme = _who(srv.port, headers)
+        assert addr[0] == "127.0.0.1" and scheme == "http"
+    assert_normal(srv.port)
+    assert all(line.startswith("127.0.0.1 ") for line in _wait_lines(log, 3))
+
+
+# --- logs --------------------------------------------------------------------------------------
+
+CLF = re.compile(r'^(?P<host>\S+) - - \[(?P<time>\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4})\] '
+                 r'"(?P<line>[^"]*)" (?P<status>\d{3}) (?P<size>\d+|-) "(?P<referer>[^"]*)" "(?P<agent>[^"]*)" '
+                 r'(?P<ms>\d+\.\d+)ms$')
+
+
+def _wait_lines(path: Path, count: int, timeout: float = 5.0) -> list[str]:
+    """The complete lines of a log file, once there are `count` of them (or after `timeout`)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = path.read_text() if path.exists() else ""
+        lines = text[:text.rfind("\n") + 1].splitlines()
+        if len(lines) >= count or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.02)
+
+
+def test_access_log_is_combined_log_format_with_time(site, krait_server, tmp_path):
+    log = tmp_path / "access.log"
+    srv = krait_server(site, "--access-log", str(log))
+    get(srv.port, "/hello.txt?x=1", headers={"Referer": "http://example.com/a", "User-Agent": "probe/1.0"})
+    get(srv.port, "/missing")
+    get(srv.port, "/hello.txt?etag", headers={"If-None-Match": get(srv.port, "/hello.txt?tag")[1]["etag"]})
+    lines = _wait_lines(log, 4)
+    assert len(lines) == 4, lines
+    m = [CLF.match(line) for line in lines]
+    assert all(m), lines
+    # A line is written once its response was sent, so lines of back-to-back requests may swap places.
+    by_line = {x["line"]: x.groupdict() for x in m}
+    first = by_line["GET /hello.txt?x=1 HTTP/1.1"]
+    assert first["host"] == "127.0.0.1"
+    assert (first["status"], first["size"], first["referer"], first["agent"]) == ("200", "6", "http://example.com/a",
+                                                                                 "probe/1.0")
+    assert float(first["ms"]) < 1000
+    assert by_line["GET /missing HTTP/1.1"]["status"] == "404"
+    assert by_line["GET /hello.txt?tag HTTP/1.1"]["referer"] == "-"
+    assert (by_line["GET /hello.txt?etag HTTP/1.1"]["status"], by_line["GET /hello.txt?etag HTTP/1.1"]["size"]) == \
+        ("304", "-")
+    assert_normal(srv.port)
+
+
+def test_access_log_head_size(site, krait_server, tmp_path):
+    log = tmp_path / "access.log"
+    srv = krait_server(site, "--access-log", str(log))
+    assert get(srv.port, method="HEAD")[0] == 200
+    line = _wait_lines(log, 1)[0]
+    assert '"HEAD /hello.txt HTTP/1.1" 200 - ' in line, line
+    assert_normal(srv.port)
+
+
+def test_access_log_escapes_quotes(site, krait_server, tmp_path):
+    # Apache escapes '"' and '\' in logged fields, so a client cannot forge extra fields in the line.
+    log = tmp_path / "access.log"
+    srv = krait_server(site, "--access-log", str(log))
+    get(srv.port, headers={"User-Agent": 'evil" 999 "x', "Referer": "a\\b"})
+    line = _wait_lines(log, 1)[0]
+    assert line.endswith('"a\\\\b" "evil\\" 999 \\"x"' + line[line.rindex(" "):]), line
+    assert_normal(srv.port)
+
+
+def test_access_log_to_stdout(site, krait_server):
+    srv = krait_server(site, "--access-log", "-")
+    assert_normal(srv.port)
+    deadline = time.monotonic() + 5
+    while "GET /hello.txt HTTP/1.1" not in srv.stdout() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    line = [x for x in srv.stdout().splitlines() if "GET /hello.txt" in x][0]
+    assert CLF.match(line), line
+
+
+def test_errors_are_logged_with_the_request_line_not_sent(site, krait_server):
+    srv = krait_server(site)
+    status, _, body = get(srv.port, "/raise?q=1")
+    assert status == 500 and b"boom-detail" not in body and b"Traceback" not in body
+    log = srv.log()
+    line = [x for x in log.splitlines() if "boom-detail" in x and "ERROR" in x]
+    assert line and "GET /raise?q=1" in line[0] and "ValueError" in line[0], log
+    assert_normal(srv.port)
+
+
+def test_debug_shows_the_traceback(site, krait_server):
+    srv = krait_server(site, "--debug")
+    status, _, body = get(srv.port, "/raise")
+    assert status == 500 and b"boom-detail" in body and b"raise.py" in body and b"Traceback" in body
+    assert_normal(srv.port)
+
+
+# --- compression -------------------------------------------------------------------------------
+
+GZ = {"Accept-Encoding": "gzip"}
+
+
+def test_gzip_for_compressible_types_above_threshold(site, krait_server):
+    srv = krait_server(site)
+    status, h, body = get(srv.port, "/big.txt", headers=GZ)
+    assert status == 200 and h["content-encoding"] == "gzip" and h["vary"] == "Accept-Encoding"
+    assert int(h["content-length"]) == len(body) < len(TEXT) // 4
+    assert gzip.decompress(body) == TEXT
+    head = get(srv.port, "/big.txt", "HEAD", headers=GZ)
+    assert head[2] == b"" and head[1]["content-length"] == h["content-length"]
+    assert head[1]["content-encoding"] == "gzip" and head[1]["etag"] == h["etag"]
+    status, h, body = get(srv.port, "/bigdyn", headers={"Accept-Encoding": "deflate, gzip;q=0.5"})
+    assert h["content-encoding"] == "gzip" and gzip.decompress(body) == b"dyn " * 2000
+    assert_normal(srv.port)
+
+
+@pytest.mark.parametrize("path, headers, vary", [
+    ("/big.txt", {}, True),  # client did not ask
+    ("/big.txt", {"Accept-Encoding": "gzip;q=0, deflate"}, True),  # refused explicitly
+    ("/big.txt", {"Accept-Encoding": "identity"}, True),
+    ("/small.txt", GZ, False),  # under limits.GZIP_MIN_SIZE
+    ("/big.png", GZ, False),  # already compressed
+    ("/big.gz", GZ, False),
+])
+def test_no_gzip(site, krait_server, path, headers, vary):
+    srv = krait_server(site)
+    status, h, body = get(srv.port, path, headers=headers)
+    assert status == 200 and "content-encoding" not in h and int(h["content-length"]) == len(body)
+    assert ("vary" in h) == vary
+    assert_normal(srv.port)
+
+
+def test_no_gzip_for_ranges(site, krait_server):
+    srv = krait_server(site)
+    status, h, body = get(srv.port, "/big.txt", headers={"Accept-Encoding": "gzip", "Range": "bytes=10-109"})
+    assert status == 206 and "content-encoding" not in h and body == TEXT[10:110]
+    assert h["content-range"] == "bytes 10-109/%d" % len(TEXT)
+    assert_normal(srv.port)
+
+
+def test_gzip_etag_revalidates(site, krait_server):
+    # A cache holding the gzip representation revalidates with its ETag (RFC 9110 13.1.2): expect 304.
+    srv = krait_server(site)
+    tag = get(srv.port, "/big.txt", headers=GZ)[1]["etag"]
+    status, h, body = get(srv.port, "/big.txt", headers={**GZ, "If-None-Match": tag})
+    assert status == 304 and body == b"" and h["etag"] == tag
+    assert_normal(srv.port)
