@@ -3,7 +3,7 @@
 # Strategy: at start the worker puts SITE/.py on sys.path, runs .py/init.py once in a namespace dict that
 # plays the role of 0.5.2's shared __main__ globals, snapshots krait.config and reports WorkerReady. Then it
 # serves one Job at a time from its pipe. Every job gets a fresh copy of the post-init namespace (plain
-# containers in it are deep-copied, so a request that appends to a global list leaves no trace) and freshly
+# containers in it are copied one level deep, so a request that appends to a global list leaves no trace) and freshly
 # reset krait.* module state (krait._begin_request), runs the .py script (then its MVC view) or renders the
 # template into one output list, and answers a Result. Any exception becomes an ErrorReport: the server
 # logs it and shows it only with --debug. An accepted WebSocket job keeps the worker for the session: the
@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import builtins
-import copy
 import os
 import signal
 import sys
@@ -26,6 +25,7 @@ from krait.pipe import MessagePipe
 from krait.errors import HttpError, NotFound, TemplateSyntaxError
 
 TEMPLATE_EXTENSIONS = (".html", ".htm", ".pyml")
+_KRAIT_DIR = os.path.dirname(os.path.abspath(krait.__file__)) + os.sep
 _BAD_HEADER_CHARS = ("\r", "\n", "\0")
 
 
@@ -104,12 +104,12 @@ class Site:
                     live[key] = value
 
     def fresh_namespace(self) -> dict[str, Any]:
+        # One level of copying: a request that appends to, removes from or rebinds an item of a global
+        # list/dict/set leaves no trace. Objects nested inside them stay shared (a deep copy of a large
+        # table built by init.py would cost more than the request itself); docs/scripts.md says so.
         ns = self.base.copy()
         for key in self.copy_keys:
-            try:
-                ns[key] = copy.deepcopy(ns[key])
-            except Exception:  # an uncopyable container stays shared, as a module would
-                pass
+            ns[key] = ns[key].copy()
         return ns
 
 
@@ -212,7 +212,14 @@ def _error_report(exc: BaseException, site_root: str, status: int = 500) -> jobs
                 where = "%s:%s" % (frame.filename, frame.lineno)
         if not where and isinstance(exc, SyntaxError) and exc.filename:
             where = "%s:%s" % (exc.filename, exc.lineno)
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    if isinstance(exc, TemplateSyntaxError):
+        text = "TemplateSyntaxError: %s\n" % exc
+    else:
+        # Only the site's own frames (scripts, templates) and library frames they called: Krait's and the
+        # stdlib's plumbing above them would only hide the line that matters.
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(_KRAIT_DIR)]
+        text = "Traceback (most recent call last):\n" + "".join(traceback.format_list(frames))
+        text += "".join(traceback.format_exception_only(type(exc), exc))
     return jobs.ErrorReport(status, type(exc).__name__, str(exc), where, text)
 
 

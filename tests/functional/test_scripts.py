@@ -289,3 +289,22 @@ def test_edit_under_dot_py_restarts_workers(tmp_path, krait_server):
             break
         time.sleep(0.2)
     assert requests.get(srv.url + "/g", timeout=10).text == "two!"
+
+
+def test_debug_pages_show_template_file_and_line(tmp_path, krait_server):
+    files = {"bad.html": "<p>ok</p>\n<p>@{ x = 1\n</p>\n", "rt.html": "<p>\n@undefined_name@\n</p>\n",
+             "boom.py": "def f():\n    raise KeyError('secret-key')\nf()\n"}
+    root = write_site(tmp_path / "site", files)
+    debug = krait_server(root, "--debug")
+    r = requests.get(debug.url + "/bad.html", timeout=10)
+    assert r.status_code == 500
+    assert "bad.html&quot;, line 2, column 4" in r.text and "TemplateSyntaxError" in r.text
+    r = requests.get(debug.url + "/rt.html", timeout=10)
+    assert "rt.html&quot;, line 2" in r.text and "@undefined_name@" in r.text and "worker.py" not in r.text
+    r = requests.get(debug.url + "/boom", timeout=10)
+    assert "boom.py&quot;, line 2" in r.text and "secret-key" in r.text
+    quiet = krait_server(write_site(tmp_path / "site2", files))
+    for path in ("/bad.html", "/rt.html", "/boom"):
+        r = requests.get(quiet.url + path, timeout=10)
+        assert r.status_code == 500 and "line" not in r.text and "secret-key" not in r.text
+    assert "rt.html:2" in quiet.log() and "secret-key" in quiet.log()
