@@ -40,8 +40,8 @@ SITE = {
 
 class Server:
     def __init__(self, site: str, *args: str) -> None:
-        self.out = tempfile.TemporaryFile()
-        self.err = tempfile.TemporaryFile()
+        self.out = tempfile.TemporaryFile()  # noqa: SIM115 (closed in stop())
+        self.err = tempfile.TemporaryFile()  # noqa: SIM115
         env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
         self.proc = subprocess.Popen([sys.executable, "-m", "krait", site, "--port", "0", *args],
                                      stdout=self.out, stderr=self.err, stdin=subprocess.DEVNULL, env=env)
@@ -53,9 +53,10 @@ class Server:
                 self.port = int(m.group(1))
                 return
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
                 self.err.seek(0)
-                raise RuntimeError("krait did not start:\n" + self.err.read().decode(errors="replace"))
+                message = self.err.read().decode(errors="replace")
+                self.stop()
+                raise RuntimeError("krait did not start:\n" + message)
             time.sleep(0.05)
 
     def stop(self) -> None:
@@ -66,6 +67,8 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self.out.close()
+        self.err.close()
 
 
 def write_site(root: str) -> str:

@@ -17,7 +17,7 @@ import threading
 import time
 from typing import Any
 
-from krait import __version__, forwarded, jobs
+from krait import __version__, forwarded, jobs, limits
 from krait.dispatch import App, Reply, RequestInfo, error_page
 from krait.errors import HttpError, LocalProtocolError, ProtocolError
 from krait.http import NEED_DATA, ConnectionClosed, Connection, Data, EndOfMessage, InformationalResponse, Request, Response
@@ -48,6 +48,7 @@ class Channel:
         self.addr = addr if isinstance(addr, tuple) else ("", 0)
         self.closing = False  # set by the server on graceful shutdown
         self.busy = False  # a request is being handled (graceful shutdown waits for these)
+        self.session: WebSocketSession | None = None  # set while the connection carries a WebSocket
 
     # --- I/O helpers --------------------------------------------------------------------
 
@@ -286,7 +287,10 @@ class Channel:
             return False
         self.respond(conn, req, Reply(101, list(headers)), started, remote)
         leftover = conn.switch_protocol()
-        WebSocketSession(self, worker, leftover).run()
+        self.session = WebSocketSession(self, worker, leftover)
+        if self.closing:
+            self.session.go_away()
+        self.session.run()
         return False
 
     def end_worker_session(self, worker: Any, code: int) -> None:
@@ -350,12 +354,23 @@ class WebSocketSession:
                         self.write(self.ws.send_binary(item[1]))
                     elif tag == jobs.WS_CLOSE:
                         self.write(self.ws.send_close(item[1], item[2]))
-                        threading.Timer(5.0, self._force_close).start()
+                        timer = threading.Timer(limits.WS_CLOSE_TIMEOUT, self._force_close)
+                        timer.daemon = True
+                        timer.start()
         except (EOFError, OSError):
             self.worker_dead = True
             self._force_close()
         finally:
             self.worker_done.set()
+
+    def go_away(self) -> None:
+        """Graceful shutdown: start the closing handshake with 1001 Going Away (RFC 6455 7.4.1)."""
+        with self.lock:
+            if self.ws.state == "OPEN":
+                self.write(self.ws.send_close(1001, "server shutting down"))
+        timer = threading.Timer(limits.WS_CLOSE_TIMEOUT, self._force_close)
+        timer.daemon = True
+        timer.start()
 
     def _force_close(self) -> None:
         try:

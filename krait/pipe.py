@@ -48,7 +48,14 @@ class MessagePipe:
         except ValueError:  # not plain data: the rare start-up report
             data = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
             tag = _PICKLE
-        self.sock.sendall(_HEADER.pack(len(data), tag) + data)
+        header = _HEADER.pack(len(data), tag)
+        if len(data) < 65536:
+            self.sock.sendall(header + data)
+            return
+        # Large payloads (WebSocket messages): gather-write instead of copying them behind the header.
+        sent = self.sock.sendmsg([header, data])
+        if sent < len(header) + len(data):
+            self.sock.sendall(memoryview(header + data)[sent:] if sent < len(header) else memoryview(data)[sent - len(header):])
 
     def recv(self, timeout: float | None = None) -> Any:
         """The next message; TimeoutError when none arrives in time, EOFError when the peer is gone."""
@@ -69,13 +76,16 @@ class MessagePipe:
             return data
         if not data:
             raise EOFError("worker pipe closed")
-        buf = bytearray(data)
-        while len(buf) < n:
-            more = self.sock.recv(n - len(buf))
-            if not more:
+        buf = bytearray(n)
+        view = memoryview(buf)
+        got = len(data)
+        view[:got] = data
+        while got < n:
+            count = self.sock.recv_into(view[got:], n - got)
+            if not count:
                 raise EOFError("worker pipe closed")
-            buf += more
-        return bytes(buf)
+            got += count
+        return buf  # marshal and pickle read a bytearray as they read bytes
 
     def _set_timeout(self, timeout: float | None) -> None:
         if timeout != self._timeout:

@@ -164,6 +164,12 @@ class Server(socketserver.ThreadingTCPServer):
                 channels = list(self.channels)
             busy = 0
             for channel in channels:
+                if channel.session is not None:  # a WebSocket: close handshake with 1001, then it ends
+                    if not channel.closing:
+                        channel.closing = True
+                        channel.session.go_away()
+                    busy += 1
+                    continue
                 channel.closing = True
                 if channel.busy:
                     busy += 1

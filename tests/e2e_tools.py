@@ -47,7 +47,7 @@ CHROMIUM_FLAGS = [
 def _apt(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     return subprocess.run(["apt-get", *args], env=env, stdin=subprocess.DEVNULL, capture_output=True,
-                          text=True, timeout=APT_TIMEOUT)
+                          text=True, timeout=APT_TIMEOUT, check=False)
 
 
 def ensure_program(names: tuple[str, ...], package: str) -> str:
@@ -162,7 +162,7 @@ class Chromium:
         with urllib.request.urlopen("http://127.0.0.1:%d/json/list" % self.port, timeout=5) as resp:
             return json.loads(resp.read())
 
-    def page(self) -> "CdpPage":
+    def page(self) -> CdpPage:
         """Attach to the first page tab (the about:blank it was started with)."""
         target = wait_until(lambda: next((t for t in self.targets() if t.get("type") == "page"), None), 10,
                             what="a page target")

@@ -103,11 +103,24 @@ def test_guestbook_form_and_live_socket_in_chromium(demo, browser):
     # 3. The live socket page: the browser's own WebSocket gets "welcome" and ticks from the server.
     browser.navigate(base + "/chat")
 
-    def chat() -> dict:
-        return json.loads(browser.evaluate(READ_CHAT))
+    def chat_when(check) -> dict:
+        """Poll the chat page (up to 10 s) until check(state) holds; return that state."""
 
-    state = wait_until(lambda: (lambda s: s if "welcome" in s["server"] and any(
-        m.startswith("tick ") for m in s["server"]) else None)(chat()), 10, what="welcome and a tick")
+        def poll() -> dict | None:
+            state = json.loads(browser.evaluate(READ_CHAT))
+            return state if check(state) else None
+
+        return wait_until(poll, 10, what="the chat log to show " + check.__doc__)
+
+    def greeted_and_ticking(state: dict) -> bool:
+        """'welcome' and a 'tick N'"""
+        return "welcome" in state["server"] and any(m.startswith("tick ") for m in state["server"])
+
+    def answered(state: dict) -> bool:
+        """the server's reply"""
+        return "you said: ping <b>from</b> chromium" in state["server"]
+
+    state = chat_when(greeted_and_ticking)
     assert state["status"] == "connected", state
 
     # 4. And it talks back: send a message through the page's form, wait for the server's answer.
@@ -115,8 +128,7 @@ def test_guestbook_form_and_live_socket_in_chromium(demo, browser):
       document.getElementById("message").value = "ping <b>from</b> chromium";
       document.querySelector('#say button[type="submit"]').click();
       return true; })()""")
-    state = wait_until(lambda: (lambda s: s if "you said: ping <b>from</b> chromium" in s["server"]
-                                else None)(chat()), 10, what="the server's reply")
+    state = chat_when(answered)
     assert "ping <b>from</b> chromium" in state["mine"]
     assert browser.evaluate("document.querySelectorAll('#log b').length") == 0
 

@@ -125,7 +125,8 @@ def nginx(tmp_path):
         # As root, nginx's workers would run as "nobody", who cannot enter pytest's 0700 tmp_path.
         directives = "daemon off;" + (" user root;" if os.geteuid() == 0 else "")
         cmd = [binary, "-e", str(prefix / "error.log"), "-p", str(prefix), "-c", str(prefix / "nginx.conf")]
-        check = subprocess.run(cmd + ["-t", "-g", directives], capture_output=True, text=True, timeout=30)
+        check = subprocess.run(cmd + ["-t", "-g", directives], capture_output=True, text=True, timeout=30,
+                               check=False)
         assert check.returncode == 0, check.stderr
         with open(prefix / "nginx.out", "wb") as out:
             proc = subprocess.Popen(cmd + ["-g", directives], stdin=subprocess.DEVNULL, stdout=out,
@@ -182,11 +183,14 @@ def test_two_instances_behind_nginx_survive_a_kill(tmp_path, krait_server, nginx
 
     # 3. 1,000 GETs from 8 threads; the instance without the WebSocket is SIGKILLed after 300 of them.
     local = threading.local()
+    sessions: list[requests.Session] = []  # one keep-alive session per thread (Session is not thread-safe)
     killed_at: list[float] = []
 
     def fetch(i: int) -> tuple[int, int, str | None, float, float]:
-        session = getattr(local, "session", None) or requests.Session()
-        local.session = session
+        session = getattr(local, "session", None)
+        if session is None:
+            session = local.session = requests.Session()
+            sessions.append(session)
         t0 = time.monotonic()
         try:
             r = session.get(base + "/who.py?i=%d" % i, timeout=15)
@@ -204,6 +208,8 @@ def test_two_instances_behind_nginx_survive_a_kill(tmp_path, krait_server, nginx
                 instances[victim].signal(signal.SIGKILL)
                 killed_at.append(time.monotonic())
     instances[victim].proc.wait(10)
+    for session in sessions:
+        session.close()
 
     failures = [r for r in results if r[1] != 200]
     assert not failures, "%d of %d requests failed, e.g. %s" % (len(failures), REQUESTS, failures[:5])

@@ -111,10 +111,10 @@ def test_https_scheme_wss_and_stalled_handshakes(site, cert, krait_server):
     try:
         # 30 clients that connect and never speak do not block anyone.
         t0 = time.monotonic()
-        status, headers, body = get(srv.port, "/who", tls=tls)
+        status, _, body = get(srv.port, "/who", tls=tls)
         assert time.monotonic() - t0 < 1.0
-        assert status == 200 and json.loads(body) == {"addr": ["127.0.0.1", json.loads(body)["addr"][1]],
-                                                      "scheme": "https"}
+        assert status == 200 and json.loads(body)["scheme"] == "https"
+        assert json.loads(body)["addr"][0] == "127.0.0.1"
         # Plain HTTP to the HTTPS port: the handshake fails in that connection's thread, which is closed.
         with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
             s.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -306,7 +306,7 @@ def test_access_log_to_stdout(site, krait_server):
     deadline = time.monotonic() + 5
     while "GET /hello.txt HTTP/1.1" not in srv.stdout() and time.monotonic() < deadline:
         time.sleep(0.05)
-    line = [x for x in srv.stdout().splitlines() if "GET /hello.txt" in x][0]
+    line = next(x for x in srv.stdout().splitlines() if "GET /hello.txt" in x)
     assert CLF.match(line), line
 
 
