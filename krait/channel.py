@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import struct
 import threading
 import time
 from typing import Any
@@ -320,9 +321,10 @@ class WebSocketSession:
         self.told_worker = False
 
     def write(self, data: bytes) -> None:
+        # Two threads use this socket, so its Python-level timeout is set once in run() and never
+        # touched again (settimeout is not thread-safe); the send deadline is the kernel's SO_SNDTIMEO.
         if data:
             try:
-                self.sock.settimeout(self.channel.settings.send_timeout)
                 self.sock.sendall(data)
             except OSError:
                 pass
@@ -379,6 +381,13 @@ class WebSocketSession:
             pass
 
     def run(self) -> None:
+        self.sock.settimeout(None)
+        secs = self.channel.settings.send_timeout
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
+                                 struct.pack("ll", int(secs), int((secs % 1) * 1e6)))
+        except (OSError, AttributeError):  # TLS sockets delegate; the send then simply blocks
+            pass
         pump = threading.Thread(target=self.from_worker, name="krait-ws-pump", daemon=True)
         pump.start()
         data = self.leftover
@@ -411,13 +420,13 @@ class WebSocketSession:
                         pass  # the pong is already in data_to_send
                 if finished or self.worker_dead:
                     break
-                self.sock.settimeout(None)
                 try:
                     data = self.sock.recv(_WS_RECV_SIZE)
                 except OSError:
                     data = b""
         finally:
             self.tell_worker((jobs.WS_CLOSE, 1006, ""))
+            self._force_close()  # the client is done with us: do not keep its socket while the worker ends
             done = self.worker_done.wait(self.channel.settings.timeout)
             if done and not self.worker_dead:
                 self.channel.app.ws_pool.release(self.worker)

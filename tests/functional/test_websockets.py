@@ -24,8 +24,17 @@ import websocket
 
 from krait import limits
 from tests.conftest import start_krait, write_site
-from tests.functional.test_ws_conformance import (BINARY, CLOSE, SITE_FILES, TEXT, RawWS, close_body, open_ws,
-                                                   parse_response, upgrade_request)
+from tests.functional.test_ws_conformance import (
+    BINARY,
+    CLOSE,
+    SITE_FILES,
+    TEXT,
+    RawWS,
+    close_body,
+    open_ws,
+    parse_response,
+    upgrade_request,
+)
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +205,7 @@ def test_script_refusal_status_is_sent(server):
 
 
 def test_script_that_does_not_accept_gets_400(server):
-    status, headers, _ = parse_response(server.raw(upgrade_request("/ws/ignore", "dGhlIHNhbXBsZSBub25jZQ==")))
+    status, _, _ = parse_response(server.raw(upgrade_request("/ws/ignore", "dGhlIHNhbXBsZSBub25jZQ==")))
     assert status == 400
 
 
@@ -305,8 +314,7 @@ def test_200_sessions_echo_while_http_stays_fast(server):
     sockets: list[websocket.WebSocket] = []
     try:
         with ThreadPoolExecutor(32) as pool:
-            for ws in pool.map(lambda _: connect(server, "/ws/fast"), range(200)):
-                sockets.append(ws)
+            sockets.extend(pool.map(lambda _: connect(server, "/ws/fast"), range(200)))
     except BaseException:
         for ws in sockets:
             ws.close()
@@ -327,7 +335,7 @@ def test_200_sessions_echo_while_http_stays_fast(server):
                         failures.append(got)
                 rounds[0] += 1
                 time.sleep(0.02)
-        except Exception as exc:  # reported by the main thread
+        except Exception as exc:  # noqa: BLE001 - reported by the main thread
             failures.append(repr(exc))
 
     driver = threading.Thread(target=echo_rounds)

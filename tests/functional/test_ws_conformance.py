@@ -191,8 +191,8 @@ SITE_FILES = {
     ".py/wsctrl.py": CONTROLLERS,
     "ws/echo.py": _ACCEPT % ("Echo()", _ECHO_PROTO),
     "ws/fast.py": _ACCEPT % ("FastEcho()", "None"),
-    "ws/info.py": _ACCEPT % ('Info({"protocols": krait.websockets.request.protocols, '
-                             '"params": krait.url_params, "query": krait.request.query_string})', "None"),
+    "ws/info.py": _ACCEPT % (('Info({"protocols": krait.websockets.request.protocols, '
+                              '"params": krait.url_params, "query": krait.request.query_string})'), "None"),
     "ws/life.py": _ACCEPT % ('Lifecycle(krait.request.query.get("marker"))', "None"),
     "ws/cmd.py": _ACCEPT % ("Commands()", "None"),
     "ws/stubborn.py": _ACCEPT % ('Stubborn(krait.request.query.get("marker"))', "None"),
@@ -370,7 +370,7 @@ class RawWS:
                 self.buf += chunk
         except ConnectionResetError:
             pass
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             pytest.fail("the server did not close the TCP connection within %ss" % timeout)
         assert not self.buf, "bytes after the Close frame: %r" % bytes(self.buf[:60])
 
