@@ -50,6 +50,7 @@ class Channel:
         self.closing = False  # set by the server on graceful shutdown
         self.busy = False  # a request is being handled (graceful shutdown waits for these)
         self.session: WebSocketSession | None = None  # set while the connection carries a WebSocket
+        self.in_gate = False  # holds a slot of the server's FairGate (see krait/gate.py)
 
     # --- I/O helpers --------------------------------------------------------------------
 
@@ -161,11 +162,15 @@ class Channel:
         remote, scheme = forwarded.client_view(self.addr, self.server.scheme, req.headers,
                                                self.server.trusted_proxies)
         if handshake.is_upgrade_request(req.headers):
-            return self.handle_upgrade(conn, req, remote, scheme, started)
+            self.enter_gate()
+            try:
+                return self.handle_upgrade(conn, req, remote, scheme, started)
+            finally:
+                self.leave_gate()
         needs_body = req.chunked or (req.content_length or 0) > 0
         body = b""
         info = RequestInfo(req.method, req.target, req.http_version, req.headers, body, remote, scheme)
-        if needs_body:
+        if needs_body:  # read before entering the gate: a slow upload must not hold a slot
             # Static files and errors are answered without reading the body (the core skips it); only
             # site code receives it. Route first so a 404 never waits for an upload.
             try:
@@ -177,9 +182,22 @@ class Channel:
                 if body is None:
                     return False
                 info = info._replace(body=body)
-        reply = self.app.handle(info)
-        self.respond(conn, req, reply, started, remote)
+        self.enter_gate()
+        try:
+            reply = self.app.handle(info, self)
+            self.respond(conn, req, reply, started, remote)
+        finally:
+            self.leave_gate()
         return conn.keep_alive
+
+    def enter_gate(self) -> None:
+        self.server.gate.enter()
+        self.in_gate = True
+
+    def leave_gate(self) -> None:
+        if self.in_gate:
+            self.in_gate = False
+            self.server.gate.leave()
 
     def respond(self, conn: Connection, req: Request | None, reply: Reply, started: float,
                 remote: tuple[str, int] | None) -> None:
@@ -194,6 +212,7 @@ class Channel:
             else:
                 self.sendall(conn.send(Response(reply.status, headers, reply.reason)))
                 if req is not None and req.method != "HEAD":
+                    self.leave_gate()  # streaming a large file may take long: let others go first
                     self.send_file(*reply.file_range)
                 self.sendall(conn.send(EndOfMessage()))
         except LocalProtocolError as exc:
@@ -288,6 +307,7 @@ class Channel:
             return False
         self.respond(conn, req, Reply(101, list(headers)), started, remote)
         leftover = conn.switch_protocol()
+        self.leave_gate()  # the session lives outside the gate for as long as it lasts
         self.session = WebSocketSession(self, worker, leftover)
         if self.closing:
             self.session.go_away()

@@ -16,6 +16,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from typing import Any
 
 from krait import __version__, limits
@@ -158,10 +159,7 @@ def run_one(settings: Settings, reuse_port: bool = False, ready_fd: int | None =
         ws_pool.close()
         return fail("bad site configuration: %s" % exc)
     server.activate(app)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=_reload, args=(pool, ws_pool), daemon=True).start())
+    signals = _SignalFlags()
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.25}, name="krait-accept",
                               daemon=True)
     thread.start()
@@ -173,9 +171,11 @@ def run_one(settings: Settings, reuse_port: bool = False, ready_fd: int | None =
                                                       _display_host(settings.host), server.port), flush=True)
     from krait import reloader
 
-    reloader.watch(os.path.join(settings.site_root, ".py"), lambda: _reload(pool, ws_pool), stop)
-    while not stop.wait(0.5):
-        pass
+    watcher_stop = threading.Event()
+    reloader.watch(os.path.join(settings.site_root, ".py"), lambda: _reload(pool, ws_pool), watcher_stop)
+    while not signals.wait_stop():
+        threading.Thread(target=_reload, args=(pool, ws_pool), daemon=True).start()  # SIGHUP
+    watcher_stop.set()
     log.info("stopping: finishing requests in flight (up to %.0fs)", settings.graceful_timeout)
     server.shutdown()
     server.server_close()
@@ -184,6 +184,37 @@ def run_one(settings: Settings, reuse_port: bool = False, ready_fd: int | None =
     ws_pool.close()
     log.info("stopped")
     return 0
+
+
+class _SignalFlags:
+    """SIGTERM/SIGINT/SIGHUP recorded as plain flags.
+
+    A signal handler runs between two bytecodes of the main thread, possibly inside a lock that thread
+    holds (an Event.set() it was in the middle of): a handler that takes any lock can deadlock the
+    process. So the handlers only assign attributes, and the main thread polls them.
+    """
+
+    def __init__(self) -> None:
+        self.stop = False
+        self.hup = False
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_hup)
+
+    def _on_stop(self, *_: Any) -> None:
+        self.stop = True
+
+    def _on_hup(self, *_: Any) -> None:
+        self.hup = True
+
+    def wait_stop(self) -> bool:
+        """Sleep until a signal arrives: True for stop, False for SIGHUP (cleared)."""
+        while not self.stop:
+            if self.hup:
+                self.hup = False
+                return False
+            time.sleep(0.1)
+        return True
 
 
 def _reload(pool: Any, ws_pool: Any) -> None:
@@ -239,12 +270,9 @@ def run_many(settings: Settings) -> int:
         return 1
     print("Krait %s serving %s at %s://%s:%d/ (%d processes)" % (__version__, settings.site_root, settings.scheme,
           _display_host(settings.host), settings.port, settings.processes), flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGHUP, lambda *_: _signal_all(children, signal.SIGHUP))
-    while not stop.wait(0.5):
-        pass
+    signals = _SignalFlags()
+    while not signals.wait_stop():
+        _signal_all(children, signal.SIGHUP)
     _signal_all(children, signal.SIGTERM)
     _wait_all(children)
     return 0

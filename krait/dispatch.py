@@ -65,7 +65,9 @@ class App:
 
     # --- requests ---------------------------------------------------------------------------
 
-    def handle(self, req: RequestInfo) -> Reply:
+    def handle(self, req: RequestInfo, slot: Any = None) -> Reply:
+        """Answer one request. `slot` (the caller's FairGate slot, see krait/gate.py) is given up while
+        the request waits for a script worker, so waiting never blocks static files."""
         path, _, query = req.target.partition("?")
         try:
             target = self.router.route(req.method, _origin_path(path))
@@ -73,7 +75,7 @@ class App:
                 r = self.static.reply(target.path, target.rel_path, req.method, req.headers)
                 reply = Reply(r.status, r.headers, r.body, r.file_range)
             else:
-                reply = self.run_job(req, target, path, query)
+                reply = self.run_job(req, target, path, query, slot)
         except HttpError as exc:
             reply = self.error_reply(exc.status, str(exc), list(exc.headers), req)
         except OSError as exc:  # a file vanished or became unreadable between routing and reading
@@ -105,9 +107,16 @@ class App:
                         query, "HTTP/" + req.http_version, tuple(req.headers.items()), req.body,
                         req.remote_addr, req.scheme, target.url_params)
 
-    def run_job(self, req: RequestInfo, target: Target, path: str, query: str) -> Reply:
+    def run_job(self, req: RequestInfo, target: Target, path: str, query: str, slot: Any = None) -> Reply:
         kind = jobs.SCRIPT if target.kind == SCRIPT else jobs.TEMPLATE
-        result = self.pool.run(self.make_job(req, target, path, query, kind), self.settings.timeout)
+        job = self.make_job(req, target, path, query, kind)
+        if slot is not None:
+            slot.leave_gate()
+        try:
+            result = self.pool.run(job, self.settings.timeout)
+        finally:
+            if slot is not None:
+                slot.enter_gate()
         reply = self.result_reply(result, target.rel_path, req)
         if not result.dynamic and result.error is None and result.status == 200:
             reply = self.static_template_reply(reply, target, req)

@@ -61,6 +61,12 @@ MAX_CONNECTIONS = 2000
 #: between requests do not hold one of these.
 REQUEST_THREADS = 32
 
+#: Requests processed at the same moment by the server process (a request waiting for a script worker
+#: does not count). Connection threads past it wait in arrival order (krait/gate.py), which keeps tail
+#: latency low under load (measured with 50 clients on one core: 4 slots gave p99 9.9 ms, 2 slots
+#: 4.2 ms, no gate 58 ms).
+GATE_SLOTS = 2
+
 #: Listen backlog passed to listen(2).
 LISTEN_BACKLOG = 1024
 

@@ -21,6 +21,7 @@ from typing import Any
 from krait import limits
 from krait.channel import Channel
 from krait.dispatch import App, Reply, overload_reply
+from krait.gate import FairGate
 from krait.settings import Settings
 from krait.timefmt import http_date
 
@@ -56,6 +57,8 @@ class Server(socketserver.ThreadingTCPServer):
         self.trusted_proxies = frozenset(settings.forwarded_allow_ips)
         self.channels: set[Channel] = set()
         self.open_count = 0  # accepted connections not yet closed (the --max-connections count)
+        # Requests handled at once; a request waiting for a script worker gives its slot up meanwhile.
+        self.gate = FairGate(limits.GATE_SLOTS)
         self._lock = threading.Lock()
         self.stopping = False
 

@@ -40,3 +40,12 @@ def test_sigterm_closes_websockets_with_1001(tmp_path, krait_server):
     assert code == 1001
     assert srv.proc.wait(15) == 0
     assert time.monotonic() - t0 < 10
+
+
+def test_repeated_signals_never_deadlock_the_stop(tmp_path, krait_server):
+    import signal
+
+    srv = krait_server(write_site(tmp_path / "site2", {"a.txt": "a"}))
+    for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGTERM, signal.SIGINT, signal.SIGTERM):
+        srv.proc.send_signal(sig)
+    assert srv.proc.wait(20) == 0
