@@ -12,7 +12,9 @@
 from __future__ import annotations
 
 import logging
+import select
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -339,15 +341,51 @@ class WebSocketSession:
         self.worker_done = threading.Event()
         self.worker_dead = False
         self.told_worker = False
+        # OpenSSL forbids using one SSL object from two threads at once, so over TLS every read and
+        # write takes io_lock, on a non-blocking socket, and waits for readiness with select() outside it.
+        self.tls = isinstance(self.sock, ssl.SSLSocket)
+        self.io_lock = threading.Lock()
 
     def write(self, data: bytes) -> None:
         # Two threads use this socket, so its Python-level timeout is set once in run() and never
         # touched again (settimeout is not thread-safe); the send deadline is the kernel's SO_SNDTIMEO.
-        if data:
-            try:
-                self.sock.sendall(data)
-            except OSError:
-                pass
+        if not data:
+            return
+        if self.tls:
+            self._tls_write(data)
+            return
+        try:
+            self.sock.sendall(data)
+        except OSError:
+            pass
+
+    def _tls_write(self, data: bytes) -> None:
+        view = memoryview(data)
+        deadline = time.monotonic() + self.channel.settings.send_timeout
+        while view:
+            with self.io_lock:
+                try:
+                    view = view[self.sock.send(view):]
+                    continue
+                except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
+                    pass
+                except OSError:
+                    return
+            if time.monotonic() > deadline:
+                self._force_close()
+                return
+            select.select([], [self.sock], [], 0.5)
+
+    def read(self) -> bytes:
+        if not self.tls:
+            return self.sock.recv(_WS_RECV_SIZE)
+        while True:
+            with self.io_lock:
+                try:
+                    return self.sock.recv(_WS_RECV_SIZE)
+                except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+                    pass
+            select.select([self.sock], [], [], 0.5)
 
     def tell_worker(self, item: tuple) -> None:
         if self.told_worker and item[0] == jobs.WS_CLOSE:
@@ -401,7 +439,7 @@ class WebSocketSession:
             pass
 
     def run(self) -> None:
-        self.sock.settimeout(None)
+        self.sock.settimeout(0.0 if self.tls else None)
         secs = self.channel.settings.send_timeout
         try:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
@@ -441,7 +479,7 @@ class WebSocketSession:
                 if finished or self.worker_dead:
                     break
                 try:
-                    data = self.sock.recv(_WS_RECV_SIZE)
+                    data = self.read()
                 except OSError:
                     data = b""
         finally:
