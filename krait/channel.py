@@ -6,28 +6,23 @@
 #   - once a request's first byte arrived, one total deadline for the whole header block (408);
 #   - while a body arrives, a minimum average rate after a grace period (408).
 # A ProtocolError from the core gets a minimal error response with Connection: close and the connection
-# ends: nothing after a rejected request is parsed. A WebSocket upgrade accepted by the route script turns
-# the connection into a frame pump between the socket and the worker process that holds the controller.
+# ends: nothing after a rejected request is parsed. A WebSocket upgrade accepted by the route script hands
+# the socket to krait/ws_session.py for the rest of the connection.
 
 from __future__ import annotations
 
 import logging
-import select
 import socket
-import ssl
-import struct
-import threading
 import time
 from typing import Any
 
-from krait import __version__, forwarded, jobs, limits
+from krait import __version__, forwarded, jobs
 from krait.dispatch import App, Reply, RequestInfo, error_page
 from krait.errors import HttpError, LocalProtocolError, ProtocolError
 from krait.http import NEED_DATA, ConnectionClosed, Connection, Data, EndOfMessage, InformationalResponse, Request, Response
 from krait.http import handshake
-from krait.http.websocket import (BinaryMessage, CloseReceived, ConnectionLost, Ping, ProtocolFailure,
-                                  TextMessage, WebSocketConnection)
 from krait.routing import SCRIPT
+from krait.ws_session import WebSocketSession
 from krait.timefmt import http_date
 
 log = logging.getLogger("krait")
@@ -35,7 +30,6 @@ access_log = logging.getLogger("krait.access")
 
 SERVER_HEADER = ("Server", "Krait/" + __version__)
 _RECV_SIZE = 65536
-_WS_RECV_SIZE = 262144  # WebSocket messages may be large; fewer recv calls per MiB
 
 
 class _Timeout(Exception):
@@ -328,174 +322,10 @@ class Channel:
         self.app.ws_pool.release(worker, healthy=False)
 
 
-class WebSocketSession:
-    """Pumps frames between the client socket and the worker holding the controller."""
-
-    def __init__(self, channel: Channel, worker: Any, leftover: bytes) -> None:
-        self.channel = channel
-        self.sock = channel.sock
-        self.worker = worker
-        self.ws = WebSocketConnection(max_message_size=channel.settings.max_ws_message)
-        self.lock = threading.Lock()  # guards self.ws and socket writes
-        self.leftover = leftover
-        self.worker_done = threading.Event()
-        self.worker_dead = False
-        self.told_worker = False
-        # OpenSSL forbids using one SSL object from two threads at once, so over TLS every read and
-        # write takes io_lock, on a non-blocking socket, and waits for readiness with select() outside it.
-        self.tls = isinstance(self.sock, ssl.SSLSocket)
-        self.io_lock = threading.Lock()
-
-    def write(self, data: bytes) -> None:
-        # Two threads use this socket, so its Python-level timeout is set once in run() and never
-        # touched again (settimeout is not thread-safe); the send deadline is the kernel's SO_SNDTIMEO.
-        if not data:
-            return
-        if self.tls:
-            self._tls_write(data)
-            return
-        try:
-            self.sock.sendall(data)
-        except OSError:
-            pass
-
-    def _tls_write(self, data: bytes) -> None:
-        view = memoryview(data)
-        deadline = time.monotonic() + self.channel.settings.send_timeout
-        while view:
-            with self.io_lock:
-                try:
-                    view = view[self.sock.send(view):]
-                    continue
-                except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
-                    pass
-                except OSError:
-                    return
-            if time.monotonic() > deadline:
-                self._force_close()
-                return
-            select.select([], [self.sock], [], 0.5)
-
-    def read(self) -> bytes:
-        if not self.tls:
-            return self.sock.recv(_WS_RECV_SIZE)
-        while True:
-            with self.io_lock:
-                try:
-                    return self.sock.recv(_WS_RECV_SIZE)
-                except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
-                    pass
-            select.select([self.sock], [], [], 0.5)
-
-    def tell_worker(self, item: tuple) -> None:
-        if self.told_worker and item[0] == jobs.WS_CLOSE:
-            return
-        if item[0] == jobs.WS_CLOSE:
-            self.told_worker = True
-        try:
-            self.worker.conn.send(item)
-        except (OSError, ValueError):
-            pass
-
-    def from_worker(self) -> None:
-        conn = self.worker.conn
-        try:
-            while True:
-                item = conn.recv(None)
-                tag = item[0]
-                with self.lock:
-                    if tag == jobs.WS_DONE:
-                        break
-                    if self.ws.state != "OPEN":
-                        continue
-                    if tag == jobs.WS_TEXT:
-                        self.write(self.ws.send_text(item[1]))
-                    elif tag == jobs.WS_BINARY:
-                        self.write(self.ws.send_binary(item[1]))
-                    elif tag == jobs.WS_CLOSE:
-                        self.write(self.ws.send_close(item[1], item[2]))
-                        timer = threading.Timer(limits.WS_CLOSE_TIMEOUT, self._force_close)
-                        timer.daemon = True
-                        timer.start()
-        except (EOFError, OSError):
-            self.worker_dead = True
-            self._force_close()
-        finally:
-            self.worker_done.set()
-
-    def go_away(self) -> None:
-        """Graceful shutdown: start the closing handshake with 1001 Going Away (RFC 6455 7.4.1)."""
-        with self.lock:
-            if self.ws.state == "OPEN":
-                self.write(self.ws.send_close(1001, "server shutting down"))
-        timer = threading.Timer(limits.WS_CLOSE_TIMEOUT, self._force_close)
-        timer.daemon = True
-        timer.start()
-
-    def _force_close(self) -> None:
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-    def run(self) -> None:
-        self.sock.settimeout(0.0 if self.tls else None)
-        secs = self.channel.settings.send_timeout
-        try:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
-                                 struct.pack("ll", int(secs), int((secs % 1) * 1e6)))
-        except (OSError, AttributeError):  # TLS sockets delegate; the send then simply blocks
-            pass
-        pump = threading.Thread(target=self.from_worker, name="krait-ws-pump", daemon=True)
-        pump.start()
-        data = self.leftover
-        first = True
-        try:
-            while True:
-                with self.lock:
-                    if data or not first:  # b"" means EOF, except for the empty leftover of the handshake
-                        self.ws.receive_data(data)
-                    first = False
-                    events = self.ws.events()
-                    self.write(self.ws.data_to_send())
-                finished = False
-                for event in events:
-                    kind = type(event)
-                    if kind is TextMessage:
-                        self.tell_worker((jobs.WS_TEXT, event.data))
-                    elif kind is BinaryMessage:
-                        self.tell_worker((jobs.WS_BINARY, event.data))
-                    elif kind is CloseReceived:
-                        self.tell_worker((jobs.WS_CLOSE, event.code or 1005, event.reason))
-                        finished = True
-                    elif kind is ProtocolFailure:
-                        self.tell_worker((jobs.WS_CLOSE, event.code, event.reason))
-                        finished = True
-                    elif kind is ConnectionLost:
-                        self.tell_worker((jobs.WS_CLOSE, 1006, ""))
-                        finished = True
-                    elif kind is Ping:
-                        pass  # the pong is already in data_to_send
-                if finished or self.worker_dead:
-                    break
-                try:
-                    data = self.read()
-                except OSError:
-                    data = b""
-        finally:
-            self.tell_worker((jobs.WS_CLOSE, 1006, ""))
-            self._force_close()  # the client is done with us: do not keep its socket while the worker ends
-            done = self.worker_done.wait(self.channel.settings.timeout)
-            if done and not self.worker_dead:
-                self.channel.app.ws_pool.release(self.worker)
-            else:
-                self.channel.app.ws_pool.release(self.worker, healthy=False)
-
-
 def _path_of(target: str) -> str:
     from krait.dispatch import _origin_path
 
     return _origin_path(target.partition("?")[0])
 
 
-__all__ = ["Channel", "ConnectionClosed", "Ping"]
+__all__ = ["Channel", "ConnectionClosed"]
