@@ -1,0 +1,63 @@
+"""The krait command line: ready line, --version, --help and the start-up errors (SPEC section 2)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import requests
+
+from tests.conftest import ROOT, write_site
+
+
+def run_krait(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "krait", *args], capture_output=True, text=True, timeout=timeout,
+                          env=env, stdin=subprocess.DEVNULL)
+
+
+def test_version_and_help():
+    from krait import __version__
+
+    r = run_krait("--version")
+    assert r.returncode == 0 and r.stdout.strip() == "Krait " + __version__
+    r = run_krait("--help")
+    assert r.returncode == 0
+    for option in ("--host", "--port", "--workers", "--timeout", "--debug", "--max-body-size", "--access-log",
+                   "--log-level", "--certfile", "--keyfile", "--processes", "--forwarded-allow-ips"):
+        assert option in r.stdout
+
+
+def test_missing_site_folder_exits_1(tmp_path):
+    r = run_krait(str(tmp_path / "nope"), "--port", "0")
+    assert r.returncode == 1
+    assert "does not exist" in r.stderr and r.stderr.count("\n") <= 2
+
+
+def test_busy_port_exits_1_before_running_site_code(tmp_path):
+    marker = tmp_path / "init-ran"
+    site = write_site(tmp_path / "site", {".py/init.py": "open(%r, 'w').close()\n" % str(marker)})
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        r = run_krait(str(site), "--port", str(port))
+    assert r.returncode == 1
+    assert "cannot listen on 127.0.0.1:%d" % port in r.stderr
+    assert not marker.exists()
+
+
+def test_ready_line_names_the_real_port_and_sigterm_exits_0(tmp_path, krait_server):
+    srv = krait_server(write_site(tmp_path / "site", {"index.html": "home"}))
+    assert srv.port != 0
+    assert srv.stdout().startswith("Krait ") and " serving " in srv.stdout()
+    assert requests.get(srv.url + "/", timeout=10).text == "home"
+    assert srv.stop() == 0
+
+
+def test_python_dash_m_and_console_script_agree():
+    from krait import cli
+
+    assert callable(cli.main)
