@@ -17,16 +17,15 @@ import time
 from typing import Any
 
 from krait import __version__, forwarded, jobs
-from krait.dispatch import App, Reply, RequestInfo, error_page
+from krait.dispatch import App, Reply, RequestInfo, error_page, origin_path
 from krait.errors import HttpError, LocalProtocolError, ProtocolError
-from krait.http import NEED_DATA, ConnectionClosed, Connection, Data, EndOfMessage, InformationalResponse, Request, Response
+from krait.http import NEED_DATA, Connection, Data, EndOfMessage, InformationalResponse, Request, Response
 from krait.http import handshake
 from krait.routing import SCRIPT
 from krait.ws_session import WebSocketSession
 from krait.timefmt import http_date
 
 log = logging.getLogger("krait")
-access_log = logging.getLogger("krait.access")
 
 SERVER_HEADER = ("Server", "Krait/" + __version__)
 _RECV_SIZE = 65536
@@ -323,9 +322,5 @@ class Channel:
 
 
 def _path_of(target: str) -> str:
-    from krait.dispatch import _origin_path
+    return origin_path(target.partition("?")[0])
 
-    return _origin_path(target.partition("?")[0])
-
-
-__all__ = ["Channel", "ConnectionClosed"]

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 from krait import config as site_config
 from krait import jobs, limits, mime
-from krait.errors import HttpError, InternalError, ServiceUnavailable
+from krait.errors import HttpError
 from krait.routing import SCRIPT, STATIC, Router, Target
 from krait.static import StaticFiles
 from krait.static import _not_modified as static_not_modified
@@ -70,7 +70,7 @@ class App:
         the request waits for a script worker, so waiting never blocks static files."""
         path, _, query = req.target.partition("?")
         try:
-            target = self.router.route(req.method, _origin_path(path))
+            target = self.router.route(req.method, origin_path(path))
             if target.kind == STATIC:
                 r = self.static.reply(target.path, target.rel_path, req.method, req.headers)
                 reply = Reply(r.status, r.headers, r.body, r.file_range)
@@ -103,7 +103,7 @@ class App:
     def make_job(self, req: RequestInfo, target: Target, path: str, query: str, kind: str) -> jobs.Job:
         from krait.routing import decode_path
 
-        return jobs.Job(kind, target.path, target.rel_path, req.method, path, decode_path(_origin_path(path)),
+        return jobs.Job(kind, target.path, target.rel_path, req.method, path, decode_path(origin_path(path)),
                         query, "HTTP/" + req.http_version, tuple(req.headers.items()), req.body,
                         req.remote_addr, req.scheme, target.url_params)
 
@@ -230,7 +230,7 @@ def _accepts_gzip(accept: str) -> bool:
     return False
 
 
-def _origin_path(path: str) -> str:
+def origin_path(path: str) -> str:
     """The path of an absolute-form target (RFC 9112 section 3.2.2), or the path itself."""
     if path.startswith("/"):
         return path
@@ -265,5 +265,3 @@ def overload_reply(detail: str = "server overloaded") -> Reply:
     return Reply(503, [("Retry-After", str(limits.RETRY_AFTER)), ("Content-Type", "text/html; charset=utf-8")],
                  error_page(503, detail, None, False), None, None, detail)
 
-
-__all__ = ["App", "Reply", "RequestInfo", "error_page", "overload_reply", "InternalError", "ServiceUnavailable"]
