@@ -21,6 +21,20 @@ ROOT = Path(__file__).resolve().parent.parent
 READY = re.compile(r"Krait \S+ serving .* at (https?)://([^/]+):(\d+)/")
 
 
+def read_all(s: socket.socket) -> bytes:
+    """Everything the peer sends until it closes (or resets, or the socket's timeout passes)."""
+    chunks = []
+    while True:
+        try:
+            chunk = s.recv(65536)
+        except (ConnectionResetError, socket.timeout):
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 class KraitProcess:
     def __init__(self, proc: subprocess.Popen, out: Path, err: Path, scheme: str, host: str, port: int) -> None:
         self.proc = proc
@@ -48,16 +62,7 @@ class KraitProcess:
                 s.shutdown(socket.SHUT_WR)
             except OSError:
                 pass
-            chunks = []
-            while True:
-                try:
-                    chunk = s.recv(65536)
-                except (ConnectionResetError, socket.timeout):
-                    break
-                if not chunk:
-                    break
-                chunks.append(chunk)
-        return b"".join(chunks)
+            return read_all(s)
 
     def signal(self, sig: int) -> None:
         self.proc.send_signal(sig)

@@ -82,7 +82,7 @@ import time
 
 import pytest
 
-from tests.conftest import start_krait, write_site
+from tests.conftest import read_all, start_krait, write_site
 
 MAX_BODY = 1000
 
@@ -248,22 +248,9 @@ def test_smuggled_request_never_answered(server):
         for piece in (raw[:20], raw[20:60], raw[60:]):
             s.sendall(piece)
             time.sleep(0.05)
-        answer = _read_all(s)
+        answer = read_all(s)
     assert_one_error(answer, 400)
     assert_still_serving(server)
-
-
-def _read_all(s: socket.socket) -> bytes:
-    chunks = []
-    while True:
-        try:
-            chunk = s.recv(65536)
-        except (ConnectionResetError, socket.timeout):
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 @pytest.mark.parametrize("partial", [
