@@ -77,7 +77,6 @@ so the connection stays usable and the pipelined request is answered after the 5
 from __future__ import annotations
 
 import re
-import socket
 import time
 
 import pytest
