@@ -308,3 +308,15 @@ def test_debug_pages_show_template_file_and_line(tmp_path, krait_server):
         r = requests.get(quiet.url + path, timeout=10)
         assert r.status_code == 500 and "line" not in r.text and "secret-key" not in r.text
     assert "rt.html:2" in quiet.log() and "secret-key" in quiet.log()
+
+
+def test_max_requests_recycles_workers(tmp_path, krait_server):
+    root = write_site(tmp_path / "site", {"pid.py": "import os\nkrait.response = krait.Response('HTTP/1.1', 200, [], str(os.getpid()))"})
+    srv = krait_server(root, "--workers", "1", "--max-requests", "3")
+    pids = []
+    for _ in range(9):
+        r = requests.get(srv.url + "/pid", timeout=20)
+        assert r.status_code == 200
+        pids.append(r.text)
+    assert len(set(pids)) >= 3  # a new worker at least every 3 requests, and no request failed
+    assert all(pids.count(p) <= 3 for p in set(pids))
