@@ -85,7 +85,7 @@ class Pool:
         self.spares = spares  # "ws": idle workers kept pre-started
         self.max_queued = settings.max_queued_jobs
         self.config: Any = None
-        self._lock = threading.Condition()
+        self._lock = threading.Condition(threading.Lock())  # never re-entered: a plain lock is cheaper
         self._idle: deque[Worker] = deque()
         self._alive = 0  # workers started and not retired (busy + idle + starting)
         self._waiting = 0
