@@ -261,22 +261,27 @@ def handle(site: Site, job: jobs.Job) -> jobs.Result:
 
 
 def run_websocket(conn: Any, controller: Any, send_lock: threading.Lock, stop_timeout: float) -> bool:
-    """Drive an accepted WebSocket session; returns False when the controller would not stop."""
+    """Drive an accepted WebSocket session; returns False when the controller would not stop.
 
-    def send(item: tuple) -> None:
+    Whichever thread pushes a message (the controller's own thread, or this one inside on_in_message)
+    sends it at once through the out-listener hook: items are popped and sent under `send_lock`, so
+    they leave in queue order and no thread hand-off delays a message.
+    """
+    closed = threading.Event()
+
+    def flush() -> None:
         with send_lock:
-            conn.send(item)
-
-    finished = threading.Event()
-
-    def pump_out() -> None:  # controller -> server, without polling delays
-        while not finished.is_set():
-            item = controller._next_out(0.25)
-            if item is None:
-                continue
-            send(item)
-            if item[0] == jobs.WS_CLOSE:
-                return
+            while not closed.is_set():
+                item = controller._next_out(0)
+                if item is None:
+                    return
+                try:
+                    conn.send(item)
+                except (OSError, ValueError):  # the server side is gone; the session is ending
+                    closed.set()
+                    return
+                if item[0] == jobs.WS_CLOSE:
+                    closed.set()
 
     def thread_failed(args: Any) -> None:
         # A controller whose thread raises ends its connection with 1011 and no details (RFC 6455 7.4.1).
@@ -285,9 +290,9 @@ def run_websocket(conn: Any, controller: Any, send_lock: threading.Lock, stop_ti
             controller.close(1011, "")
 
     threading.excepthook = thread_failed
+    controller._set_out_listener(flush)
     controller.on_start()
-    sender = threading.Thread(target=pump_out, name="krait-ws-out", daemon=True)
-    sender.start()
+    flush()  # anything pushed before the listener was set (e.g. in __init__)
     try:
         while True:
             item = conn.recv()
@@ -305,21 +310,13 @@ def run_websocket(conn: Any, controller: Any, send_lock: threading.Lock, stop_ti
     finally:
         controller.on_stop()
         stopped = controller.wait_stopped(stop_timeout)
-        # flush what the controller queued before stopping, then end the session
-        while True:
-            item = controller._next_out(0)
-            if item is None or item[0] == jobs.WS_CLOSE:
-                break
-            try:
-                send(item)
-            except (OSError, ValueError):
-                break
-        finished.set()
-        sender.join(1.0)
+        flush()  # what the controller queued before stopping
+        controller._set_out_listener(None)
     if not stopped:  # the caller exits this process: no WS_DONE, so the server replaces the worker
         return False
     try:
-        send((jobs.WS_DONE,))
+        with send_lock:
+            conn.send((jobs.WS_DONE,))
     except (OSError, ValueError):
         pass
     return True
