@@ -163,8 +163,8 @@ class Channel:
             finally:
                 self.leave_gate()
         needs_body = req.chunked or (req.content_length or 0) > 0
-        body = b""
-        info = RequestInfo(req.method, req.target, req.http_version, req.headers, body, remote, scheme)
+        info = RequestInfo(req.method, req.target, req.http_version, req.headers, b"", remote, scheme)
+        target = None
         if needs_body:  # read before entering the gate: a slow upload must not hold a slot
             # Static files and errors are answered without reading the body (the core skips it); only
             # site code receives it. Route first so a 404 never waits for an upload.
@@ -179,7 +179,7 @@ class Channel:
                 info = info._replace(body=body)
         self.enter_gate()
         try:
-            reply = self.app.handle(info, self)
+            reply = self.app.handle(info, self, target)
             self.respond(conn, req, reply, started, remote)
         finally:
             self.leave_gate()

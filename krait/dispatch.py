@@ -19,9 +19,8 @@ from typing import Any, NamedTuple
 from krait import config as site_config
 from krait import jobs, limits, mime
 from krait.errors import HttpError
-from krait.routing import SCRIPT, STATIC, Router, Target
-from krait.static import StaticFiles
-from krait.static import _not_modified as static_not_modified
+from krait.routing import SCRIPT, STATIC, Router, Target, decode_path
+from krait.static import StaticFiles, not_modified
 
 log = logging.getLogger("krait")
 
@@ -65,12 +64,14 @@ class App:
 
     # --- requests ---------------------------------------------------------------------------
 
-    def handle(self, req: RequestInfo, slot: Any = None) -> Reply:
+    def handle(self, req: RequestInfo, slot: Any = None, target: Target | None = None) -> Reply:
         """Answer one request. `slot` (the caller's FairGate slot, see krait/gate.py) is given up while
-        the request waits for a script worker, so waiting never blocks static files."""
+        the request waits for a script worker, so waiting never blocks static files. `target` is the
+        route the caller already found, if any."""
         path, _, query = req.target.partition("?")
         try:
-            target = self.router.route(req.method, origin_path(path))
+            if target is None:
+                target = self.router.route(req.method, origin_path(path))
             if target.kind == STATIC:
                 r = self.static.reply(target.path, target.rel_path, req.method, req.headers)
                 reply = Reply(r.status, r.headers, r.body, r.file_range)
@@ -101,9 +102,7 @@ class App:
         return reply._replace(headers=headers)
 
     def make_job(self, req: RequestInfo, target: Target, path: str, query: str, kind: str) -> jobs.Job:
-        from krait.routing import decode_path
-
-        return jobs.Job(kind, target.path, target.rel_path, req.method, path, decode_path(origin_path(path)),
+        return jobs.Job(kind, target.path, target.rel_path, req.method, path, target.decoded_path,
                         query, "HTTP/" + req.http_version, tuple(req.headers.items()), req.body,
                         req.remote_addr, req.scheme, target.url_params)
 
@@ -128,7 +127,7 @@ class App:
         headers = [(n, v) for n, v in reply.headers if n != "Cache-Control"]
         headers += [("ETag", version.etag), ("Last-Modified", version.last_modified),
                     ("Cache-Control", site_config.cache_control(target.rel_path, False, self.cfg))]
-        if req.method in ("GET", "HEAD") and static_not_modified(version, req.headers):
+        if req.method in ("GET", "HEAD") and not_modified(version, req.headers):
             return Reply(304, [h for h in headers if h[0] != "Content-Type"] + [("Content-Length", str(len(reply.body)))])
         return reply._replace(headers=headers)
 
@@ -168,7 +167,11 @@ class App:
         if not os.path.isfile(page):
             return None
         path = req.target.partition("?")[0]
-        target = Target("template", page, ".errors/%d.html" % status, ())
+        try:
+            decoded = decode_path(origin_path(path))
+        except HttpError:  # the error being rendered may be about this very path
+            decoded = origin_path(path)
+        target = Target("template", page, ".errors/%d.html" % status, (), decoded)
         try:
             result = self.pool.run(self.make_job(req, target, path, "", jobs.TEMPLATE), self.settings.timeout)
         except (HttpError, ValueError):

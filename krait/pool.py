@@ -278,9 +278,6 @@ class Pool:
         self.release(worker)
         return result
 
-    def stats(self) -> tuple[int, int, int]:
-        with self._lock:
-            return self._alive, len(self._idle), self._waiting
 
 
 def _describe_init_error(report: jobs.ErrorReport) -> str:

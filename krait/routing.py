@@ -38,6 +38,7 @@ class Target(NamedTuple):
     path: str  # absolute real path of the file
     rel_path: str  # relative to the site root, "/" separated, no leading slash
     url_params: tuple[tuple[str, str], ...]
+    decoded_path: str = ""  # the request path, percent-decoded (what the routes matched)
 
 
 def decode_path(raw_path: str) -> str:
@@ -78,7 +79,7 @@ class Router:
             if target is None:
                 target = path
             kind, real, rel = self.resolve(target)
-            return Target(kind, real, rel, tuple(params.items()))
+            return Target(kind, real, rel, tuple(params.items()), path)
         allowed = self.allowed_methods(path)
         if allowed and not websocket:
             raise MethodNotAllowed("%s is not routed for %s" % (method, path), (("Allow", ", ".join(allowed)),))

@@ -161,7 +161,9 @@ class Server(socketserver.ThreadingTCPServer):
     def drain(self, timeout: float) -> None:
         """Close idle connections, wait for busy ones (up to timeout), then cut what is left."""
         self.stopping = True
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        deadline = started + timeout
+        settle = started + 0.2  # idle connections get this long to notice their socket was shut
         while True:
             with self._lock:
                 channels = list(self.channels)
@@ -178,7 +180,7 @@ class Server(socketserver.ThreadingTCPServer):
                     busy += 1
                 else:
                     _shutdown(channel.sock, socket.SHUT_RD)
-            if not channels or (busy == 0 and time.monotonic() > deadline - timeout + 0.2):
+            if not channels or (busy == 0 and time.monotonic() > settle):
                 break
             if time.monotonic() > deadline:
                 log.warning("graceful timeout: cutting %d connections", busy)

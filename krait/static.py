@@ -89,7 +89,7 @@ class StaticFiles:
     def reply(self, path: str, rel_path: str, method: str, headers: dict[str, str]) -> StaticReply:
         """The response to a GET/HEAD (or routed other method) for a static file."""
         f = self.version(path, rel_path)
-        if method in ("GET", "HEAD") and _not_modified(f, headers):
+        if method in ("GET", "HEAD") and not_modified(f, headers):
             return StaticReply(304, [*f.headers, ("Content-Length", str(f.size))], b"", None)
         rng = headers.get("range")
         if rng is not None and method == "GET" and _if_range_ok(f, headers.get("if-range")):
@@ -120,7 +120,8 @@ def _weak_equal(a: str, b: str) -> bool:
     return a.removeprefix("W/") == b.removeprefix("W/")
 
 
-def _not_modified(f: FileVersion, headers: dict[str, str]) -> bool:
+def not_modified(f: FileVersion, headers: dict[str, str]) -> bool:
+    """Whether the request's If-None-Match / If-Modified-Since say the client's copy is current."""
     inm = headers.get("if-none-match")
     if inm is not None:
         tags = _etag_list(inm)

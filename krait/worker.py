@@ -22,6 +22,7 @@ from typing import Any
 import krait
 from krait import jobs, limits, mime
 from krait.pipe import MessagePipe
+from krait.pympl import TemplateCache, render_into
 from krait.errors import HttpError, NotFound, TemplateSyntaxError
 
 TEMPLATE_EXTENSIONS = (".html", ".htm", ".pyml")
@@ -58,8 +59,7 @@ class Site:
         if self.py_dir not in sys.path:
             sys.path.append(self.py_dir)
         krait.site_root = self.root
-        self._template_cache_size = template_cache_size
-        self._templates: Any = None
+        self.templates = TemplateCache(template_cache_size)
         self.scripts = _ScriptCache()
         ns: dict[str, Any] = {
             "__name__": "__main__",
@@ -80,14 +80,6 @@ class Site:
         self.modules = [(vars(m), dict(vars(m))) for m in (krait, krait.config, krait.mvc, krait.cookie,
                                                            krait.websockets)]
         self.copy_keys = [k for k, v in ns.items() if type(v) in (list, dict, set) and k != "__builtins__"]
-
-    @property
-    def templates(self) -> Any:
-        if self._templates is None:
-            from krait.pympl import TemplateCache
-
-            self._templates = TemplateCache(self._template_cache_size)
-        return self._templates
 
     def restore_modules(self) -> None:
         for live, saved in self.modules:
@@ -121,6 +113,7 @@ class Request:
         self.ns = ns
         self.out: list[str] = []
         self.view_path: str | None = None
+        self.first_code: Any = None  # the compiled code of the first template rendered (the target)
 
     def include(self, value: Any) -> None:
         """@import: render or run another file of the site, inline, into the same output."""
@@ -137,9 +130,10 @@ class Request:
 
     def run_file(self, path: str) -> None:
         if path.endswith(TEMPLATE_EXTENSIONS):
-            from krait.pympl import render_into
-
-            render_into(self.site.templates.get(path), self.ns, self.out, self.include, self.include_ctrl)
+            code = self.site.templates.get(path)
+            if self.first_code is None:
+                self.first_code = code
+            render_into(code, self.ns, self.out, self.include, self.include_ctrl)
         elif path.endswith(".py"):
             self.run_script(path)
         else:
@@ -168,20 +162,16 @@ def _content_type(job: jobs.Job, view_path: str | None) -> str:
         if explicit.startswith("ext/"):
             return mime.for_extension(explicit[4:])
         return explicit
-    path = job.path
+    if job.path.endswith(".py"):  # a script's body comes from its MVC view, if it rendered one
+        return _type_of_file(view_path) if view_path else mime.DEFAULT
+    return _type_of_file(job.path)
+
+
+def _type_of_file(path: str) -> str:
+    # page.css.pyml is CSS; a plain page.pyml is HTML (reference 4.6, with HTML as the friendlier default).
     if path.endswith(".pyml"):
-        inner = os.path.splitext(path[:-5])[1]
-        return mime.for_extension(inner) if inner else mime.for_extension(".html")
-    if path.endswith(".py"):
-        return _content_type_of_view(view_path) if view_path else mime.DEFAULT
+        return mime.for_extension(os.path.splitext(path[:-5])[1] or ".html")
     return mime.for_path(path)
-
-
-def _content_type_of_view(view_path: str) -> str:
-    if view_path.endswith(".pyml"):
-        inner = os.path.splitext(view_path[:-5])[1]
-        return mime.for_extension(inner or ".html")
-    return mime.for_path(view_path)
 
 
 def _code_free(code: Any) -> bool:
@@ -251,7 +241,7 @@ def handle(site: Site, job: jobs.Job) -> jobs.Result:
         else:
             status, reason, headers = 200, "OK", extra
             body = "".join(run.out).encode("utf-8")
-        dynamic = job.kind != jobs.TEMPLATE or not _code_free(site.templates.get(job.path))
+        dynamic = job.kind != jobs.TEMPLATE or not _code_free(run.first_code)
         return jobs.Result(status, reason, headers, body, _content_type(job, run.view_path), None, None, dynamic)
     except HttpError as exc:
         status = exc.status
