@@ -1,4 +1,4 @@
-"""Measure the worker hop: jobs per second through Pool.run for a trivial hello.py (one thread).
+"""Measure the worker hop: jobs per second through JobPool.run for a trivial hello.py (one thread).
 
 Usage: python bench/hop.py [SITE]   (defaults to a temporary site with hello.py)
 """
@@ -11,7 +11,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from krait import jobs  # noqa: E402
-from krait.pool import Pool  # noqa: E402
+from krait.pool import JobPool  # noqa: E402
 from krait.settings import Settings  # noqa: E402
 
 
@@ -21,7 +21,7 @@ def main() -> None:
     if not os.path.exists(hello):
         with open(hello, "w") as f:
             f.write('krait.response = krait.Response("HTTP/1.1", 200, [], "Hello")\n')
-    pool = Pool(Settings(site_root=site, workers=1), 1)
+    pool = JobPool(Settings(site_root=site, workers=1), 1)
     pool.start()
     job = jobs.Job("script", hello, "hello.py", "GET", "/hello", "/hello", "", "HTTP/1.1",
                    (("host", "x"), ("user-agent", "wrk")), b"", ("127.0.0.1", 1), "http", ())

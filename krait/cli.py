@@ -136,14 +136,14 @@ def ssl_errors() -> tuple:
 
 def run_one(settings: Settings, reuse_port: bool = False, ready_fd: int | None = None) -> int:
     from krait.dispatch import App
-    from krait.pool import Pool
+    from krait.pool import JobPool, SessionPool
 
     server = _bind(settings, reuse_port)
     if server is None:
         return 1
     settings = _with_port(settings, server.port)
-    pool = Pool(settings, settings.workers, "http")
-    ws_pool = Pool(settings, settings.max_websockets, "ws", spares=1)
+    pool = JobPool(settings, settings.workers)
+    ws_pool = SessionPool(settings, settings.max_websockets, spares=1)
     try:
         pool.start()
         ws_pool.start()

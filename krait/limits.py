@@ -73,6 +73,26 @@ LISTEN_BACKLOG = 1024
 #: Jobs that may wait for a free script worker before new ones are refused with 503.
 MAX_QUEUED_JOBS = 256
 
+#: Jobs one script worker may hold in its pipe (the one it runs and those queued behind it). More than
+#: one lets a busy worker read several jobs per wake-up instead of sleeping between them (krait/pool.py).
+PIPELINE_DEPTH = 4
+
+#: A worker whose current job has run this long (seconds) gets no more jobs queued behind it: they wait
+#: in the shared queue for whichever worker is free first.
+PIPELINE_STALL = 0.005
+
+#: Jobs with a request body this large (bytes) or larger only go to an idle worker.
+PIPELINE_MAX_BODY = 32768
+
+#: How often (seconds) a pool's reader thread looks at the running job's deadline when no answer comes.
+POOL_POLL_INTERVAL = 0.25
+
+#: Extra seconds a request waits for a queued job before it gives up with 503 (beyond 2x --timeout).
+QUEUE_WAIT_SLACK = 5.0
+
+#: Safety limit (seconds) for writing one job into a worker's pipe.
+PIPE_SEND_TIMEOUT = 600.0
+
 #: Value of Retry-After (seconds) on a 503 caused by overload.
 RETRY_AFTER = 1
 

@@ -7,9 +7,14 @@
 # timeout, so waiting for a worker's answer costs one blocking recv and no selector set-up (measured: the
 # multiprocessing Connection + poll() hop cost about 2x more per request).
 #
-# Rules: one thread may send while another receives (WebSocket sessions do); two senders must hold a
-# lock. After a timeout the stream may be mid-frame, so the caller must discard the pipe (the pool kills
-# the worker). EOF raises EOFError.
+# Reading is buffered: one recv takes every frame already waiting (a worker with pipelined jobs, or a
+# reader thread with several results, gets them with one system call), and `pending()` says whether a
+# whole frame is already buffered. A frame larger than _BIG_FRAME is read straight into its own buffer.
+# A timeout keeps what was read, so the next recv() carries on from the middle of a frame.
+#
+# Rules: one thread may send while another receives; two senders must hold a lock. After
+# separate_writer(), sends go through their own socket object (same pipe), so the reader's changing
+# timeouts never apply to a sender. EOF raises EOFError.
 
 from __future__ import annotations
 
@@ -21,14 +26,21 @@ from typing import Any
 
 _HEADER = struct.Struct("!IB")
 _MARSHAL, _PICKLE = ord("m"), ord("p")
+_CHUNK = 262144  # bytes asked of one recv
+_BIG_FRAME = 1 << 20  # frames at least this large get a buffer of their own (no copying behind the header)
 
 
 class MessagePipe:
-    __slots__ = ("sock", "_timeout")
+    __slots__ = ("sock", "wsock", "_timeout", "_buf", "_big", "_big_got", "_big_tag")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+        self.wsock = sock
         self._timeout: float | None = None
+        self._buf = bytearray()
+        self._big: bytearray | None = None
+        self._big_got = 0
+        self._big_tag = 0
         sock.settimeout(None)
 
     @classmethod
@@ -37,11 +49,17 @@ class MessagePipe:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         return cls(ours), theirs
 
+    def separate_writer(self, send_timeout: float) -> None:
+        """Send through a second socket object with its own (fixed) timeout."""
+        self.wsock = self.sock.dup()
+        self.wsock.settimeout(send_timeout)
+        if self._timeout is None:  # both objects share the descriptor's blocking flag: keep them in step
+            self._set_timeout(send_timeout)
+
     def fileno(self) -> int:
         return self.sock.fileno()
 
     def send(self, obj: Any) -> None:
-        # Uses the timeout of the last recv(): the worker is reading, so a send only stalls when it hangs.
         try:
             data = marshal.dumps(obj)
             tag = _MARSHAL
@@ -50,42 +68,57 @@ class MessagePipe:
             tag = _PICKLE
         header = _HEADER.pack(len(data), tag)
         if len(data) < 65536:
-            self.sock.sendall(header + data)
+            self.wsock.sendall(header + data)
             return
         # Large payloads (WebSocket messages): gather-write instead of copying them behind the header.
-        sent = self.sock.sendmsg([header, data])
+        sent = self.wsock.sendmsg([header, data])
         if sent < len(header) + len(data):
-            self.sock.sendall(memoryview(header + data)[sent:] if sent < len(header) else memoryview(data)[sent - len(header):])
+            self.wsock.sendall(memoryview(header + data)[sent:] if sent < len(header) else memoryview(data)[sent - len(header):])
+
+    def pending(self) -> bool:
+        """Whether a whole frame is already buffered (recv() would not wait)."""
+        buf = self._buf
+        return len(buf) >= 5 and len(buf) >= 5 + _HEADER.unpack_from(buf)[0] and self._big is None
 
     def recv(self, timeout: float | None = None) -> Any:
         """The next message; TimeoutError when none arrives in time, EOFError when the peer is gone."""
         self._set_timeout(timeout)
+        buf = self._buf
         try:
-            header = self._read(5)
-            size, tag = _HEADER.unpack(header)
-            data = self._read(size)
+            while True:
+                if self._big is not None:
+                    big = self._big
+                    if self._big_got < len(big):
+                        with memoryview(big) as view:
+                            count = self.sock.recv_into(view[self._big_got:])
+                        if not count:
+                            raise EOFError("worker pipe closed")
+                        self._big_got += count
+                        continue
+                    self._big = None
+                    return _decode(self._big_tag, big)
+                if len(buf) >= 5:
+                    size, tag = _HEADER.unpack_from(buf)
+                    end = 5 + size
+                    if len(buf) >= end:
+                        data = buf[5:end]  # marshal and pickle read a bytearray as they read bytes
+                        del buf[:end]
+                        return _decode(tag, data)
+                    if size >= _BIG_FRAME:
+                        self._big = bytearray(size)
+                        self._big[:len(buf) - 5] = buf[5:]
+                        self._big_got = len(buf) - 5
+                        self._big_tag = tag
+                        buf.clear()
+                        continue
+                chunk = self.sock.recv(_CHUNK)
+                if not chunk:
+                    raise EOFError("worker pipe closed")
+                buf += chunk
         except socket.timeout:
             raise TimeoutError("no message within %ss" % timeout) from None
         except (ConnectionResetError, BrokenPipeError):
             raise EOFError("worker pipe closed") from None
-        return marshal.loads(data) if tag == _MARSHAL else pickle.loads(data)
-
-    def _read(self, n: int) -> bytes:
-        data = self.sock.recv(n)
-        if len(data) == n:
-            return data
-        if not data:
-            raise EOFError("worker pipe closed")
-        buf = bytearray(n)
-        view = memoryview(buf)
-        got = len(data)
-        view[:got] = data
-        while got < n:
-            count = self.sock.recv_into(view[got:], n - got)
-            if not count:
-                raise EOFError("worker pipe closed")
-            got += count
-        return buf  # marshal and pickle read a bytearray as they read bytes
 
     def _set_timeout(self, timeout: float | None) -> None:
         if timeout != self._timeout:
@@ -93,7 +126,12 @@ class MessagePipe:
             self._timeout = timeout
 
     def close(self) -> None:
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+        for sock in {self.sock, self.wsock}:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+
+def _decode(tag: int, data: Any) -> Any:
+    return marshal.loads(data) if tag == _MARSHAL else pickle.loads(data)

@@ -1,17 +1,28 @@
-# The server-process side of the worker pool.
+# The server-process side of the worker pools.
 #
-# Strategy: N worker processes are started (through a forkserver, so replacements forked later never
-# inherit the server's threads or locks) before the server accepts anything. Each worker owns one end of
-# a duplex pipe; an idle worker sits in `_idle`. A request thread takes an idle worker (waiting in line if
-# all are busy, refused with 503 once `max_queued` threads already wait), sends one Job, and polls the pipe
-# for the Result until the deadline. Faults stay with the request that caused them:
-#   - no answer before the deadline -> the worker is killed and replaced, the caller gets GatewayTimeout;
-#   - the pipe hits EOF (os._exit, segfault, OOM kill) -> the worker is replaced, the caller gets
-#     InternalError;
-#   - a worker that served `max_requests` jobs is retired and replaced after its answer.
-# Replacements start in a background thread, so no request waits for init.py. reload() (SIGHUP, or an
-# edit under SITE/.py with --debug) starts a fresh generation and retires the old one as each old worker
-# becomes idle: no request in flight is cut.
+# Workers are started through a forkserver (so replacements forked later never inherit the server's
+# threads or locks) before the server accepts anything, and each owns one end of a MessagePipe.
+#
+# JobPool runs the scripts and templates of HTTP requests. Every worker has one reader thread in the
+# server; the request threads never read a pipe themselves. A request thread hands its Job to the least
+# loaded worker, or to a central FIFO queue when all are busy, and sleeps on its own lock; the reader
+# thread receives the Result, gives the worker its next job from the queue and wakes the request
+# thread. Jobs are pipelined: a busy worker that has been on its current job for less than
+# PIPELINE_STALL may hold up to PIPELINE_DEPTH jobs in its pipe, so under load it reads several jobs per
+# wake-up and never sleeps between them (on one core this halves the cost of the process hop; measured in
+# bench/hop.py). A worker still runs one job at a time, in order, so the reader always knows which job is
+# running: the oldest unanswered one. Faults stay with the request that caused them:
+#   - the running job passes its deadline -> the worker is killed, that caller gets GatewayTimeout, and
+#     the jobs queued behind it (never started) go back to the front of the central queue;
+#   - the pipe hits EOF (os._exit, segfault, OOM kill) -> InternalError for the running job, the same
+#     requeue, and a replacement worker;
+#   - more than `max_queued` jobs waiting -> ServiceUnavailable at once.
+# A worker that has taken `max_requests` jobs, or belongs to a generation that reload() replaced, takes
+# no new jobs, is stopped once its pipe is empty, and is replaced in the background: no request in flight
+# is cut.
+#
+# SessionPool holds the WebSocket workers: one session owns one worker for as long as it lasts, so it is
+# a plain take/give-back pool that grows up to its size and keeps one spare started.
 
 from __future__ import annotations
 
@@ -22,7 +33,7 @@ import time
 from collections import deque
 from typing import Any
 
-from krait import jobs
+from krait import jobs, limits
 from krait.pipe import MessagePipe
 from krait.errors import ConfigError, GatewayTimeout, InternalError, ServiceUnavailable
 from krait.settings import Settings
@@ -45,14 +56,20 @@ def context() -> Any:
 class Worker:
     """One worker process and the server's end of its pipe."""
 
-    __slots__ = ("process", "conn", "pid", "served", "generation")
+    __slots__ = ("process", "conn", "pid", "served", "generation", "inflight", "load", "started", "retiring",
+                 "send_lock")
 
-    def __init__(self, process: Any, conn: Any, generation: int) -> None:
+    def __init__(self, process: Any, conn: MessagePipe, generation: int) -> None:
         self.process = process
         self.conn = conn
         self.pid = process.pid
-        self.served = 0
+        self.served = 0  # jobs given to it
         self.generation = generation
+        self.inflight: deque[_Entry] = deque()  # sent, not answered; [0] is running (JobPool)
+        self.load = 0  # jobs given to it and not answered (includes ones being sent)
+        self.started = 0.0  # when inflight[0] started running
+        self.retiring = False  # takes no new jobs; stopped when its pipe is empty
+        self.send_lock = threading.Lock()  # a job's place in `inflight` and on the wire must agree
 
     def kill(self) -> None:
         try:
@@ -75,41 +92,38 @@ class Worker:
             self.conn.close()
 
 
-class Pool:
-    """A fixed-size set of worker processes (kind "http"), or a growable one up to `size` ("ws")."""
+class _Entry:
+    """One job of a request thread, waiting in the queue or in a worker's pipe."""
 
-    def __init__(self, settings: Settings, size: int, kind: str = "http", spares: int = 0) -> None:
+    __slots__ = ("wire", "rel_path", "timeout", "small", "queued", "done", "result", "error")
+
+    def __init__(self, job: jobs.Job, timeout: float) -> None:
+        self.wire = tuple(job)
+        self.rel_path = job.rel_path
+        self.timeout = timeout
+        self.small = len(job.body) < limits.PIPELINE_MAX_BODY  # may wait in a busy worker's pipe
+        self.queued = 0.0
+        self.done = threading.Lock()
+        self.done.acquire()  # released once `result` or `error` is set
+        self.result: jobs.Result | None = None
+        self.error: Exception | None = None
+
+    def finish(self, result: jobs.Result | None = None, error: Exception | None = None) -> None:
+        self.result, self.error = result, error
+        self.done.release()
+
+
+class _Workers:
+    """What both pools share: starting workers and waiting for their start-up report."""
+
+    kind = "http"
+
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.size = size
-        self.kind = kind
-        self.spares = spares  # "ws": idle workers kept pre-started
-        self.max_queued = settings.max_queued_jobs
         self.config: Any = None
         self._lock = threading.Condition(threading.Lock())  # never re-entered: a plain lock is cheaper
-        self._idle: deque[Worker] = deque()
-        self._alive = 0  # workers started and not retired (busy + idle + starting)
-        self._waiting = 0
         self._generation = 0
         self._closed = False
-
-    # --- life cycle -----------------------------------------------------------------------
-
-    def start(self) -> None:
-        """Start the first workers and wait until init.py ran in each; raise ConfigError on failure."""
-        count = self.size if self.kind == "http" else min(self.spares, self.size)
-        starting = [self._spawn() for _ in range(count)]
-        try:
-            for worker in starting:
-                ready = self._wait_ready(worker)
-                self.config = self.config or ready.config
-                with self._lock:
-                    self._idle.append(worker)
-                    self._alive += 1
-        except Exception:
-            for worker in starting:
-                worker.kill()
-            raise
-        log.debug("%s pool started: %d workers", self.kind, count)
 
     def _spawn(self) -> Worker:
         from krait import worker as worker_module
@@ -133,45 +147,346 @@ class Pool:
         if ready.error is not None:
             worker.kill()
             raise ConfigError(_describe_init_error(ready.error))
+        self.config = self.config or ready.config
         return ready
+
+    def _start_all(self, count: int) -> list[Worker]:
+        starting = [self._spawn() for _ in range(count)]
+        try:
+            for worker in starting:
+                self._wait_ready(worker)
+        except Exception:
+            for worker in starting:
+                worker.kill()
+            raise
+        log.debug("%s pool started: %d workers", self.kind, count)
+        return starting
 
     def _replace_later(self) -> None:
         """Start one replacement worker in the background (the caller already counted the loss)."""
         threading.Thread(target=self._replace, name="krait-replace", daemon=True).start()
 
     def _replace(self) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            self._alive += 1
         try:
             worker = self._spawn()
             self._wait_ready(worker)
         except Exception as exc:
             log.error("could not start a replacement worker: %s", exc)
-            with self._lock:
-                self._alive -= 1
-                self._lock.notify_all()
+            self._lost()
             return
-        self._put_idle(worker)
+        self._adopt(worker)
 
-    def _put_idle(self, worker: Worker) -> None:
+    def _lost(self) -> None:
+        raise NotImplementedError
+
+    def _adopt(self, worker: Worker) -> None:
+        raise NotImplementedError
+
+
+class JobPool(_Workers):
+    """A fixed number of workers running HTTP jobs, pipelined (see the module comment)."""
+
+    kind = "http"
+
+    def __init__(self, settings: Settings, size: int) -> None:
+        super().__init__(settings)
+        self.size = size
+        self.max_queued = settings.max_queued_jobs
+        self.depth = max(1, limits.PIPELINE_DEPTH)
+        self._workers: list[Worker] = []  # taking new jobs
+        self._queue: deque[_Entry] = deque()  # waiting for any worker
+        self._alive = 0  # workers started or starting and not yet retired
+
+    # --- life cycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the workers and wait until init.py ran in each; raise ConfigError on failure."""
+        for worker in self._start_all(self.size):
+            self._alive += 1
+            self._adopt(worker)
+
+    def _adopt(self, worker: Worker) -> None:
+        with self._lock:
+            if self._closed or worker.generation != self._generation:
+                stale = True
+            else:
+                stale = False
+                self._workers.append(worker)
+        if stale:
+            self._lost()
+            worker.stop()
+            return
+        worker.conn.separate_writer(limits.PIPE_SEND_TIMEOUT)
+        threading.Thread(target=self._read_results, args=(worker,), name="krait-pool-reader", daemon=True).start()
+        self._feed(worker)
+
+    def _lost(self) -> None:
+        """A worker is gone for good (or never came): with none left, nobody would ever run the queue."""
+        with self._lock:
+            self._alive -= 1
+            if self._alive > 0 and not self._closed:
+                return
+            stranded = list(self._queue)
+            self._queue.clear()
+        for entry in stranded:
+            entry.finish(error=ServiceUnavailable("no script worker is running"))
+
+    def reload(self) -> None:
+        """Start a new generation of workers (re-running init.py); retire the old ones when idle."""
         with self._lock:
             if self._closed:
+                return
+            self._generation += 1
+            old = list(self._workers)
+        for _ in range(self.size):  # counted before the old ones leave, so the queue never looks orphaned
+            self._replace_later()
+        for worker in old:
+            self._retire(worker)
+        log.info("http workers reloading (generation %d)", self._generation)
+
+    def _replace_later(self) -> None:
+        with self._lock:
+            self._alive += 1
+        super()._replace_later()
+
+    def _retire(self, worker: Worker) -> None:
+        """Take no new jobs; the reader thread stops the worker once its pipe is empty."""
+        with self._lock:
+            if worker.retiring:
+                return
+            worker.retiring = True
+            if worker in self._workers:
+                self._workers.remove(worker)
+            idle = worker.load == 0
+        self._lost()
+        if idle:
+            self._send_stop(worker)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            workers, self._workers = self._workers, []
+            stranded = list(self._queue)
+            self._queue.clear()
+        for entry in stranded:
+            entry.finish(error=ServiceUnavailable("the server is shutting down"))
+        for worker in workers:
+            self._retire(worker)
+        for worker in workers:
+            worker.process.join(1.0)
+            if worker.process.is_alive():
+                worker.kill()
+
+    # --- running jobs ---------------------------------------------------------------------
+
+    def run(self, job: jobs.Job, timeout: float) -> jobs.Result:
+        """Run one job and return its Result (see the module comment for faults)."""
+        entry = _Entry(job, timeout)
+        with self._lock:
+            if self._closed:
+                raise ServiceUnavailable("the server is shutting down")
+            worker = self._choose(entry)
+            if worker is None or worker.load:  # it will wait: in the queue or behind a running job
+                waiting = len(self._queue) + sum(w.load - 1 for w in self._workers if w.load > 1)
+                if waiting >= self.max_queued:
+                    raise ServiceUnavailable("all %d workers are busy and %d requests wait"
+                                             % (len(self._workers), waiting))
+                log.debug("http queue depth %d", waiting + 1)
+            if worker is None:
+                entry.queued = time.monotonic()
+                self._queue.append(entry)
+            else:
+                worker.load += 1
+        if worker is not None:
+            self._send(worker, [entry])
+        # The reader thread finishes every entry that reached a worker (answer, timeout or crash). Only a
+        # queued one could be stranded, so after the longest fair wait the caller takes it back.
+        if not entry.done.acquire(timeout=timeout + limits.QUEUE_WAIT_SLACK + timeout):
+            with self._lock:
+                try:
+                    self._queue.remove(entry)
+                    raise ServiceUnavailable("no worker became free within %.0fs" % timeout)
+                except ValueError:  # already with a worker: its reader will finish it
+                    pass
+            entry.done.acquire()
+        if entry.error is not None:
+            raise entry.error
+        return entry.result  # type: ignore[return-value]
+
+    def _choose(self, entry: _Entry) -> Worker | None:
+        """The least loaded worker that may take `entry` now (caller holds the lock), else None."""
+        best = None
+        for worker in self._workers:
+            if best is None or worker.load < best.load:
+                best = worker
+        if best is None or best.load == 0:
+            return best
+        if (best.load < self.depth and entry.small and not self._queue
+                and time.monotonic() - best.started < limits.PIPELINE_STALL):
+            return best
+        return None
+
+    def _send(self, worker: Worker, entries: list[_Entry]) -> None:
+        with worker.send_lock:
+            for entry in entries:
+                if not worker.inflight:
+                    worker.started = time.monotonic()
+                worker.inflight.append(entry)
+                worker.served += 1
+                try:
+                    worker.conn.send(entry.wire)
+                except OSError:
+                    # A dead pipe: its reader thread sees EOF and answers (or requeues) every entry.
+                    pass
+        limit = self.settings.max_requests
+        if limit and worker.served >= limit and not worker.retiring:  # recycled: --max-requests
+            self._replace_later()
+            self._retire(worker)
+
+    def _feed(self, worker: Worker) -> None:
+        """Give `worker` queued jobs up to its pipeline depth (none while it is stuck on a slow job)."""
+        take: list[_Entry] = []
+        late: list[_Entry] = []
+        now = time.monotonic()
+        with self._lock:
+            while self._queue and not worker.retiring:
+                if worker.load and (worker.load >= self.depth or not self._queue[0].small
+                                    or now - worker.started >= limits.PIPELINE_STALL):
+                    break
+                entry = self._queue.popleft()
+                if now - entry.queued > entry.timeout:
+                    late.append(entry)
+                    continue
+                worker.load += 1
+                take.append(entry)
+        for entry in late:
+            entry.finish(error=ServiceUnavailable("no worker became free within %.0fs" % entry.timeout))
+        if take:
+            self._send(worker, take)
+
+    # --- the reader thread ------------------------------------------------------------------
+
+    def _read_results(self, worker: Worker) -> None:
+        """Deliver each Result of `worker` to its caller; handle its timeouts, crash and retirement."""
+        conn = worker.conn
+        poll = limits.POOL_POLL_INTERVAL
+        while True:
+            head = worker.inflight[0] if worker.inflight else None
+            if head is None:
+                wait = poll
+            else:
+                wait = min(poll, head.timeout - (time.monotonic() - worker.started))
+            try:
+                if wait <= 0:
+                    raise TimeoutError
+                message = conn.recv(wait)
+            except TimeoutError:
+                if head is None or time.monotonic() - worker.started < head.timeout:
+                    continue  # nothing due yet: look again
+                log.error("script %s exceeded the %.0fs timeout; worker %d killed", head.rel_path, head.timeout,
+                          worker.pid)
+                self._fail(worker, GatewayTimeout("the script did not finish within %.0f seconds" % head.timeout))
+                return
+            except (EOFError, OSError):
+                if worker.retiring and not worker.inflight:
+                    worker.process.join(2)
+                    worker.conn.close()
+                    return
+                code = worker.process.exitcode
+                log.error("worker %d died while running %s (exit code %s); replaced", worker.pid,
+                          head.rel_path if head else "nothing", code)
+                self._fail(worker, InternalError("the worker process running the script died"))
+                return
+            entry = worker.inflight.popleft()
+            worker.started = time.monotonic()
+            with self._lock:
+                worker.load -= 1
+                idle = worker.load == 0
+            if not worker.retiring:
+                self._feed(worker)
+            elif idle:
+                self._send_stop(worker)
+            entry.finish(jobs.result_from_wire(message))
+
+    def _send_stop(self, worker: Worker) -> None:
+        with worker.send_lock:
+            try:
+                worker.conn.send(None)  # the worker exits; its reader sees EOF and returns
+            except OSError:
+                pass
+
+    def _fail(self, worker: Worker, error: Exception) -> None:
+        """The worker is dead or must die: answer its running job, requeue the rest, replace it."""
+        with self._lock:
+            counted = not worker.retiring  # a retiring worker was already subtracted from _alive
+            if worker in self._workers:
+                self._workers.remove(worker)
+            worker.retiring = True
+            running = worker.inflight.popleft() if worker.inflight else None
+            requeue = list(worker.inflight)
+            worker.inflight.clear()
+            worker.load = 0
+            now = time.monotonic()
+            for entry in reversed(requeue):
+                entry.queued = now
+                self._queue.appendleft(entry)
+            replace = counted and not self._closed and worker.generation == self._generation
+            others = list(self._workers)
+        if replace:
+            self._replace_later()
+        if counted:
+            self._lost()
+        worker.kill()
+        if running is not None:
+            running.finish(error=error)
+        for other in others:  # the requeued jobs need not wait for the replacement
+            self._feed(other)
+
+
+class SessionPool(_Workers):
+    """WebSocket workers: a session takes one for its whole life; grows to `size`, keeps one spare."""
+
+    kind = "ws"
+
+    def __init__(self, settings: Settings, size: int, spares: int = 1) -> None:
+        super().__init__(settings)
+        self.size = size
+        self.spares = spares
+        self.max_queued = settings.max_queued_jobs
+        self._idle: deque[Worker] = deque()
+        self._alive = 0  # workers started and not retired (busy + idle + starting)
+        self._waiting = 0
+
+    def start(self) -> None:
+        for worker in self._start_all(min(self.spares, self.size)):
+            self._alive += 1
+            self._idle.append(worker)
+
+    def _replace(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._alive += 1
+        super()._replace()
+
+    def _lost(self) -> None:
+        with self._lock:
+            self._alive -= 1
+            self._lock.notify_all()
+
+    def _adopt(self, worker: Worker) -> None:
+        with self._lock:
+            stop = self._closed or worker.generation != self._generation
+            if stop:
                 self._alive -= 1
-                stop = True
-            elif worker.generation != self._generation:
-                self._alive -= 1
-                stop = True
             else:
                 self._idle.append(worker)
                 self._lock.notify()
-                stop = False
         if stop:
             worker.stop()
 
     def reload(self) -> None:
-        """Start a new generation of workers (re-running init.py); retire the old ones when idle."""
+        """Start a new generation (re-running init.py); sessions in progress keep their old worker."""
         with self._lock:
             if self._closed:
                 return
@@ -181,10 +496,9 @@ class Pool:
             self._alive -= len(old)
         for worker in old:
             threading.Thread(target=worker.stop, daemon=True).start()
-        count = self.size if self.kind == "http" else min(self.spares, self.size)
-        for _ in range(count):
+        for _ in range(min(self.spares, self.size)):
             self._replace_later()
-        log.info("%s workers reloading (generation %d)", self.kind, self._generation)
+        log.info("ws workers reloading (generation %d)", self._generation)
 
     def close(self) -> None:
         with self._lock:
@@ -195,8 +509,6 @@ class Pool:
         for worker in idle:
             worker.stop(1.0)
 
-    # --- running jobs ---------------------------------------------------------------------
-
     def acquire(self, wait: float) -> Worker:
         """Take an idle worker, waiting up to `wait` seconds; ServiceUnavailable when overloaded."""
         with self._lock:
@@ -204,7 +516,7 @@ class Pool:
                 return self._idle.pop()
             if self._closed:
                 raise ServiceUnavailable("the server is shutting down")
-            if self.kind != "http" and self._alive < self.size:
+            if self._alive < self.size:
                 self._alive += 1
                 grow = True
             else:
@@ -212,7 +524,6 @@ class Pool:
                 if self._waiting >= self.max_queued:
                     raise ServiceUnavailable("all %d workers are busy and %d requests wait" % (self._alive, self._waiting))
                 self._waiting += 1
-                log.debug("%s queue depth %d", self.kind, self._waiting)
         if grow:
             try:
                 worker = self._spawn()
@@ -236,48 +547,24 @@ class Pool:
                 self._waiting -= 1
 
     def release(self, worker: Worker, healthy: bool = True) -> None:
-        """Give a worker back; an unhealthy one is killed and replaced."""
-        worker.served += 1
-        limit = self.settings.max_requests
-        if not healthy or (limit and worker.served >= limit and self.kind == "http"):
+        """Give a worker back; an unhealthy one is killed, and a spare is kept started."""
+        if not healthy:
             with self._lock:
                 self._alive -= 1
-            if healthy:
-                threading.Thread(target=worker.stop, daemon=True).start()
-            else:
-                worker.kill()
-            if self.kind == "http" or self._want_spare():
+            worker.kill()
+            if self._want_spare():
                 self._replace_later()
             return
-        if self.kind != "http" and not self._want_spare(extra=1):
+        if not self._want_spare(extra=1):
             with self._lock:
                 self._alive -= 1
             threading.Thread(target=worker.stop, daemon=True).start()
             return
-        self._put_idle(worker)
+        self._adopt(worker)
 
     def _want_spare(self, extra: int = 0) -> bool:
         with self._lock:
             return len(self._idle) + extra <= self.spares
-
-    def run(self, job: jobs.Job, timeout: float) -> jobs.Result:
-        """Run one job on a free worker and return its Result (see the module comment for faults)."""
-        worker = self.acquire(timeout)
-        try:
-            worker.conn.send(tuple(job))
-            result = jobs.result_from_wire(worker.conn.recv(timeout))
-        except TimeoutError:
-            log.error("script %s exceeded the %.0fs timeout; worker %d killed", job.rel_path, timeout, worker.pid)
-            self.release(worker, healthy=False)
-            raise GatewayTimeout("the script did not finish within %.0f seconds" % timeout) from None
-        except (EOFError, OSError):
-            code = worker.process.exitcode
-            self.release(worker, healthy=False)
-            log.error("worker %d died while running %s (exit code %s); replaced", worker.pid, job.rel_path, code)
-            raise InternalError("the worker process running the script died") from None
-        self.release(worker)
-        return result
-
 
 
 def _describe_init_error(report: jobs.ErrorReport) -> str:
