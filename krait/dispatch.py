@@ -65,8 +65,8 @@ class App:
     # --- requests ---------------------------------------------------------------------------
 
     def handle(self, req: RequestInfo, slot: Any = None, target: Target | None = None) -> Reply:
-        """Answer one request. `slot` (the caller's FairGate slot, see krait/gate.py) is given up while
-        the request waits for a script worker, so waiting never blocks static files. `target` is the
+        """Answer one request. `slot` (the caller's FairGate slot, see krait/gate.py) is given up when
+        the request goes to a script worker, so waiting never blocks static files. `target` is the
         route the caller already found, if any."""
         path, _, query = req.target.partition("?")
         try:
@@ -110,12 +110,8 @@ class App:
         kind = jobs.SCRIPT if target.kind == SCRIPT else jobs.TEMPLATE
         job = self.make_job(req, target, path, query, kind)
         if slot is not None:
-            slot.leave_gate()
-        try:
-            result = self.pool.run(job, self.settings.timeout)
-        finally:
-            if slot is not None:
-                slot.enter_gate()
+            slot.leave_gate()  # not taken again: what is left (building the reply) is short
+        result = self.pool.run(job, self.settings.timeout)
         reply = self.result_reply(result, target.rel_path, req)
         if not result.dynamic and result.error is None and result.status == 200:
             reply = self.static_template_reply(reply, target, req)

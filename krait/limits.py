@@ -84,6 +84,10 @@ PIPELINE_STALL = 0.005
 #: Jobs with a request body this large (bytes) or larger only go to an idle worker.
 PIPELINE_MAX_BODY = 32768
 
+#: A worker with another job already in its pipe holds a finished answer back (to send several with one
+#: system call) only when that next job's file took less than this (seconds) the last time it ran.
+RESULT_HOLD = 0.001
+
 #: How often (seconds) a pool's reader thread looks at the running job's deadline when no answer comes.
 POOL_POLL_INTERVAL = 0.25
 

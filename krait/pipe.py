@@ -75,6 +75,25 @@ class MessagePipe:
         if sent < len(header) + len(data):
             self.wsock.sendall(memoryview(header + data)[sent:] if sent < len(header) else memoryview(data)[sent - len(header):])
 
+    def send_many(self, objs: list) -> None:
+        """Several messages with one system call (large or non-marshal ones are sent one by one)."""
+        frames = bytearray()
+        for obj in objs:
+            try:
+                data = marshal.dumps(obj)
+            except ValueError:
+                data = b""
+            if not data or len(data) >= 65536:
+                if frames:
+                    self.wsock.sendall(frames)
+                    frames.clear()
+                self.send(obj)
+                continue
+            frames += _HEADER.pack(len(data), _MARSHAL)
+            frames += data
+        if frames:
+            self.wsock.sendall(frames)
+
     def pending(self) -> bool:
         """Whether a whole frame is already buffered (recv() would not wait)."""
         buf = self._buf

@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import traceback
 from typing import Any
 
@@ -28,6 +29,7 @@ from krait.errors import HttpError, NotFound, TemplateSyntaxError
 TEMPLATE_EXTENSIONS = (".html", ".htm", ".pyml")
 _KRAIT_DIR = os.path.dirname(os.path.abspath(krait.__file__)) + os.sep
 _BAD_HEADER_CHARS = ("\r", "\n", "\0")
+_NO_JOB = ()  # main(): no next job read yet
 
 
 class _ScriptCache:
@@ -329,19 +331,42 @@ def main(sock: Any, settings: Any, kind: str) -> None:
         return
     conn.send(jobs.WorkerReady(os.getpid(), config, None))
     send_lock = threading.Lock()
+    held: list[tuple] = []  # answers not sent yet (see below)
+    took: dict[str, float] = {}  # seconds the last job on each file took
+    job = None
     while True:
-        try:
-            job = conn.recv()
-        except (EOFError, OSError, KeyboardInterrupt):
-            return
         if job is None:
-            return
-        result = handle(site, jobs.Job(*job))
+            try:
+                job = conn.recv()
+            except (EOFError, OSError, KeyboardInterrupt):
+                return
+            if job is None:
+                return
+        current = jobs.Job(*job)
+        started = time.perf_counter()
+        result = handle(site, current)
+        if len(took) > 1000:
+            took.clear()
+        took[current.path] = time.perf_counter() - started
+        held.append(jobs.result_to_wire(result))
+        # With pipelined jobs already waiting (krait/pool.py), an answer may wait for the next job when
+        # that file took under RESULT_HOLD last time: the server then gets several answers with one
+        # wake-up. A job expected to be slow never delays an answer that is ready.
+        job = _NO_JOB
+        if result.status != 101 and len(held) < limits.PIPELINE_DEPTH and conn.pending():
+            job = conn.recv()  # already buffered: does not wait
+            if job is not None and took.get(job[1], limits.RESULT_HOLD) < limits.RESULT_HOLD:
+                continue
         with send_lock:
-            conn.send(jobs.result_to_wire(result))
+            conn.send_many(held)
+        held.clear()
+        if job is None:  # the stop message, read above
+            return
+        if job is _NO_JOB:
+            job = None
         if result.status == 101:
             controller = krait.websockets.response.controller
             if not run_websocket(conn, controller, send_lock, limits.WS_STOP_TIMEOUT):
-                sys.stderr.write("krait: WebSocket controller on %s did not stop; worker exits\n" % job.url)
+                sys.stderr.write("krait: WebSocket controller on %s did not stop; worker exits\n" % current.url)
                 os._exit(3)
 
