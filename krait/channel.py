@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import struct
 import time
 from typing import Any
 
@@ -29,6 +30,7 @@ log = logging.getLogger("krait")
 
 SERVER_HEADER = ("Server", "Krait/" + __version__)
 _RECV_SIZE = 65536
+_TIMEVAL = struct.Struct("@ll")  # struct timeval on Linux and the BSDs
 
 
 class _Timeout(Exception):
@@ -46,12 +48,33 @@ class Channel:
         self.busy = False  # a request is being handled (graceful shutdown waits for these)
         self.session: WebSocketSession | None = None  # set while the connection carries a WebSocket
         self.in_gate = False  # holds a slot of the server's FairGate (see krait/gate.py)
+        self.kernel_timeouts = not server.tls  # see the I/O helpers below
+        if self.kernel_timeouts:
+            self._use_kernel_timeouts()
 
     # --- I/O helpers --------------------------------------------------------------------
+    #
+    # A Python socket with a timeout polls before every recv and send, and settimeout() is a system call
+    # of its own: three calls where one would do. So a plain TCP connection stays in blocking mode and
+    # its deadlines are the kernel's SO_RCVTIMEO / SO_SNDTIMEO, set only when they change (a timed-out
+    # call fails with EAGAIN). TLS sockets keep Python's timeouts: OpenSSL needs them.
+
+    def _use_kernel_timeouts(self) -> None:
+        self.sock.settimeout(None)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(self.settings.send_timeout))
+        self._rcv_timeout: float | None = None
 
     def recv(self, timeout: float | None) -> bytes:
         if timeout is not None and timeout <= 0:
             raise _Timeout()
+        if self.kernel_timeouts:
+            if timeout != self._rcv_timeout:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(timeout))
+                self._rcv_timeout = timeout
+            try:
+                return self.sock.recv(_RECV_SIZE)
+            except BlockingIOError:
+                raise _Timeout() from None
         self.sock.settimeout(timeout)
         try:
             return self.sock.recv(_RECV_SIZE)
@@ -59,6 +82,12 @@ class Channel:
             raise _Timeout() from None
 
     def sendall(self, data: bytes) -> None:
+        if self.kernel_timeouts:
+            try:
+                self.sock.sendall(data)
+            except BlockingIOError:
+                raise TimeoutError("the client did not read the response in time") from None
+            return
         self.sock.settimeout(self.settings.send_timeout)
         self.sock.sendall(data)
 
@@ -220,7 +249,14 @@ class Channel:
         self.server.log_access(remote or self.addr, req, reply, started)
 
     def send_file(self, path: str, offset: int, length: int) -> None:
-        self.sock.settimeout(self.settings.send_timeout)
+        self.sock.settimeout(self.settings.send_timeout)  # socket.sendfile() wants Python's timeout
+        try:
+            self._send_file(path, offset, length)
+        finally:
+            if self.kernel_timeouts:
+                self.sock.settimeout(None)
+
+    def _send_file(self, path: str, offset: int, length: int) -> None:
         with open(path, "rb") as f:
             if hasattr(self.sock, "sendfile") and not self.server.tls:
                 sent = self.sock.sendfile(f, offset, length)
@@ -319,6 +355,14 @@ class Channel:
         except (EOFError, OSError):
             pass
         self.app.ws_pool.release(worker, healthy=False)
+
+
+def _timeval(seconds: float | None) -> bytes:
+    """A struct timeval for SO_RCVTIMEO/SO_SNDTIMEO; None (or 0) means no limit."""
+    if not seconds:
+        return _TIMEVAL.pack(0, 0)
+    seconds = max(seconds, 0.001)  # a tiny positive deadline must not become "no limit"
+    return _TIMEVAL.pack(int(seconds), int((seconds % 1) * 1e6))
 
 
 def _path_of(target: str) -> str:

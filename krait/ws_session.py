@@ -140,6 +140,8 @@ class WebSocketSession:
         try:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
                                  struct.pack("ll", int(secs), int((secs % 1) * 1e6)))
+            # The HTTP part of the connection may have left a receive deadline: a session has none.
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 0, 0))
         except (OSError, AttributeError):  # TLS sockets delegate; the send then simply blocks
             pass
         pump = threading.Thread(target=self.from_worker, name="krait-ws-pump", daemon=True)
