@@ -27,7 +27,7 @@ from typing import Any
 _HEADER = struct.Struct("!IB")
 _MARSHAL, _PICKLE = ord("m"), ord("p")
 _CHUNK = 262144  # bytes asked of one recv
-_BIG_FRAME = 1 << 20  # frames at least this large get a buffer of their own (no copying behind the header)
+_BIG_FRAME = 1 << 18  # frames at least this large get a buffer of their own (no copying behind the header)
 
 
 class MessagePipe:

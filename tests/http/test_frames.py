@@ -80,7 +80,7 @@ def test_frame_defaults():
 # --- masking -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("n", [0, 1, 2, 3, 4, 5, 7, 8, 9, 125, 126, 1000, 65537])
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 4, 5, 7, 8, 9, 125, 126, 1000, 16383, 16384, 16385, 32768, 65537])
 def test_apply_mask_matches_definition(n):
     data = os.urandom(n)
     masked = apply_mask(data, MASK)

@@ -1,0 +1,143 @@
+"""The pipelined script pool (krait/pool.py) with real worker processes.
+
+A job only waits in a busy worker's pipe when it arrives within PIPELINE_STALL of the running job's
+start, which HTTP clients cannot time reliably; these tests drive JobPool directly and widen that
+window, so the jobs behind a fault are certainly in the dying worker's pipe. The HTTP-level fault
+tests (504, 500, 503, reload, --max-requests) are in test_scripts.py and test_hardening.py.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from krait import jobs, limits
+from krait.errors import GatewayTimeout, InternalError
+from krait.pool import JobPool
+from krait.settings import Settings
+
+SCRIPTS = {
+    "hello.py": 'krait.response = krait.Response("HTTP/1.1", 200, [], "hi " + krait.request.query_string)\n',
+    "loop.py": "while True:\n    pass\n",
+    "crash.py": "import os, time\ntime.sleep(0.3)\nos._exit(7)\n",
+    "sleep.py": 'import time\ntime.sleep(float(krait.request.query_string))\nkrait.response = krait.Response("HTTP/1.1", 200, [], "slept")\n',
+}
+
+
+@pytest.fixture
+def pool(tmp_path, monkeypatch):
+    for name, text in SCRIPTS.items():
+        (tmp_path / name).write_text("import krait\n" + text)
+    monkeypatch.setattr(limits, "PIPELINE_STALL", 60.0)  # queue behind the running job, whatever its age
+    started = []
+
+    def make(**settings):
+        p = JobPool(Settings(site_root=str(tmp_path), **settings), settings.get("workers", 1))
+        p.start()
+        started.append(p)
+        return p
+
+    yield make
+    for p in started:
+        p.close()
+
+
+def job(pool_site: str, name: str, query: str = "") -> jobs.Job:
+    path = pool_site + "/" + name
+    return jobs.Job("script", path, name, "GET", "/" + name, "/" + name, query, "HTTP/1.1", (), b"",
+                    ("127.0.0.1", 1), "http", ())
+
+
+def run_in_thread(pool, j, timeout, out, key):
+    def go():
+        started = time.monotonic()
+        try:
+            out[key] = (pool.run(j, timeout), time.monotonic() - started)
+        except Exception as exc:  # the test checks which error
+            out[key] = (exc, time.monotonic() - started)
+
+    t = threading.Thread(target=go)
+    t.start()
+    return t
+
+
+def pipelined_behind(pool, first, timeout=2.0, count=3):
+    """Start `first`, then `count` hello jobs that queue in the same worker's pipe; return results."""
+    site = pool.settings.site_root
+    out: dict = {}
+    threads = [run_in_thread(pool, job(site, first[0], first[1]), timeout, out, "first")]
+    time.sleep(0.1)
+    for i in range(count):
+        threads.append(run_in_thread(pool, job(site, "hello.py", str(i)), timeout, out, i))
+    deadline = time.monotonic() + 2
+    while pool._workers and pool._workers[0].load < count + 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    depth = pool._workers[0].load if pool._workers else 0
+    for t in threads:
+        t.join(30)
+    return out, depth
+
+
+def test_jobs_queued_behind_a_timed_out_job_run_on_the_replacement(pool):
+    p = pool(workers=1, timeout=1.0)
+    out, depth = pipelined_behind(p, ("loop.py", ""), timeout=1.0)
+    assert depth == 4  # the looping job and three behind it, all in the one worker's pipe
+    assert isinstance(out["first"][0], GatewayTimeout)
+    for i in range(3):
+        result, _ = out[i]
+        assert isinstance(result, jobs.Result), result
+        assert (result.status, result.body) == (200, b"hi %d" % i)
+    # Pool still healthy afterwards.
+    assert p.run(job(p.settings.site_root, "hello.py", "after"), 5).body == b"hi after"
+
+
+def test_jobs_queued_behind_a_crashing_job_run_on_the_replacement(pool):
+    p = pool(workers=1, timeout=5.0)
+    out, depth = pipelined_behind(p, ("crash.py", ""))
+    assert depth == 4
+    assert isinstance(out["first"][0], InternalError)
+    assert [out[i][0].body for i in range(3)] == [b"hi 0", b"hi 1", b"hi 2"]
+
+
+def test_an_answer_never_waits_for_a_slow_job_queued_behind_it(pool):
+    p = pool(workers=1, timeout=5.0)
+    site = p.settings.site_root
+    out: dict = {}
+    a = run_in_thread(p, job(site, "sleep.py", "0.3"), 5, out, "a")
+    time.sleep(0.05)
+    b = run_in_thread(p, job(site, "hello.py", "b"), 5, out, "b")  # queued behind a
+    time.sleep(0.05)
+    c = run_in_thread(p, job(site, "sleep.py", "1.0"), 5, out, "c")  # queued behind b
+    for t in (a, b, c):
+        t.join(10)
+    assert out["b"][0].body == b"hi b"
+    # b ran right after a (0.3 s); its answer did not wait for c's 1 s sleep.
+    assert out["b"][1] < 0.9, out["b"][1]
+    assert out["c"][0].body == b"slept"
+
+
+def test_slow_running_job_gets_nothing_queued_behind_it_when_another_worker_is_free(pool, monkeypatch):
+    monkeypatch.setattr(limits, "PIPELINE_STALL", 0.005)
+    p = pool(workers=2, timeout=5.0)
+    site = p.settings.site_root
+    out: dict = {}
+    slow = run_in_thread(p, job(site, "sleep.py", "1.0"), 5, out, "slow")
+    time.sleep(0.1)
+    fast = [run_in_thread(p, job(site, "hello.py", str(i)), 5, out, i) for i in range(5)]
+    for t in fast:
+        t.join(10)
+    assert all(out[i][1] < 0.8 for i in range(5)), [out[i][1] for i in range(5)]
+    slow.join(10)
+    assert out["slow"][0].body == b"slept"
+
+
+def test_max_requests_recycles_a_pipelined_worker_without_losing_jobs(pool):
+    p = pool(workers=1, timeout=5.0, max_requests=3)
+    site = p.settings.site_root
+    out: dict = {}
+    threads = [run_in_thread(p, job(site, "hello.py", str(i)), 10, out, i) for i in range(12)]
+    for t in threads:
+        t.join(30)
+    assert sorted(out[i][0].body for i in range(12)) == sorted(b"hi %d" % i for i in range(12))
