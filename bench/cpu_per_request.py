@@ -1,0 +1,93 @@
+"""CPU time per request of each Krait process (server, workers) under wrk load.
+
+Where bench/run.py says how fast, this says where the time goes: it starts Krait on the benchmark
+site pinned to one CPU, warms up, then reads utime+stime and the context switches of the server
+process and of every descendant (the forkserver and the workers) from /proc around one wrk run.
+
+    python bench/cpu_per_request.py [/path] [--workers 1] [--seconds 8] [--connections 50]
+
+Linux only; needs wrk and taskset. The machine's noise applies: compare runs made back to back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SITE = os.path.join(HERE, "sites", "krait")
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def descendants(pid: int) -> list[int]:
+    found = [pid]
+    for child in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split():
+        found += descendants(int(child))
+    return found
+
+
+def sample(pid: int) -> tuple[float, float, int]:
+    """(total CPU seconds, user CPU seconds, context switches of all its threads)."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rpartition(")")[2].split()
+    user, system = int(fields[11]) / TICK, int(fields[12]) / TICK
+    switches = 0
+    for task in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/status" % (pid, task)) as f:
+                switches += sum(int(n) for n in re.findall(r"ctxt_switches:\s+(\d+)", f.read()))
+        except FileNotFoundError:  # a thread that just ended
+            pass
+    return user + system, user, switches
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("path", nargs="?", default="/hello")
+    ap.add_argument("--workers", default="1")
+    ap.add_argument("--seconds", type=int, default=8)
+    ap.add_argument("--connections", type=int, default=50)
+    ap.add_argument("--port", type=int, default=8137)
+    args = ap.parse_args()
+    server = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-m", "krait", SITE, "--port",
+                               str(args.port), "--workers", args.workers],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        server.stdout.readline()  # the ready line
+        url = "http://127.0.0.1:%d%s" % (args.port, args.path)
+        wrk = ["taskset", "-c", "1", "wrk", "-t1", "-c%d" % args.connections]
+        subprocess.run(wrk + ["-d2s", url], capture_output=True)
+        pids = descendants(server.pid)
+        # Sampled while wrk runs (its connection threads stay alive), over `seconds` of steady load.
+        load = subprocess.Popen(wrk + ["-d%ds" % (args.seconds + 2), url], stdout=subprocess.PIPE, text=True)
+        time.sleep(1)
+        before = {pid: sample(pid) for pid in pids}
+        time.sleep(args.seconds)
+        after = {pid: sample(pid) for pid in pids}
+        out = load.communicate()[0]
+        rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+        requests = rate * args.seconds
+        print("%s: %.0f req/s" % (args.path, rate))
+        total = 0.0
+        for pid in pids:
+            cpu = (after[pid][0] - before[pid][0]) / requests * 1e6
+            if cpu < 0.5:
+                continue  # the forkserver, idle
+            total += cpu
+            role = "server" if pid == server.pid else "worker %d" % pid
+            print("  %-13s %6.1f us CPU/request (user %5.1f), %.2f context switches/request" % (
+                role, cpu, (after[pid][1] - before[pid][1]) / requests * 1e6,
+                (after[pid][2] - before[pid][2]) / requests))
+        print("  %-13s %6.1f us CPU/request" % ("all", total))
+    finally:
+        server.terminate()
+        server.wait(10)
+        time.sleep(0.2)
+
+
+if __name__ == "__main__":
+    main()
