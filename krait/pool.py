@@ -57,7 +57,7 @@ class Worker:
     """One worker process and the server's end of its pipe."""
 
     __slots__ = ("process", "conn", "pid", "served", "generation", "inflight", "load", "started", "retiring",
-                 "send_lock")
+                 "dead", "send_lock")
 
     def __init__(self, process: Any, conn: MessagePipe, generation: int) -> None:
         self.process = process
@@ -69,6 +69,7 @@ class Worker:
         self.load = 0  # jobs given to it and not answered (includes ones being sent)
         self.started = 0.0  # when inflight[0] started running
         self.retiring = False  # takes no new jobs; stopped when its pipe is empty
+        self.dead = False  # failed (JobPool._fail): jobs sent to it from now on are requeued
         self.send_lock = threading.Lock()  # a job's place in `inflight` and on the wire must agree
 
     def kill(self) -> None:
@@ -226,6 +227,10 @@ class JobPool(_Workers):
             self._alive -= 1
             if self._alive > 0 and not self._closed:
                 return
+        self._lost_queue()
+
+    def _lost_queue(self) -> None:
+        with self._lock:
             stranded = list(self._queue)
             self._queue.clear()
         for entry in stranded:
@@ -328,16 +333,21 @@ class JobPool(_Workers):
 
     def _send(self, worker: Worker, entries: list[_Entry]) -> None:
         with worker.send_lock:
-            for entry in entries:
-                if not worker.inflight:
-                    worker.started = time.monotonic()
-                worker.inflight.append(entry)
-                worker.served += 1
-                try:
-                    worker.conn.send(entry.wire)
-                except OSError:
-                    # A dead pipe: its reader thread sees EOF and answers (or requeues) every entry.
-                    pass
+            dead = worker.dead  # it failed after this caller chose it: the jobs never reached it
+            if not dead:
+                for entry in entries:
+                    if not worker.inflight:
+                        worker.started = time.monotonic()
+                    worker.inflight.append(entry)
+                    worker.served += 1
+                    try:
+                        worker.conn.send(entry.wire)
+                    except OSError:
+                        # A dead pipe: its reader thread sees EOF and answers (or requeues) every entry.
+                        pass
+        if dead:
+            self._requeue(entries)
+            return
         limit = self.settings.max_requests
         if limit and worker.served >= limit and not worker.retiring:  # recycled: --max-requests
             self._replace_later()
@@ -417,7 +427,12 @@ class JobPool(_Workers):
 
     def _fail(self, worker: Worker, error: Exception) -> None:
         """The worker is dead or must die: answer its running job, requeue the rest, replace it."""
-        with self._lock:
+        try:  # first, so that a sender blocked on its full pipe gets EPIPE and lets go of send_lock
+            worker.process.kill()
+        except Exception:  # already gone
+            pass
+        with worker.send_lock, self._lock:
+            worker.dead = True
             counted = not worker.retiring  # a retiring worker was already subtracted from _alive
             if worker in self._workers:
                 self._workers.remove(worker)
@@ -426,12 +441,7 @@ class JobPool(_Workers):
             requeue = list(worker.inflight)
             worker.inflight.clear()
             worker.load = 0
-            now = time.monotonic()
-            for entry in reversed(requeue):
-                entry.queued = now
-                self._queue.appendleft(entry)
             replace = counted and not self._closed and worker.generation == self._generation
-            others = list(self._workers)
         if replace:
             self._replace_later()
         if counted:
@@ -439,7 +449,23 @@ class JobPool(_Workers):
         worker.kill()
         if running is not None:
             running.finish(error=error)
-        for other in others:  # the requeued jobs need not wait for the replacement
+        self._requeue(requeue)
+
+    def _requeue(self, entries: list[_Entry]) -> None:
+        """Jobs that never started go back to the front of the queue, in order, for any live worker."""
+        if not entries:
+            return
+        with self._lock:
+            now = time.monotonic()
+            for entry in reversed(entries):
+                entry.queued = now
+                self._queue.appendleft(entry)
+            others = list(self._workers)
+            orphaned = self._alive <= 0 or self._closed
+        if orphaned:
+            self._lost_queue()
+            return
+        for other in others:  # they need not wait for the replacement
             self._feed(other)
 
 
