@@ -13,8 +13,8 @@
 # A timeout keeps what was read, so the next recv() carries on from the middle of a frame.
 #
 # Rules: one thread may send while another receives; two senders must hold a lock. After
-# separate_writer(), sends go through their own socket object (same pipe), so the reader's changing
-# timeouts never apply to a sender. EOF raises EOFError.
+# use_kernel_timeouts() the receive deadline is the kernel's, so the reader's changing timeouts never
+# apply to a sender. EOF raises EOFError.
 
 from __future__ import annotations
 
@@ -25,18 +25,19 @@ import struct
 from typing import Any
 
 _HEADER = struct.Struct("!IB")
+_TIMEVAL = struct.Struct("@ll")  # struct timeval on Linux and the BSDs
 _MARSHAL, _PICKLE = ord("m"), ord("p")
 _CHUNK = 262144  # bytes asked of one recv
 _BIG_FRAME = 1 << 18  # frames at least this large get a buffer of their own (no copying behind the header)
 
 
 class MessagePipe:
-    __slots__ = ("sock", "wsock", "_timeout", "_buf", "_big", "_big_got", "_big_tag")
+    __slots__ = ("sock", "_timeout", "_kernel", "_buf", "_big", "_big_got", "_big_tag")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.wsock = sock
         self._timeout: float | None = None
+        self._kernel = False  # see use_kernel_timeouts()
         self._buf = bytearray()
         self._big: bytearray | None = None
         self._big_got = 0
@@ -49,12 +50,17 @@ class MessagePipe:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         return cls(ours), theirs
 
-    def separate_writer(self, send_timeout: float) -> None:
-        """Send through a second socket object with its own (fixed) timeout."""
-        self.wsock = self.sock.dup()
-        self.wsock.settimeout(send_timeout)
-        if self._timeout is None:  # both objects share the descriptor's blocking flag: keep them in step
-            self._set_timeout(send_timeout)
+    def use_kernel_timeouts(self, send_timeout: float) -> None:
+        """Keep the socket blocking and enforce deadlines with SO_RCVTIMEO / SO_SNDTIMEO.
+
+        A Python-level timeout polls before every recv and send, and is one setting shared by all
+        threads using the socket object. Kernel timeouts cost nothing per call, and the receive and
+        send deadlines are separate, so a reader thread may change its own while another thread sends.
+        """
+        self.sock.settimeout(None)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(send_timeout))
+        self._kernel = True
+        self._timeout = None
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -68,12 +74,12 @@ class MessagePipe:
             tag = _PICKLE
         header = _HEADER.pack(len(data), tag)
         if len(data) < 65536:
-            self.wsock.sendall(header + data)
+            self.sock.sendall(header + data)
             return
         # Large payloads (WebSocket messages): gather-write instead of copying them behind the header.
-        sent = self.wsock.sendmsg([header, data])
+        sent = self.sock.sendmsg([header, data])
         if sent < len(header) + len(data):
-            self.wsock.sendall(memoryview(header + data)[sent:] if sent < len(header) else memoryview(data)[sent - len(header):])
+            self.sock.sendall(memoryview(header + data)[sent:] if sent < len(header) else memoryview(data)[sent - len(header):])
 
     def send_many(self, objs: list) -> None:
         """Several messages with one system call (large or non-marshal ones are sent one by one)."""
@@ -85,14 +91,14 @@ class MessagePipe:
                 data = b""
             if not data or len(data) >= 65536:
                 if frames:
-                    self.wsock.sendall(frames)
+                    self.sock.sendall(frames)
                     frames.clear()
                 self.send(obj)
                 continue
             frames += _HEADER.pack(len(data), _MARSHAL)
             frames += data
         if frames:
-            self.wsock.sendall(frames)
+            self.sock.sendall(frames)
 
     def pending(self) -> bool:
         """Whether a whole frame is already buffered (recv() would not wait)."""
@@ -134,22 +140,32 @@ class MessagePipe:
                 if not chunk:
                     raise EOFError("worker pipe closed")
                 buf += chunk
-        except socket.timeout:
+        except (socket.timeout, BlockingIOError):  # BlockingIOError: SO_RCVTIMEO ran out
             raise TimeoutError("no message within %ss" % timeout) from None
         except (ConnectionResetError, BrokenPipeError):
             raise EOFError("worker pipe closed") from None
 
     def _set_timeout(self, timeout: float | None) -> None:
         if timeout != self._timeout:
-            self.sock.settimeout(timeout)
+            if self._kernel:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(timeout))
+            else:
+                self.sock.settimeout(timeout)
             self._timeout = timeout
 
     def close(self) -> None:
-        for sock in {self.sock, self.wsock}:
-            try:
-                sock.close()
-            except OSError:
-                pass
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def _timeval(seconds: float | None) -> bytes:
+    """A struct timeval for SO_RCVTIMEO/SO_SNDTIMEO; None means no limit (so does 0: avoid it)."""
+    if seconds is None:
+        return _TIMEVAL.pack(0, 0)
+    seconds = max(seconds, 0.001)
+    return _TIMEVAL.pack(int(seconds), int((seconds % 1) * 1e6))
 
 
 def _decode(tag: int, data: Any) -> Any:

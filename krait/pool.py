@@ -217,7 +217,7 @@ class JobPool(_Workers):
             self._lost()
             worker.stop()
             return
-        worker.conn.separate_writer(limits.PIPE_SEND_TIMEOUT)
+        worker.conn.use_kernel_timeouts(limits.PIPE_SEND_TIMEOUT)
         threading.Thread(target=self._read_results, args=(worker,), name="krait-pool-reader", daemon=True).start()
         self._feed(worker)
 
