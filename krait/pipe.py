@@ -27,7 +27,7 @@ from typing import Any
 _HEADER = struct.Struct("!IB")
 _TIMEVAL = struct.Struct("@ll")  # struct timeval on Linux and the BSDs
 _MARSHAL, _PICKLE = ord("m"), ord("p")
-_CHUNK = 262144  # bytes asked of one recv
+_CHUNK = 65536  # bytes asked of one recv (larger ones would be mmap-allocated by malloc on every call)
 _BIG_FRAME = 1 << 18  # frames at least this large get a buffer of their own (no copying behind the header)
 
 

@@ -141,3 +141,17 @@ def test_max_requests_recycles_a_pipelined_worker_without_losing_jobs(pool):
     for t in threads:
         t.join(30)
     assert sorted(out[i][0].body for i in range(12)) == sorted(b"hi %d" % i for i in range(12))
+
+
+def test_a_worker_killed_while_idle_costs_no_request_an_error(pool):
+    import os
+    import signal
+
+    p = pool(workers=1, timeout=5.0)
+    site = p.settings.site_root
+    assert p.run(job(site, "hello.py", "1"), 5).body == b"hi 1"
+    os.kill(p._workers[0].pid, signal.SIGKILL)  # an OOM kill, say, between two requests
+    time.sleep(0.3)
+    assert p.run(job(site, "hello.py", "2"), 5).body == b"hi 2"  # run on the replacement
+    assert p.run(job(site, "hello.py", "3"), 5).body == b"hi 3"
+
