@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import logging
 import socket
-import struct
 import time
 from typing import Any
 
-from krait import __version__, forwarded, jobs
+from krait import __version__, forwarded, jobs, sockopt
 from krait.dispatch import App, Reply, RequestInfo, error_page, origin_path
 from krait.errors import HttpError, LocalProtocolError, ProtocolError
 from krait.http import NEED_DATA, Connection, Data, EndOfMessage, InformationalResponse, Request, Response
@@ -30,7 +29,6 @@ log = logging.getLogger("krait")
 
 SERVER_HEADER = ("Server", "Krait/" + __version__)
 _RECV_SIZE = 65536
-_TIMEVAL = struct.Struct("@ll")  # struct timeval on Linux and the BSDs
 
 
 class _Timeout(Exception):
@@ -61,7 +59,7 @@ class Channel:
 
     def _use_kernel_timeouts(self) -> None:
         self.sock.settimeout(None)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(self.settings.send_timeout))
+        sockopt.set_send_timeout(self.sock, self.settings.send_timeout)
         self._rcv_timeout: float | None = None
 
     def recv(self, timeout: float | None) -> bytes:
@@ -69,7 +67,7 @@ class Channel:
             raise _Timeout()
         if self.kernel_timeouts:
             if timeout != self._rcv_timeout:
-                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(timeout))
+                sockopt.set_recv_timeout(self.sock, timeout)
                 self._rcv_timeout = timeout
             try:
                 return self.sock.recv(_RECV_SIZE)
@@ -355,14 +353,6 @@ class Channel:
         except (EOFError, OSError):
             pass
         self.app.ws_pool.release(worker, healthy=False)
-
-
-def _timeval(seconds: float | None) -> bytes:
-    """A struct timeval for SO_RCVTIMEO/SO_SNDTIMEO; None (or 0) means no limit."""
-    if not seconds:
-        return _TIMEVAL.pack(0, 0)
-    seconds = max(seconds, 0.001)  # a tiny positive deadline must not become "no limit"
-    return _TIMEVAL.pack(int(seconds), int((seconds % 1) * 1e6))
 
 
 def _path_of(target: str) -> str:

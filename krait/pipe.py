@@ -24,8 +24,9 @@ import socket
 import struct
 from typing import Any
 
+from krait import sockopt
+
 _HEADER = struct.Struct("!IB")
-_TIMEVAL = struct.Struct("@ll")  # struct timeval on Linux and the BSDs
 _MARSHAL, _PICKLE = ord("m"), ord("p")
 _CHUNK = 65536  # bytes asked of one recv (larger ones would be mmap-allocated by malloc on every call)
 _BIG_FRAME = 1 << 18  # frames at least this large get a buffer of their own (no copying behind the header)
@@ -58,7 +59,7 @@ class MessagePipe:
         send deadlines are separate, so a reader thread may change its own while another thread sends.
         """
         self.sock.settimeout(None)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(send_timeout))
+        sockopt.set_send_timeout(self.sock, send_timeout)
         self._kernel = True
         self._timeout = None
 
@@ -148,7 +149,7 @@ class MessagePipe:
     def _set_timeout(self, timeout: float | None) -> None:
         if timeout != self._timeout:
             if self._kernel:
-                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(timeout))
+                sockopt.set_recv_timeout(self.sock, timeout)
             else:
                 self.sock.settimeout(timeout)
             self._timeout = timeout
@@ -158,14 +159,6 @@ class MessagePipe:
             self.sock.close()
         except OSError:
             pass
-
-
-def _timeval(seconds: float | None) -> bytes:
-    """A struct timeval for SO_RCVTIMEO/SO_SNDTIMEO; None means no limit (so does 0: avoid it)."""
-    if seconds is None:
-        return _TIMEVAL.pack(0, 0)
-    seconds = max(seconds, 0.001)
-    return _TIMEVAL.pack(int(seconds), int((seconds % 1) * 1e6))
 
 
 def _decode(tag: int, data: Any) -> Any:

@@ -272,9 +272,8 @@ class JobPool(_Workers):
             if worker in self._workers:
                 self._workers.remove(worker)
             idle = worker.load == 0
-            if idle and worker.mode == _PARKED and worker.wake is not None:
-                worker.mode = _READER  # to read the EOF that follows the stop message
-                worker.wake.notify()
+            if idle and worker.wake is not None:
+                self._need_reader(worker)  # to read the EOF that follows the stop message
         self._lost()
         if idle:
             self._send_stop(worker)
@@ -307,22 +306,19 @@ class JobPool(_Workers):
             if direct:
                 worker.mode = _DIRECT  # an idle worker: this thread reads the answer itself
                 worker.load = 1
-            elif worker is None or worker.load:  # it will wait: in the queue or behind a running job
-                waiting = len(self._queue) + sum(w.load - 1 for w in self._workers if w.load > 1)
-                if waiting >= self.max_queued:
-                    raise ServiceUnavailable("all %d workers are busy and %d requests wait"
-                                             % (len(self._workers), waiting))
-                log.debug("http queue depth %d", waiting + 1)
-            if direct:
-                pass
-            elif worker is None:
-                entry.queued = time.monotonic()
-                self._queue.append(entry)
             else:
-                worker.load += 1
-                if worker.mode == _PARKED:
-                    worker.mode = _READER
-                    worker.wake.notify()
+                if worker is None or worker.load:  # it will wait: in the queue or behind a running job
+                    waiting = len(self._queue) + sum(w.load - 1 for w in self._workers if w.load > 1)
+                    if waiting >= self.max_queued:
+                        raise ServiceUnavailable("all %d workers are busy and %d requests wait"
+                                                 % (len(self._workers), waiting))
+                    log.debug("http queue depth %d", waiting + 1)
+                if worker is None:
+                    entry.queued = time.monotonic()
+                    self._queue.append(entry)
+                else:
+                    worker.load += 1
+                    self._need_reader(worker)
         if direct:
             return self._run_direct(worker, entry)  # type: ignore[arg-type]
         if worker is not None:
@@ -344,6 +340,13 @@ class JobPool(_Workers):
         if entry.error is not None:
             raise entry.error
         return entry.result  # type: ignore[return-value]
+
+    @staticmethod
+    def _need_reader(worker: Worker) -> None:
+        """Wake a parked reader thread: its worker has work in the pipe (caller holds the lock)."""
+        if worker.mode == _PARKED:
+            worker.mode = _READER
+            worker.wake.notify()
 
     def _run_direct(self, worker: Worker, entry: _Entry) -> jobs.Result:
         """Send `entry` to an idle worker and read its answer in this thread (no hand-off to the
@@ -443,9 +446,8 @@ class JobPool(_Workers):
                     continue
                 worker.load += 1
                 take.append(entry)
-            if take and worker.mode == _PARKED:
-                worker.mode = _READER
-                worker.wake.notify()
+            if take:
+                self._need_reader(worker)
         for entry in late:
             entry.finish(error=ServiceUnavailable("no worker became free within %.0fs" % entry.timeout))
         if take:

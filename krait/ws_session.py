@@ -12,12 +12,11 @@ from __future__ import annotations
 import select
 import socket
 import ssl
-import struct
 import threading
 import time
 from typing import Any
 
-from krait import jobs, limits
+from krait import jobs, limits, sockopt
 from krait.http.websocket import (BinaryMessage, CloseReceived, ConnectionLost, Ping, ProtocolFailure,
                                   TextMessage, WebSocketConnection)
 
@@ -136,12 +135,10 @@ class WebSocketSession:
 
     def run(self) -> None:
         self.sock.settimeout(0.0 if self.tls else None)
-        secs = self.channel.settings.send_timeout
         try:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
-                                 struct.pack("ll", int(secs), int((secs % 1) * 1e6)))
+            sockopt.set_send_timeout(self.sock, self.channel.settings.send_timeout)
             # The HTTP part of the connection may have left a receive deadline: a session has none.
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 0, 0))
+            sockopt.set_recv_timeout(self.sock, None)
         except (OSError, AttributeError):  # TLS sockets delegate; the send then simply blocks
             pass
         pump = threading.Thread(target=self.from_worker, name="krait-ws-pump", daemon=True)
