@@ -29,6 +29,9 @@ import threading
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+from tests.idle_clients import open_idle, rss_kib  # noqa: E402  (shared with the hardening tests)
+
 READY = re.compile(r"Krait \S+ serving .* at https?://[^/]+:(\d+)/")
 SITE = {
     ".py/init.py": "import krait\n",
@@ -95,24 +98,6 @@ def normal_latencies(port: int, count: int) -> list[float]:
 
 def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(len(values) * q))] * 1000
-
-
-def open_idle(port: int, count: int) -> list[socket.socket]:
-    socks = []
-    for _ in range(count):
-        s = socket.create_connection(("127.0.0.1", port), timeout=10)
-        s.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
-        socks.append(s)
-    for s in socks:
-        data = b""
-        while not data.endswith(b"hello\n"):
-            data += s.recv(4096)
-    return socks
-
-
-def rss_kib(pid: int) -> int:
-    with open("/proc/%d/status" % pid) as f:
-        return int(next(line for line in f if line.startswith("VmRSS:")).split()[1])
 
 
 def measure_slow_clients(site: str) -> None:

@@ -23,6 +23,7 @@ import time
 import pytest
 
 from tests.conftest import write_site
+from tests.idle_clients import open_idle, rss_kib
 
 SITE = {
     ".py/init.py": "import os, krait\nfrom krait.config import Route\n"
@@ -86,36 +87,12 @@ def read_until_closed(sock: socket.socket, timeout: float) -> bytes:
     return b"".join(chunks)
 
 
-def rss_kib(pid: int) -> int:
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for %d" % pid)
-
-
 def raise_fd_limit(need: int) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < need:
         if hard != resource.RLIM_INFINITY and hard < need:
             pytest.skip("needs %d file descriptors, the hard limit is %d" % (need, hard))
         resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
-
-
-def open_idle(port: int, count: int) -> list[socket.socket]:
-    """`count` keep-alive connections, each after one answered request (sent all at once, then read)."""
-    socks = []
-    for _ in range(count):
-        s = socket.create_connection(("127.0.0.1", port), timeout=10)
-        s.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
-        socks.append(s)
-    for s in socks:
-        data = b""
-        while not data.endswith(b"hello\n"):
-            chunk = s.recv(4096)
-            assert chunk, "an idle-to-be connection was closed early"
-            data += chunk
-    return socks
 
 
 def close_all(socks: list[socket.socket]) -> None:
