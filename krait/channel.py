@@ -47,8 +47,10 @@ class Channel:
         self.session: WebSocketSession | None = None  # set while the connection carries a WebSocket
         self.in_gate = False  # holds a slot of the server's FairGate (see krait/gate.py)
         self.kernel_timeouts = not server.tls  # see the I/O helpers below
+        self._rcv_timeout: float | None = None  # the SO_RCVTIMEO last set
         if self.kernel_timeouts:
-            self._use_kernel_timeouts()
+            sock.settimeout(None)
+            sockopt.set_send_timeout(sock, self.settings.send_timeout)
 
     # --- I/O helpers --------------------------------------------------------------------
     #
@@ -56,11 +58,6 @@ class Channel:
     # of its own: three calls where one would do. So a plain TCP connection stays in blocking mode and
     # its deadlines are the kernel's SO_RCVTIMEO / SO_SNDTIMEO, set only when they change (a timed-out
     # call fails with EAGAIN). TLS sockets keep Python's timeouts: OpenSSL needs them.
-
-    def _use_kernel_timeouts(self) -> None:
-        self.sock.settimeout(None)
-        sockopt.set_send_timeout(self.sock, self.settings.send_timeout)
-        self._rcv_timeout: float | None = None
 
     def recv(self, timeout: float | None) -> bytes:
         if timeout is not None and timeout <= 0:

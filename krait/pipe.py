@@ -28,6 +28,7 @@ from krait import sockopt
 
 _HEADER = struct.Struct("!IB")
 _MARSHAL, _PICKLE = ord("m"), ord("p")
+_GATHER = 65536  # payloads this large are sent with sendmsg() behind their header, not copied
 _CHUNK = 65536  # bytes asked of one recv (larger ones would be mmap-allocated by malloc on every call)
 _BIG_FRAME = 1 << 18  # frames at least this large get a buffer of their own (no copying behind the header)
 
@@ -67,14 +68,10 @@ class MessagePipe:
         return self.sock.fileno()
 
     def send(self, obj: Any) -> None:
-        try:
-            data = marshal.dumps(obj)
-            tag = _MARSHAL
-        except ValueError:  # not plain data: the rare start-up report
-            data = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
-            tag = _PICKLE
-        header = _HEADER.pack(len(data), tag)
-        if len(data) < 65536:
+        self._write(*_encode(obj))
+
+    def _write(self, header: bytes, data: bytes) -> None:
+        if len(data) < _GATHER:
             self.sock.sendall(header + data)
             return
         # Large payloads (WebSocket messages): gather-write instead of copying them behind the header.
@@ -83,20 +80,17 @@ class MessagePipe:
             self.sock.sendall(memoryview(header + data)[sent:] if sent < len(header) else memoryview(data)[sent - len(header):])
 
     def send_many(self, objs: list) -> None:
-        """Several messages with one system call (large or non-marshal ones are sent one by one)."""
+        """Several messages with one system call (large ones are written on their own)."""
         frames = bytearray()
         for obj in objs:
-            try:
-                data = marshal.dumps(obj)
-            except ValueError:
-                data = b""
-            if not data or len(data) >= 65536:
+            header, data = _encode(obj)
+            if len(data) >= _GATHER:
                 if frames:
                     self.sock.sendall(frames)
                     frames.clear()
-                self.send(obj)
+                self._write(header, data)
                 continue
-            frames += _HEADER.pack(len(data), _MARSHAL)
+            frames += header
             frames += data
         if frames:
             self.sock.sendall(frames)
@@ -159,6 +153,17 @@ class MessagePipe:
             self.sock.close()
         except OSError:
             pass
+
+
+def _encode(obj: Any) -> tuple[bytes, bytes]:
+    """A message's frame header and payload."""
+    try:
+        data = marshal.dumps(obj)
+        tag = _MARSHAL
+    except ValueError:  # not plain data: the rare start-up report
+        data = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
+        tag = _PICKLE
+    return _HEADER.pack(len(data), tag), data
 
 
 def _decode(tag: int, data: Any) -> Any:

@@ -361,21 +361,27 @@ class JobPool(_Workers):
         try:
             message = worker.conn.recv(entry.timeout)
         except TimeoutError:
-            log.error("script %s exceeded the %.0fs timeout; worker %d killed", entry.rel_path, entry.timeout,
-                      worker.pid)
-            self._fail(worker, GatewayTimeout("the script did not finish within %.0f seconds" % entry.timeout))
+            self._timed_out(worker, entry)
             raise entry.error  # type: ignore[misc]
         except (EOFError, OSError):
-            log.error("worker %d died while running %s (exit code %s); replaced", worker.pid, entry.rel_path,
-                      worker.process.exitcode)
-            self._fail(worker, InternalError("the worker process running the script died"))
+            self._died(worker, entry)
             raise entry.error  # type: ignore[misc]
         self._answered(worker)
         return jobs.result_from_wire(message)
 
-    def _answered(self, worker: Worker) -> None:
+    def _timed_out(self, worker: Worker, running: _Entry) -> None:
+        log.error("script %s exceeded the %.0fs timeout; worker %d killed", running.rel_path, running.timeout,
+                  worker.pid)
+        self._fail(worker, GatewayTimeout("the script did not finish within %.0f seconds" % running.timeout))
+
+    def _died(self, worker: Worker, running: _Entry | None) -> None:
+        log.error("worker %d died while running %s (exit code %s); replaced", worker.pid,
+                  running.rel_path if running else "nothing", worker.process.exitcode)
+        self._fail(worker, InternalError("the worker process running the script died"))
+
+    def _answered(self, worker: Worker) -> _Entry:
         """The pipe's oldest job was answered: count it, feed the worker, and decide who reads next."""
-        worker.inflight.popleft()
+        entry = worker.inflight.popleft()
         worker.started = time.monotonic()
         with self._lock:
             worker.load -= 1
@@ -391,6 +397,7 @@ class JobPool(_Workers):
             stop = worker.retiring and worker.load == 0
         if stop:
             self._send_stop(worker)
+        return entry
 
     def _choose(self, entry: _Entry) -> Worker | None:
         """The least loaded worker that may take `entry` now (caller holds the lock), else None."""
@@ -478,23 +485,16 @@ class JobPool(_Workers):
             except TimeoutError:
                 if head is None or time.monotonic() - worker.started < head.timeout:
                     continue  # nothing due yet: look again
-                log.error("script %s exceeded the %.0fs timeout; worker %d killed", head.rel_path, head.timeout,
-                          worker.pid)
-                self._fail(worker, GatewayTimeout("the script did not finish within %.0f seconds" % head.timeout))
+                self._timed_out(worker, head)
                 return
             except (EOFError, OSError):
                 if worker.retiring and not worker.inflight:
                     worker.process.join(2)
                     worker.conn.close()
                     return
-                code = worker.process.exitcode
-                log.error("worker %d died while running %s (exit code %s); replaced", worker.pid,
-                          head.rel_path if head else "nothing", code)
-                self._fail(worker, InternalError("the worker process running the script died"))
+                self._died(worker, head)
                 return
-            entry = worker.inflight[0]
-            self._answered(worker)
-            entry.finish(jobs.result_from_wire(message))
+            self._answered(worker).finish(jobs.result_from_wire(message))
 
     def _send_stop(self, worker: Worker) -> None:
         with worker.send_lock:

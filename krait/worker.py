@@ -29,7 +29,6 @@ from krait.errors import HttpError, NotFound, TemplateSyntaxError
 TEMPLATE_EXTENSIONS = (".html", ".htm", ".pyml")
 _KRAIT_DIR = os.path.dirname(os.path.abspath(krait.__file__)) + os.sep
 _BAD_HEADER_CHARS = ("\r", "\n", "\0")
-_NO_JOB = ()  # main(): no next job read yet
 
 
 class _ScriptCache:
@@ -333,16 +332,23 @@ def main(sock: Any, settings: Any, kind: str) -> None:
     send_lock = threading.Lock()
     held: list[tuple] = []  # answers not sent yet (see below)
     took: dict[str, float] = {}  # seconds the last job on each file took
-    job = None
+
+    def flush() -> None:
+        with send_lock:
+            conn.send_many(held)
+        held.clear()
+
+    job = None  # the next job, when already read ahead
     while True:
         if job is None:
             try:
-                job = conn.recv()
+                wire = conn.recv()
             except (EOFError, OSError, KeyboardInterrupt):
                 return
-            if job is None:
+            if wire is None:
                 return
-        current = jobs.Job(*job)
+            job = jobs.Job(*wire)
+        current, job = job, None
         started = time.perf_counter()
         result = handle(site, current)
         if len(took) > 1000:
@@ -352,18 +358,15 @@ def main(sock: Any, settings: Any, kind: str) -> None:
         # With pipelined jobs already waiting (krait/pool.py), an answer may wait for the next job when
         # that file took under RESULT_HOLD last time: the server then gets several answers with one
         # wake-up. A job expected to be slow never delays an answer that is ready.
-        job = _NO_JOB
         if result.status != 101 and len(held) < limits.PIPELINE_DEPTH and conn.pending():
-            job = conn.recv()  # already buffered: does not wait
-            if job is not None and took.get(job[1], limits.RESULT_HOLD) < limits.RESULT_HOLD:
+            wire = conn.recv()  # already buffered: does not wait
+            if wire is None:  # the stop message
+                flush()
+                return
+            job = jobs.Job(*wire)
+            if took.get(job.path, limits.RESULT_HOLD) < limits.RESULT_HOLD:
                 continue
-        with send_lock:
-            conn.send_many(held)
-        held.clear()
-        if job is None:  # the stop message, read above
-            return
-        if job is _NO_JOB:
-            job = None
+        flush()
         if result.status == 101:
             controller = krait.websockets.response.controller
             if not run_websocket(conn, controller, send_lock, limits.WS_STOP_TIMEOUT):
