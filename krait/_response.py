@@ -28,12 +28,12 @@ BAD_REQUEST_BODY = (
 )
 
 
+_PHRASES = {status.value: status.phrase for status in HTTPStatus}  # a dict lookup; HTTPStatus() took 1 us
+
+
 def reason_phrase(status_code: int) -> str:
     """The standard reason phrase for a status code, or "" when it has none."""
-    try:
-        return HTTPStatus(status_code).phrase
-    except ValueError:
-        return ""
+    return _PHRASES.get(status_code, "")
 
 
 class Response:

@@ -80,13 +80,19 @@ def test_frame_defaults():
 # --- masking -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("n", [0, 1, 2, 3, 4, 5, 7, 8, 9, 125, 126, 1000, 16383, 16384, 16385, 32768, 65537])
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 4, 5, 7, 8, 9, 125, 126, 511, 512, 513, 1000, 16383, 16384, 16385, 32768, 65537])
 def test_apply_mask_matches_definition(n):
     data = os.urandom(n)
     masked = apply_mask(data, MASK)
     assert masked == naive_mask(data, MASK)
     assert apply_mask(masked, MASK) == data
     assert isinstance(masked, bytes)
+
+
+@pytest.mark.parametrize("key", [b"\x00\x11\x00\x22", b"\x00\x00\x00\x00", b"\xff\xff\xff\xff"])
+def test_apply_mask_on_long_payloads_with_zero_or_repeated_key_bytes(key):
+    data = os.urandom(4099)  # long enough for the lane-wise path, not a multiple of 4
+    assert apply_mask(data, key) == naive_mask(data, key)
 
 
 def test_apply_mask_keeps_leading_and_trailing_zero_bytes():
