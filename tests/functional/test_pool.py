@@ -155,3 +155,25 @@ def test_a_worker_killed_while_idle_costs_no_request_an_error(pool):
     assert p.run(job(site, "hello.py", "2"), 5).body == b"hi 2"  # run on the replacement
     assert p.run(job(site, "hello.py", "3"), 5).body == b"hi 3"
 
+
+
+def test_every_caller_gets_its_own_answer_when_answers_arrive_in_batches(pool):
+    # 30 threads keep one worker's pipe full: answers come back several per read and queued jobs are fed
+    # several per write; each must still reach the thread that asked.
+    p = pool(workers=1)
+    site = p.settings.site_root
+    wrong = []
+
+    def client(n):
+        for i in range(20):
+            query = "%d-%d" % (n, i)
+            text = p.run(job(site, "hello.py", query), 10).body
+            if text != ("hi " + query).encode():
+                wrong.append((query, text))
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(30)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not wrong
