@@ -335,6 +335,7 @@ def main(sock: Any, settings: Any, kind: str) -> None:
         held.clear()
 
     job = None  # the next job, when already read ahead
+    held_since = 0.0  # when the oldest held answer was ready
     while True:
         if job is None:
             try:
@@ -349,18 +350,21 @@ def main(sock: Any, settings: Any, kind: str) -> None:
         result = handle(site, current)
         if len(took) > 1000:
             took.clear()
-        took[current.path] = time.perf_counter() - started
+        now = time.perf_counter()
+        took[current.path] = now - started
+        if not held:
+            held_since = now
         held.append(jobs.result_to_wire(result))
-        # With pipelined jobs already waiting (krait/pool.py), an answer may wait for the next job when
-        # that file took under RESULT_HOLD last time: the server then gets several answers with one
-        # wake-up. A job expected to be slow never delays an answer that is ready.
+        # With pipelined jobs already waiting (krait/pool.py), answers may wait for the next job when,
+        # going by how long its file took last time, it ends within RESULT_HOLD of the first answer held:
+        # the server then gets several answers with one wake-up, and none waits much longer than that.
         if result.status != 101 and len(held) < limits.PIPELINE_DEPTH and conn.pending():
             wire = conn.recv()  # already buffered: does not wait
             if wire is None:  # the stop message
                 flush()
                 return
             job = jobs.Job(*wire)
-            if took.get(job.path, limits.RESULT_HOLD) < limits.RESULT_HOLD:
+            if now - held_since + took.get(job.path, limits.RESULT_HOLD) < limits.RESULT_HOLD:
                 continue
         flush()
         if result.status == 101:
