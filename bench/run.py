@@ -12,6 +12,9 @@
 #   generator (wrk, or bench/peers/ws_client.py for WebSocket echo) is pinned to another CPU.
 # - Per HTTP row: one checked GET (status 200, body), an unmeasured warm-up, then
 #   `wrk -t1 -c50 -dNs --latency`; req/s, p50 and p99 are parsed from its output.
+# - The machine's speed drifts (a shared VM: up to 2x within an hour), so the whole set runs
+#   --rounds times, the server order reversed every other round, and each cell of the table is the
+#   median round (its req/s, p50 and p99); the notes give the spread of req/s over the rounds.
 # - A failing server or row becomes "failed: reason" and the run goes on. Every process started
 #   here is stopped by PID (then its own process group) in a finally block.
 import argparse
@@ -403,6 +406,27 @@ def run_server(server, tests, ctx, rows):
 # --- reporting ----------------------------------------------------------------------------
 
 
+def median_rows(rows):
+    """One Row per (test, server): the median of its rounds by req/s (the lower middle one for an
+    even count), noting the spread; a cell that failed in every round keeps its first error."""
+    merged = {}
+    for row in rows:
+        merged.setdefault((row.test, row.server), []).append(row)
+    out = []
+    for runs in merged.values():
+        good = sorted((r for r in runs if r.error is None), key=lambda r: r.rps)
+        if not good:
+            out.append(runs[0])
+            continue
+        row = good[(len(good) - 1) // 2]
+        if len(runs) > 1:
+            failed = len(runs) - len(good)
+            row.notes.append(f"median of {len(good)}: {good[0].rps:,.0f}-{good[-1].rps:,.0f}/s"
+                             + (f", {failed} failed" if failed else ""))
+        out.append(row)
+    return out
+
+
 def judge(rows):
     """Fill in Krait ratios and target verdicts; return {(test, server): ratio}."""
     krait = {r.test: r for r in rows if r.server == "krait"}
@@ -466,6 +490,8 @@ def write_results(path, header, lines, ctx, argv):
         f"{ctx['client_cpu']}" + ("" if ctx["taskset"] else " (taskset missing: NOT pinned)"),
         f"- HTTP load: wrk {wrk[1] if len(wrk) > 1 else '?'}, 1 thread, {ctx['connections']} "
         f"connections, {ctx['duration']} s per row after a {ctx['warmup']} s warm-up",
+        f"- Rounds: {ctx['rounds']} (server order reversed every other round); each row is the "
+        "median round, the notes give the range of req/s",
         f"- WebSocket load: 1 connection, sequential round trips: {ctx['ws_small']} x 32-byte "
         f"text, {ctx['ws_big']} x 1 MiB binary (req/s = messages/s)",
         f"- Versions: Krait {ctx.get('krait_version', 'not run')}; "
@@ -491,7 +517,9 @@ def parse_args(argv):
     p = argparse.ArgumentParser(description="Benchmark Krait against waitress, gunicorn, the "
                                 "stdlib server, Jinja2 and websockets; writes bench/RESULTS.md.")
     p.add_argument("--duration", type=int, default=10, help="seconds per wrk row (default 10)")
-    p.add_argument("--quick", action="store_true", help="3 s rows (same as --duration 3)")
+    p.add_argument("--quick", action="store_true", help="3 s rows, one round (--duration 3 --rounds 1)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="times every row is measured; the table shows the median (3)")
     p.add_argument("--warmup", type=int, default=1, help="unmeasured wrk seconds per row (1)")
     p.add_argument("--connections", type=int, default=50, help="wrk connections (50)")
     p.add_argument("--only-peers", action="store_true", help="skip Krait, measure the peers")
@@ -513,6 +541,9 @@ def parse_args(argv):
     args = p.parse_args(argv)
     if args.quick:
         args.duration = 3
+        args.rounds = 1
+    if args.rounds < 1:
+        p.error("--rounds must be at least 1")
     for name, given, known in (("test", args.tests, TEST_IDS),
                                ("server", args.servers, [s.key for s in SERVERS])):
         unknown = set(given.split(",")) - set(known)
@@ -526,7 +557,7 @@ def main(argv=None):
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks
     cpus = sorted(os.sched_getaffinity(0))
-    ctx = dict(duration=args.duration, warmup=args.warmup, connections=args.connections,
+    ctx = dict(duration=args.duration, warmup=args.warmup, connections=args.connections, rounds=args.rounds,
                krait_cmd=shlex.split(args.krait_cmd), krait_args=shlex.split(args.krait_args),
                server_cpu=args.server_cpu, client_cpu=args.client_cpu, ws_small=args.ws_small,
                ws_big=args.ws_big, taskset=bool(shutil.which("taskset")), start_timeout=30,
@@ -554,19 +585,23 @@ def main(argv=None):
                 ctx["versions"] = ensure_venv(ctx["venv"])
             except (BenchError, OSError, subprocess.CalledProcessError) as exc:
                 ctx["venv_error"] = f"venv: {exc}"
-        for server in SERVERS:
-            mine = [t for t in tests if t in server.labels]
-            if server.key in wanted and mine:
-                if wrk_error:
-                    kinds = dict((t[0], t[3]) for t in TESTS)
-                    for t in [t for t in mine if kinds[t] == "http"]:
-                        rows.append(Row(t, server.key, server.labels[t], error=wrk_error))
-                    mine = [t for t in mine if kinds[t] != "http"]
-                if mine:
-                    run_server(server, mine, ctx, rows)
+        for round_no in range(args.rounds):
+            if args.rounds > 1:
+                print(f"-- round {round_no + 1} of {args.rounds}", flush=True)
+            for server in SERVERS if round_no % 2 == 0 else SERVERS[::-1]:
+                mine = [t for t in tests if t in server.labels]
+                if server.key in wanted and mine:
+                    if wrk_error:
+                        kinds = dict((t[0], t[3]) for t in TESTS)
+                        for t in [t for t in mine if kinds[t] == "http"]:
+                            rows.append(Row(t, server.key, server.labels[t], error=wrk_error))
+                        mine = [t for t in mine if kinds[t] != "http"]
+                    if mine:
+                        run_server(server, mine, ctx, rows)
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
+    rows = median_rows(rows)
     ratios = judge(rows)
     header, lines = table(rows, ratios)
     print()
