@@ -9,13 +9,15 @@
 # core instead of 80). Otherwise it sleeps on its own lock, and the worker's reader thread in the server
 # receives the Result, gives the worker its next job from the queue and wakes the request thread. A
 # reader thread sleeps while its worker is idle; a worker that died while idle is noticed by the next
-# job's failed write, and that job runs elsewhere. Jobs are pipelined: a busy worker that has been on its current job for less than
-# PIPELINE_STALL may hold up to PIPELINE_DEPTH jobs in its pipe, so under load it reads several jobs per
-# wake-up and never sleeps between them (on one core this halves the cost of the process hop; measured in
-# bench/hop.py). The reader takes every answer already buffered before it feeds the worker, so the jobs
-# that free room in the pipe go down in one write (about 8% more hello.py requests/s than feeding one job
-# per answer, bench/cpu_per_request.py A/B). A worker still runs one job at a time, in order, so the reader always knows which job is
-# running: the oldest unanswered one. Faults stay with the request that caused them:
+# job's failed write, and that job runs elsewhere.
+#
+# Jobs are pipelined: a busy worker that has been on its current job for less than PIPELINE_STALL may
+# hold up to PIPELINE_DEPTH jobs in its pipe, so under load it reads several jobs per wake-up and never
+# sleeps between them (on one core this halves the cost of the process hop; measured in bench/hop.py).
+# The reader takes every answer already buffered before it feeds the worker, so the jobs that free room
+# in the pipe go down in one write (about 8% more hello.py requests/s than feeding one job per answer,
+# bench/cpu_per_request.py A/B). A worker still runs one job at a time, in order, so the reader always
+# knows which job is running: the oldest unanswered one. Faults stay with the request that caused them:
 #   - the running job passes its deadline -> the worker is killed, that caller gets GatewayTimeout, and
 #     the jobs queued behind it (never started) go back to the front of the central queue;
 #   - the pipe hits EOF (os._exit, segfault, OOM kill) -> InternalError for the running job, the same
