@@ -75,8 +75,10 @@ MAX_QUEUED_JOBS = 256
 
 #: Jobs one script worker may hold in its pipe (the one it runs and those queued behind it). More than
 #: one lets a busy worker read several jobs per wake-up instead of sleeping between them (krait/pool.py).
-#: 8 rather than 4: about 15% more hello.py requests/s on one core (bench/README.md).
-PIPELINE_DEPTH = 8
+#: Deeper pipes mean fewer wake-ups per job: on one core, 8 rather than 4 gave about 12% more hello.py
+#: requests/s and 16 rather than 8 another 11% (bench/README.md). Only jobs that arrive within
+#: PIPELINE_STALL of the running job's start can end up behind it, so at moderate load few ever do.
+PIPELINE_DEPTH = 16
 
 #: A worker whose current job has run this long (seconds) gets no more jobs queued behind it: they wait
 #: in the shared queue for whichever worker is free first. Short, so that few jobs ever end up behind
