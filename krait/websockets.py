@@ -210,6 +210,8 @@ class WebsocketsCtrlBase:
         with self._out_cond:
             queue = self._out_queue
             if not queue:
+                if timeout is not None and timeout <= 0:
+                    return None  # a poll (the worker's flush after every push): no Condition wait
                 if timeout is None and self._exit_event.is_set():
                     return None
                 gen = self._wakeups
