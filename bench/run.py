@@ -403,6 +403,19 @@ def run_server(server, tests, ctx, rows):
             proc.stop()
 
 
+def run_round(servers, tests, wrk_error, ctx, rows):
+    """Every server in turn runs its tests once (HTTP rows fail at once when wrk is missing)."""
+    kinds = dict((t[0], t[3]) for t in TESTS)
+    for server in servers:
+        mine = [t for t in tests if t in server.labels]
+        if wrk_error:
+            for t in [t for t in mine if kinds[t] == "http"]:
+                rows.append(Row(t, server.key, server.labels[t], error=wrk_error))
+            mine = [t for t in mine if kinds[t] != "http"]
+        if mine:
+            run_server(server, mine, ctx, rows)
+
+
 # --- reporting ----------------------------------------------------------------------------
 
 
@@ -557,7 +570,8 @@ def main(argv=None):
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks
     cpus = sorted(os.sched_getaffinity(0))
-    ctx = dict(duration=args.duration, warmup=args.warmup, connections=args.connections, rounds=args.rounds,
+    ctx = dict(duration=args.duration, warmup=args.warmup, connections=args.connections,
+               rounds=args.rounds,
                krait_cmd=shlex.split(args.krait_cmd), krait_args=shlex.split(args.krait_args),
                server_cpu=args.server_cpu, client_cpu=args.client_cpu, ws_small=args.ws_small,
                ws_big=args.ws_big, taskset=bool(shutil.which("taskset")), start_timeout=30,
@@ -588,16 +602,8 @@ def main(argv=None):
         for round_no in range(args.rounds):
             if args.rounds > 1:
                 print(f"-- round {round_no + 1} of {args.rounds}", flush=True)
-            for server in SERVERS if round_no % 2 == 0 else SERVERS[::-1]:
-                mine = [t for t in tests if t in server.labels]
-                if server.key in wanted and mine:
-                    if wrk_error:
-                        kinds = dict((t[0], t[3]) for t in TESTS)
-                        for t in [t for t in mine if kinds[t] == "http"]:
-                            rows.append(Row(t, server.key, server.labels[t], error=wrk_error))
-                        mine = [t for t in mine if kinds[t] != "http"]
-                    if mine:
-                        run_server(server, mine, ctx, rows)
+            order = SERVERS if round_no % 2 == 0 else SERVERS[::-1]
+            run_round([s for s in order if s.key in wanted], tests, wrk_error, ctx, rows)
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
