@@ -48,6 +48,7 @@ class Result(NamedTuple):
     error: ErrorReport | None = None
     ws_protocol: str | None = None  # WEBSOCKET jobs: accepted (status 101) with this subprotocol
     dynamic: bool = True  # False for a template without any code: cacheable like a static file
+    took: float = 0.0  # seconds the worker spent on the job (the pool keeps slow files' jobs unpipelined)
 
 
 class WorkerReady(NamedTuple):
@@ -65,12 +66,12 @@ WS_CLOSE = "close"  # (WS_CLOSE, code, reason): the peer or the controller close
 WS_DONE = "done"  # (WS_DONE,): the worker finished the session and is free again
 
 
-def result_to_wire(result: Result) -> tuple:
-    """A Result as nested plain tuples (what krait/pipe.py can marshal)."""
+def result_to_wire(result: Result, took: float | None = None) -> tuple:
+    """A Result as nested plain tuples (what krait/pipe.py can marshal); `took` overrides result.took."""
     error = tuple(result.error) if result.error is not None else None
-    return (*result[:5], error, result.ws_protocol, result.dynamic)
+    return (*result[:5], error, result.ws_protocol, result.dynamic, result.took if took is None else took)
 
 
 def result_from_wire(data: tuple) -> Result:
     error = ErrorReport(*data[5]) if data[5] is not None else None
-    return Result(*data[:5], error, data[6], data[7])
+    return Result(*data[:5], error, data[6], data[7], data[8])

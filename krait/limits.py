@@ -76,13 +76,13 @@ MAX_QUEUED_JOBS = 256
 #: Jobs one script worker may hold in its pipe (the one it runs and those queued behind it). More than
 #: one lets a busy worker read several jobs per wake-up instead of sleeping between them (krait/pool.py).
 #: Deeper pipes mean fewer wake-ups per job: on one core, 8 rather than 4 gave about 12% more hello.py
-#: requests/s and 16 rather than 8 another 11% (bench/README.md). Only jobs that arrive within
-#: PIPELINE_STALL of the running job's start can end up behind it, so at moderate load few ever do.
+#: requests/s and 16 rather than 8 another 11% (bench/README.md). Jobs only queue behind jobs known
+#: to be fast (PIPELINE_STALL), so a deep pipe does not hold fast requests behind slow scripts.
 PIPELINE_DEPTH = 16
 
-#: A worker whose current job has run this long (seconds) gets no more jobs queued behind it: they wait
-#: in the shared queue for whichever worker is free first. Short, so that few jobs ever end up behind
-#: one that turns out slow; jobs that take longer gain little from pipelining anyway.
+#: A worker whose current job has run this long (seconds), or whose pipe holds a job whose file took
+#: this long last time (or has not run yet), gets no more jobs queued behind it: they wait in the
+#: shared queue for whichever worker is free first. Jobs that take longer gain little from pipelining.
 PIPELINE_STALL = 0.002
 
 #: Jobs with a request body this large (bytes) or larger only go to an idle worker.

@@ -14,6 +14,10 @@
 # Jobs are pipelined: a busy worker that has been on its current job for less than PIPELINE_STALL may
 # hold up to PIPELINE_DEPTH jobs in its pipe, so under load it reads several jobs per wake-up and never
 # sleeps between them (on one core this halves the cost of the process hop; measured in bench/hop.py).
+# Only jobs known to be fast get others queued behind them: each Result says how long the job took, and
+# a job whose file took PIPELINE_STALL or more last time (or has not run yet) is the last in its pipe.
+# Fast requests then never wait behind a script known to be slow (bench/mixed_latency.py: p99 of a
+# fast page next to 0.2 s scripts went from 150-155 ms to 16-22 ms).
 # The reader takes every answer already buffered before it feeds the worker, so the jobs that free room
 # in the pipe go down in one write (about 8% more hello.py requests/s than feeding one job per answer,
 # bench/cpu_per_request.py A/B). A worker still runs one job at a time, in order, so the reader always
@@ -65,8 +69,8 @@ def context() -> Any:
 class Worker:
     """One worker process and the server's end of its pipe."""
 
-    __slots__ = ("process", "conn", "pid", "served", "generation", "inflight", "load", "started", "retiring",
-                 "dead", "send_lock", "mode", "wake")
+    __slots__ = ("process", "conn", "pid", "served", "generation", "inflight", "load", "unsure", "started",
+                 "retiring", "dead", "send_lock", "mode", "wake")
 
     def __init__(self, process: Any, conn: MessagePipe, generation: int) -> None:
         self.process = process
@@ -76,6 +80,7 @@ class Worker:
         self.generation = generation
         self.inflight: deque[_Entry] = deque()  # sent, not answered; [0] is running (JobPool)
         self.load = 0  # jobs given to it and not answered (includes ones being sent)
+        self.unsure = 0  # JobPool: of those, jobs not known to be fast (nothing is queued behind them)
         self.started = 0.0  # when inflight[0] started running
         self.retiring = False  # takes no new jobs; stopped when its pipe is empty
         self.dead = False  # failed (JobPool._fail): jobs sent to it from now on are requeued
@@ -107,13 +112,14 @@ class Worker:
 class _Entry:
     """One job of a request thread, waiting in the queue or in a worker's pipe."""
 
-    __slots__ = ("wire", "rel_path", "timeout", "small", "queued", "done", "result", "error")
+    __slots__ = ("wire", "rel_path", "timeout", "small", "fast", "queued", "done", "result", "error")
 
     def __init__(self, job: jobs.Job, timeout: float) -> None:
         self.wire = tuple(job)
         self.rel_path = job.rel_path
         self.timeout = timeout
         self.small = len(job.body) < limits.PIPELINE_MAX_BODY  # may wait in a busy worker's pipe
+        self.fast = False  # its file ran in under PIPELINE_STALL last time (set when given to a worker)
         self.queued = 0.0
         self.done = threading.Lock()
         self.done.acquire()  # released once `result` or `error` is set
@@ -208,6 +214,7 @@ class JobPool(_Workers):
         self.depth = max(1, limits.PIPELINE_DEPTH)
         self._workers: list[Worker] = []  # taking new jobs
         self._queue: deque[_Entry] = deque()  # waiting for any worker
+        self._took: dict[str, float] = {}  # rel_path -> seconds its last job took in a worker
         self._alive = 0  # workers started or starting and not yet retired
 
     # --- life cycle -----------------------------------------------------------------------
@@ -309,7 +316,7 @@ class JobPool(_Workers):
             direct = worker is not None and worker.load == 0 and worker.mode == _PARKED
             if direct:
                 worker.mode = _DIRECT  # an idle worker: this thread reads the answer itself
-                worker.load = 1
+                self._place(worker, entry)
             else:
                 if worker is None or worker.load:  # it will wait: in the queue or behind a running job
                     waiting = len(self._queue) + sum(w.load - 1 for w in self._workers if w.load > 1)
@@ -321,7 +328,7 @@ class JobPool(_Workers):
                     entry.queued = time.monotonic()
                     self._queue.append(entry)
                 else:
-                    worker.load += 1
+                    self._place(worker, entry)
                     self._need_reader(worker)
         if direct:
             return self._run_direct(worker, entry)  # type: ignore[arg-type]
@@ -370,8 +377,9 @@ class JobPool(_Workers):
         except (EOFError, OSError):
             self._died(worker, entry)
             raise entry.error  # type: ignore[misc]
-        self._answered(worker)
-        return jobs.result_from_wire(message)
+        result = jobs.result_from_wire(message)
+        self._answered(worker, [result])
+        return result
 
     def _timed_out(self, worker: Worker, running: _Entry) -> None:
         log.error("script %s exceeded the %.0fs timeout; worker %d killed", running.rel_path, running.timeout,
@@ -383,13 +391,26 @@ class JobPool(_Workers):
                   running.rel_path if running else "nothing", worker.process.exitcode)
         self._fail(worker, InternalError("the worker process running the script died"))
 
-    def _answered(self, worker: Worker, count: int = 1) -> list[_Entry]:
-        """The pipe's `count` oldest jobs were answered: count them, feed the worker (one write for all
-        the jobs it takes), and decide who reads next."""
-        entries = [worker.inflight.popleft() for _ in range(count)]
+    def _place(self, worker: Worker, entry: _Entry) -> None:
+        """Count `entry` as given to `worker` (caller holds the lock)."""
+        entry.fast = self._took.get(entry.rel_path, limits.PIPELINE_STALL) < limits.PIPELINE_STALL
+        worker.load += 1
+        if not entry.fast:
+            worker.unsure += 1
+
+    def _answered(self, worker: Worker, results: list[jobs.Result]) -> list[_Entry]:
+        """The pipe's oldest jobs got these answers: count them, remember how long their files took,
+        feed the worker (one write for all the jobs it takes), and decide who reads next."""
+        entries = [worker.inflight.popleft() for _ in results]
         worker.started = time.monotonic()
         with self._lock:
-            worker.load -= count
+            worker.load -= len(entries)
+            if len(self._took) > 1000:
+                self._took.clear()
+            for entry, result in zip(entries, results):
+                if not entry.fast:
+                    worker.unsure -= 1
+                self._took[entry.rel_path] = result.took
         if not worker.retiring:
             self._feed(worker)
         with self._lock:
@@ -412,7 +433,7 @@ class JobPool(_Workers):
                 best = worker
         if best is None or best.load == 0:
             return best
-        if (best.load < self.depth and entry.small and not self._queue
+        if (best.load < self.depth and entry.small and not self._queue and not best.unsure
                 and time.monotonic() - best.started < limits.PIPELINE_STALL):
             return best
         return None
@@ -448,14 +469,14 @@ class JobPool(_Workers):
         now = time.monotonic()
         with self._lock:
             while self._queue and not worker.retiring:
-                if worker.load and (worker.load >= self.depth or not self._queue[0].small
+                if worker.load and (worker.load >= self.depth or not self._queue[0].small or worker.unsure
                                     or now - worker.started >= limits.PIPELINE_STALL):
                     break
                 entry = self._queue.popleft()
                 if now - entry.queued > entry.timeout:
                     late.append(entry)
                     continue
-                worker.load += 1
+                self._place(worker, entry)
                 take.append(entry)
             if take:
                 self._need_reader(worker)
@@ -500,11 +521,11 @@ class JobPool(_Workers):
                 return
             # Every answer already buffered is taken before the worker is fed, so that it gets its next
             # jobs with one write and one wake-up (jobs fed one answer at a time woke it for each).
-            messages = [message]
+            results = [jobs.result_from_wire(message)]
             while conn.pending():
-                messages.append(conn.recv(wait))
-            for entry, message in zip(self._answered(worker, len(messages)), messages):
-                entry.finish(jobs.result_from_wire(message))
+                results.append(jobs.result_from_wire(conn.recv(wait)))
+            for entry, result in zip(self._answered(worker, results), results):
+                entry.finish(result)
 
     def _send_stop(self, worker: Worker) -> None:
         with worker.send_lock:
@@ -531,7 +552,7 @@ class JobPool(_Workers):
             running = worker.inflight.popleft() if worker.inflight and error is not None else None
             requeue = list(worker.inflight)
             worker.inflight.clear()
-            worker.load = 0
+            worker.load = worker.unsure = 0
             replace = counted and not self._closed and worker.generation == self._generation
         if replace:
             self._replace_later()

@@ -354,7 +354,7 @@ def main(sock: Any, settings: Any, kind: str) -> None:
         took[current.path] = now - started
         if not held:
             held_since = now
-        held.append(jobs.result_to_wire(result))
+        held.append(jobs.result_to_wire(result, now - started))
         # With pipelined jobs already waiting (krait/pool.py), answers may wait for the next job when,
         # going by how long its file took last time, it ends within RESULT_HOLD of the first answer held:
         # the server then gets several answers with one wake-up, and none waits much longer than that.

@@ -20,8 +20,10 @@ from krait.settings import Settings
 
 SCRIPTS = {
     "hello.py": 'krait.response = krait.Response("HTTP/1.1", 200, [], "hi " + krait.request.query_string)\n',
-    "loop.py": "while True:\n    pass\n",
-    "crash.py": "import os, time\ntime.sleep(0.3)\nos._exit(7)\n",
+    # Fast unless asked to fail: only a job whose file is known to be fast gets jobs queued behind it,
+    # so the fault tests run each file fast once first.
+    "loop.py": "while krait.request.query_string == 'loop':\n    pass\n",
+    "crash.py": "import os, time\nif krait.request.query_string == 'crash':\n    time.sleep(0.3)\n    os._exit(7)\n",
     "sleep.py": 'import time\ntime.sleep(float(krait.request.query_string))\nkrait.response = krait.Response("HTTP/1.1", 200, [], "slept")\n',
     "pause.py": 'import time\ntime.sleep(float(krait.request.query_string))\n',
 }
@@ -64,9 +66,16 @@ def run_in_thread(pool, j, timeout, out, key):
     return t
 
 
+def teach(pool, *names):
+    """Run each file once, fast, so that the pool knows jobs may queue behind it."""
+    for name in names:
+        pool.run(job(pool.settings.site_root, name, ""), 5)
+
+
 def pipelined_behind(pool, first, timeout=2.0, count=3):
     """Start `first`, then `count` hello jobs that queue in the same worker's pipe; return results."""
     site = pool.settings.site_root
+    teach(pool, first[0], "hello.py")
     out: dict = {}
     threads = [run_in_thread(pool, job(site, first[0], first[1]), timeout, out, "first")]
     time.sleep(0.1)
@@ -83,7 +92,7 @@ def pipelined_behind(pool, first, timeout=2.0, count=3):
 
 def test_jobs_queued_behind_a_timed_out_job_run_on_the_replacement(pool):
     p = pool(workers=1, timeout=1.0)
-    out, depth = pipelined_behind(p, ("loop.py", ""), timeout=1.0)
+    out, depth = pipelined_behind(p, ("loop.py", "loop"), timeout=1.0)
     assert depth == 4  # the looping job and three behind it, all in the one worker's pipe
     assert isinstance(out["first"][0], GatewayTimeout)
     for i in range(3):
@@ -96,7 +105,7 @@ def test_jobs_queued_behind_a_timed_out_job_run_on_the_replacement(pool):
 
 def test_jobs_queued_behind_a_crashing_job_run_on_the_replacement(pool):
     p = pool(workers=1, timeout=5.0)
-    out, depth = pipelined_behind(p, ("crash.py", ""))
+    out, depth = pipelined_behind(p, ("crash.py", "crash"))
     assert depth == 4
     assert isinstance(out["first"][0], InternalError)
     assert [out[i][0].body for i in range(3)] == [b"hi 0", b"hi 1", b"hi 2"]
@@ -105,6 +114,8 @@ def test_jobs_queued_behind_a_crashing_job_run_on_the_replacement(pool):
 def test_an_answer_never_waits_for_a_slow_job_queued_behind_it(pool):
     p = pool(workers=1, timeout=5.0)
     site = p.settings.site_root
+    p.run(job(site, "sleep.py", "0"), 5)
+    teach(p, "hello.py")
     out: dict = {}
     a = run_in_thread(p, job(site, "sleep.py", "0.3"), 5, out, "a")
     time.sleep(0.05)
@@ -123,6 +134,7 @@ def test_slow_running_job_gets_nothing_queued_behind_it_when_another_worker_is_f
     monkeypatch.setattr(limits, "PIPELINE_STALL", 0.005)
     p = pool(workers=2, timeout=5.0)
     site = p.settings.site_root
+    p.run(job(site, "sleep.py", "0"), 5)  # known to be fast: only the stall rule can keep jobs off it
     out: dict = {}
     slow = run_in_thread(p, job(site, "sleep.py", "1.0"), 5, out, "slow")
     time.sleep(0.1)
@@ -204,3 +216,20 @@ def test_held_answers_wait_about_result_hold_in_all_not_per_answer(pool):
     assert len(arrived) == 6
     # Measured: 2.5-3.9 ms apart with the bound, 0.3 ms with a per-answer rule.
     assert max(arrived.values()) - min(arrived.values()) > 0.0015
+
+
+def test_a_file_known_to_be_slow_gets_nothing_queued_behind_it(pool, monkeypatch):
+    monkeypatch.setattr(limits, "PIPELINE_STALL", 0.05)  # a young job: only the file's record keeps jobs off
+    p = pool(workers=1, timeout=5.0)
+    site = p.settings.site_root
+    teach(p, "hello.py")
+    p.run(job(site, "sleep.py", "0.3"), 5)  # sleep.py is now known to take 0.3 s
+    out: dict = {}
+    slow = run_in_thread(p, job(site, "sleep.py", "0.3"), 5, out, "slow")
+    time.sleep(0.01)
+    fast = run_in_thread(p, job(site, "hello.py", "x"), 5, out, "fast")
+    time.sleep(0.05)
+    assert p._workers[0].load == 1 and len(p._queue) == 1  # it waits in the shared queue, not the pipe
+    for t in (slow, fast):
+        t.join(10)
+    assert out["fast"][0].body == b"hi x" and out["slow"][0].body == b"slept"
