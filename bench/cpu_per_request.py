@@ -5,13 +5,17 @@ site pinned to one CPU, warms up, then reads utime+stime and the context switche
 process and of every descendant (the forkserver and the workers) from /proc around one wrk run.
 
     python bench/cpu_per_request.py [/path] [--workers 1] [--seconds 8] [--connections 50]
+    python bench/cpu_per_request.py --ws small|big [--messages N]   (WebSocket echo on /echo)
 
-Linux only; needs wrk and taskset. The machine's noise applies: compare runs made back to back.
+--ws drives bench/peers/ws_client.py (one connection, sequential round trips) instead of wrk, and
+reports per message. --krait-dir runs another checkout (e.g. a git worktree) for an A/B.
+Linux only; needs wrk (HTTP) and taskset. The machine's noise applies: compare runs made back to back.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -52,12 +56,18 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=8)
     ap.add_argument("--connections", type=int, default=50)
     ap.add_argument("--port", type=int, default=8137)
+    ap.add_argument("--ws", choices=("small", "big"), help="WebSocket echo of 32 B text or 1 MiB binary")
+    ap.add_argument("--messages", type=int, help="WebSocket round trips (default 20000 small, 200 big)")
+    ap.add_argument("--krait-dir", default=os.path.dirname(HERE))
     args = ap.parse_args()
     server = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-m", "krait", SITE, "--port",
-                               str(args.port), "--workers", args.workers],
+                               str(args.port), "--workers", args.workers], cwd=args.krait_dir,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         server.stdout.readline()  # the ready line
+        if args.ws:
+            measure_ws(args, server.pid)
+            return
         url = "http://127.0.0.1:%d%s" % (args.port, args.path)
         wrk = ["taskset", "-c", "1", "wrk", "-t1", "-c%d" % args.connections]
         subprocess.run(wrk + ["-d2s", url], capture_output=True)
@@ -72,21 +82,41 @@ def main() -> None:
         rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
         requests = rate * args.seconds
         print("%s: %.0f req/s" % (args.path, rate))
-        total = 0.0
-        for pid in pids:
-            cpu = (after[pid][0] - before[pid][0]) / requests * 1e6
-            if cpu < 0.5:
-                continue  # the forkserver, idle
-            total += cpu
-            role = "server" if pid == server.pid else "worker %d" % pid
-            print("  %-13s %6.1f us CPU/request (user %5.1f), %.2f context switches/request" % (
-                role, cpu, (after[pid][1] - before[pid][1]) / requests * 1e6,
-                (after[pid][2] - before[pid][2]) / requests))
-        print("  %-13s %6.1f us CPU/request" % ("all", total))
+        report(pids, server.pid, before, after, requests, "request")
     finally:
         server.terminate()
         server.wait(10)
         time.sleep(0.2)
+
+
+def measure_ws(args: argparse.Namespace, server_pid: int) -> None:
+    """Echo on one WebSocket connection; CPU is sampled around the whole client run."""
+    count = args.messages or (20000 if args.ws == "small" else 200)
+    client = ["taskset", "-c", "1", sys.executable, os.path.join(HERE, "peers", "ws_client.py"),
+              "ws://127.0.0.1:%d/echo" % args.port]
+    phase = ["--small", "--big"] if args.ws == "small" else ["--big", "--small"]
+    subprocess.run(client + [phase[0], str(max(count // 10, 1)), phase[1], "0"], capture_output=True)
+    pids = descendants(server_pid)  # the session worker starts on the first upgrade
+    before = {pid: sample(pid) for pid in pids}
+    out = subprocess.run(client + [phase[0], str(count), phase[1], "0"], capture_output=True, text=True)
+    after = {pid: sample(pid) for pid in pids}
+    rate = json.loads(out.stdout)[args.ws]["rate"]
+    print("WebSocket echo %s: %.0f msg/s" % (args.ws, rate))
+    report(pids, server_pid, before, after, count, "message")
+
+
+def report(pids: list[int], server_pid: int, before: dict, after: dict, count: float, unit: str) -> None:
+    total = 0.0
+    for pid in pids:
+        cpu = (after[pid][0] - before[pid][0]) / count * 1e6
+        if cpu < 0.5:
+            continue  # the forkserver, idle workers
+        total += cpu
+        role = "server" if pid == server_pid else "worker %d" % pid
+        print("  %-13s %6.1f us CPU/%s (user %5.1f), %.2f context switches/%s" % (
+            role, cpu, unit, (after[pid][1] - before[pid][1]) / count * 1e6,
+            (after[pid][2] - before[pid][2]) / count, unit))
+    print("  %-13s %6.1f us CPU/%s" % ("all", total, unit))
 
 
 if __name__ == "__main__":

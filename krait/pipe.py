@@ -1,4 +1,4 @@
-# A message pipe between the server and one worker process: length-prefixed frames over a socketpair.
+# A message pipe between the server and one worker process: length-prefixed frames over socketpairs.
 #
 # Strategy: the job records of krait/jobs.py are tuples of str, bytes, ints and None, which `marshal`
 # encodes several times faster than pickle; anything else (the start-up report with krait.config's
@@ -11,6 +11,12 @@
 # reader thread with several results, gets them with one system call), and `pending()` says whether a
 # whole frame is already buffered. A frame larger than _BIG_FRAME is read straight into its own buffer.
 # A timeout keeps what was read, so the next recv() carries on from the middle of a frame.
+#
+# Two socketpairs, one per direction. Over a single pair, every read wakes whoever sleeps in recv() on
+# the other end: consuming the data frees the sender's buffer space, and Linux wakes all sleepers on that
+# socket for the new space, readers too. So each answer the server read woke the idle worker for nothing
+# (and each job the worker read woke the server's reader thread): 2.25 context switches per round trip
+# instead of 2, and a WebSocket echo woke its worker twice per message (seen with `perf sched`).
 #
 # Rules: one thread may send while another receives; two senders must hold a lock. After
 # use_kernel_timeouts() the receive deadline is the kernel's, so the reader's changing timeouts never
@@ -34,10 +40,11 @@ _BIG_FRAME = 1 << 18  # frames at least this large get a buffer of their own (no
 
 
 class MessagePipe:
-    __slots__ = ("sock", "_timeout", "_kernel", "_buf", "_big", "_big_got", "_big_tag")
+    __slots__ = ("sock", "out", "_timeout", "_kernel", "_buf", "_big", "_big_got", "_big_tag")
 
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
+    def __init__(self, sock: socket.socket, out: socket.socket) -> None:
+        self.sock = sock  # messages arrive here
+        self.out = out  # and leave here
         self._timeout: float | None = None
         self._kernel = False  # see use_kernel_timeouts()
         self._buf = bytearray()
@@ -45,12 +52,14 @@ class MessagePipe:
         self._big_got = 0
         self._big_tag = 0
         sock.settimeout(None)
+        out.settimeout(None)
 
     @classmethod
-    def pair(cls) -> tuple[MessagePipe, socket.socket]:
-        """A pipe for this process and the raw socket to hand to the worker process."""
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        return cls(ours), theirs
+    def pair(cls) -> tuple[MessagePipe, tuple[socket.socket, socket.socket]]:
+        """A pipe for this process, and the raw sockets to hand to the worker: MessagePipe(*theirs)."""
+        to_worker, worker_in = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        worker_out, from_worker = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        return cls(from_worker, to_worker), (worker_in, worker_out)
 
     def use_kernel_timeouts(self, send_timeout: float) -> None:
         """Keep the socket blocking and enforce deadlines with SO_RCVTIMEO / SO_SNDTIMEO.
@@ -60,24 +69,21 @@ class MessagePipe:
         send deadlines are separate, so a reader thread may change its own while another thread sends.
         """
         self.sock.settimeout(None)
-        sockopt.set_send_timeout(self.sock, send_timeout)
+        sockopt.set_send_timeout(self.out, send_timeout)
         self._kernel = True
         self._timeout = None
-
-    def fileno(self) -> int:
-        return self.sock.fileno()
 
     def send(self, obj: Any) -> None:
         self._write(*_encode(obj))
 
     def _write(self, header: bytes, data: bytes) -> None:
         if len(data) < _GATHER:
-            self.sock.sendall(header + data)
+            self.out.sendall(header + data)
             return
         # Large payloads (WebSocket messages): gather-write instead of copying them behind the header.
-        sent = self.sock.sendmsg([header, data])
+        sent = self.out.sendmsg([header, data])
         if sent < len(header) + len(data):
-            self.sock.sendall(memoryview(header + data)[sent:] if sent < len(header) else memoryview(data)[sent - len(header):])
+            self.out.sendall(memoryview(header + data)[sent:] if sent < len(header) else memoryview(data)[sent - len(header):])
 
     def send_many(self, objs: list) -> None:
         """Several messages with one system call (large ones are written on their own)."""
@@ -86,14 +92,14 @@ class MessagePipe:
             header, data = _encode(obj)
             if len(data) >= _GATHER:
                 if frames:
-                    self.sock.sendall(frames)
+                    self.out.sendall(frames)
                     frames.clear()
                 self._write(header, data)
                 continue
             frames += header
             frames += data
         if frames:
-            self.sock.sendall(frames)
+            self.out.sendall(frames)
 
     def pending(self) -> bool:
         """Whether a whole frame is already buffered (recv() would not wait)."""
@@ -149,10 +155,11 @@ class MessagePipe:
             self._timeout = timeout
 
     def close(self) -> None:
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+        for sock in (self.sock, self.out):
+            try:
+                sock.close()
+            except OSError:
+                pass
 
 
 def _encode(obj: Any) -> tuple[bytes, bytes]:

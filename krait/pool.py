@@ -151,7 +151,8 @@ class _Workers:
         parent, child = MessagePipe.pair()
         process = ctx.Process(target=worker_module.main, args=(child, self.settings, self.kind), daemon=True)
         process.start()
-        child.close()
+        for sock in child:
+            sock.close()
         return Worker(process, parent, self._generation)
 
     def _wait_ready(self, worker: Worker) -> jobs.WorkerReady:

@@ -309,9 +309,9 @@ def run_websocket(conn: Any, controller: Any, send_lock: threading.Lock, stop_ti
     return True
 
 
-def main(sock: Any, settings: Any, kind: str) -> None:
-    """Worker process entry point (see the module comment)."""
-    conn = MessagePipe(sock)
+def main(socks: Any, settings: Any, kind: str) -> None:
+    """Worker process entry point (see the module comment); socks: the (in, out) of MessagePipe.pair()."""
+    conn = MessagePipe(*socks)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when workers stop
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:

@@ -20,7 +20,11 @@ from krait import jobs, limits, sockopt
 from krait.http.websocket import (BinaryMessage, CloseReceived, ConnectionLost, Ping, ProtocolFailure,
                                   TextMessage, WebSocketConnection)
 
-_WS_RECV_SIZE = 262144  # WebSocket messages may be large; fewer recv calls per MiB
+# WebSocket messages may be large: fewer recv calls per MiB. Plain sockets read into one buffer kept for
+# the session, because a fresh 256 KiB bytes object per recv is above malloc's mmap threshold: every
+# message, however small, cost an mmap, an mremap and an munmap (measured with strace -c), and
+# 32-byte echoes got 10% faster without them.
+_WS_RECV_SIZE = 262144
 
 
 class WebSocketSession:
@@ -40,6 +44,7 @@ class WebSocketSession:
         # write takes io_lock, on a non-blocking socket, and waits for readiness with select() outside it.
         self.tls = isinstance(self.sock, ssl.SSLSocket)
         self.io_lock = threading.Lock()
+        self._rbuf = memoryview(bytearray(0 if self.tls else _WS_RECV_SIZE))
 
     def write(self, data: bytes) -> None:
         # Two threads use this socket, so its Python-level timeout is set once in run() and never
@@ -71,9 +76,10 @@ class WebSocketSession:
                 return
             select.select([], [self.sock], [], 0.5)
 
-    def read(self) -> bytes:
+    def read(self) -> bytes | memoryview:
+        """The next bytes from the client (b"" at EOF); a view that is valid until the next read()."""
         if not self.tls:
-            return self.sock.recv(_WS_RECV_SIZE)
+            return self._rbuf[:self.sock.recv_into(self._rbuf)]
         while True:
             with self.io_lock:
                 try:

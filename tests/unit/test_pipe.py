@@ -1,0 +1,89 @@
+# MessagePipe (krait/pipe.py) between two ends in one process: messages of every kind arrive whole
+# and in order, and a reader asleep on one end is not woken when the other end reads what it sent.
+import os
+import threading
+import time
+
+import pytest
+
+from krait.pipe import MessagePipe
+
+
+def ends():
+    server, theirs = MessagePipe.pair()
+    return server, MessagePipe(*theirs)
+
+
+def test_messages_arrive_whole_and_in_order():
+    server, worker = ends()
+    big = os.urandom(1 << 20)  # above the gather and big-frame thresholds: more than the socket holds
+
+    def send():
+        server.send(("job", 1, None, b"x"))
+        server.send_many([("a",), ("b", big), ("c",)])
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    assert worker.recv(5) == ("job", 1, None, b"x")
+    assert worker.recv(5) == ("a",)
+    assert worker.recv(5) == ("b", big)
+    assert worker.recv(5) == ("c",)
+    sender.join(5)
+    worker.send({1, 2})  # a set is not a job record: sent with pickle
+    assert server.recv(5) == {1, 2}
+    server.close()
+    with pytest.raises(EOFError):
+        worker.recv(5)
+
+
+def test_recv_times_out_and_keeps_what_it_read():
+    server, worker = ends()
+    with pytest.raises(TimeoutError):
+        worker.recv(0.05)
+    server.send(("late",))
+    assert worker.recv(5) == ("late",)
+
+
+def _voluntary_switches(tid):
+    with open("/proc/self/task/%d/status" % tid) as f:
+        for line in f:
+            if line.startswith("voluntary_ctxt_switches"):
+                return int(line.split()[1])
+    raise AssertionError("no voluntary_ctxt_switches line")
+
+
+def _sleeping(tid):
+    with open("/proc/self/task/%d/stat" % tid) as f:
+        return f.read().rpartition(")")[2].split()[0] == "S"
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="needs Linux /proc")
+def test_reading_an_answer_does_not_wake_the_idle_worker():
+    # Over one socketpair, the server reading the worker's answer frees the worker's send buffer, and
+    # Linux wakes every sleeper on that socket, the worker's pending recv() included.
+    server, worker = ends()
+    worker.send(("answer",))
+    got = []
+    ready = threading.Event()
+
+    def idle_worker():
+        got.append(threading.get_native_id())
+        ready.set()
+        got.append(worker.recv(None))  # a plain blocking recv(), as in the worker (a timeout would poll)
+
+    thread = threading.Thread(target=idle_worker, daemon=True)
+    thread.start()
+    ready.wait(5)
+    tid = got[0]
+    deadline = time.monotonic() + 5
+    while not _sleeping(tid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.05)
+    before = _voluntary_switches(tid)
+    assert server.recv(5) == ("answer",)
+    time.sleep(0.1)
+    woken = _voluntary_switches(tid) - before
+    server.send(("next job",))
+    thread.join(5)
+    assert got[1] == ("next job",)
+    assert woken == 0, "the idle worker was woken %d times by the server's read" % woken
