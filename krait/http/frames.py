@@ -182,8 +182,8 @@ class FrameParser:
         # (fin, opcode, mask_key or None, header size, payload length) once a header is decoded
         self._head: tuple[bool, Opcode, bytes | None, int, int] | None = None
 
-    def feed(self, data: bytes) -> None:
-        """Append received bytes."""
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        """Append received bytes (copied: the caller may reuse its buffer)."""
         self._buf += data
 
     def clear(self) -> None:

@@ -144,8 +144,9 @@ class WebSocketConnection:
 
     # --- receiving -------------------------------------------------------------------------
 
-    def receive_data(self, data: bytes) -> None:
-        """Feed bytes read from the transport; ``b""`` means EOF. Never raises for bad input."""
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Feed bytes read from the transport (copied at once: a reused buffer is fine); ``b""`` means
+        EOF. Never raises for bad input."""
         if self.state == CLOSED:
             return
         if not data:

@@ -87,6 +87,23 @@ def test_single_frame_messages():
     assert out == b"" and state == "OPEN"
 
 
+def test_data_fed_from_a_reused_buffer_is_copied():
+    # krait/ws_session.py reads every chunk into one buffer and passes a view of it: what the
+    # connection keeps must not change when the buffer is overwritten by the next read.
+    data = c(Opcode.BINARY, b"first half|second half") + c(Opcode.TEXT, b"next")
+    buf = bytearray(len(data))
+    view = memoryview(buf)
+    ws = WebSocketConnection()
+    cut = 12
+    for start, end in ((0, cut), (cut, len(data))):
+        buf[:] = b"\xaa" * len(buf)  # what the previous read left is overwritten
+        buf[: end - start] = data[start:end]
+        ws.receive_data(view[: end - start])
+    buf[:] = b"\x00" * len(buf)
+    assert ws.events() == [BinaryMessage(b"first half|second half"), TextMessage("next")]
+    assert ws.state == "OPEN"
+
+
 def test_fragmented_messages_with_interleaved_control_frames():
     text = "κόσμε and more".encode()
     data = (

@@ -34,6 +34,7 @@ def test_messages_arrive_whole_and_in_order():
     server.close()
     with pytest.raises(EOFError):
         worker.recv(5)
+    worker.close()
 
 
 def test_recv_times_out_and_keeps_what_it_read():
@@ -42,6 +43,8 @@ def test_recv_times_out_and_keeps_what_it_read():
         worker.recv(0.05)
     server.send(("late",))
     assert worker.recv(5) == ("late",)
+    server.close()
+    worker.close()
 
 
 def _voluntary_switches(tid):
@@ -86,4 +89,6 @@ def test_reading_an_answer_does_not_wake_the_idle_worker():
     server.send(("next job",))
     thread.join(5)
     assert got[1] == ("next job",)
+    server.close()
+    worker.close()
     assert woken == 0, "the idle worker was woken %d times by the server's read" % woken
