@@ -8,7 +8,9 @@ process and of every descendant (the forkserver and the workers) from /proc arou
     python bench/cpu_per_request.py --ws small|big [--messages N]   (WebSocket echo on /echo)
 
 --ws drives bench/peers/ws_client.py (one connection, sequential round trips) instead of wrk, and
-reports per message. --krait-dir runs another checkout (e.g. a git worktree) for an A/B.
+reports per message; with --websockets-python PYTHON (e.g. bench/.venv/bin/python, made by
+bench/run.py) it measures the websockets peer (bench/peers/ws_echo.py) instead of Krait.
+--krait-dir runs another checkout (e.g. a git worktree) for an A/B.
 Linux only; needs wrk (HTTP) and taskset. The machine's noise applies: compare runs made back to back.
 """
 
@@ -59,9 +61,13 @@ def main() -> None:
     ap.add_argument("--ws", choices=("small", "big"), help="WebSocket echo of 32 B text or 1 MiB binary")
     ap.add_argument("--messages", type=int, help="WebSocket round trips (default 20000 small, 200 big)")
     ap.add_argument("--krait-dir", default=os.path.dirname(HERE))
+    ap.add_argument("--websockets-python", help="with --ws: measure the websockets peer run by this Python")
     args = ap.parse_args()
-    server = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-m", "krait", SITE, "--port",
-                               str(args.port), "--workers", args.workers], cwd=args.krait_dir,
+    if args.ws and args.websockets_python:
+        argv = [args.websockets_python, os.path.join(HERE, "peers", "ws_echo.py"), "--port", str(args.port)]
+    else:
+        argv = [sys.executable, "-m", "krait", SITE, "--port", str(args.port), "--workers", args.workers]
+    server = subprocess.Popen(["taskset", "-c", "0"] + argv, cwd=args.krait_dir,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         server.stdout.readline()  # the ready line
