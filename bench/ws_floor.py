@@ -94,6 +94,10 @@ def measure(shape: str, count: int) -> tuple[float, float]:
     ours2, children2 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     os.waitpid(peer, 0)
     per_trip = float(os.read(read_end, 64))
+    for closing in (conn, listener):
+        closing.close()
+    os.close(read_end)
+    os.close(write_end)
     cpu = (ours2.ru_utime + ours2.ru_stime - ours.ru_utime - ours.ru_stime
            + children2.ru_utime + children2.ru_stime - children.ru_utime - children.ru_stime)
     return per_trip, cpu / (count + 500)
