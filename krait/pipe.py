@@ -74,7 +74,11 @@ class MessagePipe:
         self._timeout = None
 
     def send(self, obj: Any) -> None:
-        self._write(*_encode(obj))
+        header, data = _encode(obj)
+        if len(data) < _GATHER:
+            self.out.sendall(header + data)
+        else:
+            self._write(header, data)
 
     def _write(self, header: bytes, data: bytes) -> None:
         if len(data) < _GATHER:
@@ -108,7 +112,8 @@ class MessagePipe:
 
     def recv(self, timeout: float | None = None) -> Any:
         """The next message; TimeoutError when none arrives in time, EOFError when the peer is gone."""
-        self._set_timeout(timeout)
+        if timeout != self._timeout:
+            self._set_timeout(timeout)
         buf = self._buf
         try:
             while True:
@@ -140,6 +145,12 @@ class MessagePipe:
                 chunk = self.sock.recv(_CHUNK)
                 if not chunk:
                     raise EOFError("worker pipe closed")
+                if not buf and len(chunk) > 5:
+                    # The common case (one job, one answer, one WebSocket message): the recv brought
+                    # exactly one whole frame, decoded from where it is instead of through the buffer.
+                    size, tag = _HEADER.unpack_from(chunk)
+                    if len(chunk) == 5 + size:
+                        return _decode(tag, memoryview(chunk)[5:])
                 buf += chunk
         except (socket.timeout, BlockingIOError):  # BlockingIOError: SO_RCVTIMEO ran out
             raise TimeoutError("no message within %ss" % timeout) from None
@@ -147,12 +158,11 @@ class MessagePipe:
             raise EOFError("worker pipe closed") from None
 
     def _set_timeout(self, timeout: float | None) -> None:
-        if timeout != self._timeout:
-            if self._kernel:
-                sockopt.set_recv_timeout(self.sock, timeout)
-            else:
-                self.sock.settimeout(timeout)
-            self._timeout = timeout
+        if self._kernel:
+            sockopt.set_recv_timeout(self.sock, timeout)
+        else:
+            self.sock.settimeout(timeout)
+        self._timeout = timeout
 
     def close(self) -> None:
         for sock in (self.sock, self.out):

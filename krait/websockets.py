@@ -3,9 +3,11 @@
 # Strategy: the route script of an upgrade request sees `request` (a WebsocketsRequest) and accepts
 # by setting `response` to a WebsocketsResponse holding a controller. The worker then owns the
 # controller for the connection's lifetime: it calls on_start(), feeds incoming messages to
-# on_in_message_internal(), takes outgoing items with _next_out() on a sender thread (woken by a
-# threading.Condition, so nothing polls), and calls on_stop() + wait_stopped() when the
-# connection ends. The controller's own logic runs in the handler thread started by on_start().
+# on_in_message_internal(), and calls on_stop() + wait_stopped() when the connection ends. Outgoing
+# items are sent by whichever thread pushes them: push_out_message() and close() queue the item and
+# call the worker's out-listener, which takes everything queued with _take_out() and sends it (so
+# no thread waits for the queue and nothing polls). The controller's own logic runs in the handler
+# thread started by on_start().
 #
 # Rules:
 # - Subprotocols: Sec-WebSocket-Protocol is a comma list of tokens with optional whitespace
@@ -82,10 +84,9 @@ class WebsocketsCtrlBase:
     def __init__(self, use_in_message_queue=True):
         self._in_lock = threading.RLock()
         self._in_queue = deque() if use_in_message_queue else None
-        self._out_cond = threading.Condition(threading.Lock())
+        self._out_lock = threading.Lock()
         self._out_queue = deque()
         self._close_requested = False
-        self._wakeups = 0  # bumped by on_stop() to release threads blocked in _next_out()
         self._out_listener = None
         self._exit_event = threading.Event()
         self._thread = threading.Thread(target=self.on_thread_start, daemon=True,
@@ -103,9 +104,6 @@ class WebsocketsCtrlBase:
     def on_stop(self) -> None:
         """Called by Krait when the connection is closing: asks the handler thread to stop."""
         self._exit_event.set()
-        with self._out_cond:
-            self._wakeups += 1
-            self._out_cond.notify_all()
 
     def should_stop(self) -> bool:
         """True once the connection is closing; check it often from the handler thread."""
@@ -174,7 +172,7 @@ class WebsocketsCtrlBase:
             raise ValueError(f"close code {code!r} may not be sent (RFC 6455 section 7.4)")
         if len(reason.encode("utf-8")) > _MAX_REASON_BYTES:
             raise ValueError(f"close reason is longer than {_MAX_REASON_BYTES} bytes in UTF-8")
-        with self._out_cond:
+        with self._out_lock:
             if self._close_requested:
                 return
             self._close_requested = True
@@ -183,16 +181,15 @@ class WebsocketsCtrlBase:
     def pop_out_message(self):
         """The oldest unsent outgoing message (str or bytes), removed from the queue, or None.
         A pending close request is not a message: it stays queued and None is returned."""
-        with self._out_cond:
+        with self._out_lock:
             queue = self._out_queue
             if queue and queue[0][0] != "close":
                 return queue.popleft()[1]
             return None
 
     def _queue_out(self, item) -> None:
-        with self._out_cond:
+        with self._out_lock:
             self._out_queue.append(item)
-            self._out_cond.notify()
         listener = self._out_listener
         if listener is not None:
             listener()
@@ -203,20 +200,15 @@ class WebsocketsCtrlBase:
         # The worker's callback, run after each push_out_message()/close(), outside the lock.
         self._out_listener = callback
 
-    def _next_out(self, timeout=None):
-        # Block until an outgoing item is queued or `timeout` seconds pass; return the item or
-        # None. on_stop() releases the threads waiting at that moment (they get None). Once
-        # stopped, timeout=None no longer blocks, since nothing may ever be queued again.
-        with self._out_cond:
+    def _take_out(self) -> list:
+        # Every queued item, oldest first, removed from the queue ([] when none).
+        with self._out_lock:
             queue = self._out_queue
             if not queue:
-                if timeout is not None and timeout <= 0:
-                    return None  # a poll (the worker's flush after every push): no Condition wait
-                if timeout is None and self._exit_event.is_set():
-                    return None
-                gen = self._wakeups
-                self._out_cond.wait_for(lambda: queue or self._wakeups != gen, timeout)
-            return queue.popleft() if queue else None
+                return []
+            items = list(queue)
+            queue.clear()
+            return items
 
 
 def _reset() -> None:

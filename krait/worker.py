@@ -254,21 +254,21 @@ def run_websocket(conn: Any, controller: Any, send_lock: threading.Lock, stop_ti
     sends it at once through the out-listener hook: items are popped and sent under `send_lock`, so
     they leave in queue order and no thread hand-off delays a message.
     """
-    closed = threading.Event()
+    closed = []  # not empty once a close went out or the server side is gone: nothing more is sent
 
     def flush() -> None:
         with send_lock:
-            while not closed.is_set():
-                item = controller._next_out(0)
-                if item is None:
-                    return
+            if closed:
+                return
+            for item in controller._take_out():
                 try:
                     conn.send(item)
                 except (OSError, ValueError):  # the server side is gone; the session is ending
-                    closed.set()
+                    closed.append(True)
                     return
                 if item[0] == jobs.WS_CLOSE:
-                    closed.set()
+                    closed.append(True)
+                    return
 
     def thread_failed(args: Any) -> None:
         # A controller whose thread raises ends its connection with 1011 and no details (RFC 6455 7.4.1).

@@ -89,9 +89,9 @@ class WebSocketSession:
             select.select([self.sock], [], [], 0.5)
 
     def tell_worker(self, item: tuple) -> None:
-        if self.told_worker and item[0] == jobs.WS_CLOSE:
-            return
         if item[0] == jobs.WS_CLOSE:
+            if self.told_worker:
+                return
             self.told_worker = True
         try:
             self.worker.conn.send(item)
@@ -158,7 +158,9 @@ class WebSocketSession:
                         self.ws.receive_data(data)
                     first = False
                     events = self.ws.events()
-                    self.write(self.ws.data_to_send())
+                    out = self.ws.data_to_send()
+                    if out:
+                        self.write(out)
                 finished = False
                 for event in events:
                     kind = type(event)

@@ -197,6 +197,12 @@ class FrameParser:
         Raises:
             WebSocketError: the frame breaks RFC 6455; ``close_code`` is 1002 or 1009.
         """
+        parts = self.next_parts()
+        return None if parts is None else Frame(*parts)
+
+    def next_parts(self) -> tuple[bool, Opcode, bytes] | None:
+        """next_frame() as a plain ``(fin, opcode, payload)`` tuple: what the session reads, one per
+        message, without building a frozen Frame (which costs about 0.5 us)."""
         head = self._head
         if head is None:
             head = self._parse_head()
@@ -214,7 +220,7 @@ class FrameParser:
             payload = apply_mask(buf[size:end], mask_key)
         del buf[:end]
         self._head = None
-        return Frame(fin, opcode, payload)
+        return fin, opcode, payload
 
     def _parse_head(self) -> tuple[bool, Opcode, bytes | None, int, int] | None:
         buf = self._buf
@@ -289,12 +295,13 @@ def serialize(opcode: int, payload: bytes, fin: bool = True, mask_key: bytes | N
             mask key that is not 4 bytes.
     """
     n = len(payload)
-    if opcode & 0x8:
-        if n > MAX_CONTROL_PAYLOAD or not fin or opcode not in _KNOWN_OPCODES:
-            raise LocalProtocolError(f"invalid control frame: opcode {opcode:#x}, {n} bytes, fin={fin}")
-    elif opcode not in _KNOWN_OPCODES:
-        raise LocalProtocolError(f"reserved opcode {opcode:#x}")
-    b0 = FIN_BIT | opcode if fin else opcode
+    op = int(opcode)  # plain int arithmetic and hashing: each on the Opcode enum costs 0.1 us more
+    if op & 0x8:
+        if n > MAX_CONTROL_PAYLOAD or not fin or op not in _KNOWN_OPCODES:
+            raise LocalProtocolError(f"invalid control frame: opcode {op:#x}, {n} bytes, fin={fin}")
+    elif op not in _KNOWN_OPCODES:
+        raise LocalProtocolError(f"reserved opcode {op:#x}")
+    b0 = FIN_BIT | op if fin else op
     mask_bit = 0 if mask_key is None else MASK_BIT
     if n <= MAX_LENGTH_7:
         head = bytes((b0, mask_bit | n))

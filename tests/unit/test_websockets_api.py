@@ -78,73 +78,56 @@ def test_disabled_in_queue():
     plain.on_in_message_internal("dropped")  # no queue, no override: ignored
 
 
-def test_next_out_items_and_timeout():
+def test_take_out_items_in_order():
     c = ws.WebsocketsCtrlBase()
-    t0 = time.monotonic()
-    assert c._next_out(0.05) is None
-    assert time.monotonic() - t0 >= 0.04
+    assert c._take_out() == []
     c.push_out_message("t")
     c.push_out_message(b"b")
     c.close(4000, "bye")
-    assert c._next_out(0) == ("text", "t")
-    assert c.pop_out_message() == b"b"
-    assert c.pop_out_message() is None  # a close request is not a message
-    assert c._next_out(0) == ("close", 4000, "bye")
-    assert c._next_out(0) is None
+    c.push_out_message("after")
+    assert c.pop_out_message() == "t"
+    assert c._take_out() == [("binary", b"b"), ("close", 4000, "bye"), ("text", "after")]
+    assert c._take_out() == []
+    d = ws.WebsocketsCtrlBase()
+    d.close()
+    assert d.pop_out_message() is None  # a close request is not a message
+    assert d._take_out() == [("close", 1000, "")]
 
 
-def test_next_out_is_prompt_and_listener_called():
+def test_listener_called_by_the_pushing_thread():
     c = ws.WebsocketsCtrlBase()
     calls = []
     c._set_out_listener(lambda: calls.append(threading.current_thread().name))
-    got = []
-    ready = threading.Event()
-
-    def sender():
-        ready.set()
-        got.append((c._next_out(5), time.monotonic()))
-
-    t = threading.Thread(target=sender)
-    t.start()
-    ready.wait()
-    time.sleep(0.02)
-    pushed = time.monotonic()
     c.push_out_message("now")
+    t = threading.Thread(target=c.push_out_message, args=("there",), name="other")
+    t.start()
     t.join(5)
-    (item, when), = got
-    assert item == ("text", "now")
-    assert when - pushed < 0.5
-    assert calls == [threading.current_thread().name]
+    assert calls == [threading.current_thread().name, "other"]
     c.close()
-    assert len(calls) == 2
+    assert len(calls) == 3
+    c._set_out_listener(None)
+    c.push_out_message("unheard")  # no listener: just queued
+    assert len(calls) == 3 and c._take_out()[-1] == ("text", "unheard")
 
 
 def test_listener_runs_outside_lock():
     c = ws.WebsocketsCtrlBase()
-    # the listener may take the next item itself: this deadlocks if it ran under the lock
+    # the listener takes the queued items itself: this deadlocks if it ran under the lock
     seen = []
-    c._set_out_listener(lambda: seen.append(c._next_out(0)))
+    c._set_out_listener(lambda: seen.append(c._take_out()))
     c.push_out_message("x")
-    assert seen == [("text", "x")]
+    c.close()
+    assert seen == [[("text", "x")], [("close", 1000, "")]]
 
 
-def test_on_stop_wakes_next_out():
+def test_push_after_stop_still_reaches_listener():
     c = ws.WebsocketsCtrlBase()
-    result = []
-    t = threading.Thread(target=lambda: result.append(c._next_out(None)))
-    t.start()
-    time.sleep(0.02)
+    seen = []
+    c._set_out_listener(lambda: seen.extend(c._take_out()))
     c.on_stop()
-    t.join(5)
-    assert not t.is_alive() and result == [None]
-    assert c._next_out(None) is None  # already stopped: returns at once
-    t0 = time.monotonic()
-    assert c._next_out(0.05) is None  # with a timeout it still waits (no busy loop after stop)
-    assert time.monotonic() - t0 >= 0.04
-    later = threading.Timer(0.02, c.push_out_message, ("late",))
-    later.start()
-    assert c._next_out(5) == ("text", "late")  # a message pushed while stopping still arrives
-    later.join()
+    assert c.should_stop()
+    c.push_out_message("late")  # a message pushed while stopping still goes out
+    assert seen == [("text", "late")]
 
 
 def test_close_validation_and_once():
@@ -156,11 +139,7 @@ def test_close_validation_and_once():
         c.close(1000, "\u00e9" * 62)
     c.close(1001, "x" * 123)
     c.close(1000)  # second request ignored
-    assert c._next_out(0) == ("close", 1001, "x" * 123)
-    assert c._next_out(0) is None
-    d = ws.WebsocketsCtrlBase()
-    d.close()
-    assert d._next_out(0) == ("close", 1000, "")
+    assert c._take_out() == [("close", 1001, "x" * 123)]
 
 
 def test_thread_lifecycle_echo_order():
@@ -170,7 +149,11 @@ def test_thread_lifecycle_echo_order():
     msgs = [f"m{i}" for i in range(50)] + [b"bin"]
     for m in msgs:
         c.on_in_message_internal(m)
-    out = [c._next_out(5) for _ in msgs]
+    out = []
+    deadline = time.monotonic() + 5
+    while len(out) < len(msgs) and time.monotonic() < deadline:
+        out += c._take_out()
+        time.sleep(0.001)
     assert out == [("text", m) for m in msgs[:-1]] + [("binary", b"bin")]
     assert c.wait_stopped(0.01) is False
     assert not c.should_stop()
