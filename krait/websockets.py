@@ -4,10 +4,11 @@
 # by setting `response` to a WebsocketsResponse holding a controller. The worker then owns the
 # controller for the connection's lifetime: it calls on_start(), feeds incoming messages to
 # on_in_message_internal(), and calls on_stop() + wait_stopped() when the connection ends. Outgoing
-# items are sent by whichever thread pushes them: push_out_message() and close() queue the item and
-# call the worker's out-listener, which takes everything queued with _take_out() and sends it (so
-# no thread waits for the queue and nothing polls). The controller's own logic runs in the handler
-# thread started by on_start().
+# items are sent by whichever thread pushes them, through the worker's out-listener: nothing waits
+# for the queue and nothing polls. An item goes straight to the listener when nothing is queued
+# before it (the common case, one step less per message); otherwise it is queued behind the others
+# and the listener is called with None, to send everything queued (_take_out()) in order.
+# The controller's own logic runs in the handler thread started by on_start().
 #
 # Rules:
 # - Subprotocols: Sec-WebSocket-Protocol is a comma list of tokens with optional whitespace
@@ -188,16 +189,20 @@ class WebsocketsCtrlBase:
             return None
 
     def _queue_out(self, item) -> None:
+        listener = self._out_listener
+        if listener is not None and not self._out_queue:
+            listener(item)
+            return
         with self._out_lock:
             self._out_queue.append(item)
-        listener = self._out_listener
         if listener is not None:
-            listener()
+            listener(None)
 
     # --- worker hooks (private) --------------------------------------------------------------
 
     def _set_out_listener(self, callback) -> None:
-        # The worker's callback, run after each push_out_message()/close(), outside the lock.
+        # The worker's callback for each push_out_message()/close(), run outside the lock: called with
+        # the item to send, or with None to send what _take_out() returns.
         self._out_listener = callback
 
     def _take_out(self) -> list:

@@ -251,16 +251,16 @@ def run_websocket(conn: Any, controller: Any, send_lock: threading.Lock, stop_ti
     """Drive an accepted WebSocket session; returns False when the controller would not stop.
 
     Whichever thread pushes a message (the controller's own thread, or this one inside on_in_message)
-    sends it at once through the out-listener hook: items are popped and sent under `send_lock`, so
+    sends it at once through the out-listener hook: items are taken and sent under `send_lock`, so
     they leave in queue order and no thread hand-off delays a message.
     """
     closed = []  # not empty once a close went out or the server side is gone: nothing more is sent
 
-    def flush() -> None:
+    def flush(item: Any = None) -> None:
         with send_lock:
-            if closed:
-                return
-            for item in controller._take_out():
+            for item in (item,) if item is not None else controller._take_out():
+                if closed:
+                    return
                 try:
                     conn.send(item)
                 except (OSError, ValueError):  # the server side is gone; the session is ending
@@ -268,7 +268,6 @@ def run_websocket(conn: Any, controller: Any, send_lock: threading.Lock, stop_ti
                     return
                 if item[0] == jobs.WS_CLOSE:
                     closed.append(True)
-                    return
 
     def thread_failed(args: Any) -> None:
         # A controller whose thread raises ends its connection with 1011 and no details (RFC 6455 7.4.1).
@@ -278,8 +277,8 @@ def run_websocket(conn: Any, controller: Any, send_lock: threading.Lock, stop_ti
 
     threading.excepthook = thread_failed
     controller._set_out_listener(flush)
+    flush()  # anything pushed before the listener was set (e.g. in __init__), before any later push
     controller.on_start()
-    flush()  # anything pushed before the listener was set (e.g. in __init__)
     try:
         while True:
             item = conn.recv()

@@ -76,10 +76,8 @@ class WebSocketSession:
                 return
             select.select([], [self.sock], [], 0.5)
 
-    def read(self) -> bytes | memoryview:
-        """The next bytes from the client (b"" at EOF); a view that is valid until the next read()."""
-        if not self.tls:
-            return self._rbuf[:self.sock.recv_into(self._rbuf)]
+    def tls_read(self) -> bytes:
+        """The next bytes from a TLS client (b"" at EOF). run() reads plain sockets itself."""
         while True:
             with self.io_lock:
                 try:
@@ -151,14 +149,17 @@ class WebSocketSession:
         pump.start()
         data = self.leftover
         first = True
+        ws = self.ws
+        # Plain sockets are read right here, into the session's buffer; TLS ones with tls_read().
+        recv_into, rbuf = (None, None) if self.tls else (self.sock.recv_into, self._rbuf)
         try:
             while True:
                 with self.lock:
                     if data or not first:  # b"" means EOF, except for the empty leftover of the handshake
-                        self.ws.receive_data(data)
+                        ws.receive_data(data)
                     first = False
-                    events = self.ws.events()
-                    out = self.ws.data_to_send()
+                    events = ws.events()
+                    out = ws.data_to_send()
                     if out:
                         self.write(out)
                 finished = False
@@ -182,7 +183,7 @@ class WebSocketSession:
                 if finished or self.worker_dead:
                     break
                 try:
-                    data = self.read()
+                    data = rbuf[:recv_into(rbuf)] if recv_into else self.tls_read()
                 except OSError:
                     data = b""
         finally:

@@ -165,7 +165,9 @@ class WebSocketConnection:
                 if parts is None:
                     break
                 fin, opcode, payload = parts
-                if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+                if opcode is Opcode.TEXT and fin and self._msg_opcode is None:
+                    self._events.append(TextMessage(payload.decode("utf-8")))  # the common case, inline
+                elif opcode is Opcode.TEXT or opcode is Opcode.BINARY:
                     self._on_message_start(fin, opcode, payload)
                 elif opcode is Opcode.CONTINUATION:
                     self._on_continuation(fin, payload)

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from krait.pipe import MessagePipe
+from krait.pipe import MessagePipe, _encode
 
 
 def ends():
@@ -43,6 +43,23 @@ def test_recv_times_out_and_keeps_what_it_read():
         worker.recv(0.05)
     server.send(("late",))
     assert worker.recv(5) == ("late",)
+    server.close()
+    worker.close()
+
+
+def test_frames_cut_anywhere_by_the_socket():
+    # One recv() usually brings exactly one frame (decoded in place); the others go through the buffer.
+    server, worker = ends()
+    first, second = (b"".join(_encode(obj)) for obj in (("one", "\u00e9" * 40), ("two", 2)))
+    one, two = ("one", "\u00e9" * 40), ("two", 2)
+    cases = [([first], [one]), ([first[:3], first[3:]], [one]), ([first + second[:4], second[4:]], [one, two]),
+             ([first[:-1], first[-1:] + second], [one, two])]
+    for pieces, expected in cases:
+        for piece in pieces:
+            server.out.sendall(piece)
+            time.sleep(0.01)  # each piece arrives on its own
+        assert [worker.recv(5) for _ in expected] == expected
+    assert not worker.pending()
     server.close()
     worker.close()
 

@@ -97,33 +97,37 @@ def test_take_out_items_in_order():
 def test_listener_called_by_the_pushing_thread():
     c = ws.WebsocketsCtrlBase()
     calls = []
-    c._set_out_listener(lambda: calls.append(threading.current_thread().name))
+    c._set_out_listener(lambda item: calls.append((threading.current_thread().name, item)))
     c.push_out_message("now")
     t = threading.Thread(target=c.push_out_message, args=("there",), name="other")
     t.start()
     t.join(5)
-    assert calls == [threading.current_thread().name, "other"]
+    main = threading.current_thread().name
+    assert calls == [(main, ("text", "now")), ("other", ("text", "there"))]  # handed over, not queued
     c.close()
-    assert len(calls) == 3
+    assert calls[-1] == (main, ("close", 1000, ""))
+    assert c._take_out() == []
     c._set_out_listener(None)
     c.push_out_message("unheard")  # no listener: just queued
-    assert len(calls) == 3 and c._take_out()[-1] == ("text", "unheard")
+    assert len(calls) == 3 and c._take_out() == [("text", "unheard")]
 
 
-def test_listener_runs_outside_lock():
+def test_item_queued_behind_others_and_listener_runs_outside_lock():
     c = ws.WebsocketsCtrlBase()
-    # the listener takes the queued items itself: this deadlocks if it ran under the lock
+    c.push_out_message("early")  # before the listener: queued
     seen = []
-    c._set_out_listener(lambda: seen.append(c._take_out()))
-    c.push_out_message("x")
+    # the listener takes the queued items itself: this deadlocks if it ran under the lock
+    c._set_out_listener(lambda item: seen.append(item if item is not None else c._take_out()))
+    c.push_out_message("x")  # something is queued: "x" goes behind it, and the listener sends both
+    assert seen == [[("text", "early"), ("text", "x")]]
     c.close()
-    assert seen == [[("text", "x")], [("close", 1000, "")]]
+    assert seen[-1] == ("close", 1000, "")
 
 
 def test_push_after_stop_still_reaches_listener():
     c = ws.WebsocketsCtrlBase()
     seen = []
-    c._set_out_listener(lambda: seen.extend(c._take_out()))
+    c._set_out_listener(seen.append)
     c.on_stop()
     assert c.should_stop()
     c.push_out_message("late")  # a message pushed while stopping still goes out
