@@ -1,0 +1,109 @@
+"""Paired A/B of WebSocket echo: two servers run side by side and the client alternates between them.
+
+Strategy: the machine's speed drifts by up to 2x within an hour, so two runs made minutes apart can
+differ more than the change being measured. Here both servers are started at once, pinned to CPU 0,
+and bench/peers/ws_client.py (pinned to CPU 1) measures them in turn, round after round, in the order
+A B, B A, A B... Each round gives one ratio B/A from two runs made seconds apart; the median of those
+ratios is the figure, and the list shows how steady it was. Each side is a Krait checkout (the
+directory to run `python -m krait` from, e.g. a git worktree of an older commit) or the word
+`websockets` for the websockets sync server (bench/peers/ws_echo.py in the venv bench/run.py makes).
+Linux only (taskset).
+
+    python bench/ws_paired.py A B [--rounds 10] [--messages 4000] [--big]
+    python bench/ws_paired.py /tmp/old-krait .          # a change, measured
+    python bench/ws_paired.py websockets .              # Krait against the peer
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SITE = os.path.join(HERE, "sites", "krait")
+CLIENT = os.path.join(HERE, "peers", "ws_client.py")
+VENV_PYTHON = os.path.join(HERE, ".venv", "bin", "python")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start(side: str, port: int) -> subprocess.Popen:
+    if side == "websockets":
+        argv = [VENV_PYTHON, os.path.join(HERE, "peers", "ws_echo.py"), "--port", str(port)]
+        cwd = HERE
+    else:
+        argv = [sys.executable, "-m", "krait", SITE, "--port", str(port), "--workers", "1"]
+        cwd = side
+    return subprocess.Popen(["taskset", "-c", "0"] + argv, cwd=cwd,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def wait_listening(port: int, deadline: float) -> None:
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise SystemExit("no server on port %d" % port)
+            time.sleep(0.1)
+
+
+def measure(port: int, messages: int, big: bool) -> float:
+    counts = ["--small", "0", "--big", str(messages)] if big else ["--small", str(messages), "--big", "0"]
+    out = subprocess.run(["taskset", "-c", "1", sys.executable, CLIENT, "ws://127.0.0.1:%d/echo" % port] + counts,
+                         capture_output=True, text=True, timeout=600).stdout
+    result = json.loads(out)
+    if "error" in result:
+        raise SystemExit("client error on port %d: %s" % (port, result["error"]))
+    return result["big" if big else "small"]["rate"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("a", help="a Krait checkout directory, or 'websockets'")
+    ap.add_argument("b", help="the same, for the other side")
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--messages", type=int, default=None, help="per run (default 4000, or 40 with --big)")
+    ap.add_argument("--big", action="store_true", help="1 MiB binary messages instead of 32-byte text")
+    args = ap.parse_args()
+    messages = args.messages or (40 if args.big else 4000)
+    sides = [os.path.abspath(s) if s != "websockets" else s for s in (args.a, args.b)]
+    ports = [free_port(), free_port()]
+    servers = [start(side, port) for side, port in zip(sides, ports)]
+    rates: list[list[float]] = [[], []]
+    try:
+        for port in ports:
+            wait_listening(port, time.monotonic() + 30)
+        time.sleep(1)  # Krait's workers finish starting
+        for round_no in range(args.rounds):
+            for i in ((0, 1) if round_no % 2 == 0 else (1, 0)):
+                rates[i].append(measure(ports[i], messages, args.big))
+    finally:
+        for server in servers:
+            server.send_signal(signal.SIGINT)
+        for server in servers:
+            try:
+                server.wait(15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+    for name, side_rates in zip("AB", rates):
+        print("%s %-40s median %8.1f msg/s   %s" % (name, sides["AB".index(name)][-40:], statistics.median(side_rates),
+                                                   " ".join("%.0f" % r for r in side_rates)))
+    ratios = [b / a for a, b in zip(*rates)]
+    print("B/A per round: median %.3f   %s" % (statistics.median(ratios), " ".join("%.3f" % r for r in ratios)))
+
+
+if __name__ == "__main__":
+    main()
