@@ -82,12 +82,9 @@ class MessagePipe:
         if len(data) < _GATHER:
             self.out.sendall(header + data)
         else:
-            self._write(header, data)
+            self._write_large(header, data)
 
-    def _write(self, header: bytes, data: bytes) -> None:
-        if len(data) < _GATHER:
-            self.out.sendall(header + data)
-            return
+    def _write_large(self, header: bytes, data: bytes) -> None:
         # Large payloads (WebSocket messages): gather-write instead of copying them behind the header.
         sent = self.out.sendmsg([header, data])
         if sent < len(header) + len(data):
@@ -102,7 +99,7 @@ class MessagePipe:
                 if frames:
                     self.out.sendall(frames)
                     frames.clear()
-                self._write(header, data)
+                self._write_large(header, data)
                 continue
             frames += header
             frames += data

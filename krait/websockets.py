@@ -189,6 +189,9 @@ class WebsocketsCtrlBase:
             return None
 
     def _queue_out(self, item) -> None:
+        # The queue is looked at without the lock: pushes from two threads have no order between them
+        # anyway, and one thread's pushes keep theirs, because the listener sends (under the worker's
+        # send lock) before push_out_message() returns.
         listener = self._out_listener
         if listener is not None and not self._out_queue:
             listener(item)

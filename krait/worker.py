@@ -256,9 +256,10 @@ def run_websocket(conn: Any, controller: Any, send_lock: threading.Lock, stop_ti
     """
     closed = []  # not empty once a close went out or the server side is gone: nothing more is sent
 
-    def flush(item: Any = None) -> None:
+    def flush(pushed: Any = None) -> None:
+        # The out-listener: send the item just pushed, or (None) everything queued.
         with send_lock:
-            for item in (item,) if item is not None else controller._take_out():
+            for item in controller._take_out() if pushed is None else (pushed,):
                 if closed:
                     return
                 try:
