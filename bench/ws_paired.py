@@ -98,8 +98,8 @@ def main() -> None:
                 server.wait(15)
             except subprocess.TimeoutExpired:
                 server.kill()
-    for name, side_rates in zip("AB", rates):
-        print("%s %-40s median %8.1f msg/s   %s" % (name, sides["AB".index(name)][-40:], statistics.median(side_rates),
+    for name, side, side_rates in zip("AB", sides, rates):
+        print("%s %-40s median %8.1f msg/s   %s" % (name, side[-40:], statistics.median(side_rates),
                                                    " ".join("%.0f" % r for r in side_rates)))
     ratios = [b / a for a, b in zip(*rates)]
     print("B/A per round: median %.3f   %s" % (statistics.median(ratios), " ".join("%.3f" % r for r in ratios)))

@@ -74,11 +74,7 @@ class MessagePipe:
         self._timeout = None
 
     def send(self, obj: Any) -> None:
-        try:  # _encode(), inlined: this runs for every job, answer and WebSocket message
-            data = marshal.dumps(obj)
-            header = _HEADER.pack(len(data), _MARSHAL)
-        except ValueError:
-            header, data = _encode(obj)
+        header, data = _encode(obj)
         if len(data) < _GATHER:
             self.out.sendall(header + data)
         else:
@@ -151,8 +147,7 @@ class MessagePipe:
                     # exactly one whole frame, decoded from where it is instead of through the buffer.
                     size, tag = _HEADER.unpack_from(chunk)
                     if len(chunk) == 5 + size:
-                        data = memoryview(chunk)[5:]
-                        return marshal.loads(data) if tag == _MARSHAL else pickle.loads(data)
+                        return _decode(tag, memoryview(chunk)[5:])
                 buf += chunk
         except (socket.timeout, BlockingIOError):  # BlockingIOError: SO_RCVTIMEO ran out
             raise TimeoutError("no message within %ss" % timeout) from None

@@ -254,10 +254,11 @@ def run_websocket(conn: Any, controller: Any, send_lock: threading.Lock, stop_ti
     sends it at once through the out-listener hook: items are taken and sent under `send_lock`, so
     they leave in queue order and no thread hand-off delays a message.
     """
-    closed = []  # not empty once a close went out or the server side is gone: nothing more is sent
+    closed = False  # once a close went out or the server side is gone: nothing more is sent
 
     def flush(pushed: Any = None) -> None:
         # The out-listener: send the item just pushed, or (None) everything queued.
+        nonlocal closed
         with send_lock:
             for item in controller._take_out() if pushed is None else (pushed,):
                 if closed:
@@ -265,10 +266,10 @@ def run_websocket(conn: Any, controller: Any, send_lock: threading.Lock, stop_ti
                 try:
                     conn.send(item)
                 except (OSError, ValueError):  # the server side is gone; the session is ending
-                    closed.append(True)
+                    closed = True
                     return
                 if item[0] == jobs.WS_CLOSE:
-                    closed.append(True)
+                    closed = True
 
     def thread_failed(args: Any) -> None:
         # A controller whose thread raises ends its connection with 1011 and no details (RFC 6455 7.4.1).

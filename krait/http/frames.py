@@ -205,8 +205,6 @@ class FrameParser:
         message, without building a frozen Frame (which costs about 0.5 us)."""
         head = self._head
         if head is None:
-            if len(self._buf) < 2:  # (the usual answer once a read's frames are taken: no call)
-                return None
             head = self._parse_head()
             if head is None:
                 return None

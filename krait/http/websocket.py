@@ -165,9 +165,7 @@ class WebSocketConnection:
                 if parts is None:
                     break
                 fin, opcode, payload = parts
-                if opcode is Opcode.TEXT and fin and self._msg_opcode is None:
-                    self._events.append(TextMessage(payload.decode("utf-8")))  # the common case, inline
-                elif opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+                if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
                     self._on_message_start(fin, opcode, payload)
                 elif opcode is Opcode.CONTINUATION:
                     self._on_continuation(fin, payload)
@@ -284,15 +282,13 @@ class WebSocketConnection:
 
     def send_text(self, s: str) -> bytes:
         """Encode a text message as one frame. Raises LocalProtocolError unless OPEN."""
-        if self.state not in _MAY_SEND_DATA:  # _check(), inlined on the path of every message sent
-            raise LocalProtocolError(f"cannot send in state {self.state}")
-        return serialize(Opcode.TEXT, s.encode("utf-8"), mask_key=os.urandom(4) if self.client else None)
+        self._check(_MAY_SEND_DATA)
+        return serialize(Opcode.TEXT, s.encode("utf-8"), mask_key=self._mask_key())
 
     def send_binary(self, b: bytes) -> bytes:
         """Encode a binary message as one frame. Raises LocalProtocolError unless OPEN."""
-        if self.state not in _MAY_SEND_DATA:  # as in send_text()
-            raise LocalProtocolError(f"cannot send in state {self.state}")
-        return serialize(Opcode.BINARY, bytes(b), mask_key=os.urandom(4) if self.client else None)
+        self._check(_MAY_SEND_DATA)
+        return serialize(Opcode.BINARY, bytes(b), mask_key=self._mask_key())
 
     def send_ping(self, b: bytes = b"") -> bytes:
         """Encode a Ping (at most 125 bytes). Raises LocalProtocolError when CLOSED or too long."""
