@@ -37,6 +37,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
 import threading
 import time
@@ -317,6 +318,9 @@ class JobPool(_Workers):
             direct = worker is not None and worker.load == 0 and worker.mode == _PARKED
             if direct:
                 worker.mode = _DIRECT  # an idle worker: this thread reads the answer itself
+                # and takes the first answer as its own, so no job may be queued behind it before
+                # it is on the wire: until _send() sets `started`, the worker looks stuck to _choose().
+                worker.started = -math.inf
                 self._place(worker, entry)
             else:
                 if worker is None or worker.load:  # it will wait: in the queue or behind a running job
