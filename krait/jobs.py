@@ -59,8 +59,10 @@ class WorkerReady(NamedTuple):
     error: ErrorReport | None
 
 
-# Message tuples of an accepted WebSocket session (first item is the tag).
-WS_TEXT = "text"  # (WS_TEXT, str)
+# Message tuples of an accepted WebSocket session (first item is the tag). A text message travels as its
+# UTF-8 bytes: the server checked them (or the worker encoded them), and the side that only forwards
+# them never decodes and re-encodes. krait/pipe.py sends both kinds of message without a codec.
+WS_TEXT = "text"  # (WS_TEXT, bytes): UTF-8
 WS_BINARY = "binary"  # (WS_BINARY, bytes)
 WS_CLOSE = "close"  # (WS_CLOSE, code, reason): the peer or the controller closes
 WS_DONE = "done"  # (WS_DONE,): the worker finished the session and is free again

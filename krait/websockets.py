@@ -13,7 +13,9 @@
 # Rules:
 # - Subprotocols: Sec-WebSocket-Protocol is a comma list of tokens with optional whitespace
 #   (RFC 6455 section 4.1 and 11.3.4); `protocols` is [] when none is offered (SPEC section 9).
-# - Outgoing items are ("text", str), ("binary", bytes) or ("close", code, reason), in push order.
+# - Outgoing items are ("text", UTF-8 bytes), ("binary", bytes) or ("close", code, reason), in push
+#   order (the records of krait/jobs.py). Text is encoded when pushed, so a str that has no UTF-8 form
+#   (a lone surrogate) fails in push_out_message(), in the controller, not later in the sender.
 # - close() codes are those an endpoint may send (RFC 6455 section 7.4.1 and 7.4.2: 1000-1003,
 #   1007-1011, 3000-4999); the reason must fit a control frame: 123 UTF-8 bytes (section 5.5).
 # - Queues are guarded by locks; the out-listener callback runs outside every lock.
@@ -148,9 +150,10 @@ class WebsocketsCtrlBase:
 
         Raises:
             TypeError: message is neither str nor bytes-like.
+            UnicodeEncodeError: a str with no UTF-8 form (it holds a lone surrogate).
         """
         if isinstance(message, str):
-            item = ("text", message)
+            item = ("text", message.encode("utf-8"))
         elif isinstance(message, (bytes, bytearray, memoryview)):
             item = ("binary", bytes(message))
         else:
@@ -185,7 +188,8 @@ class WebsocketsCtrlBase:
         with self._out_lock:
             queue = self._out_queue
             if queue and queue[0][0] != "close":
-                return queue.popleft()[1]
+                kind, data = queue.popleft()
+                return data.decode("utf-8") if kind == "text" else data
             return None
 
     def _queue_out(self, item) -> None:

@@ -264,7 +264,10 @@ def run_websocket(conn: Any, controller: Any, send_lock: threading.Lock, stop_ti
                 if closed:
                     return
                 try:
-                    conn.send(item)
+                    if item[0] == jobs.WS_CLOSE:
+                        conn.send(item)
+                    else:
+                        conn.send_message(item[0], item[1])
                 except (OSError, ValueError):  # the server side is gone; the session is ending
                     closed = True
                     return
@@ -285,9 +288,10 @@ def run_websocket(conn: Any, controller: Any, send_lock: threading.Lock, stop_ti
         while True:
             item = conn.recv()
             tag = item[0]
-            if tag in (jobs.WS_TEXT, jobs.WS_BINARY):
+            if tag == jobs.WS_TEXT or tag == jobs.WS_BINARY:
                 try:
-                    controller.on_in_message_internal(item[1])
+                    # the server checked the UTF-8 (RFC 6455 section 8.1), so decoding cannot fail
+                    controller.on_in_message_internal(item[1].decode("utf-8") if tag == jobs.WS_TEXT else item[1])
                 except Exception:
                     traceback.print_exc()
                     controller.close(1011, "")

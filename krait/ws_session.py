@@ -96,6 +96,12 @@ class WebSocketSession:
         except (OSError, ValueError):
             pass
 
+    def forward(self, kind: str, payload: bytes) -> None:
+        try:
+            self.worker.conn.send_message(kind, payload)
+        except (OSError, ValueError):
+            pass
+
     def from_worker(self) -> None:
         conn = self.worker.conn
         try:
@@ -166,9 +172,9 @@ class WebSocketSession:
                 for event in events:
                     kind = type(event)
                     if kind is TextMessage:
-                        self.tell_worker((jobs.WS_TEXT, event.data))
+                        self.forward(jobs.WS_TEXT, event.data.encode("utf-8"))
                     elif kind is BinaryMessage:
-                        self.tell_worker((jobs.WS_BINARY, event.data))
+                        self.forward(jobs.WS_BINARY, event.data)
                     elif kind is CloseReceived:
                         self.tell_worker((jobs.WS_CLOSE, event.code or 1005, event.reason))
                         finished = True

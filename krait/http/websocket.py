@@ -280,10 +280,11 @@ class WebSocketConnection:
 
     # --- sending ---------------------------------------------------------------------------
 
-    def send_text(self, s: str) -> bytes:
-        """Encode a text message as one frame. Raises LocalProtocolError unless OPEN."""
+    def send_text(self, s: str | bytes) -> bytes:
+        """Encode a text message as one frame: a str, or bytes already encoded as UTF-8 (not checked
+        again: the caller encoded them itself). Raises LocalProtocolError unless OPEN."""
         self._check(_MAY_SEND_DATA)
-        return serialize(Opcode.TEXT, s.encode("utf-8"), mask_key=self._mask_key())
+        return serialize(Opcode.TEXT, s if type(s) is bytes else s.encode("utf-8"), mask_key=self._mask_key())
 
     def send_binary(self, b: bytes) -> bytes:
         """Encode a binary message as one frame. Raises LocalProtocolError unless OPEN."""

@@ -250,6 +250,19 @@ def test_controller_closes_with_code_and_reason(server):
         ws.close()
 
 
+def test_text_that_is_not_unicode_is_refused_at_push_and_the_session_goes_on(server):
+    # A str with a lone surrogate has no UTF-8 form: push_out_message() raises at once, in the
+    # controller, instead of breaking the connection's sender later.
+    ws = connect(server, "/ws/cmd")
+    try:
+        ws.send("surrogate")
+        assert ws.recv() == "UnicodeEncodeError"
+        ws.send("text")
+        assert ws.recv() == "h\u00e9llo \u2603"
+    finally:
+        ws.close()
+
+
 def test_controller_close_rejects_unsendable_codes(server):
     ws = connect(server, "/ws/cmd")
     try:

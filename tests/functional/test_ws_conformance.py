@@ -155,6 +155,11 @@ class Commands(WebsocketsCtrlBase):
             self.go.set()
         elif word == "pid":
             self.push_out_message(str(os.getpid()))
+        elif word == "surrogate":
+            try:
+                self.push_out_message("\\ud800")
+            except UnicodeEncodeError as exc:
+                self.push_out_message(type(exc).__name__)
         else:
             self.push_out_message("?" + message)
 

@@ -342,6 +342,7 @@ def test_events_and_output_drain():
 def test_server_sends_unmasked_frames():
     ws = WebSocketConnection()
     assert ws.send_text("hé") == b"\x81\x03h\xc3\xa9"
+    assert ws.send_text("hé".encode()) == b"\x81\x03h\xc3\xa9"  # text already in UTF-8
     assert ws.send_binary(bytearray(b"\x00")) == b"\x82\x01\x00"
     assert ws.send_ping(b"p") == b"\x89\x01p"
     assert ws.send_ping() == b"\x89\x00"

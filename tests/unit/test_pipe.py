@@ -37,6 +37,27 @@ def test_messages_arrive_whole_and_in_order():
     worker.close()
 
 
+def test_websocket_messages_travel_without_a_codec():
+    server, worker = ends()
+    big = os.urandom(1 << 20)
+    cases = [("text", "h\u00e9llo".encode()), ("binary", b""), ("binary", b"m" + b"\x00" * 8), ("binary", big)]
+
+    def send():
+        for kind, payload in cases:
+            server.send_message(kind, payload)
+        server.send(("close", 1000, ""))
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    assert [worker.recv(5) for _ in cases] == cases  # the same records send() would give
+    assert worker.recv(5) == ("close", 1000, "")
+    sender.join(5)
+    server.out.sendall(b"\x00\x00\x00\x03t" + b"abc")  # what goes down the pipe: header and payload
+    assert worker.recv(5) == ("text", b"abc")
+    server.close()
+    worker.close()
+
+
 def test_recv_times_out_and_keeps_what_it_read():
     server, worker = ends()
     with pytest.raises(TimeoutError):

@@ -86,12 +86,23 @@ def test_take_out_items_in_order():
     c.close(4000, "bye")
     c.push_out_message("after")
     assert c.pop_out_message() == "t"
-    assert c._take_out() == [("binary", b"b"), ("close", 4000, "bye"), ("text", "after")]
+    assert c._take_out() == [("binary", b"b"), ("close", 4000, "bye"), ("text", b"after")]
     assert c._take_out() == []
     d = ws.WebsocketsCtrlBase()
     d.close()
     assert d.pop_out_message() is None  # a close request is not a message
     assert d._take_out() == [("close", 1000, "")]
+
+
+def test_text_is_encoded_when_pushed():
+    c = ws.WebsocketsCtrlBase()
+    c.push_out_message("h\u00e9 \u2603")
+    assert c._take_out() == [("text", "h\u00e9 \u2603".encode("utf-8"))]  # the pipe's record, as is
+    with pytest.raises(UnicodeEncodeError):
+        c.push_out_message("\ud800")  # a lone surrogate has no UTF-8 form: refused in the controller
+    assert c._take_out() == []
+    c.push_out_message("\u00e9")
+    assert c.pop_out_message() == "\u00e9"  # popped back as the str it was
 
 
 def test_listener_called_by_the_pushing_thread():
@@ -103,13 +114,13 @@ def test_listener_called_by_the_pushing_thread():
     t.start()
     t.join(5)
     main = threading.current_thread().name
-    assert calls == [(main, ("text", "now")), ("other", ("text", "there"))]  # handed over, not queued
+    assert calls == [(main, ("text", b"now")), ("other", ("text", b"there"))]  # handed over, not queued
     c.close()
     assert calls[-1] == (main, ("close", 1000, ""))
     assert c._take_out() == []
     c._set_out_listener(None)
     c.push_out_message("unheard")  # no listener: just queued
-    assert len(calls) == 3 and c._take_out() == [("text", "unheard")]
+    assert len(calls) == 3 and c._take_out() == [("text", b"unheard")]
 
 
 def test_item_queued_behind_others_and_listener_runs_outside_lock():
@@ -119,7 +130,7 @@ def test_item_queued_behind_others_and_listener_runs_outside_lock():
     # the listener takes the queued items itself: this deadlocks if it ran under the lock
     c._set_out_listener(lambda item: seen.append(item if item is not None else c._take_out()))
     c.push_out_message("x")  # something is queued: "x" goes behind it, and the listener sends both
-    assert seen == [[("text", "early"), ("text", "x")]]
+    assert seen == [[("text", b"early"), ("text", b"x")]]
     c.close()
     assert seen[-1] == ("close", 1000, "")
 
@@ -131,7 +142,7 @@ def test_push_after_stop_still_reaches_listener():
     c.on_stop()
     assert c.should_stop()
     c.push_out_message("late")  # a message pushed while stopping still goes out
-    assert seen == [("text", "late")]
+    assert seen == [("text", b"late")]
 
 
 def test_close_validation_and_once():
@@ -158,7 +169,7 @@ def test_thread_lifecycle_echo_order():
     while len(out) < len(msgs) and time.monotonic() < deadline:
         out += c._take_out()
         time.sleep(0.001)
-    assert out == [("text", m) for m in msgs[:-1]] + [("binary", b"bin")]
+    assert out == [("text", m.encode()) for m in msgs[:-1]] + [("binary", b"bin")]
     assert c.wait_stopped(0.01) is False
     assert not c.should_stop()
     c.on_stop()
