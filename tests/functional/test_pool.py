@@ -192,6 +192,33 @@ def test_every_caller_gets_its_own_answer_when_answers_arrive_in_batches(pool):
     assert not wrong
 
 
+def test_no_job_overtakes_the_direct_job_of_an_idle_worker(pool, monkeypatch):
+    # The caller that finds a worker idle writes its job and takes the first answer as its own. A job
+    # chosen for that worker between the choice and the write must not be pipelined behind it: it would
+    # reach the pipe first and its answer would go to the wrong caller. The direct caller is held in
+    # that window here, so the other caller's choice falls in it every time.
+    monkeypatch.setattr(limits, "PIPELINE_STALL", 60.0)  # pipelining allowed however slow the machine
+    p = pool(workers=1)
+    site = p.settings.site_root
+    p.run(job(site, "hello.py", "warm"), 5)  # hello.py is now known to be fast: it may be pipelined
+    run_direct = p._run_direct
+    answers = {}
+    second = threading.Thread(target=lambda: answers.__setitem__("b", p.run(job(site, "hello.py", "b"), 5).body),
+                              daemon=True)
+
+    def held_direct(worker, entry):
+        second.start()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not p._queue and not worker.inflight:
+            time.sleep(0.001)  # until the second caller has chosen: queued, or (the bug) written first
+        return run_direct(worker, entry)
+
+    p._run_direct = held_direct
+    answers["a"] = p.run(job(site, "hello.py", "a"), 5).body
+    second.join(10)
+    assert answers == {"a": b"hi a", "b": b"hi b"}
+
+
 def test_held_answers_wait_about_result_hold_in_all_not_per_answer(pool):
     # Six 0.5 ms jobs wait in the pipe behind a 0.2 s one. Each is under RESULT_HOLD (1 ms), so a
     # per-answer rule held every answer until the sixth was done and all arrived together; the rule
