@@ -5,11 +5,11 @@
 # snapshot) falls back to pickle. Each frame is a 5-byte header (4-byte big-endian length, 1 tag byte:
 # b"m" marshal or b"p" pickle) and the payload, written with one sendall. WebSocket messages, the one
 # record sent once per message in both directions, skip the codec (send_message()): tag b"t" or b"b"
-# and the payload bytes as they are. Measured on 32-byte echo, paired A/B (bench/ws_paired.py): +3.4%
+# and the payload bytes as they are. Measured on 32-byte echo, paired A/B (bench/ws_paired.py): +3.7%
 # msg/s, as a marshal round trip on each side of each hop costs a few microseconds once the caches
-# are cold from the other processes' work. Deadlines use the socket's own
-# timeout, so waiting for a worker's answer costs one blocking recv and no selector set-up (measured: the
-# multiprocessing Connection + poll() hop cost about 2x more per request).
+# are cold from the other processes' work. Deadlines use the socket's own timeout, so waiting for a
+# worker's answer costs one blocking recv and no selector set-up (measured: the multiprocessing
+# Connection + poll() hop cost about 2x more per request).
 #
 # Reading is buffered: one recv takes every frame already waiting (a worker with pipelined jobs, or a
 # reader thread with several results, gets them with one system call), and `pending()` says whether a

@@ -288,7 +288,7 @@ def run_websocket(conn: Any, controller: Any, send_lock: threading.Lock, stop_ti
         while True:
             item = conn.recv()
             tag = item[0]
-            if tag == jobs.WS_TEXT or tag == jobs.WS_BINARY:
+            if tag in (jobs.WS_TEXT, jobs.WS_BINARY):
                 try:
                     # the server checked the UTF-8 (RFC 6455 section 8.1), so decoding cannot fail
                     controller.on_in_message_internal(item[1].decode("utf-8") if tag == jobs.WS_TEXT else item[1])

@@ -97,6 +97,7 @@ class WebSocketSession:
             pass
 
     def forward(self, kind: str, payload: bytes) -> None:
+        # A client's message to the controller: a raw record (krait/pipe.py), text as its UTF-8 bytes.
         try:
             self.worker.conn.send_message(kind, payload)
         except (OSError, ValueError):
