@@ -186,6 +186,10 @@ class FrameParser:
         """Append received bytes (copied: the caller may reuse its buffer)."""
         self._buf += data
 
+    def buffered(self) -> int:
+        """How many received bytes wait for the rest of their frame."""
+        return len(self._buf)
+
     def clear(self) -> None:
         """Drop everything buffered (used once the session is closed)."""
         self._buf.clear()

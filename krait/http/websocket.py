@@ -25,11 +25,16 @@ from dataclasses import dataclass
 from krait import limits
 from krait.errors import LocalProtocolError, WebSocketError
 from krait.http.frames import (
+    FIN_BIT,
+    MASK_BIT,
+    MASK_KEY_SIZE,
     MAX_CLOSE_REASON,
+    MAX_LENGTH_7,
     CloseCode,
     FrameParser,
     Opcode,
     close_payload,
+    apply_mask,
     parse_close,
     serialize,
 )
@@ -54,6 +59,9 @@ _MAY_SEND_DATA = frozenset((OPEN,))
 _MAY_SEND_CONTROL = frozenset((OPEN, CLOSING))
 
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
+# byte 0 of a frame holding a whole text / binary message (receive_single())
+_WHOLE_TEXT = FIN_BIT | Opcode.TEXT
+_WHOLE_BINARY = FIN_BIT | Opcode.BINARY
 
 
 # --- events ----------------------------------------------------------------------------------
@@ -182,6 +190,30 @@ class WebSocketConnection:
             self._fail(exc.close_code, str(exc))
         except UnicodeDecodeError:
             self._fail(CloseCode.INVALID_DATA, "text message is not valid UTF-8")
+
+    def receive_single(self, data: bytes | bytearray | memoryview) -> tuple[bool, bytes] | None:
+        """The short way for what nearly every read of small messages holds: exactly one whole
+        client frame carrying a whole text or binary message (FIN set, no RSV bits, masked, 7-bit
+        length within the message size cap), with nothing buffered or half-received before it.
+        Returns (is_text, payload), the payload unmasked and, for text, checked as UTF-8 but not
+        decoded; no event is queued and nothing changes. Returns None for anything else, and then
+        nothing was consumed: feed the same bytes to receive_data(), which also reports every
+        violation. A server only (clients may not mask, section 5.1)."""
+        size = len(data) - 2 - MASK_KEY_SIZE  # the payload length such a frame must announce
+        if (size < 0 or size > MAX_LENGTH_7 or size > self.max_message_size or self.client
+                or self.state == CLOSED or self._msg_opcode is not None or self._parser.buffered()):
+            return None
+        b0 = data[0]
+        if (b0 != _WHOLE_TEXT and b0 != _WHOLE_BINARY) or data[1] != MASK_BIT | size:
+            return None
+        payload = apply_mask(data[6:], bytes(data[2:6]))
+        if b0 == _WHOLE_BINARY:
+            return False, payload
+        try:
+            payload.decode("utf-8")  # section 8.1: only checked here; the caller forwards the bytes
+        except UnicodeDecodeError:
+            return None  # receive_data() fails the connection with 1007
+        return True, payload
 
     def _on_message_start(self, fin: bool, opcode: Opcode, payload: bytes) -> None:
         # Section 5.4: the fragments of one message are not interleaved with another message's.

@@ -104,6 +104,75 @@ def test_data_fed_from_a_reused_buffer_is_copied():
     assert ws.state == "OPEN"
 
 
+# --- receive_single(): the short way for a read holding one whole small message ------------------
+
+
+@pytest.mark.parametrize("frame, expected", [
+    (c(Opcode.TEXT, "h\u00e9".encode()), (True, "h\u00e9".encode())),  # checked as UTF-8, not decoded
+    (c(Opcode.BINARY, b"\xff\x00"), (False, b"\xff\x00")),
+    (c(Opcode.TEXT), (True, b"")),
+    (c(Opcode.BINARY, b"x" * 125), (False, b"x" * 125)),  # the largest 7-bit length
+])
+def test_receive_single_takes_one_whole_message(frame, expected):
+    ws = WebSocketConnection()
+    assert ws.receive_single(frame) == expected
+    assert ws.receive_single(memoryview(bytearray(frame))) == expected  # a view of a reused buffer
+    assert ws.events() == [] and ws.data_to_send() == b"" and ws.state == "OPEN"
+
+
+def _not_single(frame, ws=None, **kw):
+    """receive_single() declines `frame`, and then receive_data() gives the same as on its own."""
+    ws = ws or WebSocketConnection(**kw)
+    assert ws.receive_single(frame) is None
+    ws.receive_data(frame)
+    return ws.events(), ws.state, ws.close_code
+
+
+@pytest.mark.parametrize("frame", [
+    c(Opcode.TEXT, b"x" * 126),  # 16-bit length
+    c(Opcode.TEXT, b"part", fin=False),
+    c(Opcode.PING, b"p"),
+    c(Opcode.PONG),
+    c(Opcode.CLOSE, close_body(1000)),
+    c(Opcode.TEXT, b"one") + c(Opcode.TEXT, b"two"),  # two frames in one read
+    c(Opcode.TEXT, b"cut")[:-1],  # not whole
+    c(Opcode.TEXT, b"rest") + b"\x81",
+])
+def test_receive_single_declines_anything_else(frame):
+    alone = WebSocketConnection()
+    alone.receive_data(frame)
+    assert _not_single(frame) == (alone.events(), alone.state, alone.close_code)
+
+
+@pytest.mark.parametrize("frame, code", [
+    (c(Opcode.TEXT, b"\xc3\x28"), 1007),  # bad UTF-8
+    (c(Opcode.TEXT, b"x" * 101), 1009),  # over the message size cap
+    (serialize(Opcode.TEXT, b"unmasked"), 1002),
+    (bytes([0x80 | 0x40 | Opcode.TEXT]) + c(Opcode.TEXT, b"rsv")[1:], 1002),
+    (bytes([0x80 | 0x3]) + c(Opcode.TEXT, b"op")[1:], 1002),  # reserved opcode
+])
+def test_receive_single_leaves_violations_to_receive_data(frame, code):
+    events, state, close_code = _not_single(frame, max_message_size=100)
+    assert isinstance(events[-1], ProtocolFailure) and (state, close_code) == ("CLOSED", code)
+
+
+def test_receive_single_declines_in_every_state_it_cannot_judge():
+    ws = WebSocketConnection()
+    ws.receive_data(c(Opcode.TEXT, b"open", fin=False))  # a fragmented message is open: a new one is an error
+    assert ws.receive_single(c(Opcode.TEXT, b"new")) is None
+    ws = WebSocketConnection()
+    ws.receive_data(c(Opcode.TEXT, b"half")[:3])  # bytes of an unfinished frame are buffered
+    assert ws.receive_single(c(Opcode.TEXT, b"next")) is None
+    ws = WebSocketConnection()
+    ws.receive_data(b"")
+    assert ws.state == "CLOSED" and ws.receive_single(c(Opcode.TEXT, b"late")) is None
+    ws = WebSocketConnection()
+    ws.send_close()  # CLOSING: the peer's messages still count until its Close
+    assert ws.receive_single(c(Opcode.TEXT, b"still")) == (True, b"still")
+    client = WebSocketConnection(client=True)  # a client takes unmasked frames only: never this way
+    assert client.receive_single(c(Opcode.TEXT, b"x")) is None
+
+
 def test_fragmented_messages_with_interleaved_control_frames():
     text = "κόσμε and more".encode()
     data = (
