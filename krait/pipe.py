@@ -22,16 +22,26 @@
 # (and each job the worker read woke the server's reader thread): 2.25 context switches per round trip
 # instead of 2, and a WebSocket echo woke its worker twice per message (seen with `perf sched`).
 #
+# WebSocket workers are reached over two os.pipe()s instead (pair(pipes=True)): a write and a read on a
+# pipe cost the kernel less than on a socket (a round trip between two processes on one core: 6.5 us
+# against 10), for +3.5% messages/s on 32-byte echo (median of 20 paired rounds of bench/ws_paired.py;
+# 1 MiB messages: no change). Pipes have no SO_RCVTIMEO, so a receive deadline there is a poll() before
+# the read; script workers, which wait for every answer with a deadline, keep their socketpairs.
+#
 # Rules: one thread may send while another receives; two senders must hold a lock. After
-# use_kernel_timeouts() the receive deadline is the kernel's, so the reader's changing timeouts never
-# apply to a sender. EOF raises EOFError.
+# use_kernel_timeouts() (socketpairs only) the receive deadline is the kernel's, so the reader's
+# changing timeouts never apply to a sender. EOF raises EOFError.
 
 from __future__ import annotations
 
+import fcntl
 import marshal
+import os
 import pickle
+import select
 import socket
 import struct
+from multiprocessing.connection import Connection
 from typing import Any
 
 from krait import jobs, sockopt
@@ -43,14 +53,17 @@ _RECORD_OF = {tag: kind for kind, tag in _TAG_OF.items()}
 _GATHER = 65536  # payloads this large are sent with sendmsg() behind their header, not copied
 _CHUNK = 65536  # bytes asked of one recv (larger ones would be mmap-allocated by malloc on every call)
 _BIG_FRAME = 1 << 18  # frames at least this large get a buffer of their own (no copying behind the header)
+# Capacity asked for each os.pipe(): about a socketpair's, so a 1 MiB message crosses in as few wake-ups
+# (the default 64 KiB took four times as many).
+_PIPE_SIZE = 1 << 18
 
 
 class MessagePipe:
     __slots__ = ("sock", "out", "_timeout", "_kernel", "_buf", "_big", "_big_got", "_big_tag")
 
-    def __init__(self, sock: socket.socket, out: socket.socket) -> None:
-        self.sock = sock  # messages arrive here
-        self.out = out  # and leave here
+    def __init__(self, sock: Any, out: Any) -> None:
+        self.sock = sock = _PipeEnd.adopt(sock)  # messages arrive here
+        self.out = out = _PipeEnd.adopt(out)  # and leave here
         self._timeout: float | None = None
         self._kernel = False  # see use_kernel_timeouts()
         self._buf = bytearray()
@@ -61,11 +74,23 @@ class MessagePipe:
         out.settimeout(None)
 
     @classmethod
-    def pair(cls) -> tuple[MessagePipe, tuple[socket.socket, socket.socket]]:
-        """A pipe for this process, and the raw sockets to hand to the worker: MessagePipe(*theirs)."""
-        to_worker, worker_in = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        worker_out, from_worker = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        return cls(from_worker, to_worker), (worker_in, worker_out)
+    def pair(cls, pipes: bool = False) -> tuple[MessagePipe, tuple[Any, Any]]:
+        """A pipe for this process, and the two ends to hand to the worker: MessagePipe(*theirs).
+        Two socketpairs, or with `pipes` two os.pipe()s (the worker's ends then travel as
+        multiprocessing Connection objects, which a worker process can be given)."""
+        if not pipes:
+            to_worker, worker_in = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            worker_out, from_worker = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            return cls(from_worker, to_worker), (worker_in, worker_out)
+        worker_in, to_worker = os.pipe()
+        from_worker, worker_out = os.pipe()
+        for fd in (worker_in, from_worker):
+            try:
+                fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
+            except (OSError, AttributeError):  # over the user's pipe quota, or not Linux: the default size
+                pass
+        theirs = (Connection(worker_in, writable=False), Connection(worker_out, readable=False))
+        return cls(_PipeEnd(from_worker), _PipeEnd(to_worker)), theirs
 
     def use_kernel_timeouts(self, send_timeout: float) -> None:
         """Keep the socket blocking and enforce deadlines with SO_RCVTIMEO / SO_SNDTIMEO.
@@ -182,6 +207,61 @@ class MessagePipe:
                 sock.close()
             except OSError:
                 pass
+
+
+class _PipeEnd:
+    """One end of an os.pipe() with the socket methods MessagePipe uses; a receive deadline
+    (settimeout) is a poll() before each read."""
+
+    __slots__ = ("fd", "_timeout", "_poll")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._timeout: float | None = None
+        self._poll: Any = None
+
+    @classmethod
+    def adopt(cls, end: Any) -> Any:
+        """A socket as it is; a multiprocessing Connection (a worker's end of pair(pipes=True)) as a
+        _PipeEnd owning its descriptor."""
+        if not isinstance(end, Connection):
+            return end
+        fd = os.dup(end.fileno())
+        end.close()
+        return cls(fd)
+
+    def settimeout(self, seconds: float | None) -> None:
+        self._timeout = seconds
+        if seconds is not None and self._poll is None:
+            self._poll = select.poll()
+            self._poll.register(self.fd, select.POLLIN)
+
+    def _wait(self) -> None:
+        if self._timeout is not None and not self._poll.poll(max(self._timeout, 0.0) * 1000.0):
+            raise socket.timeout("timed out")
+
+    def recv(self, size: int) -> bytes:
+        self._wait()
+        return os.read(self.fd, size)
+
+    def recv_into(self, view: memoryview) -> int:
+        self._wait()
+        return os.readv(self.fd, [view])
+
+    def sendall(self, data: Any) -> None:
+        sent = os.write(self.fd, data)
+        if sent < len(data):
+            view = memoryview(data)[sent:]
+            while view:
+                view = view[os.write(self.fd, view):]
+
+    def sendmsg(self, parts: list) -> int:
+        return os.writev(self.fd, parts)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 def _encode(obj: Any) -> tuple[bytes, bytes]:

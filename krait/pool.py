@@ -136,6 +136,7 @@ class _Workers:
     """What both pools share: starting workers and waiting for their start-up report."""
 
     kind = "http"
+    pipes = False  # reach the workers over socketpairs (see krait/pipe.py)
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -149,7 +150,7 @@ class _Workers:
         from krait import worker as worker_module
 
         ctx = context()
-        parent, child = MessagePipe.pair()
+        parent, child = MessagePipe.pair(pipes=self.pipes)
         process = ctx.Process(target=worker_module.main, args=(child, self.settings, self.kind), daemon=True)
         process.start()
         for sock in child:
@@ -590,6 +591,7 @@ class SessionPool(_Workers):
     """WebSocket workers: a session takes one for its whole life; grows to `size`, keeps one spare."""
 
     kind = "ws"
+    pipes = True  # one message each way per WebSocket message, none with a deadline: os.pipe()s are cheaper
 
     def __init__(self, settings: Settings, size: int, spares: int = 1) -> None:
         super().__init__(settings)

@@ -8,6 +8,9 @@ tests (504, 500, 503, reload, --max-requests) are in test_scripts.py and test_ha
 
 from __future__ import annotations
 
+import os
+import socket
+import stat
 import threading
 import time
 
@@ -15,7 +18,7 @@ import pytest
 
 from krait import jobs, limits
 from krait.errors import GatewayTimeout, InternalError
-from krait.pool import JobPool
+from krait.pool import JobPool, SessionPool
 from krait.settings import Settings
 
 SCRIPTS = {
@@ -192,12 +195,11 @@ def test_every_caller_gets_its_own_answer_when_answers_arrive_in_batches(pool):
     assert not wrong
 
 
-def test_no_job_overtakes_the_direct_job_of_an_idle_worker(pool, monkeypatch):
+def test_no_job_overtakes_the_direct_job_of_an_idle_worker(pool):
     # The caller that finds a worker idle writes its job and takes the first answer as its own. A job
     # chosen for that worker between the choice and the write must not be pipelined behind it: it would
     # reach the pipe first and its answer would go to the wrong caller. The direct caller is held in
     # that window here, so the other caller's choice falls in it every time.
-    monkeypatch.setattr(limits, "PIPELINE_STALL", 60.0)  # pipelining allowed however slow the machine
     p = pool(workers=1)
     site = p.settings.site_root
     p.run(job(site, "hello.py", "warm"), 5)  # hello.py is now known to be fast: it may be pipelined
@@ -260,3 +262,17 @@ def test_a_file_known_to_be_slow_gets_nothing_queued_behind_it(pool, monkeypatch
     for t in (slow, fast):
         t.join(10)
     assert out["fast"][0].body == b"hi x" and out["slow"][0].body == b"slept"
+
+
+def test_script_workers_use_socketpairs_and_websocket_workers_pipes(pool, tmp_path):
+    # Script workers wait for answers with deadlines (kernel socket timeouts); a WebSocket worker's
+    # messages have none, and a pipe costs the kernel less per message (krait/pipe.py).
+    assert isinstance(pool(workers=1)._workers[0].conn.sock, socket.socket)
+    sessions = SessionPool(Settings(site_root=str(tmp_path)), 1)
+    sessions.start()
+    try:
+        worker = sessions.acquire(5)
+        assert all(stat.S_ISFIFO(os.fstat(end.fd).st_mode) for end in (worker.conn.sock, worker.conn.out))
+        sessions.release(worker)
+    finally:
+        sessions.close()

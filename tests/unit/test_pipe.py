@@ -1,6 +1,8 @@
-# MessagePipe (krait/pipe.py) between two ends in one process: messages of every kind arrive whole
-# and in order, and a reader asleep on one end is not woken when the other end reads what it sent.
+# MessagePipe (krait/pipe.py) between two ends in one process, over socketpairs and over os.pipe()s:
+# messages of every kind arrive whole and in order, and a reader asleep on one end is not woken when the
+# other end reads what it sent.
 import os
+import stat
 import threading
 import time
 
@@ -9,12 +11,24 @@ import pytest
 from krait.pipe import MessagePipe, _encode
 
 
-def ends():
-    server, theirs = MessagePipe.pair()
-    return server, MessagePipe(*theirs)
+@pytest.fixture(params=[False, True], ids=["socketpairs", "pipes"])
+def ends(request):
+    def make():
+        server, theirs = MessagePipe.pair(pipes=request.param)
+        return server, MessagePipe(*theirs)
+    return make
 
 
-def test_messages_arrive_whole_and_in_order():
+def test_pipes_are_pipes():
+    server, theirs = MessagePipe.pair(pipes=True)
+    worker = MessagePipe(*theirs)  # the worker's ends arrive as multiprocessing Connections
+    for end in (server.sock, server.out, worker.sock, worker.out):
+        assert stat.S_ISFIFO(os.fstat(end.fd).st_mode)
+    server.close()
+    worker.close()
+
+
+def test_messages_arrive_whole_and_in_order(ends):
     server, worker = ends()
     big = os.urandom(1 << 20)  # above the gather and big-frame thresholds: more than the socket holds
 
@@ -37,7 +51,7 @@ def test_messages_arrive_whole_and_in_order():
     worker.close()
 
 
-def test_websocket_messages_travel_without_a_codec():
+def test_websocket_messages_travel_without_a_codec(ends):
     server, worker = ends()
     big = os.urandom(1 << 20)
     cases = [("text", "h\u00e9llo".encode()), ("binary", b""), ("binary", b"m" + b"\x00" * 8), ("binary", big)]
@@ -58,7 +72,7 @@ def test_websocket_messages_travel_without_a_codec():
     worker.close()
 
 
-def test_recv_times_out_and_keeps_what_it_read():
+def test_recv_times_out_and_keeps_what_it_read(ends):
     server, worker = ends()
     with pytest.raises(TimeoutError):
         worker.recv(0.05)
@@ -68,7 +82,7 @@ def test_recv_times_out_and_keeps_what_it_read():
     worker.close()
 
 
-def test_frames_cut_anywhere_by_the_socket():
+def test_frames_cut_anywhere_by_the_socket(ends):
     # One recv() usually brings exactly one frame (decoded in place); the others go through the buffer.
     server, worker = ends()
     first, second = (b"".join(_encode(obj)) for obj in (("one", "\u00e9" * 40), ("two", 2)))
@@ -99,7 +113,7 @@ def _sleeping(tid):
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="needs Linux /proc")
-def test_reading_an_answer_does_not_wake_the_idle_worker():
+def test_reading_an_answer_does_not_wake_the_idle_worker(ends):
     # Over one socketpair, the server reading the worker's answer frees the worker's send buffer, and
     # Linux wakes every sleeper on that socket, the worker's pending recv() included.
     server, worker = ends()
