@@ -187,6 +187,9 @@ class MessagePipe:
                     # exactly one whole frame, decoded from where it is instead of through the buffer.
                     size, tag = _HEADER.unpack_from(chunk)
                     if len(chunk) == 5 + size:
+                        kind = _RECORD_OF.get(tag)
+                        if kind is not None:  # a WebSocket message: its payload, copied once
+                            return kind, chunk[5:]
                         return _decode(tag, memoryview(chunk)[5:])
                 buf += chunk
         except (socket.timeout, BlockingIOError):  # BlockingIOError: SO_RCVTIMEO ran out
@@ -237,15 +240,17 @@ class _PipeEnd:
             self._poll.register(self.fd, select.POLLIN)
 
     def _wait(self) -> None:
-        if self._timeout is not None and not self._poll.poll(max(self._timeout, 0.0) * 1000.0):
+        if not self._poll.poll(max(self._timeout, 0.0) * 1000.0):
             raise socket.timeout("timed out")
 
     def recv(self, size: int) -> bytes:
-        self._wait()
+        if self._timeout is not None:
+            self._wait()
         return os.read(self.fd, size)
 
     def recv_into(self, view: memoryview) -> int:
-        self._wait()
+        if self._timeout is not None:
+            self._wait()
         return os.readv(self.fd, [view])
 
     def sendall(self, data: Any) -> None:

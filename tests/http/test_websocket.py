@@ -417,6 +417,13 @@ def test_server_sends_unmasked_frames():
     assert ws.send_ping() == b"\x89\x00"
 
 
+def test_short_messages_are_framed_as_serialize_frames_them():
+    ws = WebSocketConnection()
+    for n in (0, 1, 32, 125, 126):  # 126 is the first 16-bit length
+        assert ws.send_text(b"t" * n) == ws.send_text("t" * n) == serialize(Opcode.TEXT, b"t" * n)
+        assert ws.send_binary(b"b" * n) == serialize(Opcode.BINARY, b"b" * n)
+
+
 def test_send_ping_too_long_raises():
     with pytest.raises(LocalProtocolError):
         WebSocketConnection().send_ping(b"x" * 126)

@@ -87,8 +87,10 @@ def test_frames_cut_anywhere_by_the_socket(ends):
     server, worker = ends()
     first, second = (b"".join(_encode(obj)) for obj in (("one", "\u00e9" * 40), ("two", 2)))
     one, two = ("one", "\u00e9" * 40), ("two", 2)
+    message = b"\x00\x00\x00\x03tabc"  # a WebSocket message (raw record): its payload, copied once
     cases = [([first], [one]), ([first[:3], first[3:]], [one]), ([first + second[:4], second[4:]], [one, two]),
-             ([first[:-1], first[-1:] + second], [one, two])]
+             ([first[:-1], first[-1:] + second], [one, two]), ([message], [("text", b"abc")]),
+             ([message[:6], message[6:] + first], [("text", b"abc"), one])]
     for pieces, expected in cases:
         for piece in pieces:
             server.out.sendall(piece)
