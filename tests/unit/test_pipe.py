@@ -1,7 +1,9 @@
 # MessagePipe (krait/pipe.py) between two ends in one process, over socketpairs and over os.pipe()s:
 # messages of every kind arrive whole and in order, and a reader asleep on one end is not woken when the
 # other end reads what it sent.
+import fcntl
 import os
+import signal
 import stat
 import threading
 import time
@@ -68,6 +70,30 @@ def test_websocket_messages_travel_without_a_codec(ends):
     sender.join(5)
     server.out.sendall(b"\x00\x00\x00\x03t" + b"abc")  # what goes down the pipe: header and payload
     assert worker.recv(5) == ("text", b"abc")
+    server.close()
+    worker.close()
+
+
+@pytest.mark.skipif(not hasattr(fcntl, "F_SETPIPE_SZ"), reason="needs Linux pipe sizes")
+def test_a_pipe_write_cut_short_by_a_signal_is_completed():
+    # os.write() on a blocking pipe only comes back short when a signal arrives mid-write; the rest must
+    # still go, or the reader would wait for the end of a frame forever.
+    server, theirs = MessagePipe.pair(pipes=True)
+    worker = MessagePipe(*theirs)
+    fcntl.fcntl(server.out.fd, fcntl.F_SETPIPE_SZ, 4096)
+    payload = os.urandom(60000)  # under the gather threshold: one os.write of header and payload
+    got = []
+    reader = threading.Thread(target=lambda: (time.sleep(0.3), got.append(worker.recv(5))), daemon=True)
+    previous = signal.signal(signal.SIGALRM, lambda *args: None)
+    try:
+        reader.start()
+        signal.setitimer(signal.ITIMER_REAL, 0.1)  # while the write waits for the reader
+        server.send_message("binary", payload)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    reader.join(5)
+    assert got == [("binary", payload)]
     server.close()
     worker.close()
 
