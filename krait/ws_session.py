@@ -190,9 +190,9 @@ class WebSocketSession:
         try:
             while True:
                 # A read holding one whole small message (nearly every read) goes straight to the worker,
-                # without the session's events: +6.9% messages/s on 32-byte echo (paired A/B, median of 20
-                # rounds of bench/ws_paired.py). receive_single() changes nothing, and the pump thread only ever moves
-                # the state from OPEN to CLOSING, so it needs no lock.
+                # without the session's events: +6.9% messages/s on 32-byte echo (paired A/B, median of
+                # 20 rounds of bench/ws_paired.py). receive_single() changes nothing, and the pump thread
+                # only ever moves the state from OPEN to CLOSING, so it needs no lock.
                 single = ws.receive_single(data) if data else None
                 if single is not None:
                     self.forward(jobs.WS_TEXT if single[0] else jobs.WS_BINARY, single[1])

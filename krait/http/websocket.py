@@ -62,10 +62,11 @@ _utf8_decoder = codecs.getincrementaldecoder("utf-8")
 # byte 0 of a frame holding a whole text / binary message (receive_single())
 _WHOLE_TEXT = FIN_BIT | Opcode.TEXT
 _WHOLE_BINARY = FIN_BIT | Opcode.BINARY
-# The 2-byte headers serialize() writes for a server's unfragmented text / binary message of 0-125 bytes,
-# by length. send_text()/send_binary() use them for short messages; with the pipe's copy-once payloads
-# (krait/pipe.py) this made 32-byte echo +3.3% messages/s (median of 20 paired rounds; either change
-# alone was within the noise, as the three stages share one core's caches: bench/README.md).
+# _SHORT_TEXT_HEADS / _SHORT_BINARY_HEADS: the 2-byte headers serialize() writes for a server's
+# unfragmented text / binary message of 0-125 bytes, by length. send_text()/send_binary() use them for
+# short messages; with the pipe's copy-once payloads (krait/pipe.py) this made 32-byte echo +3.3%
+# messages/s (median of 20 paired rounds; either change alone was within the noise, as the three
+# stages share one core's caches: bench/README.md).
 _SHORT_TEXT_HEADS = tuple(serialize(Opcode.TEXT, b"\0" * n)[:2] for n in range(MAX_LENGTH_7 + 1))
 _SHORT_BINARY_HEADS = tuple(serialize(Opcode.BINARY, b"\0" * n)[:2] for n in range(MAX_LENGTH_7 + 1))
 
@@ -330,7 +331,7 @@ class WebSocketConnection:
     def send_binary(self, b: bytes) -> bytes:
         """Encode a binary message as one frame. Raises LocalProtocolError unless OPEN."""
         data = bytes(b)
-        if len(data) <= MAX_LENGTH_7 and self.state == OPEN and not self.client:  # see _SHORT_TEXT_HEADS
+        if len(data) <= MAX_LENGTH_7 and self.state == OPEN and not self.client:  # see _SHORT_BINARY_HEADS
             return _SHORT_BINARY_HEADS[len(data)] + data
         self._check(_MAY_SEND_DATA)
         return serialize(Opcode.BINARY, data, mask_key=self._mask_key())
