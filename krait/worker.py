@@ -266,13 +266,12 @@ def run_websocket(conn: Any, controller: Any, send_lock: threading.Lock, stop_ti
                 try:
                     if item[0] == jobs.WS_CLOSE:
                         conn.send(item)
+                        closed = True  # nothing is sent after a close
                     else:
                         conn.send_message(item[0], item[1])
                 except (OSError, ValueError):  # the server side is gone; the session is ending
                     closed = True
                     return
-                if item[0] == jobs.WS_CLOSE:
-                    closed = True
 
     def thread_failed(args: Any) -> None:
         # A controller whose thread raises ends its connection with 1011 and no details (RFC 6455 7.4.1).
