@@ -83,14 +83,17 @@ class Site:
         self.copy_keys = [k for k, v in ns.items() if type(v) in (list, dict, set) and k != "__builtins__"]
 
     def restore_modules(self) -> None:
-        # dict.update() puts every saved value back at C speed (about 1 us for all five modules); a
-        # key-by-key comparison in Python cost 6 us per request, because every request sets
-        # krait.request and krait.response. Values are never compared, so a hostile __eq__ is harmless.
+        # dict.update() puts every saved value back, and any deleted attribute, at C speed (2.3 us for
+        # the five modules' 157 names); a key-by-key comparison in Python cost 6 us per request, because
+        # every request sets krait.request and krait.response. After the update the live dict holds
+        # every saved name, so it is larger exactly when the request added names: a length check finds
+        # that case, where comparing the key views first cost another 2.4 us on every request.
+        # Values are never compared, so a hostile __eq__ is harmless.
         for live, saved in self.modules:
-            if live.keys() != saved.keys():  # the request added or deleted module attributes
+            live.update(saved)
+            if len(live) != len(saved):  # the request added module attributes
                 for key in [k for k in live if k not in saved]:
                     del live[key]
-            live.update(saved)
 
     def fresh_namespace(self) -> dict[str, Any]:
         # One level of copying: a request that appends to, removes from or rebinds an item of a global

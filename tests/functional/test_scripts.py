@@ -212,14 +212,15 @@ def test_isolation_across_requests_and_workers(server):
 def test_deleted_and_rebound_module_attributes_come_back(tmp_path, krait_server):
     # One worker, so the second request runs where the first one vandalised the krait modules.
     root = write_site(tmp_path / "site", {
-        "vandal.py": "import krait.mvc\ndel krait.mvc.SimpleCtrl\nkrait.Response = None\nkrait.new_name = 1\n"
-                     "krait.response = krait.mvc and 'HTTP/1.1 200 OK\\r\\n\\r\\ndone'",
-        "check.py": "import krait.mvc\nkrait.response = krait.Response('HTTP/1.1', 200, [], "
-                    "'%s %s' % (krait.mvc.SimpleCtrl.__name__, hasattr(krait, 'new_name')))",
+        # krait.mvc loses one name and gains another: the same number of names, other keys
+        "vandal.py": "import krait.mvc\ndel krait.mvc.SimpleCtrl\nkrait.mvc.swapped_in = 1\nkrait.Response = None\n"
+                     "krait.new_name = 1\nkrait.response = krait.mvc and 'HTTP/1.1 200 OK\\r\\n\\r\\ndone'",
+        "check.py": "import krait.mvc\nkrait.response = krait.Response('HTTP/1.1', 200, [], '%s %s %s' % ("
+                    "krait.mvc.SimpleCtrl.__name__, hasattr(krait, 'new_name'), hasattr(krait.mvc, 'swapped_in')))",
     })
     srv = krait_server(root, "--workers", "1")
     assert requests.get(srv.url + "/vandal", timeout=10).text == "done"
-    assert requests.get(srv.url + "/check", timeout=10).text == "SimpleCtrl False"
+    assert requests.get(srv.url + "/check", timeout=10).text == "SimpleCtrl False False"
 
 
 def test_timeout_gives_504_and_server_recovers(server):
