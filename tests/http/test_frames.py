@@ -198,6 +198,30 @@ def test_parse_unmasked_in_client_mode_three_ways():
     assert three_ways(small, require_mask=False) == ([Frame(True, Opcode.BINARY, b"x" * 200)], None)
 
 
+def test_large_masked_frames_inside_and_at_the_end_of_the_buffer():
+    # A payload of _LANES_FROM (512) bytes or more is unmasked where it lies: cut off a buffer that
+    # holds more, or, when it ends the buffer, in the buffer itself, which the parser then replaces.
+    payloads = [os.urandom(n) for n in (512, 3000, 70000, 513)]
+    keys = [os.urandom(4) for _ in payloads]
+    wire = [serialize(Opcode.BINARY, p, mask_key=k) for p, k in zip(payloads, keys)]
+    assert [naive_mask(w[-len(p):], k) for w, p, k in zip(wire, payloads, keys)] == payloads
+    parser = FrameParser()
+    parser.feed(wire[0] + wire[1])
+    assert parser.next_parts() == (True, Opcode.BINARY, payloads[0])  # cut off the front
+    assert parser.next_parts() == (True, Opcode.BINARY, payloads[1])  # ends the buffer
+    parser.feed(wire[2][:100])
+    assert parser.next_parts() is None  # incomplete, in the new buffer
+    parser.feed(wire[2][100:] + wire[3][:1])
+    assert parser.next_parts() == (True, Opcode.BINARY, payloads[2])  # followed by one byte
+    parser.feed(wire[3][1:])
+    assert parser.next_parts() == (True, Opcode.BINARY, payloads[3])  # ends the buffer
+    assert parser.buffered() == 0 and parser.next_parts() is None
+    parser.feed(wire[1])  # the parser goes on with its new buffer
+    assert parser.next_parts() == (True, Opcode.BINARY, payloads[1])
+    assert three_ways(wire[1] + wire[0]) == ([Frame(True, Opcode.BINARY, payloads[1]),
+                                              Frame(True, Opcode.BINARY, payloads[0])], None)
+
+
 def test_parser_returns_none_until_complete():
     data = serialize(Opcode.BINARY, b"y" * 1000, mask_key=MASK)
     parser = FrameParser()
