@@ -1,0 +1,94 @@
+"""Paired A/B of HTTP throughput: two servers run side by side and wrk alternates between them.
+
+Strategy: as bench/ws_paired.py does for WebSocket echo. The machine's speed drifts by up to 2x within
+an hour, so two runs made minutes apart can differ more than the change being measured. Both servers
+are started at once, pinned to CPU 0 (the idle one costs nothing), and `wrk -t1 -c50` (pinned to
+CPU 1) loads them in turn for a few seconds each, in the order A B, B A, A B... Each round gives one
+ratio B/A from two runs made seconds apart; the median of those ratios is the figure. Each side is a
+Krait checkout (the directory to run `python -m krait` from, e.g. a git worktree of an older commit)
+or the word `waitress` for the WSGI peer of bench/run.py (bench/peers/wsgi_apps.py under waitress, in
+the venv bench/run.py makes; it serves /hello, /static-1k.bin, /static-1m.bin and /table as Krait's
+site does).
+Linux only (taskset, wrk).
+
+    python bench/http_paired.py A B [--path /hello] [--rounds 10] [--seconds 3]
+    python bench/http_paired.py /tmp/old-krait .          # a change, measured
+    python bench/http_paired.py waitress .                # Krait against the peer
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+from ws_paired import HERE, SITE, free_port, wait_listening
+
+PEERS = os.path.join(HERE, "peers")
+VENV_BIN = os.path.join(HERE, ".venv", "bin")
+
+
+def start(side: str, port: int) -> subprocess.Popen:
+    if side == "waitress":  # the command line of bench/run.py's waitress peer
+        argv = [os.path.join(VENV_BIN, "waitress-serve"), "--listen=127.0.0.1:%d" % port, "--threads=8",
+                "wsgi_apps:app"]
+        cwd = PEERS
+    else:
+        argv = [sys.executable, "-m", "krait", SITE, "--port", str(port), "--workers", "1"]
+        cwd = side
+    return subprocess.Popen(["taskset", "-c", "0"] + argv, cwd=cwd,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def measure(port: int, path: str, seconds: int, connections: int) -> float:
+    out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", "-c%d" % connections, "-d%ds" % seconds,
+                          "http://127.0.0.1:%d%s" % (port, path)], capture_output=True, text=True).stdout
+    if re.search(r"Non-2xx", out):
+        raise SystemExit("port %d answered %s with errors:\n%s" % (port, path, out))
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("a", help="a Krait checkout directory, or 'waitress'")
+    ap.add_argument("b", help="the same, for the other side")
+    ap.add_argument("--path", default="/hello")
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--seconds", type=int, default=3, help="per wrk run")
+    ap.add_argument("--connections", type=int, default=50)
+    args = ap.parse_args()
+    sides = [os.path.abspath(s) if s != "waitress" else s for s in (args.a, args.b)]
+    ports = [free_port(), free_port()]
+    servers = [start(side, port) for side, port in zip(sides, ports)]
+    rates: list[list[float]] = [[], []]
+    try:
+        for port in ports:
+            wait_listening(port, time.monotonic() + 30)
+        time.sleep(1)  # Krait's workers finish starting
+        for port in ports:  # warm-up: caches, compiled scripts, the pool's timing of the file
+            measure(port, args.path, 1, args.connections)
+        for round_no in range(args.rounds):
+            for i in ((0, 1) if round_no % 2 == 0 else (1, 0)):
+                rates[i].append(measure(ports[i], args.path, args.seconds, args.connections))
+    finally:
+        for server in servers:
+            server.send_signal(signal.SIGINT)
+        for server in servers:
+            try:
+                server.wait(15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+    for name, side, side_rates in zip("AB", sides, rates):
+        print("%s %-40s median %8.1f req/s   %s" % (name, side[-40:], statistics.median(side_rates),
+                                                   " ".join("%.0f" % r for r in side_rates)))
+    ratios = [b / a for a, b in zip(*rates)]
+    print("B/A per round: median %.3f   %s" % (statistics.median(ratios), " ".join("%.3f" % r for r in ratios)))
+
+
+if __name__ == "__main__":
+    main()
