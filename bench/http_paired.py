@@ -21,13 +21,10 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import signal
-import statistics
 import subprocess
 import sys
-import time
 
-from ws_paired import HERE, SITE, free_port, wait_listening
+from ws_paired import HERE, SITE, free_port, report, run_rounds
 
 PEERS = os.path.join(HERE, "peers")
 VENV_BIN = os.path.join(HERE, ".venv", "bin")
@@ -65,29 +62,11 @@ def main() -> None:
     sides = [os.path.abspath(s) if s != "waitress" else s for s in (args.a, args.b)]
     ports = [free_port(), free_port()]
     servers = [start(side, port) for side, port in zip(sides, ports)]
-    rates: list[list[float]] = [[], []]
-    try:
-        for port in ports:
-            wait_listening(port, time.monotonic() + 30)
-        time.sleep(1)  # Krait's workers finish starting
-        for port in ports:  # warm-up: caches, compiled scripts, the pool's timing of the file
-            measure(port, args.path, 1, args.connections)
-        for round_no in range(args.rounds):
-            for i in ((0, 1) if round_no % 2 == 0 else (1, 0)):
-                rates[i].append(measure(ports[i], args.path, args.seconds, args.connections))
-    finally:
-        for server in servers:
-            server.send_signal(signal.SIGINT)
-        for server in servers:
-            try:
-                server.wait(15)
-            except subprocess.TimeoutExpired:
-                server.kill()
-    for name, side, side_rates in zip("AB", sides, rates):
-        print("%s %-40s median %8.1f req/s   %s" % (name, side[-40:], statistics.median(side_rates),
-                                                   " ".join("%.0f" % r for r in side_rates)))
-    ratios = [b / a for a, b in zip(*rates)]
-    print("B/A per round: median %.3f   %s" % (statistics.median(ratios), " ".join("%.3f" % r for r in ratios)))
+    rates = run_rounds(servers, ports, args.rounds,
+                       lambda port: measure(port, args.path, args.seconds, args.connections),
+                       # warm-up: caches, compiled scripts, the pool's timing of the file
+                       warm_up=lambda port: measure(port, args.path, 1, args.connections))
+    report(sides, rates, "req/s")
 
 
 if __name__ == "__main__":

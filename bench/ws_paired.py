@@ -70,6 +70,39 @@ def measure(port: int, messages: int, big: bool) -> float:
     return result["big" if big else "small"]["rate"]
 
 
+def run_rounds(servers: list, ports: list[int], rounds: int, measure_one, warm_up=None) -> list[list[float]]:
+    """Measure both servers in turn (A B, B A, ...) once they listen; stop them at the end. Returns
+    each side's rates, round by round. Shared with bench/http_paired.py."""
+    rates: list[list[float]] = [[], []]
+    try:
+        for port in ports:
+            wait_listening(port, time.monotonic() + 30)
+        time.sleep(1)  # Krait's workers finish starting
+        if warm_up is not None:
+            for port in ports:
+                warm_up(port)
+        for round_no in range(rounds):
+            for i in ((0, 1) if round_no % 2 == 0 else (1, 0)):
+                rates[i].append(measure_one(ports[i]))
+    finally:
+        for server in servers:
+            server.send_signal(signal.SIGINT)
+        for server in servers:
+            try:
+                server.wait(15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+    return rates
+
+
+def report(sides: list[str], rates: list[list[float]], unit: str) -> None:
+    for name, side, side_rates in zip("AB", sides, rates):
+        print("%s %-40s median %8.1f %s   %s" % (name, side[-40:], statistics.median(side_rates), unit,
+                                                 " ".join("%.0f" % r for r in side_rates)))
+    ratios = [b / a for a, b in zip(*rates)]
+    print("B/A per round: median %.3f   %s" % (statistics.median(ratios), " ".join("%.3f" % r for r in ratios)))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("a", help="a Krait checkout directory, or 'websockets'")
@@ -82,27 +115,8 @@ def main() -> None:
     sides = [os.path.abspath(s) if s != "websockets" else s for s in (args.a, args.b)]
     ports = [free_port(), free_port()]
     servers = [start(side, port) for side, port in zip(sides, ports)]
-    rates: list[list[float]] = [[], []]
-    try:
-        for port in ports:
-            wait_listening(port, time.monotonic() + 30)
-        time.sleep(1)  # Krait's workers finish starting
-        for round_no in range(args.rounds):
-            for i in ((0, 1) if round_no % 2 == 0 else (1, 0)):
-                rates[i].append(measure(ports[i], messages, args.big))
-    finally:
-        for server in servers:
-            server.send_signal(signal.SIGINT)
-        for server in servers:
-            try:
-                server.wait(15)
-            except subprocess.TimeoutExpired:
-                server.kill()
-    for name, side, side_rates in zip("AB", sides, rates):
-        print("%s %-40s median %8.1f msg/s   %s" % (name, side[-40:], statistics.median(side_rates),
-                                                   " ".join("%.0f" % r for r in side_rates)))
-    ratios = [b / a for a, b in zip(*rates)]
-    print("B/A per round: median %.3f   %s" % (statistics.median(ratios), " ".join("%.3f" % r for r in ratios)))
+    rates = run_rounds(servers, ports, args.rounds, lambda port: measure(port, messages, args.big))
+    report(sides, rates, "msg/s")
 
 
 if __name__ == "__main__":
