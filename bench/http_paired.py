@@ -22,24 +22,16 @@ import argparse
 import os
 import re
 import subprocess
-import sys
 
-from ws_paired import HERE, SITE, free_port, report, run_rounds
+from ws_paired import HERE, free_port, report, run_rounds, start
 
 PEERS = os.path.join(HERE, "peers")
 VENV_BIN = os.path.join(HERE, ".venv", "bin")
 
 
-def start(side: str, port: int) -> subprocess.Popen:
-    if side == "waitress":  # the command line of bench/run.py's waitress peer
-        argv = [os.path.join(VENV_BIN, "waitress-serve"), "--listen=127.0.0.1:%d" % port, "--threads=8",
-                "wsgi_apps:app"]
-        cwd = PEERS
-    else:
-        argv = [sys.executable, "-m", "krait", SITE, "--port", str(port), "--workers", "1"]
-        cwd = side
-    return subprocess.Popen(["taskset", "-c", "0"] + argv, cwd=cwd,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+# the command line of bench/run.py's waitress peer
+WAITRESS = ("waitress", lambda port: [os.path.join(VENV_BIN, "waitress-serve"), "--listen=127.0.0.1:%d" % port,
+                                      "--threads=8", "wsgi_apps:app"], PEERS)
 
 
 def measure(port: int, path: str, seconds: int, connections: int) -> float:
@@ -61,7 +53,7 @@ def main() -> None:
     args = ap.parse_args()
     sides = [os.path.abspath(s) if s != "waitress" else s for s in (args.a, args.b)]
     ports = [free_port(), free_port()]
-    servers = [start(side, port) for side, port in zip(sides, ports)]
+    servers = [start(side, port, WAITRESS) for side, port in zip(sides, ports)]
     rates = run_rounds(servers, ports, args.rounds,
                        lambda port: measure(port, args.path, args.seconds, args.connections),
                        # warm-up: caches, compiled scripts, the pool's timing of the file

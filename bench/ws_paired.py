@@ -38,10 +38,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start(side: str, port: int) -> subprocess.Popen:
-    if side == "websockets":
-        argv = [VENV_PYTHON, os.path.join(HERE, "peers", "ws_echo.py"), "--port", str(port)]
-        cwd = HERE
+# The peer a side may name instead of a Krait checkout: (name, its command line for a port, its cwd).
+WEBSOCKETS = ("websockets", lambda port: [VENV_PYTHON, os.path.join(HERE, "peers", "ws_echo.py"), "--port",
+                                          str(port)], HERE)
+
+
+def start(side: str, port: int, peer: tuple = WEBSOCKETS) -> subprocess.Popen:
+    """Start `side` on `port`, pinned to CPU 0: the peer when it is named, else a Krait checkout.
+    Shared with bench/http_paired.py."""
+    name, peer_argv, peer_cwd = peer
+    if side == name:
+        argv, cwd = peer_argv(port), peer_cwd
     else:
         argv = [sys.executable, "-m", "krait", SITE, "--port", str(port), "--workers", "1"]
         cwd = side

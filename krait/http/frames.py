@@ -224,11 +224,9 @@ class FrameParser:
         buf = self._buf
         if len(buf) < end:
             return None
-        if mask_key is None:
-            payload = bytes(buf[size:end])
-            del buf[:end]
-        elif length < _LANES_FROM:
-            payload = apply_mask(buf[size:end], mask_key)
+        if mask_key is None or length < _LANES_FROM:
+            raw = buf[size:end]
+            payload = bytes(raw) if mask_key is None else apply_mask(raw, mask_key)
             del buf[:end]
         else:
             # A large payload is unmasked where it lies and copied once, into the bytes returned; a
