@@ -10,8 +10,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from krait import jobs  # noqa: E402
-from krait.pool import JobPool  # noqa: E402
+from krait.pool import jobs  # noqa: E402
+from krait.pool.scheduler import JobPool  # noqa: E402
 from krait.settings import Settings  # noqa: E402
 
 
@@ -24,7 +24,7 @@ def main() -> None:
     pool = JobPool(Settings(site_root=site, workers=1), 1)
     pool.start()
     job = jobs.Job("script", hello, "hello.py", "GET", "/hello", "/hello", "", "HTTP/1.1",
-                   (("host", "x"), ("user-agent", "wrk")), b"", ("127.0.0.1", 1), "http", ())
+                   {"host": "x", "user-agent": "wrk"}, b"", ("127.0.0.1", 1), "http", ())
     for _ in range(200):
         pool.run(job, 5)
     n = 5000

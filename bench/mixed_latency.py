@@ -21,7 +21,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import urllib.request
 
 HELLO = 'krait.response = krait.Response("HTTP/1.1", 200, [("Content-Type", "text/plain")], "Hello, world!\\n")\n'

@@ -2,10 +2,10 @@
 
 Where bench/cpu_per_request.py measures whole processes under load, this splits the bill:
 
-  server   one keep-alive request through Krait's real request loop (krait/channel.py: sans-IO parse,
+  server   one keep-alive request through Krait's real request loop (krait/server/channel.py: sans-IO parse,
            routing, dispatch, response bytes) over an in-memory socket, for a static file and for
            hello.py (the script's answer stands in for the worker pool, so the pool's own cost is left out);
-  worker   one hello.py job in the worker (krait/worker.py handle(): fresh namespace, module reset, the
+  worker   one hello.py job in the worker (krait/worker/run.py handle(): fresh namespace, module reset, the
            script, the Result) plus the marshal codec of its job and answer;
   floor    (--floor, needs wrk and taskset) a do-nothing thread-per-connection server (recv, send a
            canned answer) pinned to CPU 0 under `wrk -t1 -c50` on CPU 1: what the kernel, the threads
@@ -32,10 +32,14 @@ ROOT = os.path.dirname(HERE)
 SITE = os.path.join(HERE, "sites", "krait")
 sys.path.insert(0, ROOT)
 
-from krait import cli, jobs, limits, worker  # noqa: E402
-from krait.channel import Channel  # noqa: E402
-from krait.dispatch import App  # noqa: E402
-from krait.gate import FairGate  # noqa: E402
+from krait import limits  # noqa: E402
+from krait.pool import jobs  # noqa: E402
+from krait.server import cli  # noqa: E402
+from krait.server.channel import Channel  # noqa: E402
+from krait.server.dispatch import App  # noqa: E402
+from krait.server.gate import FairGate  # noqa: E402
+from krait.worker.run import handle  # noqa: E402
+from krait.worker.site import Site  # noqa: E402
 
 HELLO = jobs.Result(200, "OK", (("Content-Type", "text/plain; charset=utf-8"),), b"Hello, world!\n",
                     "text/plain", None, None, True)
@@ -74,7 +78,7 @@ class _MemorySocket:
 
 
 class _Server:
-    """The attributes of krait.server.Server that a Channel reads."""
+    """The attributes of krait.server.listener.Server that a Channel reads."""
 
     tls = None
     scheme = "http"
@@ -82,6 +86,7 @@ class _Server:
 
     def __init__(self, app: App, settings: object) -> None:
         self.app = app
+        self.pool = _AnsweringPool()
         self.settings = settings
         self.gate = FairGate(limits.GATE_SLOTS)
 
@@ -101,7 +106,7 @@ def best(fn, rounds: int, count: int) -> float:
 
 def server_cost(path: str, rounds: int, count: int, config: object) -> float:
     settings = cli.parse_args([SITE, "--port", "0"])
-    server = _Server(App(settings, _AnsweringPool(), None, config), settings)
+    server = _Server(App(settings, config), settings)
     request = ("GET %s HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"
                % path).encode()
     from krait import sockopt
@@ -114,20 +119,20 @@ def server_cost(path: str, rounds: int, count: int, config: object) -> float:
     return best(loop, rounds, count)
 
 
-def worker_cost(site: worker.Site, rounds: int, count: int) -> tuple[float, float]:
+def worker_cost(site: Site, rounds: int, count: int) -> tuple[float, float]:
     path = os.path.join(site.root, "hello.py")
     job = jobs.Job(jobs.SCRIPT, path, "hello.py", "GET", "/hello", "/hello", "", "HTTP/1.1",
-                   (("host", "127.0.0.1:8080"), ("user-agent", "bench"), ("accept", "*/*")), b"",
+                   {"host": "127.0.0.1:8080", "user-agent": "bench", "accept": "*/*"}, b"",
                    ("127.0.0.1", 40000), "http", ())
     wire = marshal.dumps(tuple(job))
 
     def handle_only(n: int) -> None:
         for _ in range(n):
-            worker.handle(site, job)
+            handle(site, job)
 
     def with_codec(n: int) -> None:
         for _ in range(n):
-            result = worker.handle(site, jobs.Job(*marshal.loads(wire)))
+            result = handle(site, jobs.job_from_wire(marshal.loads(wire)))
             marshal.dumps(jobs.result_to_wire(result))
 
     return best(handle_only, rounds, count), best(with_codec, rounds, count)
@@ -181,7 +186,7 @@ def main() -> None:
     if args.serve_floor:
         serve_floor(args.serve_floor)
         return
-    site = worker.Site(os.path.realpath(SITE), 64)  # runs the site's init.py, as a worker does
+    site = Site(os.path.realpath(SITE), 64)  # runs the site's init.py, as a worker does
     from krait import config
 
     site_config = config.snapshot()

@@ -6,10 +6,10 @@ sequential 38-byte round trips (the size of a masked 32-byte text frame):
           the websockets sync server, minus its framing);
   hop     the connection's thread writes what it reads to a child process over a socketpair, the child
           writes it back over a second one, and a pump thread writes it to the client (Krait's shape,
-          see krait/ws_session.py and krait/pipe.py, minus framing, marshal and the controller).
+          see krait/server/websocket.py and krait/pool/pipe.py, minus framing, marshal and the controller).
 Prints microseconds per round trip and the CPU the server side (parent and child) spent per message.
 What Krait adds on top of "hop" is its own Python; what "hop" adds on top of "direct" is the price of
-running controllers in a worker process (SPEC section 7). Linux only (sched_setaffinity).
+running controllers in a worker process (docs/architecture.md). Linux only (sched_setaffinity).
 
     python bench/ws_floor.py [--messages 20000]
 """

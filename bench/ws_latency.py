@@ -150,7 +150,8 @@ def phase(client: EchoClient, opcode: int, payload: bytes, count: int, warmup: i
     wall = clock() - start
     latencies.sort()
     return {"count": count, "bytes": len(payload), "seconds": round(wall, 3), "msg_per_s": round(count / wall, 1),
-            "p50_ms": round(percentile(latencies, 0.5) * 1000, 3), "p99_ms": round(percentile(latencies, 0.99) * 1000, 3)}
+            "p50_ms": round(percentile(latencies, 0.5) * 1000, 3),
+            "p99_ms": round(percentile(latencies, 0.99) * 1000, 3)}
 
 
 def start_server(site: Path) -> tuple[subprocess.Popen, int]:

@@ -63,7 +63,7 @@ def wait_listening(port: int, deadline: float) -> None:
             return
         except OSError:
             if time.monotonic() > deadline:
-                raise SystemExit("no server on port %d" % port)
+                raise SystemExit("no server on port %d" % port) from None
             time.sleep(0.1)
 
 

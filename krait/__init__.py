@@ -1,21 +1,29 @@
 # krait: the package site code imports (names kept from Krait 0.5.2).
 #
+# Layout: the package root is the script API (this module, _request, _response, config, mvc,
+# cookie, websockets) plus small shared leaf modules (errors, limits, settings, mime, timefmt,
+# sockopt, urls). The server process lives in krait/server, the process boundary in krait/pool,
+# the code that runs site code in krait/worker; krait/http and krait/pympl are the protocol core
+# and the template compiler (docs/architecture.md draws the map).
+#
 # Rules:
 # - The module globals below describe the request being handled. Each worker process handles one
 #   request at a time and calls _begin_request() before each, which gives every per-request
 #   global here and in krait.mvc, krait.cookie and krait.websockets a fresh object, so nothing a
-#   request stores leaks into the next (SPEC section 7).
-# - Importing krait stays cheap: standard library only, never krait.http or the server modules.
+#   request stores leaks into the next (docs/scripts.md).
+# - Importing krait loads nothing but this module and krait.errors: the API's classes and modules
+#   load on first use (PEP 562 module __getattr__), so the server process, which imports
+#   krait.http and krait.server, never loads the script API.
 # - get_full_path() never returns a path outside the site root (0.5.2 let absolute paths and
 #   ".." escape it); dot folders such as .view are fine.
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
+from typing import Any
 
-from krait import config, cookie, mvc, websockets
-from krait._request import MultipartFormData, Request
-from krait._response import Response, ResponseBadRequest, ResponseNotFound, ResponseRedirect
 from krait.errors import Forbidden
 
 __version__ = "0.6.0.dev0"
@@ -27,19 +35,41 @@ __all__ = [
 ]
 
 #: str: the site root folder, as given on the command line.
-site_root = None
+site_root: str | None = None
 #: Request: the request being handled.
 request = None
 #: Response or None: set it to replace the whole response.
 response = None
 #: list of (str, str): headers added to the response.
-extra_headers = []
+extra_headers: list = []
 #: dict of str: named groups captured by the matching route's regex.
-url_params = {}
+url_params: dict[str, str] = {}
 #: str or None: set by set_content_type(): a MIME type, "ext/<extension>", or None.
 _content_type = None
 
-_real_root_cache = (None, None)  # (site_root, its realpath)
+_real_root_cache: tuple[str | None, str | None] = (None, None)  # (site_root, its realpath)
+
+# Names of the API that load on first use: name -> the module that defines it (a submodule is its
+# own name).
+_LAZY = {
+    "Request": "krait._request", "MultipartFormData": "krait._request",
+    "Response": "krait._response", "ResponseNotFound": "krait._response",
+    "ResponseBadRequest": "krait._response", "ResponseRedirect": "krait._response",
+    "config": None, "cookie": None, "mvc": None, "websockets": None,
+}
+
+
+def __getattr__(name: str) -> Any:
+    """PEP 562: load an API class or submodule the first time it is used."""
+    if name not in _LAZY:
+        raise AttributeError(f"module 'krait' has no attribute {name!r}")
+    source = _LAZY[name]
+    if source is None:
+        value = importlib.import_module("krait." + name)
+    else:
+        value = getattr(importlib.import_module(source), name)
+    globals()[name] = value
+    return value
 
 
 def _real_root(root: str) -> str:
@@ -48,7 +78,7 @@ def _real_root(root: str) -> str:
     if cached_root != root or not os.path.isabs(root):  # a relative root depends on the cwd
         real = os.path.realpath(root)
         _real_root_cache = (root, real)
-    return real
+    return real  # type: ignore[return-value]
 
 
 def get_full_path(filename):
@@ -106,6 +136,6 @@ def _begin_request(request, url_params=None):
     g["extra_headers"] = []
     g["url_params"] = dict(url_params) if url_params else {}
     g["_content_type"] = None
-    mvc._reset()
-    cookie._reset()
-    websockets._reset()
+    this = sys.modules[__name__]
+    for name in ("mvc", "cookie", "websockets"):  # getattr loads a submodule not used yet
+        getattr(this, name)._reset()

@@ -1,7 +1,7 @@
 # `python -m krait SITE`: the same as the `krait` console script.
 import sys
 
-from krait.cli import main
+from krait.server.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -14,7 +14,7 @@
 #   The CRLF before a delimiter belongs to the delimiter, never to the part's data, so uploaded
 #   bytes come back exactly. Parts need `Content-Disposition: form-data` (RFC 7578 section 4.2).
 #   Anything malformed gives None (0.5.2 printed to stdout; we print nothing).
-# - The path is percent-decoded once as UTF-8; invalid UTF-8 is a 400 (SPEC section 3).
+# - The path is percent-decoded once as UTF-8; invalid UTF-8 is a 400 (krait/urls.py).
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from collections import namedtuple
 from functools import cached_property
 from urllib.parse import parse_qsl, unquote_to_bytes
 
-from krait.errors import BadRequest
+from krait.urls import decode_path
 
 MultipartFormData = namedtuple("MultipartFormData", ["data", "name", "filename", "content_type"])
 MultipartFormData.__doc__ = "One part of a multipart/form-data body: data (bytes), name, filename, content_type."
@@ -65,13 +65,7 @@ def parse_header_params(value: str) -> tuple[str, dict[str, str]]:
     return main.strip().lower(), params
 
 
-def _decode_path(url: str) -> str:
-    if "%" not in url:
-        return url
-    try:
-        return unquote_to_bytes(url).decode("utf-8")
-    except UnicodeDecodeError:
-        raise BadRequest("the request path is not valid UTF-8 after percent-decoding") from None
+_Part = MultipartFormData  # the class attribute Request.MultipartFormData hides the name inside the class
 
 
 class Request:
@@ -111,7 +105,7 @@ class Request:
         self.body = body
         self.remote_addr = remote_addr
         self.scheme = scheme
-        self.path = _decode_path(url) if path is None else path
+        self.path = decode_path(url) if path is None else path
 
     @property
     def client_address(self):
@@ -138,7 +132,7 @@ class Request:
         text = self.body.decode("utf-8", "replace")
         return dict(parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="replace"))
 
-    def get_multipart_form(self) -> list[MultipartFormData] | None:
+    def get_multipart_form(self) -> list[_Part] | None:
         """Parse a multipart/form-data body (RFC 7578) into a list of MultipartFormData.
 
         `data` is the part's exact bytes; `name` and `filename` come from its

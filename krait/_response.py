@@ -5,17 +5,17 @@
 # Response instance is read directly, while any other object is rendered with str() and parsed as
 # raw HTTP response text, as 0.5.2 did for every object.
 #
-# Rules (0.5.2 quirks fixed, reference section 4.8):
+# Rules (0.5.2 quirks fixed, docs/migrating.md):
 # - ResponseRedirect sends Location exactly as given (0.5.2 percent-encoded "/").
 # - ResponseBadRequest's page says 400 (0.5.2 said 404).
 # - Raw response text without header lines parses correctly (0.5.2 read the body as a header).
-# - Reason phrases come from http.HTTPStatus; an unregistered code gets an empty reason, which
-#   RFC 9112 section 4 allows ("reason-phrase = 1*( HTAB / SP / VCHAR / obs-text )" is optional).
+# - Reason phrases are the protocol core's (krait.http.reason_phrase): an unregistered code gets an
+#   empty one, which RFC 9112 section 4 allows.
 # - Header names and values are not checked here: the HTTP writer refuses CR, LF and NUL.
 
 from __future__ import annotations
 
-from http import HTTPStatus
+from krait.http.events import reason_phrase
 
 _VERSIONS = ("HTTP/1.1", "HTTP/1.0")
 _HTML = ("Content-Type", "text/html; charset=utf-8")
@@ -26,14 +26,6 @@ NOT_FOUND_BODY = (
 BAD_REQUEST_BODY = (
     "<html><head><title>400 Bad Request</title></head><body><h1>400 Bad Request</h1></body></html>"
 )
-
-
-_PHRASES = {status.value: status.phrase for status in HTTPStatus}  # a dict lookup; HTTPStatus() took 1 us
-
-
-def reason_phrase(status_code: int) -> str:
-    """The standard reason phrase for a status code, or "" when it has none."""
-    return _PHRASES.get(status_code, "")
 
 
 class Response:

@@ -4,13 +4,13 @@
 # validates everything once and freezes it into a picklable SiteConfig that the server process
 # uses for routing and Cache-Control. Later changes to the globals are ignored (as in 0.5.2).
 #
-# Rules (reference sections 3.2 and 4.7, SPEC section 4):
+# Rules (docs/routing.md, docs/configuration.md):
 # - Route verbs are the 0.5.2 list plus PATCH and HEAD. A HEAD request matches GET routes; a
 #   WebSocket upgrade uses the verb "WEBSOCKET"; "ANY" matches every verb.
 # - A route matches when its verb fits and (it has neither url nor regex, or url equals the path,
 #   or regex matches the whole path). Only None means "unset".
 # - Named regex groups become krait.url_params and fill "{name}" in the target.
-# - Cache-Control follows the 0.5.2 pragma table, plus the SPEC fix: a cache_public match emits
+# - Cache-Control follows the 0.5.2 pragma table, plus one fix: a cache_public match emits
 #   "public" (RFC 9111 section 5.2.2.9).
 
 from __future__ import annotations
@@ -116,10 +116,10 @@ class Route:
 #: list of Route, or None for the default (GET and HEAD to any path, default target).
 routes = None
 #: lists of regexes matched against the target file's path relative to the site root.
-cache_no_store = []
-cache_private = []
-cache_public = []
-cache_long_term = []
+cache_no_store: list[str] = []
+cache_private: list[str] = []
+cache_public: list[str] = []
+cache_long_term: list[str] = []
 #: max-age (seconds) for cacheable responses, and for those matching cache_long_term.
 cache_max_age_default = 300
 cache_max_age_long_term = 864000
@@ -210,7 +210,7 @@ def _matches(patterns, path: str) -> bool:
 
 
 def cache_control(rel_path: str, dynamic: bool, cfg: SiteConfig) -> str:
-    """The Cache-Control value for a target file (reference section 4.7 plus `public`).
+    """The Cache-Control value for a target file (docs/configuration.md).
 
     Args:
         rel_path: the resolved target file relative to the site root, e.g. "css/site.css".

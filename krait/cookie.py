@@ -5,7 +5,7 @@
 # cookies are plain ("Set-Cookie", text) entries in `krait.extra_headers`, which
 # get_response_cookies() parses back into Cookie objects.
 #
-# Rules (RFC 6265, 0.5.2 quirks fixed, reference section 4.9):
+# Rules (RFC 6265, 0.5.2 quirks fixed, docs/forms-uploads-cookies.md):
 # - Output follows RFC 6265 section 4.1.1: "name=value" then "; Attr" / "; Attr=value" with the
 #   attribute names Expires, Max-Age, Path, Domain, Secure, HttpOnly (and SameSite, RFC 6265bis).
 # - cookie-name is a token (RFC 9110 section 5.6.2). Values and Path/Domain may not hold control
@@ -254,7 +254,7 @@ class Cookie:
             return NotImplemented
         return (self.name, self.value, self.attributes) == (other.name, other.value, other.attributes)
 
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]  # mutable: not hashable
 
 
 def _unquote(value: str) -> str:

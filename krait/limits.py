@@ -24,13 +24,13 @@ MAX_HEADER_LINE = 8 * 1024
 MAX_HEADER_COUNT = 100
 
 #: Largest request body, checked against Content-Length before any body byte is read (and while
-#: reading a chunked body). SPEC section 2 default 16 MiB. Exceeded -> 413 Content Too Large.
+#: reading a chunked body). Default 16 MiB (docs/configuration.md). Exceeded -> 413 Content Too Large.
 MAX_BODY_SIZE = 16 * 1024 * 1024
 
 #: Longest chunk-size line in a chunked body (hex digits plus extensions). Exceeded -> 400.
 MAX_CHUNK_LINE = 1024
 
-# --- Connection timing (enforced by krait/channel.py, never by the sans-IO core) ---------------
+# --- Connection timing (enforced by krait/server/channel.py, never by the sans-IO core) ---------------
 
 #: Seconds a client has to send a complete header block once its first byte arrived
 #: (slowloris defence). Exceeded -> 408 and close.
@@ -62,7 +62,7 @@ MAX_CONNECTIONS = 2000
 REQUEST_THREADS = 32
 
 #: Requests processed at the same moment by the server process (a request waiting for a script worker
-#: does not count). Connection threads past it wait in arrival order (krait/gate.py), which keeps tail
+#: does not count). Connection threads past it wait in arrival order (krait/server/gate.py), which keeps tail
 #: latency low under load (measured with 50 clients on one core: 4 slots gave p99 9.9 ms, 2 slots
 #: 4.2 ms, no gate 58 ms).
 GATE_SLOTS = 2
@@ -74,7 +74,7 @@ LISTEN_BACKLOG = 1024
 MAX_QUEUED_JOBS = 256
 
 #: Jobs one script worker may hold in its pipe (the one it runs and those queued behind it). More than
-#: one lets a busy worker read several jobs per wake-up instead of sleeping between them (krait/pool.py).
+#: one lets a busy worker read several jobs per wake-up instead of sleeping between them (krait/pool/scheduler.py).
 #: Deeper pipes mean fewer wake-ups per job: on one core, 8 rather than 4 gave about 12% more hello.py
 #: requests/s and 16 rather than 8 another 11% (bench/README.md). Jobs only queue behind jobs known
 #: to be fast (PIPELINE_STALL), so a deep pipe does not hold fast requests behind slow scripts.

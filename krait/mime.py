@@ -1,6 +1,6 @@
 # Content types: the stdlib `mimetypes` table plus the few types it lacks, with "; charset=utf-8" on text.
 #
-# Rules (SPEC section 5): unknown extensions are application/octet-stream; text types (text/*,
+# Rules (docs/scripts.md): unknown extensions are application/octet-stream; text types (text/*,
 # JavaScript, JSON, XML, SVG) get "; charset=utf-8" because Krait reads and writes text as UTF-8.
 # Lookups are cached: the table never changes while the server runs.
 

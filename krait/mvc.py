@@ -1,6 +1,6 @@
 # krait.mvc: controllers for MVC pages.
 #
-# Rules (reference section 4.3): a .py route target calls set_init_ctrl(ctrl); after the script
+# Rules (docs/mvc.md): a .py route target calls set_init_ctrl(ctrl); after the script
 # has run, the worker pushes that controller (binding it as `ctrl` in the namespace), renders the
 # template named by ctrl.get_view() (a path relative to the site root) as the response body, then
 # pops it. push_ctrl/pop_ctrl keep a stack so nested views can switch controllers. All four
@@ -38,7 +38,7 @@ class SimpleCtrl(CtrlBase):
 #: The controller a route script asked for; use set_init_ctrl().
 init_ctrl = None
 #: Saved controllers, for nested controllers; use push_ctrl()/pop_ctrl().
-ctrl_stack = []
+ctrl_stack: list = []
 #: The controller currently rendering.
 curr_ctrl = None
 

@@ -1,6 +1,6 @@
 # Settings: every tunable of one Krait server, as one frozen record.
 #
-# The command line (krait/cli.py) fills it; the server, channels and pool read it. Defaults come from
+# The command line (krait/server/cli.py) fills it; the server, channels and pool read it. Defaults come from
 # krait/limits.py so a limit is written in exactly one place. Settings is picklable: worker processes
 # receive it when they start.
 

@@ -3,7 +3,7 @@
 # Why: a Python socket with a timeout polls before every recv and send (and settimeout() is itself a
 # system call). A blocking socket with kernel timeouts needs one call per recv or send; when the
 # deadline passes, the call fails with EAGAIN, which Python raises as BlockingIOError. Used by client
-# connections (krait/channel.py), WebSocket sessions and the worker pipes (krait/pipe.py).
+# connections (krait/server/channel.py), WebSocket sessions and the worker pipes (krait/pool/pipe.py).
 
 from __future__ import annotations
 

@@ -12,9 +12,10 @@
 #
 # Rules:
 # - Subprotocols: Sec-WebSocket-Protocol is a comma list of tokens with optional whitespace
-#   (RFC 6455 section 4.1 and 11.3.4); `protocols` is [] when none is offered (SPEC section 9).
+#   (RFC 6455 section 4.1 and 11.3.4); `protocols` is [] when none is offered (docs/websockets.md).
 # - Outgoing items are ("text", UTF-8 bytes), ("binary", bytes) or ("close", code, reason), in push
-#   order (the records of krait/jobs.py). Text is encoded when pushed, so a str that has no UTF-8 form
+#   order (the items krait/pool/serve.py's SessionLink sends). Text is encoded when pushed, so a str that
+#   has no UTF-8 form
 #   (a lone surrogate) fails in push_out_message(), in the controller, not later in the sender.
 # - close() codes are those an endpoint may send (RFC 6455 section 7.4.1 and 7.4.2: 1000-1003,
 #   1007-1011, 3000-4999); the reason must fit a control frame: 123 UTF-8 bytes (section 5.5).
@@ -86,9 +87,9 @@ class WebsocketsCtrlBase:
 
     def __init__(self, use_in_message_queue=True):
         self._in_lock = threading.RLock()
-        self._in_queue = deque() if use_in_message_queue else None
+        self._in_queue: deque | None = deque() if use_in_message_queue else None
         self._out_lock = threading.Lock()
-        self._out_queue = deque()
+        self._out_queue: deque = deque()
         self._close_requested = False
         self._out_listener = None
         self._exit_event = threading.Event()

@@ -107,5 +107,6 @@ _REASONS = {s.value: s.phrase for s in HTTPStatus}
 
 
 def reason_phrase(status: int) -> str:
-    """The standard reason phrase for `status` ("Not Found"), or "Unknown"."""
-    return _REASONS.get(status, "Unknown")
+    """The standard reason phrase for `status` ("Not Found"), or "" for an unregistered code (RFC 9112
+    section 4: the reason-phrase may be empty)."""
+    return _REASONS.get(status, "")

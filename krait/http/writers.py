@@ -82,7 +82,7 @@ def build_head(status: int, headers, reason: str | None, body_length: int | None
     if type(status) is not int or not 100 <= status <= 999:
         raise LocalProtocolError(f"invalid status code {status!r}")
     if reason is None:
-        line = _STATUS_LINES.get(status) or f"HTTP/1.1 {status} Unknown\r\n"
+        line = _STATUS_LINES.get(status) or f"HTTP/1.1 {status} \r\n"
     else:
         line = f"HTTP/1.1 {status} {reason}\r\n"
     parts = [line]

@@ -8,11 +8,12 @@
 # This package is independent of the script API and of I/O: it imports no socket, threading or
 # multiprocessing, and nothing from krait but errors and limits.
 
-from krait.pympl.cache import TemplateCache, decode_template
+from krait.pympl.cache import CodeCache, TemplateCache, decode_template
 from krait.pympl.codegen import compile_template, show_code
 from krait.pympl.runtime import escape, render, render_into
 
 __all__ = [
+    "CodeCache",
     "TemplateCache",
     "compile_template",
     "decode_template",

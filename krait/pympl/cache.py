@@ -1,11 +1,11 @@
-# Per-process cache of compiled templates.
+# Per-process cache of compiled templates (and, through CodeCache, of any compiled file).
 #
-# Rules (STYLE habit 9):
+# Rules:
 # - Keyed by path; every get() os.stat()s the file and recompiles when st_mtime_ns or st_size
-#   changed, so an edited template applies on the next request (SPEC 7).
+#   changed, so an edited template applies on the next request (docs/pympl.md).
 # - Bounded: least recently used entries are dropped past max_entries
 #   (limits.TEMPLATE_CACHE_SIZE, jinja's cache_size precedent).
-# - Files are read as bytes and decoded as UTF-8 (SPEC 3); a leading BOM is dropped (as
+# - Files are read as bytes and decoded as UTF-8 (docs/pympl.md); a leading BOM is dropped (as
 #   Python's linecache does, so traceback columns agree); invalid UTF-8 is a
 #   TemplateSyntaxError at the line and column of the first bad byte.
 # - FileNotFoundError (and other OSErrors) propagate unchanged: the caller maps them to 404/500.
@@ -16,6 +16,7 @@ import codecs
 import os
 import types
 from collections import OrderedDict
+from collections.abc import Callable
 
 from krait import limits
 from krait.errors import TemplateSyntaxError
@@ -46,19 +47,23 @@ def decode_template(data: bytes, path: str) -> str:
         ) from None
 
 
-class TemplateCache:
-    """Compiled templates by path, checked against the file's mtime and size on every get()."""
+class CodeCache:
+    """Code objects compiled from files, by path, checked against the file's mtime and size on every
+    get(). `build(data, path)` compiles a file's bytes; TemplateCache builds Pympl templates, and the
+    worker uses one of these for .py scripts."""
 
-    def __init__(self, max_entries: int = limits.TEMPLATE_CACHE_SIZE) -> None:
+    def __init__(self, build: Callable[[bytes, str], types.CodeType],
+                 max_entries: int = limits.TEMPLATE_CACHE_SIZE) -> None:
+        self.build = build
         self.max_entries = max_entries
         self._entries: OrderedDict[str, tuple[int, int, types.CodeType]] = OrderedDict()
 
     def get(self, path: str) -> types.CodeType:
-        """The code object for the template at `path`, compiled now if new or changed.
+        """The code object for the file at `path`, compiled now if new or changed.
 
         Raises:
             FileNotFoundError: the file does not exist (unchanged from os.stat/open).
-            TemplateSyntaxError: the file is not valid UTF-8 or not a valid template.
+            Whatever `build` raises (TemplateSyntaxError for templates, SyntaxError for scripts).
         """
         st = os.stat(path)
         entries = self._entries
@@ -70,7 +75,7 @@ class TemplateCache:
         with open(path, "rb") as handle:
             st = os.fstat(handle.fileno())
             data = handle.read()
-        code = compile_template(decode_template(data, path), path)
+        code = self.build(data, path)
         entries[path] = (st.st_mtime_ns, st.st_size, code)
         while len(entries) > self.max_entries:
             entries.popitem(last=False)
@@ -83,5 +88,20 @@ class TemplateCache:
         return path in self._entries
 
     def clear(self) -> None:
-        """Forget every compiled template."""
+        """Forget every compiled file."""
         self._entries.clear()
+
+
+def _build_template(data: bytes, path: str) -> types.CodeType:
+    return compile_template(decode_template(data, path), path)
+
+
+class TemplateCache(CodeCache):
+    """Compiled templates by path, checked against the file's mtime and size on every get().
+
+    get() raises FileNotFoundError for a missing file, TemplateSyntaxError for a file that is not
+    valid UTF-8 or not a valid template.
+    """
+
+    def __init__(self, max_entries: int = limits.TEMPLATE_CACHE_SIZE) -> None:
+        super().__init__(_build_template, max_entries)

@@ -32,6 +32,7 @@ import os
 import re
 import types
 import warnings
+from typing import Any
 
 from krait.errors import TemplateSyntaxError
 from krait.pympl.nodes import (
@@ -68,7 +69,7 @@ def _end_of(line: int, col: int, text: str) -> tuple[int, int]:
 
 def _margin(lines: list[str]) -> str:
     # Longest whitespace prefix shared by the non-blank lines (textwrap.dedent's margin).
-    return os.path.commonprefix([_INDENT.match(text).group() for text in lines if text.strip()])
+    return os.path.commonprefix([_INDENT.match(text).group() for text in lines if text.strip()])  # type: ignore[union-attr]
 
 
 class _Snippet:
@@ -101,6 +102,7 @@ class CodeGenerator:
 
     def _relocate(self, tree: ast.AST, snippet: _Snippet) -> None:
         first, shifts = snippet.line, snippet.shifts
+        node: Any
         for node in ast.walk(tree):
             line = getattr(node, "lineno", None)
             if line is None:
@@ -173,9 +175,9 @@ class CodeGenerator:
                 line += 1
             if not lines:
                 return []  # `@{ }`: nothing to run
-            margin = len(_margin(lines))
-            body = [text[margin:] if text.strip() else "" for text in lines]
-            candidates.append(_Snippet("\n".join(body), line, [(margin, margin)] * len(body)))
+            indent = len(_margin(lines))
+            body = [text[indent:] if text.strip() else "" for text in lines]
+            candidates.append(_Snippet("\n".join(body), line, [(indent, indent)] * len(body)))
         else:
             first = lines[0].lstrip(" \t\f")
             col = code.col + len(lines[0]) - len(first)
@@ -238,7 +240,7 @@ class CodeGenerator:
         # One __pympl_w(...) call for a run of text and output nodes.
         parts: list[ast.expr] = []
         text_parts: list[str] = []
-        text_start = None
+        text_start: Any = None
         for node in run:
             if type(node) is Text:
                 if not text_parts:
@@ -251,7 +253,8 @@ class CodeGenerator:
             parts.append(self.visit_Output(node))
         if text_parts:
             parts.append(self._text(text_start, "".join(text_parts)))
-        first, last = parts[0], parts[-1]
+        first: Any = parts[0]
+        last = parts[-1]
         if len(parts) == 1 and (type(first) is ast.Constant or first.conversion == -1):
             arg = first if type(first) is ast.Constant else first.value  # no f-string needed
         else:
@@ -290,7 +293,8 @@ class CodeGenerator:
     def visit_Import(self, node: Import) -> ast.stmt:
         what = "'@import-ctrl' expression" if node.ctrl else "'@import' expression"
         expr = self._expr(node.code, what, node.line, node.col)
-        func = self._at(ast.Name(IMPORT_CTRL if node.ctrl else IMPORT, ast.Load()), node.line, node.col, node.line, node.col + 1)
+        name = ast.Name(IMPORT_CTRL if node.ctrl else IMPORT, ast.Load())
+        func = self._at(name, node.line, node.col, node.line, node.col + 1)
         call = ast.Call(func, [expr], [])
         stmt = ast.Expr(call)
         for item in (call, stmt):
@@ -318,6 +322,7 @@ class CodeGenerator:
         if parts is None or not parts.group(1).strip() or not parts.group(2).strip():
             raise self.source.error(usage, node.line, node.col)
         snippet = self._snippet(node.header, prefix="for ")
+        assert snippet is not None  # the header matched _FOR_PARTS, so it holds code
         snippet.text += ":\n pass"
         snippet.shifts.append((0, 0))
         loop = self._parse(snippet, "exec", "'@for' header").body[0]

@@ -5,12 +5,12 @@
 #   INITIAL  template text. `[^@]+` is TEXT; `@@` is a TEXT "@"; `@` followed by a keyword opens
 #            a construct. Keywords are matched with look-ahead, so when the input diverges from a
 #            keyword (`@ifx`, `@elsewhere`, `@important`, `@for_each`, `@format(1)`) the rule
-#            does not match and the `@` starts a plain expression (reference 5.2).
+#            does not match and the `@` starts a plain expression (docs/pympl.md).
 #   expr     the code of `@expr`, `@!expr`, `@import expr`, `@import-ctrl expr`. It ends at
 #            whitespace (left in the input, so it becomes text) or at `@` (consumed) or at end
 #            of file, but only outside string literals and (), [], {} groups.
 #   header   the text of `@if`/`@elif`/`@for` up to the first `:` outside strings and groups
-#            (SPEC 8 fix: `@if d[1:2]:` and `@if x == 'a:b':` work).
+#            (so `@if d[1:2]:` and `@if x == 'a:b':` work; docs/pympl.md).
 #   block    the body of `@{ ... }` up to the `}` that balances the `{`; strings and `#`
 #            comments (up to a newline or brace) are skipped, so `@{ x = '}' }` works and an
 #            apostrophe in a comment does not open a string.

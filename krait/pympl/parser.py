@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import sys
+from typing import Any
 
 from ply import yacc
 
@@ -130,7 +131,7 @@ def p_error(tok):
     lexer = tok.lexer
     source: Source = lexer.pympl_source
     # The innermost open block: the last IF or FOR terminal still on the stack.
-    opener = None
+    opener: Any = None
     for sym in reversed(lexer.pympl_parser.symstack):
         if getattr(sym, "type", None) in ("IF", "FOR"):
             opener = sym

@@ -2,7 +2,7 @@
 #
 # Rules:
 # - Templates run in the caller's namespace (globals = locals = namespace), the shared request
-#   namespace of reference 5.6, so their variables stay visible to the script and to included
+#   namespace (docs/pympl.md), so their variables stay visible to the script and to included
 #   templates.
 # - render_into() binds the `__pympl_*` helpers into that namespace for the duration of one
 #   exec and then restores whatever was bound before. An include rendered in the middle of a
@@ -10,7 +10,7 @@
 #   its own helpers back, whichever output list the include used; after the outermost render
 #   the namespace holds no helper names at all.
 # - escape() is str() followed by replacing & < > " ' with &amp; &lt; &gt; &quot; &#39;
-#   (reference 5.3; `'` is `&#39;`, not html.escape's `&#x27;`). Measured on 3.11: chained
+#   (docs/pympl.md; `'` is `&#39;`, not html.escape's `&#x27;`). Measured on 3.11: chained
 #   str.replace beats str.translate (about 2x slower) and html.escape + fix-up; a regex
 #   pre-check only wins on short clean strings and loses on long ones. Ints, the commonest
 #   non-strings in tables, cannot contain those characters and skip the scan.

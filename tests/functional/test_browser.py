@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from tests.conftest import ROOT
 from tests.e2e_tools import Chromium, ensure_program, wait_until
+from tests.helpers import ROOT
 
 pytestmark = pytest.mark.external
 

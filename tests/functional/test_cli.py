@@ -1,4 +1,4 @@
-"""The krait command line: ready line, --version, --help and the start-up errors (SPEC section 2)."""
+"""The krait command line: ready line, --version, --help and the start-up errors (docs/configuration.md)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 import pytest
 import requests
 
-from tests.conftest import ROOT, write_site
+from tests.helpers import ROOT, write_site
 
 
 def run_krait(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -62,7 +62,7 @@ def test_python_dash_m_and_console_script_agree():
     import tomllib
 
     with open(ROOT / "pyproject.toml", "rb") as f:
-        assert tomllib.load(f)["project"]["scripts"]["krait"] == "krait.cli:main"
+        assert tomllib.load(f)["project"]["scripts"]["krait"] == "krait.server.cli:main"
     script = os.path.join(os.path.dirname(sys.executable), "krait")
     if not os.path.exists(script):
         pytest.skip("the krait console script is not installed next to this Python (scripts/test installs it)")

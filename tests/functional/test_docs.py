@@ -14,7 +14,7 @@ import requests
 
 from krait.errors import TemplateSyntaxError
 from krait.pympl import compile_template, render
-from tests.conftest import ROOT, start_krait, write_site
+from tests.helpers import ROOT, start_krait, write_site
 
 DOCS = ROOT / "docs"
 FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.S | re.M)

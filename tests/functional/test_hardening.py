@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from tests.conftest import write_site
+from tests.helpers import write_site
 from tests.idle_clients import open_idle, rss_kib
 
 SITE = {

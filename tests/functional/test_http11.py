@@ -1,5 +1,5 @@
 """HTTP/1.1 connection behaviour of the real server: keep-alive, pipelining, HEAD, chunked request bodies,
-Expect: 100-continue, body limits, slow-client timeouts and the headers on every response (SPEC 5, 6).
+Expect: 100-continue, body limits, slow-client timeouts and the headers on every response (RFC 9110, RFC 9112).
 
 Talks to the server three ways: raw sockets (exact bytes and socket reuse), http.client and requests.
 """
@@ -15,7 +15,7 @@ import time
 import pytest
 import requests
 
-from tests.conftest import start_krait, write_site
+from tests.helpers import start_krait, write_site
 
 MAX_BODY = 4096
 
@@ -99,7 +99,7 @@ class Reader:
             return self.sock.recv(1) == b""
         except ConnectionResetError:
             return True
-        except socket.timeout:
+        except TimeoutError:
             return False
 
 
@@ -434,9 +434,9 @@ def test_requests_session_reuses_connection(server):
     with requests.Session() as session:
         first = session.get(server.url + "/a.txt", timeout=10, stream=True)
         sock = first.raw._connection.sock
-        first.content
+        assert first.content
         for path in ("/b.txt", "/script", "/c.txt"):
             r = session.get(server.url + path, timeout=10, stream=True)
             assert r.status_code == 200
             assert r.raw._connection.sock is sock
-            r.content
+            assert r.content

@@ -1,4 +1,4 @@
-"""Malformed-request corpus against the real server over raw sockets (SPEC section 6, RFC 9112).
+"""Malformed-request corpus against the real server over raw sockets (RFC 9112).
 
 Every case sends one bad request FOLLOWED by a valid pipelined ``GET /ok.txt``, reads until the server
 closes, and checks: exactly one response, the expected status, ``Connection: close`` in it, nothing of the
@@ -65,7 +65,7 @@ block 64 KiB, 100 header fields).
 | body-too-large        | Content-Length: 1001 (limit 1000)                             | 413    |
 | chunked-too-large     | chunked body of 1200 bytes (limit 1000)                       | 413    |
 
-Unknown method tokens are answered by routing, not by the parser (SPEC section 4): the framing is intact,
+Unknown method tokens are answered by routing, not by the parser (docs/routing.md): the framing is intact,
 so the connection stays usable and the pipelined request is answered after the 501.
 
 | id                    | what                                                          | status |
@@ -81,7 +81,7 @@ import time
 
 import pytest
 
-from tests.conftest import read_all, start_krait, write_site
+from tests.helpers import read_all, start_krait, write_site
 
 MAX_BODY = 1000
 

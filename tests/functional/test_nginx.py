@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import ROOT, write_site
 from tests.e2e_tools import ensure_program, free_port, stop_process, wait_until
+from tests.helpers import ROOT, write_site
 
 pytestmark = pytest.mark.external
 

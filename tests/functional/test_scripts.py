@@ -1,4 +1,4 @@
-"""Python scripts in the worker pool: the krait script API over HTTP, isolation and faults (SPEC 5, 7)."""
+"""Python scripts in the worker pool: the krait script API over HTTP, isolation and faults (docs/scripts.md)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 import pytest
 import requests
 
-from tests.conftest import start_krait, write_site
+from tests.helpers import start_krait, write_site
 
 INIT = '''
 import os, sqlite3, krait
@@ -189,7 +189,8 @@ def test_get_full_path_refuses_escape(server):
 def test_guestbook_flow(server):
     s = requests.Session()
     evil = "<script>alert('x')</script> & na\u00efve \u00fcml\u00e4ut"
-    r = s.post(server.url + "/guestbook-post", data={"name": "Zo\u00eb", "text": evil}, allow_redirects=False, timeout=10)
+    r = s.post(server.url + "/guestbook-post", data={"name": "Zo\u00eb", "text": evil}, allow_redirects=False,
+               timeout=10)
     assert r.status_code == 302 and r.headers["Location"] == "/guestbook"
     assert "HttpOnly" in r.headers["Set-Cookie"] and "SameSite=Lax" in r.headers["Set-Cookie"]
     r = s.get(server.url + "/guestbook", timeout=10)
@@ -325,7 +326,8 @@ def test_debug_pages_show_template_file_and_line(tmp_path, krait_server):
 
 
 def test_max_requests_recycles_workers(tmp_path, krait_server):
-    root = write_site(tmp_path / "site", {"pid.py": "import os\nkrait.response = krait.Response('HTTP/1.1', 200, [], str(os.getpid()))"})
+    root = write_site(tmp_path / "site",
+                      {"pid.py": "import os\nkrait.response = krait.Response('HTTP/1.1', 200, [], str(os.getpid()))"})
     srv = krait_server(root, "--workers", "1", "--max-requests", "3")
     pids = []
     for _ in range(9):

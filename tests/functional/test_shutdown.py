@@ -6,10 +6,11 @@ import time
 
 import websocket
 
-from tests.conftest import write_site
+from tests.helpers import write_site
 
 SITE = {
-    ".py/init.py": "import krait\nkrait.config.routes = [krait.config.Route('WEBSOCKET', url='/ws'), krait.config.Route()]\n",
+    ".py/init.py": "import krait\n"
+                   "krait.config.routes = [krait.config.Route('WEBSOCKET', url='/ws'), krait.config.Route()]\n",
     ".py/tick.py": '''
 import time
 from krait.websockets import WebsocketsCtrlBase

@@ -1,4 +1,4 @@
-"""Static files, URL resolution and caching headers through the real server (SPEC 4 and 5)."""
+"""Static files, URL resolution and caching headers through the real server (docs/routing.md, docs/configuration.md)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import time
 import pytest
 import requests
 
-from tests.conftest import write_site
+from tests.helpers import write_site
 
 INIT = """
 import krait
@@ -84,7 +84,7 @@ def site(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(site, tmp_path_factory):
-    from tests.conftest import start_krait
+    from tests.helpers import start_krait
 
     srv = start_krait(site, workdir=tmp_path_factory.mktemp("run"))
     yield srv

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import write_site
+from tests.helpers import write_site
 
 TEXT = ("Krait compresses text above a threshold. " * 100).encode()  # ~4 KiB, compresses well
 

@@ -1,4 +1,4 @@
-"""WebSockets through the real server: routing, the controller API and the process model (SPEC 7, 9).
+"""WebSockets through the real server: routing, the controller API and the process model (docs/websockets.md).
 
 Strategy: happy paths use websocket-client; lifecycle cases that need a precise disconnect use the
 raw client of test_ws_conformance.py, which also holds the site (controllers in .py/wsctrl.py, one
@@ -23,7 +23,6 @@ import requests
 import websocket
 
 from krait import limits
-from tests.conftest import start_krait, write_site
 from tests.functional.test_ws_conformance import (
     BINARY,
     CLOSE,
@@ -35,6 +34,7 @@ from tests.functional.test_ws_conformance import (
     parse_response,
     upgrade_request,
 )
+from tests.helpers import start_krait, write_site
 
 
 @pytest.fixture(scope="module")

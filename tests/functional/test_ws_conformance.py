@@ -1,4 +1,4 @@
-"""RFC 6455 conformance of the real server, over raw sockets (SPEC section 9, issue 6).
+"""RFC 6455 conformance of the real server, over raw sockets (docs/websockets.md).
 
 Strategy: one server per module (module-scoped fixture) serving SITE_FILES below, plus a second one
 with a small --max-ws-message for the size-cap cases. Frames are built by hand (frame(), masked with
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.conftest import start_krait, write_site
+from tests.helpers import start_krait, write_site
 
 # --- the site -------------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from krait.http.frames import (
     parse_close,
     serialize,
 )
+from tests import helpers
 
 MASK = b"\x37\xfa\x21\x3d"
 
@@ -42,13 +43,8 @@ def run_parser(chunks, **kw):
 
 
 def three_ways(data: bytes, **kw):
-    """STYLE habit 2: whole, one byte at a time, and followed by trailing bytes; all must agree."""
-    whole = run_parser([data], **kw)
-    bytewise = run_parser([data[i : i + 1] for i in range(len(data))], **kw)
-    # the trailing bytes are the first byte of a next frame: no frame, no error from them
-    trailing = run_parser([data + b"\x82"], **kw)
-    assert whole == bytewise == trailing
-    return whole
+    # the trailing byte is the first byte of a next frame: no frame, no error from it
+    return helpers.three_ways(lambda chunks: run_parser(chunks, **kw), data, b"\x82")
 
 
 # --- constants and enums -------------------------------------------------------------------
@@ -80,7 +76,8 @@ def test_frame_defaults():
 # --- masking -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("n", [0, 1, 2, 3, 4, 5, 7, 8, 9, 125, 126, 511, 512, 513, 1000, 16383, 16384, 16385, 32768, 65537])
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 4, 5, 7, 8, 9, 125, 126, 511, 512, 513, 1000, 16383, 16384, 16385,
+                               32768, 65537])
 def test_apply_mask_matches_definition(n):
     data = os.urandom(n)
     masked = apply_mask(data, MASK)

@@ -22,6 +22,7 @@ from krait.http.websocket import (
     TextMessage,
     WebSocketConnection,
 )
+from tests import helpers
 
 
 def c(opcode, payload=b"", fin=True):
@@ -42,11 +43,7 @@ def run(chunks, ws=None, **kw):
 
 def three_ways(data, trailing=b"\x81", **kw):
     """Return (events, output, state, close_code), checking that all three feeds agree."""
-    whole = run([data], **kw)
-    bytewise = run([data[i : i + 1] for i in range(len(data))], **kw)
-    with_trailing = run([data + trailing], **kw)
-    assert whole == bytewise == with_trailing
-    return whole
+    return helpers.three_ways(lambda chunks: run(chunks, **kw), data, trailing)
 
 
 def assert_failed(result, code):

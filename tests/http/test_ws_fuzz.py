@@ -1,4 +1,4 @@
-"""Property tests (STYLE habit 3): garbage into the WebSocket core yields only documented results.
+"""Property tests: garbage into the WebSocket core yields only documented results.
 
 A server-mode WebSocketConnection fed anything, in any chunking, never raises and only produces
 the documented events, with ProtocolFailure codes in {1002, 1007, 1009}. The FrameParser on its

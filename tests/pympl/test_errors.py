@@ -1,5 +1,5 @@
 # TemplateSyntaxError: message, file, line, column and source line for every way a template can
-# be wrong (reference 5.5, SPEC 8), plus runtime tracebacks that point at the template line.
+# be wrong (docs/pympl.md), plus runtime tracebacks that point at the template line.
 
 import pickle
 import traceback

@@ -1,4 +1,5 @@
-# Reference 5.8: the worked examples are the conformance suite (with SPEC section 8's fixes).
+# The worked examples of Krait 0.5.2's Pympl documentation are the conformance suite, with the fixes
+# docs/pympl.md lists.
 
 import types
 
@@ -35,23 +36,24 @@ EXAMPLES = [
     (25, "A\n@if c:\nB\n@/if\nC", {"c": True}, "A\n\nB\n\nC"),
     (26, "A\n@if c:\nB\n@/if\nC", {"c": False}, "A\n\nC"),
     (27, "@if c:T@else:F@/if@", {"c": True}, "T"),
-    (27, "@if c:T@else:F@/if@", {"c": False}, "F"),  # SPEC fix: `@else:` consumes its colon
+    (27, "@if c:T@else:F@/if@", {"c": False}, "F"),  # fix: `@else:` consumes its colon
     (28, "@if x == 'a:b':yes@/if@", {"x": "a:b"}, "yes"),
-    (29, "@if d[1:2]:y@/if@", {"d": "abc"}, "y"),  # SPEC fix: `:` in brackets is not the end
+    (29, "@if d[1:2]:y@/if@", {"d": "abc"}, "y"),  # fix: `:` in brackets is not the end
     (29, "@if d[1:2]:y@/if@", {"d": "a"}, ""),
-    (30, "<ul>\n@for i in xs:\n<li>@i@</li>\n@/for\n</ul>", {"xs": [1, 2]}, "<ul>\n\n<li>1</li>\n\n<li>2</li>\n\n</ul>"),
+    (30, "<ul>\n@for i in xs:\n<li>@i@</li>\n@/for\n</ul>", {"xs": [1, 2]},
+     "<ul>\n\n<li>1</li>\n\n<li>2</li>\n\n</ul>"),
     (31, "@for k, v in d:[@k@=@v@]@/for@", {"d": [("a", 1), ("b", 2)]}, "[a=1][b=2]"),
     (32, "@for i in range(3):@i@,@/for@.", {}, "0,1,2,."),
     (33, "@for x in [1,2]:@x@@/for@", {}, "12"),
     (34, "@for x in 'ab':@x@@/for@ @x@", {}, "ab b"),
     (35, "@for i in []:never@/for@done", {}, "done"),
-    (36, "@for i in [1,2]:@if i == 2:two@else:other@/if@;@/for@", {}, "other;two;"),  # SPEC fix
+    (36, "@for i in [1,2]:@if i == 2:two@else:other@/if@;@/for@", {}, "other;two;"),  # fix
     (38, "\\@x", {"x": 1}, "\\1"),
     (39, "@None@|@0@|@''@|", {}, "None|0||"),
     (40, '<a href="@url@">', {"url": "/a?b=1&c=2"}, '<a href="/a?b=1&amp;c=2">'),
     (41, "  @{ y = 1 }\n<p>@y@</p>\n", {}, "  \n<p>1</p>\n"),
     (42, "@ifx@ / @elsewhere@ / @format(1)@", {"ifx": "I", "elsewhere": "E"}, "I / E / 1"),
-    (43, '@f(")")@', {"f": lambda v: v}, ")"),  # SPEC fix: parentheses know string literals
+    (43, '@f(")")@', {"f": lambda v: v}, ")"),  # fix: parentheses know string literals
 ]
 
 
@@ -100,7 +102,7 @@ def test_example_37_import_renders_inline():
     assert "".join(out) == "<h>T</h>\nbody"
 
 
-# --- demoserver idioms (reference 5.8) ----------------------------------------------------------
+# --- demoserver idioms (0.5.2's demo site) ----------------------------------------------------------
 
 
 class FakeCtrl:

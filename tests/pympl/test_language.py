@@ -1,4 +1,4 @@
-# Pympl constructs beyond the worked examples: SPEC 8's fixes and additions, whitespace rules,
+# Pympl constructs beyond the worked examples: the fixes and additions of docs/pympl.md, whitespace rules,
 # dedent, keyword divergence, strings and brackets, escaping and the shared namespace.
 
 import pytest

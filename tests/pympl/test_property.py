@@ -1,4 +1,4 @@
-# Garbage in, documented errors out (STYLE habit 3): any text either compiles or raises
+# Garbage in, documented errors out: any text either compiles or raises
 # TemplateSyntaxError, never another exception; show_code never crashes on what compiles.
 
 from hypothesis import HealthCheck, given, settings

@@ -22,6 +22,7 @@ def test_each_cell_is_its_median_round_with_the_spread_noted():
 
 
 def test_a_cell_that_failed_in_every_round_keeps_its_error():
-    rows = [run.Row("ws-small", "krait", "Krait", error="no server"), run.Row("ws-small", "krait", "Krait", error="again")]
+    rows = [run.Row("ws-small", "krait", "Krait", error="no server"),
+            run.Row("ws-small", "krait", "Krait", error="again")]
     (row,) = run.median_rows(rows)
     assert row.error == "no server" and row.rps is None

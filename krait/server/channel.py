@@ -1,13 +1,18 @@
-# One client connection: recv -> krait.http.Connection -> dispatch -> send; keep-alive and upgrades.
+# One client connection: recv -> krait.http.Connection -> route -> reply or job -> send.
 #
-# Strategy: this is the only module that calls recv/send. It runs in the connection's own thread, feeds
-# bytes to the sans-IO core and writes back what the core returns. Timeouts live here, not in the core:
+# Design: this module and krait/server/websocket.py are the only ones that call recv/send on a client
+# socket. A Channel runs in the connection's own thread, feeds bytes to the sans-IO core and writes back
+# what the core returns. For each request it builds one Incoming record, routes it once (App.route), and
+# gets either a Reply or a Job (App.dispatch); a job runs on the worker pool, its Result becomes the Reply
+# (App.complete). Timeouts live here, not in the core:
 #   - between requests, the idle keep-alive timeout (silent close);
 #   - once a request's first byte arrived, one total deadline for the whole header block (408);
 #   - while a body arrives, a minimum average rate after a grace period (408).
+# The FairGate (krait/server/gate.py) bounds how many connection threads work on requests at once; a
+# request leaves it while it waits for a worker, while a large file streams, and for a WebSocket's life.
 # A ProtocolError from the core gets a minimal error response with Connection: close and the connection
-# ends: nothing after a rejected request is parsed. A WebSocket upgrade accepted by the route script hands
-# the socket to krait/ws_session.py for the rest of the connection.
+# ends: nothing after a rejected request is parsed. An accepted WebSocket upgrade hands the socket to
+# krait/server/websocket.py for the rest of the connection.
 
 from __future__ import annotations
 
@@ -16,19 +21,23 @@ import socket
 import time
 from typing import Any
 
-from krait import __version__, forwarded, jobs, sockopt
-from krait.dispatch import App, Reply, RequestInfo, error_page, origin_path
+from krait import __version__, sockopt
 from krait.errors import HttpError, LocalProtocolError, ProtocolError
-from krait.http import NEED_DATA, Connection, Data, EndOfMessage, InformationalResponse, Request, Response
-from krait.http import handshake
-from krait.routing import SCRIPT
-from krait.ws_session import WebSocketSession
+from krait.http import NEED_DATA, Connection, Data, EndOfMessage, InformationalResponse, Request, Response, handshake
+from krait.pool import jobs
+from krait.server import forwarded
+from krait.server.dispatch import App, error_page
+from krait.server.records import Incoming, Reply
+from krait.server.routing import SCRIPT, STATIC, Target
+from krait.server.websocket import WebSocketSession
 from krait.timefmt import http_date
+from krait.urls import origin_path, split_target
 
 log = logging.getLogger("krait")
 
 SERVER_HEADER = ("Server", "Krait/" + __version__)
 _RECV_SIZE = 65536
+_CLOSE = ("Connection", "close")
 
 
 class _Timeout(Exception):
@@ -45,7 +54,7 @@ class Channel:
         self.closing = False  # set by the server on graceful shutdown
         self.busy = False  # a request is being handled (graceful shutdown waits for these)
         self.session: WebSocketSession | None = None  # set while the connection carries a WebSocket
-        self.in_gate = False  # holds a slot of the server's FairGate (see krait/gate.py)
+        self.in_gate = False  # holds a slot of the server's FairGate
         self.kernel_timeouts = not server.tls  # see the I/O helpers below
         self._rcv_timeout: float | None = None  # the SO_RCVTIMEO last set
         if self.kernel_timeouts:
@@ -73,7 +82,7 @@ class Channel:
         self.sock.settimeout(timeout)
         try:
             return self.sock.recv(_RECV_SIZE)
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             raise _Timeout() from None
 
     def sendall(self, data: bytes) -> None:
@@ -85,6 +94,10 @@ class Channel:
             return
         self.sock.settimeout(self.settings.send_timeout)
         self.sock.sendall(data)
+
+    def body_deadline(self, start: float, received: float) -> float:
+        """When the next body byte is due: enough time to keep the average rate at --min-body-rate."""
+        return start + self.settings.body_rate_grace + received / self.settings.min_body_rate
 
     # --- the request loop -----------------------------------------------------------------
 
@@ -103,9 +116,8 @@ class Channel:
                 if conn.their_state == "BODY":  # still skipping an unread body: the minimum rate applies
                     if not discard:
                         discard[:] = [time.monotonic(), 0.0]
-                    deadline = discard[0] + self.settings.body_rate_grace + discard[1] / self.settings.min_body_rate
                     try:
-                        data = self.recv(max(deadline - time.monotonic(), 0.05))
+                        data = self.recv(max(self.body_deadline(*discard) - time.monotonic(), 0.05))
                     except (_Timeout, OSError):
                         return
                     discard[1] += len(data)
@@ -149,8 +161,6 @@ class Channel:
         chunks = []
         received = 0
         start = time.monotonic()
-        grace = self.settings.body_rate_grace
-        rate = self.settings.min_body_rate
         while True:
             try:
                 event = conn.next_event()
@@ -164,10 +174,8 @@ class Channel:
             if type(event) is EndOfMessage:
                 return b"".join(chunks)
             if event is NEED_DATA:
-                # The deadline for the next byte: enough time to keep the average rate above `rate`.
-                deadline = start + grace + received / rate
                 try:
-                    data = self.recv(max(deadline - time.monotonic(), 0.05))
+                    data = self.recv(max(self.body_deadline(start, received) - time.monotonic(), 0.05))
                 except _Timeout:
                     self.send_error(conn, 408, "the request body arrived too slowly")
                     return None
@@ -175,39 +183,54 @@ class Channel:
                 continue
             return None  # ConnectionClosed mid-body: the core raises first, so this is defensive
 
-    def handle(self, conn: Connection, req: Request) -> bool:
+    def incoming(self, head: Request) -> Incoming:
+        """The request record of a parsed head: target split once, client seen through trusted proxies."""
+        remote, scheme = forwarded.client_view(self.addr, self.server.scheme, head.headers,
+                                               self.server.trusted_proxies)
+        url, query = split_target(head.target)
+        return Incoming(head.method, head.target, url, origin_path(url), query, head.http_version, head.headers,
+                        b"", remote, scheme)
+
+    def handle(self, conn: Connection, head: Request) -> bool:
         """Answer one request; returns whether the connection may carry another."""
         started = time.monotonic()
-        remote, scheme = forwarded.client_view(self.addr, self.server.scheme, req.headers,
-                                               self.server.trusted_proxies)
-        if handshake.is_upgrade_request(req.headers):
+        req = self.incoming(head)
+        if handshake.is_upgrade_request(head.headers):
             self.enter_gate()
             try:
-                return self.handle_upgrade(conn, req, remote, scheme, started)
+                return self.handle_upgrade(conn, req, started)
             finally:
                 self.leave_gate()
-        needs_body = req.chunked or (req.content_length or 0) > 0
-        info = RequestInfo(req.method, req.target, req.http_version, req.headers, b"", remote, scheme)
-        target = None
-        if needs_body:  # read before entering the gate: a slow upload must not hold a slot
-            # Static files and errors are answered without reading the body (the core skips it); only
-            # site code receives it. Route first so a 404 never waits for an upload.
-            try:
-                target = self.app.router.route(req.method, _path_of(req.target))
-            except HttpError:
-                target = None
-            if target is not None and target.kind != "static":
+        app = self.app
+        if head.chunked or (head.content_length or 0) > 0:
+            # Routed before the body is read, outside the gate: a slow upload holds no slot, a 404 never
+            # waits for an upload, and static files and errors are answered without reading the body
+            # (the core skips it); only site code receives it.
+            routed = app.route(req)
+            if type(routed) is Target and routed.kind != STATIC:
                 body = self.read_body(conn)
                 if body is None:
                     return False
-                info = info._replace(body=body)
-        self.enter_gate()
+                req = req._replace(body=body)
+            self.enter_gate()
+        else:
+            self.enter_gate()
+            routed = app.route(req)
         try:
-            reply = self.app.handle(info, self, target)
-            self.respond(conn, req, reply, started, remote)
+            answer = app.dispatch(req, routed)
+            if type(answer) is jobs.Job:
+                self.leave_gate()  # waiting for a worker must not block static files
+                answer = app.complete(req, routed, self.run_job(answer))  # type: ignore[arg-type]
+            self.respond(conn, req, answer, started)  # type: ignore[arg-type]
         finally:
             self.leave_gate()
         return conn.keep_alive
+
+    def run_job(self, job: jobs.Job) -> jobs.Result | HttpError:
+        try:
+            return self.server.pool.run(job, self.settings.timeout)
+        except HttpError as exc:  # the pool could not run it: 503, 504 or 500
+            return exc
 
     def enter_gate(self) -> None:
         self.server.gate.enter()
@@ -218,8 +241,7 @@ class Channel:
             self.in_gate = False
             self.server.gate.leave()
 
-    def respond(self, conn: Connection, req: Request | None, reply: Reply, started: float,
-                remote: tuple[str, int] | None) -> None:
+    def respond(self, conn: Connection, req: Incoming | None, reply: Reply, started: float) -> None:
         if reply.error and reply.status >= 500:  # logged before sending, so the log is never behind the client
             log.error("%s %s -> %d: %s", req.method if req else "-", req.target if req else "-", reply.status,
                       reply.error)
@@ -239,9 +261,9 @@ class Channel:
                       req.target if req else "-", exc)
             reply = Reply(500, [("Content-Type", "text/html; charset=utf-8")],
                           error_page(500, str(exc), None, self.settings.debug), None, None, str(exc))
-            self.sendall(conn.send_full(500, [("Date", http_date()), SERVER_HEADER, ("Connection", "close"),
-                                              *reply.headers], reply.body))
-        self.server.log_access(remote or self.addr, req, reply, started)
+            self.sendall(conn.send_full(500, [("Date", http_date()), SERVER_HEADER, _CLOSE, *reply.headers],
+                                        reply.body))
+        self.server.log_access(req.remote_addr if req and req.remote_addr else self.addr, req, reply, started)
 
     def send_file(self, path: str, offset: int, length: int) -> None:
         self.sock.settimeout(self.settings.send_timeout)  # socket.sendfile() wants Python's timeout
@@ -268,8 +290,7 @@ class Channel:
             raise OSError("file %s changed while being sent" % path)
 
     def send_error(self, conn: Connection, status: int, detail: str) -> None:
-        headers = [("Date", http_date()), SERVER_HEADER, ("Connection", "close"),
-                   ("Content-Type", "text/html; charset=utf-8")]
+        headers = [("Date", http_date()), SERVER_HEADER, _CLOSE, ("Content-Type", "text/html; charset=utf-8")]
         body = error_page(status, detail, None, self.settings.debug)
         try:
             self.sendall(conn.send_full(status, headers, body))
@@ -280,78 +301,48 @@ class Channel:
 
     # --- WebSockets -----------------------------------------------------------------------
 
-    def handle_upgrade(self, conn: Connection, req: Request, remote: Any, scheme: str, started: float) -> bool:
+    def handle_upgrade(self, conn: Connection, req: Incoming, started: float) -> bool:
+        """Run the upgrade's route script in a WebSocket worker; on 101, serve the session to its end.
+        Returns False: the connection never carries another HTTP request."""
         app = self.app
-        path, _, query = req.target.partition("?")
-        info = RequestInfo(req.method, req.target, req.http_version, req.headers, b"", remote, scheme)
         try:
             hs = handshake.validate_request(req.method, req.http_version, req.headers)
         except ProtocolError as exc:
             extra = list(getattr(exc, "headers", ()))
-            self.respond(conn, req, app.error_reply(exc.status_hint, str(exc), extra + [("Connection", "close")], info),
-                         started, remote)
+            self.respond(conn, req, app.error_reply(exc.status_hint, str(exc), extra + [_CLOSE], req), started)
+            return False
+        routed = app.route(req, websocket=True)
+        if type(routed) is Reply:
+            self.respond(conn, req, routed._replace(headers=routed.headers + [_CLOSE]), started)
+            return False
+        target: Target = routed  # type: ignore[assignment]
+        if target.kind != SCRIPT:
+            reply = app.error_reply(400, "WebSocket route targets must be .py scripts", [_CLOSE], req)
+            self.respond(conn, req, reply, started)
             return False
         try:
-            target = app.router.route(req.method, _path_of(req.target), websocket=True)
-            if target.kind != SCRIPT:
-                raise ProtocolError("WebSocket route targets must be .py scripts", 400)
-            worker = app.ws_pool.acquire(self.settings.timeout)
+            result, session = self.server.ws_pool.open(app.job(req, target, jobs.WEBSOCKET), self.settings.timeout)
         except HttpError as exc:
-            self.respond(conn, req, app.error_reply(exc.status, str(exc), list(exc.headers) + [("Connection", "close")],
-                                                    info), started, remote)
+            reply = app.error_reply(exc.status, str(exc), list(exc.headers) + [_CLOSE], req)
+            self.respond(conn, req, reply, started)
             return False
-        except ProtocolError as exc:
-            self.respond(conn, req, app.error_reply(exc.status_hint, str(exc), [("Connection", "close")], info),
-                         started, remote)
-            return False
-        job = app.make_job(info, target, path, query, jobs.WEBSOCKET)
-        try:
-            worker.conn.send(tuple(job))
-            result = jobs.result_from_wire(worker.conn.recv(self.settings.timeout))
-        except TimeoutError:
-            app.ws_pool.release(worker, healthy=False)
-            self.respond(conn, req, app.error_reply(504, "the WebSocket script timed out", [("Connection", "close")],
-                                                    info), started, remote)
-            return False
-        except (EOFError, OSError):
-            app.ws_pool.release(worker, healthy=False)
-            self.respond(conn, req, app.error_reply(500, "the worker died", [("Connection", "close")], info),
-                         started, remote)
-            return False
-        if result.status != 101:
-            app.ws_pool.release(worker)
-            if 200 <= result.status < 300:  # neither accepted nor refused: reference 8.2 step 5 says 400
+        if session is None:
+            if 200 <= result.status < 300:  # neither accepted nor refused: answered 400 (docs/websockets.md)
                 result = result._replace(status=400, reason="Bad Request", body=b"", headers=())
-            reply = app.result_reply(result, target.rel_path, info)
-            self.respond(conn, req, reply._replace(headers=reply.headers + [("Connection", "close")]), started, remote)
+            reply = app.result_reply(result, target.rel_path, req)
+            self.respond(conn, req, reply._replace(headers=reply.headers + [_CLOSE]), started)
             return False
         try:
             headers = handshake.response_headers(hs, result.ws_protocol)
         except LocalProtocolError as exc:
-            self.end_worker_session(worker, 1011)
-            self.respond(conn, req, app.error_reply(500, str(exc), [("Connection", "close")], info), started, remote)
+            session.end(1011, self.settings.timeout)
+            self.respond(conn, req, app.error_reply(500, str(exc), [_CLOSE], req), started)
             return False
-        self.respond(conn, req, Reply(101, list(headers)), started, remote)
+        self.respond(conn, req, Reply(101, list(headers)), started)
         leftover = conn.switch_protocol()
         self.leave_gate()  # the session lives outside the gate for as long as it lasts
-        self.session = WebSocketSession(self, worker, leftover)
+        self.session = WebSocketSession(self, session, leftover)
         if self.closing:
             self.session.go_away()
         self.session.run()
         return False
-
-    def end_worker_session(self, worker: Any, code: int) -> None:
-        try:
-            worker.conn.send((jobs.WS_CLOSE, code, ""))
-            while worker.conn.recv(self.settings.timeout)[0] != jobs.WS_DONE:
-                pass
-            self.app.ws_pool.release(worker)
-            return
-        except (EOFError, OSError):
-            pass
-        self.app.ws_pool.release(worker, healthy=False)
-
-
-def _path_of(target: str) -> str:
-    return origin_path(target.partition("?")[0])
-

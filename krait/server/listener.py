@@ -1,12 +1,12 @@
-# The listening socket, the accept loop, the connection limit and graceful shutdown.
+# The listening socket, the accept loop, the connection limit, graceful shutdown and the access log.
 #
-# Strategy: socketserver.ThreadingTCPServer accepts connections; each connection runs in its own daemon
-# thread (krait/channel.py). The number of open connections is bounded by --max-connections: past it a
-# new connection gets a canned 503 with Retry-After and is closed without a thread. With --certfile the
-# TLS handshake runs inside the connection's thread under a deadline, so a client that never speaks
-# TLS cannot block the accept loop. Shutdown (SIGTERM/SIGINT): stop accepting, wake idle keep-alive
-# connections so they close, let requests in flight finish within --graceful-timeout, then stop the
-# workers. SIGHUP restarts the workers (re-running init.py) without dropping requests.
+# Design: socketserver.ThreadingTCPServer accepts connections; each connection runs in its own daemon
+# thread (krait/server/channel.py). The number of open connections is bounded by --max-connections: past
+# it a new connection gets a canned 503 with Retry-After and is closed without a thread. With --certfile
+# the TLS handshake runs inside the connection's thread under a deadline, so a client that never speaks
+# TLS cannot block the accept loop. drain() is the graceful part of a stop (krait/server/lifecycle.py):
+# wake idle keep-alive connections so they close, send WebSockets a 1001 close, and let requests in
+# flight finish within --graceful-timeout.
 
 from __future__ import annotations
 
@@ -19,9 +19,10 @@ import time
 from typing import Any
 
 from krait import limits
-from krait.channel import Channel
-from krait.dispatch import App, Reply, overload_reply
-from krait.gate import FairGate
+from krait.server.channel import Channel
+from krait.server.dispatch import App, overload_reply
+from krait.server.gate import FairGate
+from krait.server.records import Incoming, Reply
 from krait.settings import Settings
 from krait.timefmt import http_date
 
@@ -39,7 +40,7 @@ class Server(socketserver.ThreadingTCPServer):
         self.settings = settings
         family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
         self.address_family = family
-        super().__init__((settings.host, settings.port), None, bind_and_activate=False)
+        super().__init__((settings.host, settings.port), None, bind_and_activate=False)  # type: ignore[arg-type]
         if reuse_port:
             self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         try:
@@ -47,7 +48,9 @@ class Server(socketserver.ThreadingTCPServer):
         except BaseException:
             self.server_close()
             raise
-        self.app: App | None = None
+        self.app: Any = None  # the App, the JobPool and the SessionPool, set by activate()
+        self.pool: Any = None
+        self.ws_pool: Any = None
         self.scheme = settings.scheme
         self.tls: ssl.SSLContext | None = None
         if settings.certfile:
@@ -66,13 +69,14 @@ class Server(socketserver.ThreadingTCPServer):
     def port(self) -> int:
         return self.server_address[1]
 
-    def activate(self, app: App) -> None:
-        self.app = app
+    def activate(self, app: App, pool: Any, ws_pool: Any) -> None:
+        """Start listening, with the site's App and the pools that run its code."""
+        self.app, self.pool, self.ws_pool = app, pool, ws_pool
         self.server_activate()
 
     # --- per connection ---------------------------------------------------------------------
 
-    def process_request(self, request: socket.socket, client_address: Any) -> None:
+    def process_request(self, request: Any, client_address: Any) -> None:
         # Counted from accept, so connections still in their TLS handshake hold a place too.
         with self._lock:
             full = self.open_count >= self.settings.max_connections or self.stopping
@@ -102,7 +106,7 @@ class Server(socketserver.ThreadingTCPServer):
             pass
         self.shutdown_request(sock)
 
-    def finish_request(self, request: socket.socket, client_address: Any) -> None:
+    def finish_request(self, request: Any, client_address: Any) -> None:
         try:
             self._serve(request, client_address)
         finally:
@@ -126,7 +130,7 @@ class Server(socketserver.ThreadingTCPServer):
             self.channels.add(channel)
         try:
             channel.run()
-        except (ConnectionError, TimeoutError, socket.timeout, ssl.SSLError):
+        except (ConnectionError, TimeoutError, ssl.SSLError):
             pass
         except Exception:
             log.exception("error while serving %s", client_address)
@@ -143,7 +147,7 @@ class Server(socketserver.ThreadingTCPServer):
 
     # --- logging ---------------------------------------------------------------------------
 
-    def log_access(self, remote: Any, req: Any, reply: Reply, started: float) -> None:
+    def log_access(self, remote: Any, req: Incoming | None, reply: Reply, started: float) -> None:
         if not access_log.isEnabledFor(logging.INFO):
             return
         headers = req.headers if req is not None else {}

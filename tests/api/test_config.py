@@ -144,7 +144,7 @@ def test_snapshot_validation(restore_config, name, value, message):
         config.snapshot()
 
 
-# --- cache_control: every row of reference section 4.7, plus `public` ----------------------------
+# --- cache_control: every row of the 0.5.2 pragma table, plus `public` ----------------------------
 
 CFG = SiteConfig(cache_no_store=(r"nostore/.*",), cache_private=(r"priv/.*", r"both/.*"),
                  cache_public=(r"pub/.*", r"both/.*", r"nostore/pub.*"), cache_long_term=(r"(priv|pub)/long.*",))

@@ -1,4 +1,4 @@
-"""The pipelined script pool (krait/pool.py) with real worker processes.
+"""The pipelined script pool (krait/pool/scheduler.py) with real worker processes.
 
 A job only waits in a busy worker's pipe when it arrives within PIPELINE_STALL of the running job's
 start, which HTTP clients cannot time reliably; these tests drive JobPool directly and widen that
@@ -16,9 +16,11 @@ import time
 
 import pytest
 
-from krait import jobs, limits
+from krait import limits
 from krait.errors import GatewayTimeout, InternalError
-from krait.pool import JobPool, SessionPool
+from krait.pool import jobs
+from krait.pool.scheduler import JobPool
+from krait.pool.sessions import SessionPool
 from krait.settings import Settings
 
 SCRIPTS = {
@@ -27,7 +29,8 @@ SCRIPTS = {
     # so the fault tests run each file fast once first.
     "loop.py": "while krait.request.query_string == 'loop':\n    pass\n",
     "crash.py": "import os, time\nif krait.request.query_string == 'crash':\n    time.sleep(0.3)\n    os._exit(7)\n",
-    "sleep.py": 'import time\ntime.sleep(float(krait.request.query_string))\nkrait.response = krait.Response("HTTP/1.1", 200, [], "slept")\n',
+    "sleep.py": 'import time\ntime.sleep(float(krait.request.query_string))\n'
+                'krait.response = krait.Response("HTTP/1.1", 200, [], "slept")\n',
     "pause.py": 'import time\ntime.sleep(float(krait.request.query_string))\n',
 }
 
@@ -52,7 +55,7 @@ def pool(tmp_path, monkeypatch):
 
 def job(pool_site: str, name: str, query: str = "") -> jobs.Job:
     path = pool_site + "/" + name
-    return jobs.Job("script", path, name, "GET", "/" + name, "/" + name, query, "HTTP/1.1", (), b"",
+    return jobs.Job("script", path, name, "GET", "/" + name, "/" + name, query, "HTTP/1.1", {}, b"",
                     ("127.0.0.1", 1), "http", ())
 
 
@@ -85,9 +88,9 @@ def pipelined_behind(pool, first, timeout=2.0, count=3):
     for i in range(count):
         threads.append(run_in_thread(pool, job(site, "hello.py", str(i)), timeout, out, i))
     deadline = time.monotonic() + 2
-    while pool._workers and pool._workers[0].load < count + 1 and time.monotonic() < deadline:
+    while pool._lanes and len(pool._lanes[0].inflight) < count + 1 and time.monotonic() < deadline:
         time.sleep(0.01)
-    depth = pool._workers[0].load if pool._workers else 0
+    depth = len(pool._lanes[0].inflight) if pool._lanes else 0
     for t in threads:
         t.join(30)
     return out, depth
@@ -166,7 +169,7 @@ def test_a_worker_killed_while_idle_costs_no_request_an_error(pool):
     p = pool(workers=1, timeout=5.0)
     site = p.settings.site_root
     assert p.run(job(site, "hello.py", "1"), 5).body == b"hi 1"
-    os.kill(p._workers[0].pid, signal.SIGKILL)  # an OOM kill, say, between two requests
+    os.kill(p._lanes[0].proc.pid, signal.SIGKILL)  # an OOM kill, say, between two requests
     time.sleep(0.3)
     assert p.run(job(site, "hello.py", "2"), 5).body == b"hi 2"  # run on the replacement
     assert p.run(job(site, "hello.py", "3"), 5).body == b"hi 3"
@@ -196,26 +199,30 @@ def test_every_caller_gets_its_own_answer_when_answers_arrive_in_batches(pool):
 
 
 def test_no_job_overtakes_the_direct_job_of_an_idle_worker(pool):
-    # The caller that finds a worker idle writes its job and takes the first answer as its own. A job
-    # chosen for that worker between the choice and the write must not be pipelined behind it: it would
-    # reach the pipe first and its answer would go to the wrong caller. The direct caller is held in
-    # that window here, so the other caller's choice falls in it every time.
+    # The caller that finds a worker idle takes the first answer as its own. A job placed on that worker
+    # between the choice and the write must reach the pipe after it, whichever thread writes first, or
+    # its answer would go to the wrong caller. The direct caller is held in that window here, so the
+    # other caller's choice (and its write) falls in it every time.
     p = pool(workers=1)
     site = p.settings.site_root
     p.run(job(site, "hello.py", "warm"), 5)  # hello.py is now known to be fast: it may be pipelined
-    run_direct = p._run_direct
+    write = p._write
     answers = {}
     second = threading.Thread(target=lambda: answers.__setitem__("b", p.run(job(site, "hello.py", "b"), 5).body),
                               daemon=True)
+    held = []
 
-    def held_direct(worker, entry):
-        second.start()
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and not p._queue and not worker.inflight:
-            time.sleep(0.001)  # until the second caller has chosen: queued, or (the bug) written first
-        return run_direct(worker, entry)
+    def held_write(lane):
+        if not held:  # the direct caller's write
+            held.append(lane)
+            second.start()
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and not p._queue and len(lane.inflight) < 2:
+                time.sleep(0.001)  # until the second caller has chosen: queued, or placed behind
+            time.sleep(0.05)  # and, when placed behind, has written both jobs itself
+        return write(lane)
 
-    p._run_direct = held_direct
+    p._write = held_write
     answers["a"] = p.run(job(site, "hello.py", "a"), 5).body
     second.join(10)
     assert answers == {"a": b"hi a", "b": b"hi b"}
@@ -258,7 +265,7 @@ def test_a_file_known_to_be_slow_gets_nothing_queued_behind_it(pool, monkeypatch
     time.sleep(0.01)
     fast = run_in_thread(p, job(site, "hello.py", "x"), 5, out, "fast")
     time.sleep(0.05)
-    assert p._workers[0].load == 1 and len(p._queue) == 1  # it waits in the shared queue, not the pipe
+    assert len(p._lanes[0].inflight) == 1 and len(p._queue) == 1  # it waits in the shared queue, not the pipe
     for t in (slow, fast):
         t.join(10)
     assert out["fast"][0].body == b"hi x" and out["slow"][0].body == b"slept"
@@ -266,13 +273,13 @@ def test_a_file_known_to_be_slow_gets_nothing_queued_behind_it(pool, monkeypatch
 
 def test_script_workers_use_socketpairs_and_websocket_workers_pipes(pool, tmp_path):
     # Script workers wait for answers with deadlines (kernel socket timeouts); a WebSocket worker's
-    # messages have none, and a pipe costs the kernel less per message (krait/pipe.py).
-    assert isinstance(pool(workers=1)._workers[0].conn.sock, socket.socket)
+    # messages have none, and a pipe costs the kernel less per message (krait/pool/pipe.py).
+    assert isinstance(pool(workers=1)._lanes[0].proc.pipe.sock, socket.socket)
     sessions = SessionPool(Settings(site_root=str(tmp_path)), 1)
     sessions.start()
     try:
-        worker = sessions.acquire(5)
-        assert all(stat.S_ISFIFO(os.fstat(end.fd).st_mode) for end in (worker.conn.sock, worker.conn.out))
+        worker = sessions._acquire(5)
+        assert all(stat.S_ISFIFO(os.fstat(end.fd).st_mode) for end in (worker.pipe.sock, worker.pipe.out))
         sessions.release(worker)
     finally:
         sessions.close()

@@ -1,13 +1,15 @@
-# The pool contract: the only records that cross the process boundary.
+# The worker protocol's records: the only things that cross the process boundary.
 #
-# Rules: plain NamedTuples of str, bytes, ints and tuples, so pickling is cheap and nothing live (sockets,
-# exceptions, site objects) ever crosses. The server process sends a Job down a worker's pipe and gets back
-# one Result. A WebSocket job that the script accepts turns the pipe into a message channel: then only the
-# WS_* tuples below cross, in both directions, until one side sends WS_CLOSE/WS_DONE.
+# Design: plain NamedTuples of str, bytes, ints, dicts and tuples, so the codec (krait/pool/pipe.py)
+# can use marshal and nothing live (sockets, exceptions, site objects) ever crosses. The server sends
+# a Job down a worker's pipe and gets back one Result. A WEBSOCKET job that the route script accepts
+# (status 101) turns the pipe into a message channel: then only the WS_* records below cross, in both
+# directions, until the server sends WS_CLOSE and the worker answers WS_DONE. `None` asks a worker to
+# exit. Only krait/pool reads or writes these tags; the server and the worker use its objects.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 # Kinds of work a worker does.
 SCRIPT = "script"  # a .py route target (and its MVC view)
@@ -24,7 +26,7 @@ class Job(NamedTuple):
     decoded_path: str  # percent-decoded UTF-8 path
     query_string: str
     http_version: str  # "HTTP/1.1"
-    headers: tuple[tuple[str, str], ...]  # lower-case names, duplicates joined with ", "
+    headers: dict[str, str]  # lower-case names, duplicates joined with ", " (as krait.http gives them)
     body: bytes
     remote_addr: tuple[str, int] | None
     scheme: str  # "http" or "https", after trusted proxy headers
@@ -48,32 +50,41 @@ class Result(NamedTuple):
     error: ErrorReport | None = None
     ws_protocol: str | None = None  # WEBSOCKET jobs: accepted (status 101) with this subprotocol
     dynamic: bool = True  # False for a template without any code: cacheable like a static file
-    took: float = 0.0  # seconds the worker spent on the job (the pool keeps slow files' jobs unpipelined)
+    took: float = 0.0  # seconds the worker spent on the job (the scheduler keeps slow files' jobs unpipelined)
 
 
 class WorkerReady(NamedTuple):
     """First message of every worker: init.py ran (config holds krait.config's snapshot) or failed."""
 
     pid: int
-    config: object | None  # krait.config.SiteConfig
+    config: Any  # krait.config.SiteConfig, or None when init.py failed
     error: ErrorReport | None
 
 
-# Message tuples of an accepted WebSocket session (first item is the tag). A text message travels as its
+# Records of an accepted WebSocket session (the first item is the tag). A text message travels as its
 # UTF-8 bytes: the server checked them (or the worker encoded them), and the side that only forwards
-# them never decodes and re-encodes. krait/pipe.py sends both kinds of message without a codec.
+# them never decodes and re-encodes. krait/pool/pipe.py sends both kinds of message without a codec.
 WS_TEXT = "text"  # (WS_TEXT, bytes): UTF-8
 WS_BINARY = "binary"  # (WS_BINARY, bytes)
 WS_CLOSE = "close"  # (WS_CLOSE, code, reason): the peer or the controller closes
 WS_DONE = "done"  # (WS_DONE,): the worker finished the session and is free again
 
 
+def job_to_wire(job: Job) -> tuple:
+    """A Job as a plain tuple (marshal takes no tuple subclasses)."""
+    return tuple(job)
+
+
+def job_from_wire(data: tuple) -> Job:
+    return Job(*data)
+
+
 def result_to_wire(result: Result, took: float | None = None) -> tuple:
-    """A Result as nested plain tuples (what krait/pipe.py can marshal); `took` overrides result.took."""
+    """A Result as nested plain tuples; `took` overrides result.took."""
     error = tuple(result.error) if result.error is not None else None
     return (*result[:5], error, result.ws_protocol, result.dynamic, result.took if took is None else took)
 
 
 def result_from_wire(data: tuple) -> Result:
     error = ErrorReport(*data[5]) if data[5] is not None else None
-    return Result(*data[:5], error, data[6], data[7], data[8])
+    return Result._make((*data[:5], error, *data[6:9]))

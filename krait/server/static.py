@@ -17,9 +17,12 @@ from __future__ import annotations
 import email.utils
 import os
 import threading
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 from krait import limits, mime
+from krait.server.compress import gz_tag
+from krait.server.records import Reply
 
 
 class FileVersion(NamedTuple):
@@ -32,13 +35,6 @@ class FileVersion(NamedTuple):
     headers: tuple[tuple[str, str], ...]  # Content-Type, ETag, Last-Modified, Accept-Ranges, Cache-Control
     data: bytes | None  # whole content when small enough to cache
     content_type: str
-
-
-class StaticReply(NamedTuple):
-    status: int
-    headers: list[tuple[str, str]]
-    body: bytes  # in-memory content (may be empty)
-    file_range: tuple[str, int, int] | None  # (path, offset, length) to stream with sendfile
 
 
 class StaticFiles:
@@ -86,16 +82,17 @@ class StaticFiles:
             self._entries[path] = entry
         return entry
 
-    def reply(self, path: str, rel_path: str, method: str, headers: dict[str, str]) -> StaticReply:
+    def reply(self, path: str, rel_path: str, method: str, headers: dict[str, str]) -> Reply:
         """The response to a GET/HEAD (or routed other method) for a static file."""
         f = self.version(path, rel_path)
         if method in ("GET", "HEAD") and not_modified(f, headers):
-            return StaticReply(304, [*f.headers, ("Content-Length", str(f.size))], b"", None)
+            return Reply(304, [*f.headers, ("Content-Length", str(f.size))], b"", None)
         rng = headers.get("range")
         if rng is not None and method == "GET" and _if_range_ok(f, headers.get("if-range")):
             span = parse_range(rng, f.size)
-            if span == "unsatisfiable":
-                return StaticReply(416, [("Content-Range", "bytes */%d" % f.size), ("Content-Type", "text/plain; charset=utf-8")],
+            if isinstance(span, str):  # "unsatisfiable"
+                return Reply(416, [("Content-Range", "bytes */%d" % f.size),
+                                   ("Content-Type", "text/plain; charset=utf-8")],
                                    b"416 Range Not Satisfiable\n", None)
             if span is not None:
                 start, end = span
@@ -103,12 +100,12 @@ class StaticFiles:
                 hdrs = [*f.headers, ("Content-Range", "bytes %d-%d/%d" % (start, end, f.size)),
                         ("Content-Length", str(length))]
                 if f.data is not None:
-                    return StaticReply(206, hdrs, f.data[start:end + 1], None)
-                return StaticReply(206, hdrs, b"", (path, start, length))
+                    return Reply(206, hdrs, f.data[start:end + 1], None)
+                return Reply(206, hdrs, b"", (path, start, length))
         hdrs = [*f.headers, ("Content-Length", str(f.size))]
         if f.data is not None:
-            return StaticReply(200, hdrs, f.data, None)
-        return StaticReply(200, hdrs, b"", (path, 0, f.size))
+            return Reply(200, hdrs, f.data, None)
+        return Reply(200, hdrs, b"", (path, 0, f.size))
 
 
 def _etag_list(value: str) -> list[str]:
@@ -125,7 +122,7 @@ def not_modified(f: FileVersion, headers: dict[str, str]) -> bool:
     inm = headers.get("if-none-match")
     if inm is not None:
         tags = _etag_list(inm)
-        gz = f.etag[:-1] + '-gz"'  # the tag of the gzip representation (krait/dispatch.py)
+        gz = gz_tag(f.etag)  # the client may hold the gzip representation
         return "*" in tags or any(_weak_equal(tag, f.etag) or _weak_equal(tag, gz) for tag in tags)
     ims = headers.get("if-modified-since")
     if ims is not None:

@@ -1,6 +1,6 @@
 # URL -> Target: routes, percent-decoding, path safety and the 0.5.2 file search order.
 #
-# Rules (SPEC section 4, reference sections 3.2-3.4):
+# Rules (docs/routing.md):
 #   1. The method must be known (else 501); HEAD routes as GET, an Upgrade: websocket request as WEBSOCKET.
 #   2. The path is percent-decoded once as UTF-8 (invalid -> 400). Routes are tried in order against the
 #      decoded path; the first whose verb (or ANY) and url/regex match wins. Regex named groups become
@@ -20,12 +20,13 @@ import os
 import re
 import time
 from typing import NamedTuple
-from urllib.parse import unquote_to_bytes
 
-from krait.errors import BadRequest, MethodNotAllowed, NotFound, NotImplementedMethod
+from krait.errors import MethodNotAllowed, NotFound, NotImplementedMethod
+from krait.pool.jobs import SCRIPT, TEMPLATE
+from krait.urls import decode_path
 
 KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"))
-STATIC, SCRIPT, TEMPLATE = "static", "script", "template"
+STATIC = "static"  # a file the server sends itself; SCRIPT and TEMPLATE targets become worker jobs
 _KIND_BY_EXT = {".html": TEMPLATE, ".htm": TEMPLATE, ".pyml": TEMPLATE, ".py": SCRIPT}
 _SEARCH_SUFFIXES = ("", ".html", ".htm", ".pyml", ".py")
 _ENCODED_SEPARATOR = re.compile(r"%(2f|5c|00)", re.IGNORECASE)
@@ -39,16 +40,6 @@ class Target(NamedTuple):
     rel_path: str  # relative to the site root, "/" separated, no leading slash
     url_params: tuple[tuple[str, str], ...]
     decoded_path: str = ""  # the request path, percent-decoded (what the routes matched)
-
-
-def decode_path(raw_path: str) -> str:
-    """Percent-decode a request path once as UTF-8; BadRequest when the bytes are not UTF-8."""
-    if "%" not in raw_path:
-        return raw_path
-    try:
-        return unquote_to_bytes(raw_path).decode("utf-8")
-    except UnicodeDecodeError:
-        raise BadRequest("the request path is not valid UTF-8 after percent-decoding") from None
 
 
 class Router:

@@ -1,11 +1,11 @@
 # One accepted WebSocket connection: frames between the client socket and the worker's controller.
 #
-# Strategy: after the 101, the connection's own thread reads the socket, feeds the sans-IO
-# krait.http.websocket core and forwards each message to the worker holding the controller as a small
-# tuple (krait/jobs.py); a pump thread reads the worker's messages and writes them as frames. Pings,
-# close echoes and protocol-error closes come from the core's data_to_send(). Whatever ends the session
-# (close handshake from either side, a protocol error, EOF, a graceful stop's 1001), the worker is told,
-# the socket is shut and the worker is given back (or replaced if it died or would not stop).
+# Design: after the 101, the connection's own thread reads the socket, feeds the sans-IO
+# krait.http.websocket core and forwards each message to the worker holding the controller, through the
+# pool's WorkerSession; a pump thread receives the controller's messages and writes them as frames.
+# Pings, close echoes and protocol-error closes come from the core's data_to_send(). Whatever ends the
+# session (close handshake from either side, a protocol error, EOF, a graceful stop's 1001), the worker
+# is told, the socket is shut and the worker is given back (or replaced if it died or would not stop).
 
 from __future__ import annotations
 
@@ -16,21 +16,28 @@ import threading
 import time
 from typing import Any
 
-from krait import jobs, limits, sockopt
-from krait.http.websocket import (BinaryMessage, CloseReceived, ConnectionLost, Ping, ProtocolFailure,
-                                  TextMessage, WebSocketConnection)
+from krait import limits, sockopt
+from krait.http.websocket import (
+    BinaryMessage,
+    CloseReceived,
+    ConnectionLost,
+    Ping,
+    ProtocolFailure,
+    TextMessage,
+    WebSocketConnection,
+)
+from krait.pool.sessions import BINARY, CLOSE, DONE, TEXT, WorkerSession
 
 # WebSocket messages may be large: fewer recv calls per MiB. Plain sockets read into one buffer kept for
-# the session, because a fresh 256 KiB bytes object per recv is above malloc's mmap threshold: every
-# message, however small, cost an mmap, an mremap and an munmap (seen with strace -c); without them the
-# server's CPU per 32-byte echo fell from 91-95 us to 75-78 us (bench/cpu_per_request.py --ws small).
+# the session: a fresh 256 KiB bytes object per recv is above malloc's mmap threshold, so every message
+# would cost an mmap and an munmap (bench/README.md, "WebSockets").
 _WS_RECV_SIZE = 262144
 
 
 class WebSocketSession:
     """Pumps frames between the client socket and the worker holding the controller."""
 
-    def __init__(self, channel: Any, worker: Any, leftover: bytes) -> None:
+    def __init__(self, channel: Any, worker: WorkerSession, leftover: bytes) -> None:
         self.channel = channel
         self.sock = channel.sock
         self.worker = worker
@@ -39,7 +46,6 @@ class WebSocketSession:
         self.leftover = leftover
         self.worker_done = threading.Event()
         self.worker_dead = False
-        self.told_worker = False
         # OpenSSL forbids using one SSL object from two threads at once, so over TLS every read and
         # write takes io_lock, on a non-blocking socket, and waits for readiness with select() outside it.
         self.tls = isinstance(self.sock, ssl.SSLSocket)
@@ -87,44 +93,33 @@ class WebSocketSession:
                     pass
             select.select([self.sock], [], [], 0.5)
 
-    def tell_worker(self, item: tuple) -> None:
-        if item[0] == jobs.WS_CLOSE:
-            if self.told_worker:
-                return
-            self.told_worker = True
-        try:
-            self.worker.conn.send(item)
-        except (OSError, ValueError):
-            pass
-
-    def forward(self, kind: str, payload: bytes) -> None:
-        # A client's message to the controller: a raw record (krait/pipe.py), text as its UTF-8 bytes.
-        try:
-            self.worker.conn.send_message(kind, payload)
-        except (OSError, ValueError):
-            pass
-        # Kept until the next message is forwarded. Freed at once, a large message leaves so much free
-        # memory at the top of this thread's malloc arena that glibc gives it back to the kernel
-        # (madvise) after every message, and the next message page-faults it all in again: 1 MiB echo
-        # was 20% slower (strace -c: one madvise per message; bench/ws_paired.py --big).
+    def forward(self, text: bool, payload: bytes) -> None:
+        # A client's message to the controller, text as its UTF-8 bytes.
+        if text:
+            self.worker.send_text(payload)
+        else:
+            self.worker.send_binary(payload)
+        # Kept until the next message is forwarded: freed at once, a large message leaves so much free
+        # memory at the top of this thread's malloc arena that glibc gives it back to the kernel after
+        # every message, and the next one page-faults it all in again (bench/README.md, "WebSockets").
         self._last = payload
 
     def from_worker(self) -> None:
-        conn = self.worker.conn
+        receive = self.worker.receive
         try:
             while True:
-                item = conn.recv(None)
+                item = receive()
                 tag = item[0]
                 with self.lock:
-                    if tag == jobs.WS_DONE:
+                    if tag == DONE:
                         break
                     if self.ws.state != "OPEN":
                         continue
-                    if tag == jobs.WS_TEXT:
+                    if tag == TEXT:
                         self.write(self.ws.send_text(item[1]))
-                    elif tag == jobs.WS_BINARY:
+                    elif tag == BINARY:
                         self.write(self.ws.send_binary(item[1]))
-                    elif tag == jobs.WS_CLOSE:
+                    elif tag == CLOSE:
                         self.write(self.ws.send_close(item[1], item[2]))
                         timer = threading.Timer(limits.WS_CLOSE_TIMEOUT, self._force_close)
                         timer.daemon = True
@@ -141,17 +136,17 @@ class WebSocketSession:
         for event in events:
             kind = type(event)
             if kind is TextMessage:
-                self.forward(jobs.WS_TEXT, event.data.encode("utf-8"))
+                self.forward(True, event.data.encode("utf-8"))
             elif kind is BinaryMessage:
-                self.forward(jobs.WS_BINARY, event.data)
+                self.forward(False, event.data)
             elif kind is CloseReceived:
-                self.tell_worker((jobs.WS_CLOSE, event.code or 1005, event.reason))
+                self.worker.close(event.code or 1005, event.reason)
                 finished = True
             elif kind is ProtocolFailure:
-                self.tell_worker((jobs.WS_CLOSE, event.code, event.reason))
+                self.worker.close(event.code, event.reason)
                 finished = True
             elif kind is ConnectionLost:
-                self.tell_worker((jobs.WS_CLOSE, 1006, ""))
+                self.worker.close(1006)
                 finished = True
             elif kind is Ping:
                 pass  # the pong is already in data_to_send
@@ -186,16 +181,17 @@ class WebSocketSession:
         first = True
         ws = self.ws
         # Plain sockets are read right here, into the session's buffer; TLS ones with tls_read().
-        recv_into, rbuf = (None, None) if self.tls else (self.sock.recv_into, self._rbuf)
+        recv_into = None if self.tls else self.sock.recv_into
+        rbuf = self._rbuf
         try:
             while True:
                 # A read holding one whole small message (nearly every read) goes straight to the worker,
-                # without the session's events: +6.9% messages/s on 32-byte echo (paired A/B, median of
-                # 20 rounds of bench/ws_paired.py). receive_single() changes nothing, and the pump thread
-                # only ever moves the state from OPEN to CLOSING, so it needs no lock.
+                # without the session's events (bench/README.md, "WebSockets"). receive_single() changes
+                # nothing, and the pump thread only ever moves the state from OPEN to CLOSING, so it
+                # needs no lock.
                 single = ws.receive_single(data) if data else None
                 if single is not None:
-                    self.forward(jobs.WS_TEXT if single[0] else jobs.WS_BINARY, single[1])
+                    self.forward(single[0], single[1])
                     finished = False
                 else:
                     with self.lock:
@@ -210,14 +206,11 @@ class WebSocketSession:
                 if finished or self.worker_dead:
                     break
                 try:
-                    data = rbuf[:recv_into(rbuf)] if recv_into else self.tls_read()
+                    data = rbuf[:recv_into(rbuf)] if recv_into else self.tls_read()  # type: ignore[assignment]
                 except OSError:
                     data = b""
         finally:
-            self.tell_worker((jobs.WS_CLOSE, 1006, ""))
+            self.worker.close(1006)  # if nothing told the controller yet: the connection is lost
             self._force_close()  # the client is done with us: do not keep its socket while the worker ends
             done = self.worker_done.wait(self.channel.settings.timeout)
-            if done and not self.worker_dead:
-                self.channel.app.ws_pool.release(self.worker)
-            else:
-                self.channel.app.ws_pool.release(self.worker, healthy=False)
+            self.worker.release(healthy=done and not self.worker_dead)

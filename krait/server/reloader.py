@@ -1,6 +1,6 @@
-# Restart the workers when the site's own Python code changes (SPEC section 7).
+# Restart the workers when the site's own Python code changes (docs/deployment.md).
 #
-# Strategy: a daemon thread in the server process takes a fingerprint of SITE/.py (every file's path,
+# Design: a daemon thread in the server process takes a fingerprint of SITE/.py (every file's path,
 # mtime and size) once per interval; when it differs from the last one, it calls the restart callback,
 # which starts a fresh generation of workers (re-running init.py) while the old ones finish their
 # requests. Scripts and templates outside .py/ need no restart: workers re-check them on every use.
@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 log = logging.getLogger("krait")
 
@@ -34,7 +34,8 @@ def fingerprint(folder: str) -> tuple:
     return tuple(entries)
 
 
-def watch(folder: str, restart: Callable[[], None], stop: threading.Event, interval: float = INTERVAL) -> threading.Thread:
+def watch(folder: str, restart: Callable[[], None], stop: threading.Event,
+          interval: float = INTERVAL) -> threading.Thread:
     """Start the watcher thread; it ends when `stop` is set."""
 
     def loop() -> None:

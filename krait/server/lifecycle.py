@@ -1,79 +1,36 @@
-# The `krait` command: parse arguments into Settings, start the pools and the server, handle signals.
+# The life of a server process: start-up order, the worker pools, signals, reloads, --processes.
 #
-# Start-up order matters (SPEC section 2 and 7): check the site folder, bind the port (a busy port fails
-# here, before any site code runs), start the worker pools through a forkserver while this process still
-# has one thread, read krait.config's snapshot, then listen and print the one ready line. Any failure
-# before that prints one paragraph and exits 1. With --processes N the parent binds a placeholder socket
-# with SO_REUSEPORT to fix the port, forks N servers that each bind the same port and own their pools,
-# and supervises them.
+# Design: start-up order matters. Check the site folder, bind the port (a busy port fails here, before
+# any site code runs), start the worker pools through a forkserver while this process still has one
+# thread, read krait.config's snapshot, then listen and print the one ready line. Any failure before
+# that prints one paragraph and exits 1 (docs/deployment.md). SIGTERM and SIGINT stop gracefully;
+# SIGHUP and edits under SITE/.py restart the workers (re-running init.py) without dropping requests.
+# With --processes N the parent binds a placeholder socket with SO_REUSEPORT to fix the port, forks N
+# servers that each bind the same port and own their pools, and supervises them.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
-from krait import __version__, limits
+from krait import __version__
 from krait.errors import ConfigError
+from krait.pool.scheduler import JobPool
+from krait.pool.sessions import SessionPool
+from krait.server import reloader
+from krait.server.dispatch import App
+from krait.server.listener import Server
 from krait.settings import Settings
 
 log = logging.getLogger("krait")
-
-
-def parse_args(argv: list[str] | None = None) -> Settings:
-    p = argparse.ArgumentParser(prog="krait", description="Serve a Krait site: static files, .py scripts, "
-                                "Pympl templates and WebSockets from one folder.")
-    p.add_argument("site", help="the site folder (holds .py/init.py, pages, scripts, static files)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", "-p", type=int, default=8080, help="port (default 8080; 0 picks a free port)")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="script worker processes (default: CPU count)")
-    p.add_argument("--processes", type=int, default=1, help="server processes sharing the port (SO_REUSEPORT)")
-    p.add_argument("--timeout", type=float, default=limits.SCRIPT_TIMEOUT, help="per-request script deadline, seconds")
-    p.add_argument("--debug", action="store_true", help="tracebacks in error pages, no lookup caching")
-    p.add_argument("--max-body-size", type=int, default=limits.MAX_BODY_SIZE, help="largest request body in bytes (413)")
-    p.add_argument("--max-request-line", type=int, default=limits.MAX_REQUEST_LINE, help="longest request line (414)")
-    p.add_argument("--max-header-size", type=int, default=limits.MAX_HEADER_BLOCK, help="largest header block (431)")
-    p.add_argument("--max-header-line", type=int, default=limits.MAX_HEADER_LINE, help="longest header line (431)")
-    p.add_argument("--max-headers", type=int, default=limits.MAX_HEADER_COUNT, help="most header fields (431)")
-    p.add_argument("--header-timeout", type=float, default=limits.HEADER_TIMEOUT, help="seconds to send a header block (408)")
-    p.add_argument("--keepalive-timeout", type=float, default=limits.KEEPALIVE_TIMEOUT, help="idle keep-alive seconds")
-    p.add_argument("--min-body-rate", type=int, default=limits.MIN_BODY_RATE, help="slowest accepted body upload, bytes/s (408)")
-    p.add_argument("--max-connections", type=int, default=limits.MAX_CONNECTIONS, help="open connections per process (503 past it)")
-    p.add_argument("--max-queued", type=int, default=limits.MAX_QUEUED_JOBS, help="requests waiting for a worker (503 past it)")
-    p.add_argument("--max-requests", type=int, default=limits.MAX_REQUESTS_PER_WORKER, help="recycle a worker after N requests (0 = never)")
-    p.add_argument("--max-websockets", type=int, default=limits.MAX_WEBSOCKETS, help="open WebSocket connections (each holds a worker)")
-    p.add_argument("--max-ws-message", type=int, default=limits.MAX_WS_MESSAGE, help="largest WebSocket message in bytes (close 1009)")
-    p.add_argument("--graceful-timeout", type=float, default=limits.GRACEFUL_TIMEOUT, help="seconds in-flight requests get on stop")
-    p.add_argument("--access-log", metavar="PATH|-", help="write an access log (Combined Log Format + time) to PATH or stdout")
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log level")
-    p.add_argument("--certfile", help="PEM certificate chain: serve HTTPS")
-    p.add_argument("--keyfile", help="PEM private key for --certfile")
-    p.add_argument("--forwarded-allow-ips", default="127.0.0.1,::1",
-                   help="comma-separated proxy addresses whose X-Forwarded-*/Forwarded headers are trusted ('*' = all)")
-    p.add_argument("--no-gzip", action="store_true", help="never gzip responses")
-    p.add_argument("--version", action="version", version="Krait " + __version__)
-    a = p.parse_args(argv)
-    if a.keyfile and not a.certfile:
-        p.error("--keyfile needs --certfile")
-    for name in ("workers", "processes", "max_connections", "max_websockets"):
-        if getattr(a, name) < 1:
-            p.error("--%s must be at least 1" % name.replace("_", "-"))
-    return Settings(
-        site_root=a.site, host=a.host, port=a.port, workers=a.workers, processes=a.processes, timeout=a.timeout,
-        debug=a.debug, max_body_size=a.max_body_size, max_request_line=a.max_request_line,
-        max_header_line=a.max_header_line, max_header_block=a.max_header_size, max_header_count=a.max_headers,
-        header_timeout=a.header_timeout, keepalive_timeout=a.keepalive_timeout, min_body_rate=a.min_body_rate,
-        max_connections=a.max_connections, max_queued_jobs=a.max_queued, max_requests=a.max_requests,
-        graceful_timeout=a.graceful_timeout, max_websockets=a.max_websockets, max_ws_message=a.max_ws_message,
-        access_log=a.access_log, log_level=a.log_level, certfile=a.certfile, keyfile=a.keyfile,
-        forwarded_allow_ips=tuple(x.strip() for x in a.forwarded_allow_ips.split(",") if x.strip()),
-        gzip=not a.no_gzip)
 
 
 def setup_logging(settings: Settings) -> None:
@@ -87,7 +44,10 @@ def setup_logging(settings: Settings) -> None:
     access.propagate = False
     if settings.access_log:
         ah: logging.Handler
-        ah = logging.StreamHandler(sys.stdout) if settings.access_log == "-" else logging.FileHandler(settings.access_log)
+        if settings.access_log == "-":
+            ah = logging.StreamHandler(sys.stdout)
+        else:
+            ah = logging.FileHandler(settings.access_log)
         ah.setFormatter(logging.Formatter("%(message)s"))
         access.handlers[:] = [ah]
         access.setLevel(logging.INFO)
@@ -101,8 +61,8 @@ def fail(message: str) -> int:
     return 1
 
 
-def main(argv: list[str] | None = None) -> int:
-    settings = parse_args(argv)
+def run(settings: Settings) -> int:
+    """Run the server(s) described by `settings` until SIGTERM/SIGINT; the exit status."""
     setup_logging(settings)
     if not os.path.isdir(settings.site_root):
         return fail("the site folder %r does not exist or is not a folder" % settings.site_root)
@@ -115,29 +75,20 @@ def main(argv: list[str] | None = None) -> int:
     return run_one(settings)
 
 
-def _bind(settings: Settings, reuse_port: bool) -> Any:
-    from krait.server import Server
-
+def _bind(settings: Settings, reuse_port: bool) -> Server | None:
     try:
         return Server(settings, reuse_port=reuse_port)
+    except ssl.SSLError as exc:
+        fail("cannot load the certificate: %s" % exc)
+        return None
     except OSError as exc:
         fail("cannot listen on %s:%d: %s" % (settings.host, settings.port, exc.strerror or exc))
         return None
-    except ssl_errors() as exc:
-        fail("cannot load the certificate: %s" % exc)
-        return None
-
-
-def ssl_errors() -> tuple:
-    import ssl
-
-    return (ssl.SSLError,)
 
 
 def run_one(settings: Settings, reuse_port: bool = False, ready_fd: int | None = None) -> int:
-    from krait.dispatch import App
-    from krait.pool import JobPool, SessionPool
-
+    """One server process with its own pools; `ready_fd` (under run_many) gets "ok" instead of the
+    ready line being printed."""
     server = _bind(settings, reuse_port)
     if server is None:
         return 1
@@ -152,13 +103,13 @@ def run_one(settings: Settings, reuse_port: bool = False, ready_fd: int | None =
         pool.close()
         return fail(str(exc))
     try:
-        app = App(settings, pool, ws_pool, pool.config)
+        app = App(settings, pool.config, pool)
     except Exception as exc:  # a route or cache rule that only fails when compiled here
         server.server_close()
         pool.close()
         ws_pool.close()
         return fail("bad site configuration: %s" % exc)
-    server.activate(app)
+    server.activate(app, pool, ws_pool)
     signals = _SignalFlags()
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.25}, name="krait-accept",
                               daemon=True)
@@ -169,8 +120,6 @@ def run_one(settings: Settings, reuse_port: bool = False, ready_fd: int | None =
     else:
         print("Krait %s serving %s at %s://%s:%d/" % (__version__, settings.site_root, settings.scheme,
                                                       _display_host(settings.host), server.port), flush=True)
-    from krait import reloader
-
     watcher_stop = threading.Event()
     reloader.watch(os.path.join(settings.site_root, ".py"), lambda: _reload(pool, ws_pool), watcher_stop)
     while not signals.wait_stop():
@@ -224,8 +173,6 @@ def _reload(pool: Any, ws_pool: Any) -> None:
 
 
 def _with_port(settings: Settings, port: int) -> Settings:
-    from dataclasses import replace
-
     return replace(settings, port=port)
 
 

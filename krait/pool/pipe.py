@@ -1,36 +1,26 @@
-# A message pipe between the server and one worker process: length-prefixed frames over socketpairs.
+# A message pipe between the server and one worker process: length-prefixed frames.
 #
-# Strategy: the job records of krait/jobs.py are tuples of str, bytes, ints and None, which `marshal`
-# encodes several times faster than pickle; anything else (the start-up report with krait.config's
-# snapshot) falls back to pickle. Each frame is a 5-byte header (4-byte big-endian length, 1 tag byte:
-# b"m" marshal or b"p" pickle) and the payload, written with one sendall. WebSocket messages, the one
-# record sent once per message in both directions, skip the codec (send_message()): tag b"t" or b"b"
-# and the payload bytes as they are. Measured on 32-byte echo, paired A/B (bench/ws_paired.py): +3.7%
-# msg/s, as a marshal round trip on each side of each hop costs a few microseconds once the caches
-# are cold from the other processes' work. Deadlines use the socket's own timeout, so waiting for a
-# worker's answer costs one blocking recv and no selector set-up (measured: the multiprocessing
-# Connection + poll() hop cost about 2x more per request).
-#
-# Reading is buffered: one recv takes every frame already waiting (a worker with pipelined jobs, or a
-# reader thread with several results, gets them with one system call), and `pending()` says whether a
-# whole frame is already buffered. A frame larger than _BIG_FRAME is read straight into its own buffer.
-# A timeout keeps what was read, so the next recv() carries on from the middle of a frame.
-#
-# Two socketpairs, one per direction. Over a single pair, every read wakes whoever sleeps in recv() on
-# the other end: consuming the data frees the sender's buffer space, and Linux wakes all sleepers on that
-# socket for the new space, readers too. So each answer the server read woke the idle worker for nothing
-# (and each job the worker read woke the server's reader thread): 2.25 context switches per round trip
-# instead of 2, and a WebSocket echo woke its worker twice per message (seen with `perf sched`).
-#
-# WebSocket workers are reached over two os.pipe()s instead (pair(pipes=True)): a write and a read on a
-# pipe cost the kernel less than on a socket (a round trip between two processes on one core: 6.5 us
-# against 10), for +3.5% messages/s on 32-byte echo (median of 20 paired rounds of bench/ws_paired.py;
-# 1 MiB messages: no change). Pipes have no SO_RCVTIMEO, so a receive deadline there is a poll() before
-# the read; script workers, which wait for every answer with a deadline, keep their socketpairs.
+# Design:
+# - A frame is a 5-byte header (4-byte big-endian length, 1 tag byte) and its payload, written with one
+#   sendall. The records of krait/pool/jobs.py are tuples of str, bytes, ints, dicts and None, which
+#   `marshal` encodes several times faster than pickle (tag b"m"); anything else (the start-up report
+#   carrying krait.config's snapshot) falls back to pickle (b"p"). WebSocket messages, the one record
+#   sent once per message in both directions, skip the codec (send_message(): tag b"t" or b"b" and the
+#   payload as it is).
+# - Reading is buffered: one recv takes every frame already waiting (a worker with pipelined jobs, or a
+#   reader thread with several answers, gets them with one system call), and pending() says whether a
+#   whole frame is already buffered. A frame larger than _BIG_FRAME is read straight into a buffer of
+#   its own. A timeout keeps what was read, so the next recv() carries on from the middle of a frame.
+# - Two channels, one per direction: over one socketpair, every read wakes whoever sleeps in recv() at
+#   the other end (the freed buffer space wakes all sleepers on that socket).
+# - Script workers are reached over socketpairs, so the deadline of every answer is the kernel's
+#   SO_RCVTIMEO (use_kernel_timeouts()); WebSocket workers over os.pipe()s, which cost the kernel less
+#   per message and whose rare deadline is a poll() before the read. Why, measured: bench/README.md
+#   ("The worker pipe").
 #
 # Rules: one thread may send while another receives; two senders must hold a lock. After
-# use_kernel_timeouts() (socketpairs only) the receive deadline is the kernel's, so the reader's
-# changing timeouts never apply to a sender. EOF raises EOFError.
+# use_kernel_timeouts() the receive deadline is the kernel's, so the reader's changing timeouts never
+# apply to a sender. EOF raises EOFError.
 
 from __future__ import annotations
 
@@ -44,7 +34,8 @@ import struct
 from multiprocessing.connection import Connection
 from typing import Any
 
-from krait import jobs, sockopt
+from krait import sockopt
+from krait.pool import jobs
 
 _HEADER = struct.Struct("!IB")
 _MARSHAL, _PICKLE = ord("m"), ord("p")
@@ -82,15 +73,15 @@ class MessagePipe:
             to_worker, worker_in = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             worker_out, from_worker = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             return cls(from_worker, to_worker), (worker_in, worker_out)
-        worker_in, to_worker = os.pipe()
-        from_worker, worker_out = os.pipe()
-        for fd in (worker_in, from_worker):
+        read_in, write_in = os.pipe()
+        read_out, write_out = os.pipe()
+        for fd in (read_in, read_out):
             try:
                 fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
             except (OSError, AttributeError):  # over the user's pipe quota, or not Linux: the default size
                 pass
-        theirs = (Connection(worker_in, writable=False), Connection(worker_out, readable=False))
-        return cls(_PipeEnd(from_worker), _PipeEnd(to_worker)), theirs
+        pipe_ends = (Connection(read_in, writable=False), Connection(write_out, readable=False))
+        return cls(_PipeEnd(read_out), _PipeEnd(write_in)), pipe_ends
 
     def use_kernel_timeouts(self, send_timeout: float) -> None:
         """Keep the socket blocking and enforce deadlines with SO_RCVTIMEO / SO_SNDTIMEO.
@@ -124,7 +115,8 @@ class MessagePipe:
         # Large payloads (WebSocket messages): gather-write instead of copying them behind the header.
         sent = self.out.sendmsg([header, data])
         if sent < len(header) + len(data):
-            self.out.sendall(memoryview(header + data)[sent:] if sent < len(header) else memoryview(data)[sent - len(header):])
+            rest = memoryview(header + data)[sent:] if sent < len(header) else memoryview(data)[sent - len(header):]
+            self.out.sendall(rest)
 
     def send_many(self, objs: list) -> None:
         """Several messages with one system call (large ones are written on their own)."""
@@ -192,7 +184,7 @@ class MessagePipe:
                             return kind, chunk[5:]
                         return _decode(tag, memoryview(chunk)[5:])
                 buf += chunk
-        except (socket.timeout, BlockingIOError):  # BlockingIOError: SO_RCVTIMEO ran out
+        except (TimeoutError, BlockingIOError):  # BlockingIOError: SO_RCVTIMEO ran out
             raise TimeoutError("no message within %ss" % timeout) from None
         except (ConnectionResetError, BrokenPipeError):
             raise EOFError("worker pipe closed") from None
@@ -240,8 +232,8 @@ class _PipeEnd:
             self._poll.register(self.fd, select.POLLIN)
 
     def _wait(self) -> None:
-        if not self._poll.poll(max(self._timeout, 0.0) * 1000.0):
-            raise socket.timeout("timed out")
+        if not self._poll.poll(max(self._timeout or 0.0, 0.0) * 1000.0):
+            raise TimeoutError("timed out")
 
     def recv(self, size: int) -> bytes:
         if self._timeout is not None:

@@ -1,4 +1,4 @@
-# MessagePipe (krait/pipe.py) between two ends in one process, over socketpairs and over os.pipe()s:
+# MessagePipe (krait/pool/pipe.py) between two ends in one process, over socketpairs and over os.pipe()s:
 # messages of every kind arrive whole and in order, and a reader asleep on one end is not woken when the
 # other end reads what it sent.
 import fcntl
@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from krait.pipe import MessagePipe, _encode
+from krait.pool.pipe import MessagePipe, _encode
 
 
 @pytest.fixture(params=[False, True], ids=["socketpairs", "pipes"])

@@ -1,0 +1,12 @@
+# krait.pool: the process boundary. The server process starts worker processes, hands them jobs and
+# WebSocket sessions, and gets answers back; this package alone speaks the worker protocol.
+#
+# Modules:
+#   jobs.py       the records that cross the boundary (Job, Result, ErrorReport, WorkerReady, WS tags)
+#   pipe.py       the framing of those records over a socketpair or an os.pipe()
+#   process.py    mechanism: one worker process (start, start-up report, stop, kill)
+#   scheduler.py  policy: JobPool, the pipelined scheduling of HTTP jobs on a fixed set of workers
+#   sessions.py   policy: SessionPool, WebSocket workers, one per session, and WorkerSession
+#   serve.py      the worker's half: its job loop (answers held in batches) and SessionLink
+# The server imports scheduler and sessions; the worker imports serve; neither reads a wire record.
+# This file imports nothing, so that each side loads only its own half.

@@ -1,0 +1,120 @@
+# One worker process, seen from the server: start it, wait for its start-up report, stop it, kill it.
+#
+# Design: this is the mechanism under both pools (krait/pool/scheduler.py for scripts and templates,
+# krait/pool/sessions.py for WebSockets); the policy of who gets which worker lives there.
+# - Workers are started through a forkserver created before the server starts any thread, so a
+#   replacement forked later never inherits the server's threads or locks.
+# - The child runs krait.worker.main, named by a string and imported in the child (and in the
+#   forkserver, which preloads it): the server process never imports the worker side, the script API
+#   or ply.
+# - Each worker owns the other end of one MessagePipe. Its first message is a jobs.WorkerReady: init.py
+#   ran, with krait.config's snapshot, or failed, with an error report.
+
+from __future__ import annotations
+
+import importlib
+import multiprocessing
+from typing import Any
+
+from krait.errors import ConfigError
+from krait.pool import jobs
+from krait.pool.pipe import MessagePipe
+
+WORKER_MAIN = "krait.worker.main"  # the module whose main() a worker process runs
+START_TIMEOUT = 120.0  # seconds a worker may take to import and run init.py
+_CONTEXT: Any = None
+
+
+def context() -> Any:
+    """The forkserver multiprocessing context, created once per process (before any thread starts)."""
+    global _CONTEXT
+    if _CONTEXT is None:
+        _CONTEXT = multiprocessing.get_context("forkserver")
+        _CONTEXT.set_forkserver_preload([WORKER_MAIN])
+    return _CONTEXT
+
+
+def _child(ends: tuple[Any, Any], settings: Any) -> None:
+    importlib.import_module(WORKER_MAIN).main(ends, settings)
+
+
+class WorkerProcess:
+    """A started worker process and the server's end of its pipe."""
+
+    __slots__ = ("process", "pipe", "pid", "generation")
+
+    def __init__(self, process: Any, pipe: MessagePipe, generation: int) -> None:
+        self.process = process
+        self.pipe = pipe
+        self.pid: int = process.pid
+        self.generation = generation  # which reload it belongs to (the pools retire older ones)
+
+    @classmethod
+    def start(cls, settings: Any, generation: int, pipes: bool = False) -> WorkerProcess:
+        """Start a worker; `pipes` reaches it over os.pipe()s instead of socketpairs (krait/pool/pipe.py)."""
+        ours, theirs = MessagePipe.pair(pipes=pipes)
+        process = context().Process(target=_child, args=(theirs, settings), daemon=True)
+        process.start()
+        for end in theirs:
+            end.close()
+        return cls(process, ours, generation)
+
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> jobs.WorkerReady:
+        """The worker's start-up report; kills it and raises ConfigError when init.py failed."""
+        try:
+            ready = self.pipe.recv(timeout)
+        except TimeoutError:
+            self.kill()
+            raise ConfigError("a worker process did not finish starting (init.py) within %ds" % timeout) from None
+        except (EOFError, OSError):
+            self.kill()
+            raise ConfigError("a worker process died while starting (see the log above)") from None
+        if ready.error is not None:
+            self.kill()
+            raise ConfigError(describe_init_error(ready.error))
+        return ready
+
+    @property
+    def exitcode(self) -> int | None:
+        return self.process.exitcode
+
+    def kill(self) -> None:
+        """Kill the process at once and close the pipe."""
+        try:
+            self.process.kill()
+        except Exception:  # already gone
+            pass
+        self.process.join(2)
+        self.pipe.close()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Ask the worker to exit after its current job; kill it if it has not within `timeout`."""
+        try:
+            self.pipe.send(None)
+        except OSError:
+            pass
+        self.process.join(timeout)
+        if self.process.is_alive():
+            self.kill()
+        else:
+            self.pipe.close()
+
+
+def start_all(settings: Any, count: int, generation: int, pipes: bool = False) -> list[tuple[WorkerProcess, Any]]:
+    """Start `count` workers at once and wait for each: [(worker, its krait.config snapshot)].
+
+    Raises:
+        ConfigError: one failed (all of them are killed).
+    """
+    starting = [WorkerProcess.start(settings, generation, pipes) for _ in range(count)]
+    try:
+        return [(worker, worker.wait_ready().config) for worker in starting]
+    except Exception:
+        for worker in starting:
+            worker.kill()
+        raise
+
+
+def describe_init_error(report: jobs.ErrorReport) -> str:
+    where = f" at {report.where}" if report.where else ""
+    return f"init.py failed{where}: {report.type_name}: {report.message}\n{report.traceback}".rstrip()

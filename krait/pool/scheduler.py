@@ -1,0 +1,476 @@
+# JobPool: runs the scripts and templates of HTTP requests on a fixed number of worker processes.
+#
+# Design (the policy; krait/pool/process.py is the mechanism, krait/pool/serve.py the worker's half):
+# - A request thread calls run(job). The job goes to the least loaded worker, or waits in one FIFO queue
+#   shared by all workers when none may take it now.
+# - Pipelining: a busy worker may hold up to PIPELINE_DEPTH jobs in its pipe, so under load it reads
+#   several jobs per wake-up and answers several per write. It still runs them one at a time and in
+#   order, so the oldest unanswered job is always the running one. A job only queues behind a worker
+#   whose running job started less than PIPELINE_STALL ago and whose pipe holds only jobs of files
+#   known to be fast (every answer says how long its job took); a file that was slow last time, or has
+#   not run yet, is the last job in its pipe. So a fast request never waits behind a slow script.
+# - Each worker is a _Lane: `inflight` holds its jobs in wire order, `outbox` those not written yet.
+#   Jobs are placed under the pool lock and written, in placement order, under the lane's send lock,
+#   so the order on the wire is the order of `inflight` whatever thread writes. Loads and counts are
+#   read off these lists, never kept on the side.
+# - Who reads a worker's answers (Reader below): a request thread that finds a worker idle reads its
+#   own answer (one thread hand-off less); otherwise the lane's reader thread reads, answers every job
+#   in the batch it got, refills the pipe from the queue with one write, and sleeps while the worker is
+#   idle.
+# - Faults stay with the job that caused them. The running job passes its deadline: the worker is
+#   killed, that caller gets GatewayTimeout. The pipe hits EOF (os._exit, a segfault, the OOM killer):
+#   InternalError. Either way the jobs behind it never started, so they go back to the front of the
+#   queue, and a replacement worker starts. More than `max_queued` jobs waiting: ServiceUnavailable.
+# - A worker that served --max-requests jobs, or belongs to a generation that reload() replaced, takes
+#   no new jobs and is stopped once its pipe is empty: no request in flight is cut.
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from krait import limits
+from krait.errors import GatewayTimeout, InternalError, ServiceUnavailable
+from krait.pool import jobs
+from krait.pool.process import WorkerProcess, start_all
+from krait.settings import Settings
+
+log = logging.getLogger("krait.pool")
+
+
+class Reader(enum.Enum):
+    """Who reads a lane's pipe. NONE: nobody, the worker is idle and its reader thread sleeps. CALLER: the
+    request thread whose job an idle worker took reads that answer itself. THREAD: the lane's reader
+    thread. Transitions: NONE -> CALLER (run() on an idle lane); NONE -> THREAD (jobs fed from the
+    queue, or a stop to read the EOF of); CALLER/THREAD -> THREAD or NONE after each batch of answers
+    (THREAD while jobs are left in the pipe)."""
+
+    NONE = 0
+    CALLER = 1
+    THREAD = 2
+
+
+class _Entry:
+    """One job of a request thread, waiting in the queue or in a worker's pipe."""
+
+    __slots__ = ("wire", "rel_path", "timeout", "small", "fast", "queued", "done", "result", "error")
+
+    def __init__(self, job: jobs.Job, timeout: float) -> None:
+        self.wire = jobs.job_to_wire(job)
+        self.rel_path = job.rel_path
+        self.timeout = timeout
+        self.small = len(job.body) < limits.PIPELINE_MAX_BODY  # may wait in a busy worker's pipe
+        self.fast = False  # its file ran in under PIPELINE_STALL last time (set when it is placed)
+        self.queued = 0.0
+        self.done = threading.Lock()
+        self.done.acquire()  # released once `result` or `error` is set
+        self.result: jobs.Result | None = None
+        self.error: Exception | None = None
+
+    def finish(self, result: jobs.Result | None = None, error: Exception | None = None) -> None:
+        self.result, self.error = result, error
+        self.done.release()
+
+
+class _Lane:
+    """One worker process with its scheduling state (fields under the pool lock unless noted)."""
+
+    __slots__ = ("proc", "inflight", "outbox", "started", "served", "retiring", "dead", "reader", "wake",
+                 "send_lock")
+
+    def __init__(self, proc: WorkerProcess, mutex: Any) -> None:
+        self.proc = proc
+        self.inflight: deque[_Entry] = deque()  # placed on this worker, in wire order; [0] is running
+        self.outbox: list[_Entry] = []  # the tail of `inflight` not written yet
+        self.started = 0.0  # when inflight[0] started running
+        self.served = 0  # jobs written to it (--max-requests)
+        self.retiring = False  # takes no new jobs; stopped when its pipe is empty
+        self.dead = False  # failed: the reader thread exits
+        self.reader = Reader.NONE
+        self.wake = threading.Condition(mutex)  # wakes the reader thread
+        self.send_lock = threading.Lock()  # held while writing to the pipe (outside the pool lock)
+
+    def unsure(self) -> bool:
+        """Whether a job in the pipe is of a file not known to be fast (nothing may queue behind it)."""
+        return not all(entry.fast for entry in self.inflight)
+
+
+class JobPool:
+    """A fixed number of workers running HTTP jobs, pipelined (see the module comment)."""
+
+    def __init__(self, settings: Settings, size: int) -> None:
+        self.settings = settings
+        self.size = size
+        self.max_queued = settings.max_queued_jobs
+        self.depth = max(1, limits.PIPELINE_DEPTH)
+        self.config: Any = None  # krait.config's snapshot, from the first worker that started
+        mutex = threading.Lock()
+        self._mutex = mutex
+        self._lock = threading.Condition(mutex)
+        self._lanes: list[_Lane] = []  # taking new jobs
+        self._starting: set[object] = set()  # replacements being started (one token each)
+        self._queue: deque[_Entry] = deque()  # waiting for any worker
+        self._took: dict[str, float] = {}  # rel_path -> seconds its last job took in a worker
+        self._generation = 0
+        self._closed = False
+
+    # --- life cycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the workers and wait until init.py ran in each; raise ConfigError on failure."""
+        for proc, config in start_all(self.settings, self.size, self._generation):
+            self.config = self.config or config
+            self._adopt(proc)
+
+    def reload(self) -> None:
+        """Start a new generation of workers (re-running init.py); retire the old ones when idle."""
+        with self._lock:
+            if self._closed:
+                return
+            self._generation += 1
+            old = list(self._lanes)
+        for _ in range(self.size):  # counted as starting before the old ones leave: the queue is never orphaned
+            self._start_replacement()
+        for lane in old:
+            self._retire(lane)
+        log.info("http workers reloading (generation %d)", self._generation)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            lanes = list(self._lanes)
+        self._strand("the server is shutting down")
+        for lane in lanes:
+            self._retire(lane)
+        for lane in lanes:
+            lane.proc.process.join(1.0)
+            if lane.proc.process.is_alive():
+                lane.proc.kill()
+
+    def _start_replacement(self) -> None:
+        token = object()
+        with self._lock:
+            self._starting.add(token)
+        threading.Thread(target=self._replace, args=(token,), name="krait-replace", daemon=True).start()
+
+    def _replace(self, token: object) -> None:
+        try:
+            proc = WorkerProcess.start(self.settings, self._generation)
+            proc.wait_ready()
+        except Exception as exc:
+            log.error("could not start a replacement worker: %s", exc)
+            with self._lock:
+                self._starting.discard(token)
+            self._strand_if_orphaned()
+            return
+        self._adopt(proc, token)
+
+    def _adopt(self, proc: WorkerProcess, token: object = None) -> None:
+        with self._lock:
+            self._starting.discard(token)
+            stale = self._closed or proc.generation != self._generation
+            lane = None if stale else _Lane(proc, self._mutex)
+            if lane is not None:
+                self._lanes.append(lane)
+        if lane is None:
+            proc.stop()
+            self._strand_if_orphaned()
+            return
+        proc.pipe.use_kernel_timeouts(limits.PIPE_SEND_TIMEOUT)
+        threading.Thread(target=self._read_answers, args=(lane,), name="krait-pool-reader", daemon=True).start()
+        self._feed(lane)
+
+    def _retire(self, lane: _Lane) -> None:
+        """Take no new jobs; the reader thread stops the worker once its pipe is empty."""
+        with self._lock:
+            if lane.retiring:
+                return
+            lane.retiring = True
+            if lane in self._lanes:
+                self._lanes.remove(lane)
+            idle = not lane.inflight
+            if idle:
+                self._set_reader(lane, Reader.THREAD)  # to read the EOF that follows the stop message
+        self._strand_if_orphaned()
+        if idle:
+            self._send_stop(lane)
+
+    def _strand_if_orphaned(self) -> None:
+        """With no worker left and none starting, nobody would ever run the queue: answer it 503."""
+        with self._lock:
+            orphaned = self._closed or not (self._lanes or self._starting)
+        if orphaned:
+            self._strand("no script worker is running" if not self._closed else "the server is shutting down")
+
+    def _strand(self, why: str) -> None:
+        with self._lock:
+            stranded = list(self._queue)
+            self._queue.clear()
+        for entry in stranded:
+            entry.finish(error=ServiceUnavailable(why))
+
+    # --- running jobs ---------------------------------------------------------------------
+
+    def run(self, job: jobs.Job, timeout: float) -> jobs.Result:
+        """Run one job and return its Result.
+
+        Raises:
+            ServiceUnavailable: too many jobs wait, no worker is running, or the server stops.
+            GatewayTimeout: the job ran past `timeout` (its worker was killed).
+            InternalError: the worker died while running the job.
+        """
+        entry = _Entry(job, timeout)
+        with self._lock:
+            if self._closed:
+                raise ServiceUnavailable("the server is shutting down")
+            lane = self._choose(entry)
+            if lane is None or lane.inflight:  # it will wait: in the queue or behind a running job
+                waiting = len(self._queue) + sum(max(len(other.inflight) - 1, 0) for other in self._lanes)
+                if waiting >= self.max_queued:
+                    raise ServiceUnavailable("all %d workers are busy and %d requests wait"
+                                             % (len(self._lanes), waiting))
+                log.debug("http queue depth %d", waiting + 1)
+            if lane is None:
+                entry.queued = time.monotonic()
+                self._queue.append(entry)
+                direct = False
+            else:
+                self._place(lane, entry)
+                direct = lane.reader is Reader.NONE  # idle: this thread reads the answer itself
+                if direct:
+                    lane.reader = Reader.CALLER
+        if lane is None:
+            return self._wait(entry)
+        written = self._write(lane)
+        if not direct:
+            return self._wait(entry)
+        if not written:
+            # It died while idle (an OOM kill, say): the job never reached it, so it is not the job's
+            # fault. The usual paths replace the worker and run the job elsewhere.
+            log.error("worker %d had died while idle (exit code %s); replaced", lane.proc.pid, lane.proc.exitcode)
+            self._fail(lane, None)
+            return self._wait(entry)
+        return self._read_own(lane, entry)
+
+    def _choose(self, entry: _Entry) -> _Lane | None:
+        """The least loaded lane that may take `entry` now (caller holds the lock), else None."""
+        best = None
+        for lane in self._lanes:
+            if best is None or len(lane.inflight) < len(best.inflight):
+                best = lane
+        if best is None or not best.inflight:
+            return best
+        if (len(best.inflight) < self.depth and entry.small and not self._queue
+                and time.monotonic() - best.started < limits.PIPELINE_STALL and not best.unsure()):
+            return best
+        return None
+
+    def _place(self, lane: _Lane, entry: _Entry) -> None:
+        """Give `entry` to `lane` (caller holds the lock); _write() puts it on the wire."""
+        entry.fast = self._took.get(entry.rel_path, limits.PIPELINE_STALL) < limits.PIPELINE_STALL
+        lane.inflight.append(entry)
+        lane.outbox.append(entry)
+
+    def _write(self, lane: _Lane) -> bool:
+        """Write the lane's outbox, in order, with one system call; False when the write failed."""
+        written = True
+        with lane.send_lock:
+            with self._lock:
+                batch, lane.outbox = lane.outbox, []
+                if batch and batch[0] is lane.inflight[0]:
+                    lane.started = time.monotonic()  # the pipe was empty: the first of them runs now
+                lane.served += len(batch)
+            if batch:
+                try:
+                    lane.proc.pipe.send_many([entry.wire for entry in batch])
+                except OSError:
+                    written = False  # a dead pipe: whoever reads it sees EOF and answers every entry
+        limit = self.settings.max_requests
+        if limit and lane.served >= limit and not lane.retiring:  # recycled: --max-requests
+            self._start_replacement()
+            self._retire(lane)
+        return written
+
+    def _feed(self, lane: _Lane) -> None:
+        """Give `lane` queued jobs up to its pipeline depth (none while it is on a slow job)."""
+        take = False
+        late: list[_Entry] = []
+        now = time.monotonic()
+        with self._lock:
+            queue = self._queue
+            while queue and not lane.retiring:
+                if lane.inflight and (len(lane.inflight) >= self.depth or not queue[0].small or lane.unsure()
+                                      or now - lane.started >= limits.PIPELINE_STALL):
+                    break
+                entry = queue.popleft()
+                if now - entry.queued > entry.timeout:
+                    late.append(entry)
+                    continue
+                self._place(lane, entry)
+                take = True
+            if take and lane.reader is Reader.NONE:
+                self._set_reader(lane, Reader.THREAD)
+        for entry in late:
+            entry.finish(error=ServiceUnavailable("no worker became free within %.0fs" % entry.timeout))
+        if take:
+            self._write(lane)
+
+    def _wait(self, entry: _Entry) -> jobs.Result:
+        timeout = entry.timeout
+        # The reader finishes every entry that reached a worker (answer, timeout or crash). Only a queued
+        # one could be stranded, so after the longest fair wait the caller takes it back.
+        if not entry.done.acquire(timeout=timeout + limits.QUEUE_WAIT_SLACK + timeout):
+            with self._lock:
+                try:
+                    self._queue.remove(entry)
+                    raise ServiceUnavailable("no worker became free within %.0fs" % timeout)
+                except ValueError:  # already with a worker: its reader will finish it
+                    pass
+            entry.done.acquire()
+        if entry.error is not None:
+            raise entry.error
+        return entry.result  # type: ignore[return-value]
+
+    # --- reading answers ------------------------------------------------------------------
+
+    @staticmethod
+    def _set_reader(lane: _Lane, reader: Reader) -> None:
+        """Hand the lane's pipe to `reader` (caller holds the lock); wakes the reader thread for THREAD."""
+        if lane.reader is not reader:
+            lane.reader = reader
+            if reader is Reader.THREAD:
+                lane.wake.notify()
+
+    def _read_own(self, lane: _Lane, entry: _Entry) -> jobs.Result:
+        """Read the answer to `entry`, the first job of an idle worker, in the calling thread."""
+        try:
+            message = lane.proc.pipe.recv(entry.timeout)
+        except TimeoutError:
+            self._timed_out(lane, entry)
+            raise entry.error from None  # type: ignore[misc]
+        except (EOFError, OSError):
+            self._died(lane, entry)
+            raise entry.error from None  # type: ignore[misc]
+        result = jobs.result_from_wire(message)
+        self._answered(lane, [result])
+        return result
+
+    def _read_answers(self, lane: _Lane) -> None:
+        """The lane's reader thread: deliver each answer to its caller; handle timeouts, crash, retirement."""
+        pipe = lane.proc.pipe
+        poll = limits.POOL_POLL_INTERVAL
+        while True:
+            if lane.reader is not Reader.THREAD:
+                with self._lock:
+                    while lane.reader is not Reader.THREAD and not lane.dead:
+                        lane.wake.wait()
+                if lane.dead:
+                    return  # failed while another thread read the pipe: _fail did the rest
+            head = lane.inflight[0] if lane.inflight else None
+            wait = poll if head is None else min(poll, head.timeout - (time.monotonic() - lane.started))
+            try:
+                if wait <= 0:
+                    raise TimeoutError
+                message = pipe.recv(wait)
+            except TimeoutError:
+                if head is None or time.monotonic() - lane.started < head.timeout:
+                    continue  # nothing due yet: look again
+                self._timed_out(lane, head)
+                return
+            except (EOFError, OSError):
+                if lane.retiring and not lane.inflight:  # the EOF after the stop message
+                    lane.proc.process.join(2)
+                    pipe.close()
+                    return
+                self._died(lane, head)
+                return
+            # Every answer already buffered is taken before the worker is fed, so that it gets its next
+            # jobs with one write and one wake-up.
+            results = [jobs.result_from_wire(message)]
+            while pipe.pending():
+                results.append(jobs.result_from_wire(pipe.recv(wait)))
+            for entry, result in zip(self._answered(lane, results), results):
+                entry.finish(result)
+
+    def _answered(self, lane: _Lane, results: list[jobs.Result]) -> list[_Entry]:
+        """The pipe's oldest jobs got these answers: remember how long their files took, feed the worker
+        (one write for all the jobs it takes), and decide who reads next."""
+        with self._lock:
+            entries = [lane.inflight.popleft() for _ in results]
+            lane.started = time.monotonic()
+            took = self._took
+            if len(took) > 1000:
+                took.clear()
+            for entry, result in zip(entries, results):
+                took[entry.rel_path] = result.took
+        if not lane.retiring:
+            self._feed(lane)
+        with self._lock:
+            self._set_reader(lane, Reader.THREAD if lane.inflight or lane.retiring else Reader.NONE)
+            stop = lane.retiring and not lane.inflight
+        if stop:
+            self._send_stop(lane)
+        return entries
+
+    # --- faults ---------------------------------------------------------------------------
+
+    def _timed_out(self, lane: _Lane, running: _Entry) -> None:
+        log.error("script %s exceeded the %.0fs timeout; worker %d killed", running.rel_path, running.timeout,
+                  lane.proc.pid)
+        self._fail(lane, GatewayTimeout("the script did not finish within %.0f seconds" % running.timeout))
+
+    def _died(self, lane: _Lane, running: _Entry | None) -> None:
+        log.error("worker %d died while running %s (exit code %s); replaced", lane.proc.pid,
+                  running.rel_path if running else "nothing", lane.proc.exitcode)
+        self._fail(lane, InternalError("the worker process running the script died"))
+
+    def _send_stop(self, lane: _Lane) -> None:
+        with lane.send_lock:
+            try:
+                lane.proc.pipe.send(None)  # the worker exits; its reader sees EOF and returns
+            except OSError:
+                pass
+
+    def _fail(self, lane: _Lane, error: Exception | None) -> None:
+        """The worker is dead or must die: answer its running job with `error` (None: the running job
+        never reached the worker, requeue it too), requeue the rest, replace the worker."""
+        try:  # first, so that a writer blocked on its full pipe gets EPIPE and lets go of send_lock
+            lane.proc.process.kill()
+        except Exception:  # already gone
+            pass
+        with lane.send_lock, self._lock:
+            lane.dead = True
+            lane.wake.notify()  # a sleeping reader thread exits
+            serving = lane in self._lanes  # a retiring one was replaced already
+            if serving:
+                self._lanes.remove(lane)
+            lane.retiring = True
+            running = lane.inflight.popleft() if lane.inflight and error is not None else None
+            requeue = list(lane.inflight)
+            lane.inflight.clear()
+            lane.outbox = []
+            replace = serving and not self._closed and lane.proc.generation == self._generation
+        if replace:
+            self._start_replacement()
+        lane.proc.kill()
+        if running is not None:
+            running.finish(error=error)
+        self._requeue(requeue)
+        self._strand_if_orphaned()
+
+    def _requeue(self, entries: list[_Entry]) -> None:
+        """Jobs that never started go back to the front of the queue, in order, for any live worker."""
+        if not entries:
+            return
+        with self._lock:
+            now = time.monotonic()
+            for entry in reversed(entries):
+                entry.queued = now
+                self._queue.appendleft(entry)
+            others = list(self._lanes)
+        for other in others:  # they need not wait for the replacement
+            self._feed(other)

@@ -1,0 +1,92 @@
+# gzip content coding for replies held in memory (RFC 9110 section 8.4.1.3).
+#
+# Rules:
+# - A 200 whose type is compressible (krait/mime.py) and whose body is at least GZIP_MIN_SIZE bytes is
+#   sent gzipped when the client accepts gzip (section 12.5.3: "gzip" or "*" with a non-zero q), and
+#   carries `Vary: Accept-Encoding` either way (section 12.5.5).
+# - The gzip representation is a different representation, so it gets a different entity tag: the
+#   file's tag with "-gz" before its closing quote (section 8.8.3). A 304 names the representation the
+#   client would get, so it carries the same tag and Vary.
+# - Bodies with an entity tag (static files, code-free templates) are compressed once per tag and
+#   content type; dynamic bodies every time.
+
+from __future__ import annotations
+
+import gzip
+
+from krait import limits, mime
+from krait.server.records import Reply
+
+_CACHE_MAX = 256  # gzipped bodies kept
+
+
+class Gzip:
+    def __init__(self) -> None:
+        self._cache: dict[tuple[str, str], bytes] = {}
+
+    def reply(self, reply: Reply, accept_encoding: str) -> Reply:
+        """`reply` (a 200 held in memory) gzipped when that is worth it and accepted."""
+        ctype = ""
+        for name, value in reply.headers:
+            lname = name.lower()
+            if lname == "content-encoding":
+                return reply
+            if lname == "content-type":
+                ctype = value
+        if len(reply.body) < limits.GZIP_MIN_SIZE or not mime.is_compressible(ctype):
+            return reply
+        if not accepts_gzip(accept_encoding):
+            return reply._replace(headers=reply.headers + [("Vary", "Accept-Encoding")])
+        etag = next((v for n, v in reply.headers if n == "ETag"), None)
+        body = self._cache.get((etag, ctype)) if etag else None
+        if body is None:
+            body = gzip.compress(reply.body, limits.GZIP_LEVEL, mtime=0)
+            if etag:
+                if len(self._cache) > _CACHE_MAX:
+                    self._cache.clear()
+                self._cache[(etag, ctype)] = body
+        headers = []
+        for name, value in reply.headers:
+            if name == "Content-Length":
+                continue
+            if name == "ETag":
+                value = gz_tag(value)
+            headers.append((name, value))
+        headers += [("Content-Encoding", "gzip"), ("Vary", "Accept-Encoding")]
+        return reply._replace(headers=headers, body=body)
+
+    @staticmethod
+    def not_modified(reply: Reply, accept_encoding: str) -> Reply:
+        """A 304 names the representation the client would get: the gzip one carries the -gz tag."""
+        ctype = next((v for n, v in reply.headers if n == "Content-Type"), "")
+        size = next((int(v) for n, v in reply.headers if n == "Content-Length"), 0)
+        if size < limits.GZIP_MIN_SIZE or not mime.is_compressible(ctype):
+            return reply
+        headers = [(n, v) for n, v in reply.headers if n != "Content-Length"] + [("Vary", "Accept-Encoding")]
+        if accepts_gzip(accept_encoding):
+            headers = [(n, gz_tag(v) if n == "ETag" else v) for n, v in headers]
+        return reply._replace(headers=headers)
+
+
+def gz_tag(etag: str) -> str:
+    """The entity tag of the gzip representation of the representation tagged `etag`."""
+    return etag[:-1] + '-gz"'
+
+
+def accepts_gzip(accept: str) -> bool:
+    """Whether an Accept-Encoding value lists "gzip" (or "*") with a non-zero q (RFC 9110 section 12.5.3)."""
+    for item in accept.split(","):
+        coding, _, params = item.strip().partition(";")
+        coding = coding.strip().lower()
+        if coding not in ("gzip", "x-gzip", "*"):
+            continue
+        q = 1.0
+        for param in params.split(";"):
+            key, _, val = param.strip().partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = float(val)
+                except ValueError:
+                    q = 0.0
+        return q > 0
+    return False

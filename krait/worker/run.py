@@ -1,0 +1,182 @@
+# One job in a worker: bind krait.request, run the site code, describe the response as a Result.
+#
+# Design: handle() never raises. It restores the krait.* modules and takes a fresh namespace (Site),
+# builds krait.request from the Job, then runs the .py script (and its MVC view) or renders the template
+# into one output list. Whatever site code raises becomes an ErrorReport inside the Result: an HttpError
+# keeps its status (a missing view is 404), anything else is a 500. The server logs the report and shows
+# its traceback only with --debug (docs/scripts.md).
+#
+# Rules:
+# - The Content-Type a script or template gets by default: krait.set_content_type() if called, else the
+#   view's extension for a script that rendered one, else the target's (page.css.pyml is CSS; a plain
+#   .pyml is HTML; docs/pympl.md).
+# - Header names and values a script sets may not hold CR, LF or NUL (RFC 9110 section 5.5): the job
+#   fails with a 500 and the header is never sent.
+# - A template whose compiled code only writes constant text is "code-free": the Result says so, and the
+#   server caches it like a static file (docs/pympl.md).
+
+from __future__ import annotations
+
+import os
+import traceback
+from typing import Any
+
+import krait
+from krait import mime
+from krait._response import response_parts
+from krait.errors import HttpError, NotFound, TemplateSyntaxError
+from krait.pool import jobs
+from krait.pympl import render_into
+from krait.worker.site import Site
+
+TEMPLATE_EXTENSIONS = (".html", ".htm", ".pyml")
+_KRAIT_DIR = os.path.dirname(os.path.abspath(krait.__file__)) + os.sep
+_BAD_HEADER_CHARS = ("\r", "\n", "\0")
+
+
+class JobRun:
+    """Runs one job's site code against one namespace; `out` collects the rendered text."""
+
+    def __init__(self, site: Site, ns: dict[str, Any]) -> None:
+        self.site = site
+        self.ns = ns
+        self.out: list[str] = []
+        self.view_path: str | None = None
+        self.first_code: Any = None  # the compiled code of the first template rendered (the target)
+
+    def include(self, value: Any) -> None:
+        """@import: render or run another file of the site, inline, into the same output."""
+        path = krait.get_full_path(str(value))
+        if not os.path.isfile(path):
+            raise NotFound("imported file not found: %s" % value)
+        self.run_file(path)
+
+    def include_ctrl(self, ctrl: Any) -> None:
+        """@import-ctrl: push a controller, include its view, pop it."""
+        self.ns["ctrl"] = krait.mvc.push_ctrl(ctrl)
+        self.include(ctrl.get_view())
+        self.ns["ctrl"] = krait.mvc.pop_ctrl()
+
+    def run_file(self, path: str) -> None:
+        if path.endswith(TEMPLATE_EXTENSIONS):
+            code = self.site.templates.get(path)
+            if self.first_code is None:
+                self.first_code = code
+            render_into(code, self.ns, self.out, self.include, self.include_ctrl)
+        elif path.endswith(".py"):
+            self.run_script(path)
+        else:
+            with open(path, "rb") as f:
+                self.out.append(f.read().decode("utf-8", "replace"))
+
+    def run_script(self, path: str) -> None:
+        exec(self.site.scripts.get(path), self.ns)
+        ctrl = krait.mvc.init_ctrl
+        if ctrl is not None:
+            krait.mvc.init_ctrl = None  # consumed: a script imported by the view must not re-trigger it
+            self.ns["ctrl"] = krait.mvc.push_ctrl(ctrl)
+            view = ctrl.get_view()
+            view_path = krait.get_full_path(str(view))
+            if not os.path.isfile(view_path):
+                raise NotFound("view not found: %s" % view)
+            if self.view_path is None:
+                self.view_path = view_path
+            self.run_file(view_path)
+            self.ns["ctrl"] = krait.mvc.pop_ctrl()
+
+
+def _content_type(job: jobs.Job, view_path: str | None) -> str:
+    explicit = krait._content_type
+    if explicit:
+        if explicit.startswith("ext/"):
+            return mime.for_extension(explicit[4:])
+        return explicit
+    if job.path.endswith(".py"):  # a script's body comes from its MVC view, if it rendered one
+        return _type_of_file(view_path) if view_path else mime.DEFAULT
+    return _type_of_file(job.path)
+
+
+def _type_of_file(path: str) -> str:
+    if path.endswith(".pyml"):
+        return mime.for_extension(os.path.splitext(path[:-5])[1] or ".html")
+    return mime.for_path(path)
+
+
+def _code_free(code: Any) -> bool:
+    # Imports count as code here, so a page that @imports anything is always treated as dynamic.
+    return set(code.co_names) <= {"__pympl_w"}
+
+
+def _checked_headers(pairs: Any) -> tuple[tuple[str, str], ...]:
+    headers = []
+    for item in pairs or ():
+        name, value = item
+        name, value = str(name), str(value)
+        for ch in _BAD_HEADER_CHARS:
+            if ch in name or ch in value:
+                raise ValueError("refused to send header %r: CR, LF or NUL in a header name or value" % name)
+        headers.append((name, value))
+    return tuple(headers)
+
+
+def error_report(exc: BaseException, site_root: str, status: int = 500) -> jobs.ErrorReport:
+    """What the server needs to log and show an exception of site code: type, message, the innermost
+    site frame's file:line, and the traceback of the site's own frames."""
+    where = ""
+    if isinstance(exc, TemplateSyntaxError):
+        where = "%s:%d" % (exc.path, exc.line)
+    else:
+        for frame in traceback.extract_tb(exc.__traceback__):
+            if frame.filename.startswith(site_root):
+                where = "%s:%s" % (frame.filename, frame.lineno)
+        if not where and isinstance(exc, SyntaxError) and exc.filename:
+            where = "%s:%s" % (exc.filename, exc.lineno)
+    if isinstance(exc, TemplateSyntaxError):
+        text = "TemplateSyntaxError: %s\n" % exc
+    else:
+        # Only the site's own frames (scripts, templates) and library frames they called: Krait's and the
+        # stdlib's plumbing above them would only hide the line that matters.
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(_KRAIT_DIR)]
+        text = "Traceback (most recent call last):\n" + "".join(traceback.format_list(frames))
+        text += "".join(traceback.format_exception_only(type(exc), exc))
+    return jobs.ErrorReport(status, type(exc).__name__, str(exc), where, text)
+
+
+def handle(site: Site, job: jobs.Job) -> jobs.Result:
+    """Run one job and describe its response (never raises)."""
+    site.restore_modules()
+    ns = site.fresh_namespace()
+    request = krait.Request(job.method, job.url, job.query_string, job.http_version, None, job.body,
+                            remote_addr=job.remote_addr, scheme=job.scheme, path=job.decoded_path)
+    # The server already lower-cased the names and joined repeated fields (krait.http does), and the
+    # dict is this job's own: the public constructor's normalising is skipped.
+    request.headers = job.headers
+    krait._begin_request(request, job.url_params)
+    if job.kind == jobs.WEBSOCKET:
+        krait.websockets.request = krait.websockets.WebsocketsRequest(request)
+    if job.rel_path.startswith(".errors/"):  # the site's own error page: tell it which error and where
+        ns["status"] = int(os.path.basename(job.rel_path).split(".")[0])
+        ns["path"] = job.decoded_path
+    run = JobRun(site, ns)
+    try:
+        if job.kind == jobs.TEMPLATE:
+            run.run_file(job.path)
+        else:
+            run.run_script(job.path)
+        extra = _checked_headers(krait.extra_headers)
+        if job.kind == jobs.WEBSOCKET and krait.websockets.response is not None and krait.response is None:
+            proto = krait.websockets.response.protocol
+            return jobs.Result(101, "Switching Protocols", extra, b"", None, None, proto)
+        if krait.response is not None:
+            status, reason, headers, body = response_parts(krait.response)
+            headers = _checked_headers(headers) + extra
+        else:
+            status, reason, headers = 200, "OK", extra
+            body = "".join(run.out).encode("utf-8")
+        dynamic = job.kind != jobs.TEMPLATE or not _code_free(run.first_code)
+        return jobs.Result(status, reason, headers, body, _content_type(job, run.view_path), None, None, dynamic)
+    except HttpError as exc:
+        status = exc.status
+        return jobs.Result(status, "", (), b"", None, error_report(exc, site.root, status))
+    except BaseException as exc:  # SystemExit and KeyboardInterrupt from site code are script errors too
+        return jobs.Result(500, "", (), b"", None, error_report(exc, site.root))

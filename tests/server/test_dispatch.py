@@ -1,0 +1,145 @@
+"""krait/server/dispatch.py without sockets or workers: an App over files in a temp folder, fed Incoming
+records, answering Replies for static files and errors, Jobs for scripts and templates, and Replies for
+the Results a worker would send back."""
+
+import gzip
+
+import pytest
+
+from krait.config import Route, SiteConfig
+from krait.errors import GatewayTimeout, ServiceUnavailable
+from krait.pool import jobs
+from krait.server.dispatch import App
+from krait.server.records import Incoming, Reply
+from krait.server.routing import Target
+from krait.settings import Settings
+from tests.helpers import write_site
+
+CSS = "body { color: red }\n" * 100  # above the gzip threshold
+
+
+@pytest.fixture
+def site(tmp_path):
+    return write_site(tmp_path / "site", {"style.css": CSS, "run.py": "", "page.html": "<p>hi</p>",
+                                          "users/show.py": ""})
+
+
+def app(site, debug=False, **config):
+    return App(Settings(site_root=str(site), debug=debug), SiteConfig(**config))
+
+
+def incoming(target="/", method="GET", headers=None, body=b""):
+    path, _, query = target.partition("?")
+    return Incoming(method, target, path, path, query, "1.1", headers or {}, body, ("10.0.0.1", 5), "http")
+
+
+def test_static_files_are_answered_at_once(site):
+    a = app(site)
+    req = incoming("/style.css")
+    reply = a.dispatch(req, a.route(req))
+    assert type(reply) is Reply and reply.status == 200 and reply.body == CSS.encode()
+    assert ("Vary", "Accept-Encoding") in reply.headers
+
+
+def test_gzip_when_accepted_with_its_own_tag(site):
+    a = app(site)
+    req = incoming("/style.css", headers={"accept-encoding": "br, gzip"})
+    reply = a.dispatch(req, a.route(req))
+    h = dict(reply.headers)
+    assert h["Content-Encoding"] == "gzip" and h["ETag"].endswith('-gz"')
+    assert gzip.decompress(reply.body) == CSS.encode()
+    again = incoming("/style.css", headers={"accept-encoding": "gzip", "if-none-match": h["ETag"]})
+    not_modified = a.dispatch(again, a.route(again))
+    assert not_modified.status == 304 and dict(not_modified.headers)["ETag"] == h["ETag"]
+    assert "Content-Type" not in dict(not_modified.headers)  # RFC 9110 section 15.4.5
+
+
+def test_no_gzip_setting(site):
+    a = App(Settings(site_root=str(site), gzip=False), SiteConfig())
+    req = incoming("/style.css", headers={"accept-encoding": "gzip"})
+    assert "Content-Encoding" not in dict(a.dispatch(req, a.route(req)).headers)
+
+
+def test_routing_errors_are_replies(site):
+    a = app(site, routes=(("GET", "/x", None, "/run.py"),))
+    missing = a.route(incoming("/nope"))
+    assert type(missing) is Reply and missing.status == 404
+    assert b"404 Not Found" in missing.body and dict(missing.headers)["Content-Type"].startswith("text/html")
+    wrong_verb = a.route(incoming("/x", method="POST"))
+    assert wrong_verb.status == 405 and dict(wrong_verb.headers)["Allow"] == "GET, HEAD"
+    assert a.dispatch(incoming("/nope"), missing).status == 404
+
+
+def test_scripts_and_templates_become_jobs_carrying_the_request(site):
+    a = App(Settings(site_root=str(site)),
+            SiteConfig(routes=(Route("GET", regex=r"/u/(?P<id>\d+)", target="/users/show.py").as_tuple(),
+                               Route("ANY").as_tuple())))
+    req = incoming("/u/7?x=1", headers={"cookie": "a=b"})
+    job = a.dispatch(req, a.route(req))
+    assert type(job) is jobs.Job
+    assert (job.kind, job.rel_path, job.method, job.url, job.decoded_path, job.query_string) == \
+        (jobs.SCRIPT, "users/show.py", "GET", "/u/7", "/u/7", "x=1")
+    assert job.headers == {"cookie": "a=b"} and job.url_params == (("id", "7"),)
+    assert (job.http_version, job.remote_addr, job.scheme) == ("HTTP/1.1", ("10.0.0.1", 5), "http")
+    page = a.dispatch(incoming("/page.html", method="POST", body=b"data"), a.route(incoming("/page.html")))
+    assert page.kind == jobs.TEMPLATE
+
+
+def result(status=200, headers=(), body=b"hello", ctype="text/html; charset=utf-8", error=None, dynamic=True):
+    return jobs.Result(status, "", tuple(headers), body, ctype, error, None, dynamic)
+
+
+def target_of(a, path):
+    return a.route(incoming(path))
+
+
+def test_a_result_becomes_a_reply_with_default_headers(site):
+    a = app(site)
+    req = incoming("/run.py")
+    reply = a.complete(req, target_of(a, "/run.py"), result(headers=[("X-A", "1"), ("Content-Length", "99")]))
+    h = dict(reply.headers)
+    assert reply.status == 200 and reply.body == b"hello"
+    assert h["Cache-Control"] == "no-cache, no-store, must-revalidate"  # dynamic: never stored by default
+    assert h["Content-Type"] == "text/html; charset=utf-8" and h["X-A"] == "1"
+    assert "Content-Length" not in h  # the writer frames the body itself
+    own = a.complete(req, target_of(a, "/run.py"), result(headers=[("Cache-Control", "max-age=5")]))
+    assert dict(own.headers)["Cache-Control"] == "max-age=5"
+
+
+def test_cache_lists_apply_to_dynamic_targets(site):
+    a = app(site, cache_public=("run\\.py",))
+    reply = a.complete(incoming("/run.py"), target_of(a, "/run.py"), result())
+    assert dict(reply.headers)["Cache-Control"] == "public, max-age=300, must-revalidate"
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_script_error_is_a_500_with_details_only_in_debug_mode(site, debug):
+    a = app(site, debug=debug)
+    report = jobs.ErrorReport(500, "ZeroDivisionError", "division by zero", "site/run.py:3",
+                              "Traceback (most recent call last):\n  File \"run.py\", line 3\nZeroDivisionError\n")
+    reply = a.complete(incoming("/run.py"), target_of(a, "/run.py"), result(500, body=b"", error=report))
+    assert reply.status == 500 and "ZeroDivisionError at site/run.py:3" in reply.error
+    assert (b"ZeroDivisionError" in reply.body) is debug
+    assert b"500 Internal Server Error" in reply.body
+
+
+def test_pool_errors_keep_their_status(site):
+    a = app(site)
+    busy = a.complete(incoming("/run.py"), target_of(a, "/run.py"), ServiceUnavailable("busy"))
+    assert busy.status == 503 and dict(busy.headers)["Retry-After"] == "1"
+    late = a.complete(incoming("/run.py"), target_of(a, "/run.py"), GatewayTimeout("late"))
+    assert late.status == 504
+
+
+def test_a_code_free_template_gets_validators_and_304(site):
+    a = app(site)
+    target = target_of(a, "/page.html")
+    assert type(target) is Target
+    reply = a.complete(incoming("/page.html"), target, result(body=b"<p>hi</p>", dynamic=False))
+    h = dict(reply.headers)
+    assert "ETag" in h and "Last-Modified" in h and h["Cache-Control"] == "max-age=300, must-revalidate"
+    req = incoming("/page.html", headers={"if-none-match": h["ETag"]})
+    not_modified = a.complete(req, target, result(body=b"<p>hi</p>", dynamic=False))
+    assert (not_modified.status, not_modified.body) == (304, b"")
+    dynamic = a.complete(req, target, result(body=b"<p>hi</p>"))  # a template with code: never 304
+    assert dynamic.status == 200 and "ETag" not in dict(dynamic.headers)

@@ -1,0 +1,101 @@
+"""krait/server/static.py without sockets: validators, conditional requests and ranges on files in a
+temp folder (RFC 9110 sections 8.8, 13 and 14)."""
+
+import os
+
+import pytest
+
+from krait.server.static import StaticFiles, parse_range
+
+
+@pytest.fixture
+def files(tmp_path):
+    small = tmp_path / "small.txt"
+    small.write_bytes(b"0123456789")
+    return StaticFiles(lambda rel: "max-age=1, must-revalidate", max_file_size=100), str(small)
+
+
+def headers_of(reply):
+    return dict(reply.headers)
+
+
+def test_a_small_file_is_served_from_memory_with_validators(files):
+    static, path = files
+    reply = static.reply(path, "small.txt", "GET", {})
+    h = headers_of(reply)
+    assert (reply.status, reply.body, reply.file_range) == (200, b"0123456789", None)
+    assert h["Content-Type"] == "text/plain; charset=utf-8" and h["Content-Length"] == "10"
+    assert h["ETag"].startswith('"') and h["Last-Modified"].endswith("GMT")
+    assert h["Accept-Ranges"] == "bytes" and h["Cache-Control"] == "max-age=1, must-revalidate"
+
+
+def test_a_large_file_is_streamed(tmp_path):
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"x" * 1000)
+    reply = StaticFiles(lambda rel: "", max_file_size=100).reply(str(big), "big.bin", "GET", {})
+    assert (reply.status, reply.body, reply.file_range) == (200, b"", (str(big), 0, 1000))
+
+
+def test_an_edit_is_seen_at_once(files):
+    static, path = files
+    etag = headers_of(static.reply(path, "small.txt", "GET", {}))["ETag"]
+    with open(path, "ab") as f:
+        f.write(b"!")
+    reply = static.reply(path, "small.txt", "GET", {})
+    assert reply.body == b"0123456789!" and headers_of(reply)["ETag"] != etag
+
+
+@pytest.mark.parametrize("make_inm", [
+    lambda tag: tag, lambda tag: "W/" + tag, lambda tag: '"other", ' + tag, lambda tag: "*",
+    lambda tag: tag[:-1] + '-gz"',  # the client holds the gzip representation
+])
+def test_if_none_match_gives_304(files, make_inm):
+    static, path = files
+    tag = headers_of(static.reply(path, "small.txt", "GET", {}))["ETag"]
+    reply = static.reply(path, "small.txt", "GET", {"if-none-match": make_inm(tag)})
+    assert (reply.status, reply.body) == (304, b"")
+    assert headers_of(reply)["ETag"] == tag and headers_of(reply)["Content-Length"] == "10"
+
+
+def test_if_none_match_wins_over_if_modified_since(files):
+    static, path = files
+    lm = headers_of(static.reply(path, "small.txt", "GET", {}))["Last-Modified"]
+    assert static.reply(path, "small.txt", "GET", {"if-modified-since": lm}).status == 304
+    assert static.reply(path, "small.txt", "HEAD", {"if-modified-since": "Thu, 01 Jan 1970 00:00:00 GMT"}).status == 200
+    assert static.reply(path, "small.txt", "GET", {"if-none-match": '"x"', "if-modified-since": lm}).status == 200
+    assert static.reply(path, "small.txt", "GET", {"if-modified-since": "garbage"}).status == 200
+
+
+def test_single_ranges(files):
+    static, path = files
+    reply = static.reply(path, "small.txt", "GET", {"range": "bytes=2-4"})
+    assert (reply.status, reply.body, headers_of(reply)["Content-Range"]) == (206, b"234", "bytes 2-4/10")
+    assert static.reply(path, "small.txt", "GET", {"range": "bytes=-3"}).body == b"789"
+    unsatisfiable = static.reply(path, "small.txt", "GET", {"range": "bytes=50-"})
+    assert unsatisfiable.status == 416 and headers_of(unsatisfiable)["Content-Range"] == "bytes */10"
+    assert static.reply(path, "small.txt", "GET", {"range": "bytes=0-1,4-5"}).status == 200  # several: whole
+    assert static.reply(path, "small.txt", "HEAD", {"range": "bytes=2-4"}).status == 200  # ranges are for GET
+
+
+def test_if_range_must_match_strongly(files):
+    static, path = files
+    tag = headers_of(static.reply(path, "small.txt", "GET", {}))["ETag"]
+    assert static.reply(path, "small.txt", "GET", {"range": "bytes=0-0", "if-range": tag}).status == 206
+    assert static.reply(path, "small.txt", "GET", {"range": "bytes=0-0", "if-range": "W/" + tag}).status == 200
+    assert static.reply(path, "small.txt", "GET", {"range": "bytes=0-0", "if-range": '"old"'}).status == 200
+
+
+def test_a_range_of_a_streamed_file_is_a_file_range(tmp_path):
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(1000))
+    reply = StaticFiles(lambda rel: "", max_file_size=100).reply(str(big), "big.bin", "GET", {"range": "bytes=100-"})
+    assert reply.status == 206 and reply.file_range == (str(big), 100, 900)
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("bytes=0-0", (0, 0)), ("bytes=5-", (5, 9)), ("bytes=-20", (0, 9)), ("bytes=3-100", (3, 9)),
+    ("bytes=10-", "unsatisfiable"), ("bytes=-0", "unsatisfiable"), ("bytes=4-2", None), ("items=0-1", None),
+    ("bytes=a-b", None), ("bytes=-", None), ("bytes=1", None), ("bytes=1-2,3-4", None),
+])
+def test_parse_range(value, expected):
+    assert parse_range(value, 10) == expected

@@ -1,0 +1,116 @@
+"""krait/worker/run.py in this process, without a pipe: a Site built over files in a temp folder, and
+handle() turning Jobs into Results (docs/scripts.md, docs/mvc.md, docs/pympl.md)."""
+
+import sys
+
+import pytest
+
+import krait
+from krait.pool import jobs
+from krait.worker.run import handle
+from krait.worker.site import Site
+from tests.helpers import write_site
+
+
+@pytest.fixture
+def make(tmp_path):
+    """make(files) -> a Site; the krait modules and sys.path are put back afterwards."""
+    saved_path = list(sys.path)
+    for name in krait.__all__:
+        getattr(krait, name)
+    modules = [krait, krait.config, krait.mvc, krait.cookie, krait.websockets]
+    saved = [dict(vars(m)) for m in modules]
+
+    def build(files):
+        return Site(str(write_site(tmp_path / "site", files)), 10)
+
+    yield build
+    sys.path[:] = saved_path
+    for module, state in zip(modules, saved):
+        vars(module).clear()
+        vars(module).update(state)
+
+
+def job(site, rel, query="", kind=None, method="GET", headers=None, body=b"", params=()):
+    kind = kind or (jobs.SCRIPT if rel.endswith(".py") else jobs.TEMPLATE)
+    return jobs.Job(kind, site.root + "/" + rel, rel, method, "/" + rel, "/" + rel, query, "HTTP/1.1",
+                    headers or {}, body, ("127.0.0.1", 9), "http", params)
+
+
+def test_a_script_sees_the_request_and_sets_the_response(make):
+    site = make({"hi.py": "import krait\n"
+                          "r = krait.request\n"
+                          "body = '%s %s %s %s %s' % (r.http_method, r.path, r.query['a'], r.headers['x-h'], r.body)\n"
+                          "krait.response = krait.Response('HTTP/1.1', 201, [('X-A', '1')], body)\n"})
+    result = handle(site, job(site, "hi.py", "a=1", method="POST", headers={"x-h": "v"}, body=b"data"))
+    assert (result.status, result.body, result.error) == (201, b"POST /hi.py 1 v b'data'", None)
+    assert result.headers == (("X-A", "1"),) and result.dynamic
+
+
+def test_templates_render_and_code_free_ones_say_so(make):
+    site = make({"page.html": "<p>@x@</p>", "plain.html": "<p>static</p>", ".py/init.py": "x = 41 + 1\n"})
+    page = handle(site, job(site, "page.html"))
+    assert (page.body, page.content_type, page.dynamic) == (b"<p>42</p>", "text/html; charset=utf-8", True)
+    plain = handle(site, job(site, "plain.html"))
+    assert (plain.body, plain.dynamic) == (b"<p>static</p>", False)
+
+
+def test_nothing_a_request_assigns_is_seen_by_the_next(make):
+    site = make({".py/init.py": "items = [1]\n",
+                 "dirty.py": "import krait\nitems.append(2)\nkrait.extra_headers.append(('X-D', '1'))\n"
+                             "krait.new_name = 1\nkrait.mvc.curr_ctrl = 'junk'\nkrait.set_content_type(ext='json')\n",
+                 "clean.py": "import krait\nkrait.response = krait.Response('HTTP/1.1', 200, [], "
+                             "repr((items, hasattr(krait, 'new_name'), krait.mvc.curr_ctrl, krait._content_type)))\n"})
+    dirty = handle(site, job(site, "dirty.py"))
+    assert dirty.headers == (("X-D", "1"),) and dirty.content_type == "application/json; charset=utf-8"
+    clean = handle(site, job(site, "clean.py"))
+    assert clean.body == b"([1], False, None, None)" and clean.headers == ()
+
+
+def test_mvc_renders_the_controllers_view(make):
+    site = make({"ctrl.py": "import krait\nkrait.mvc.set_init_ctrl(krait.mvc.SimpleCtrl('.view/v.html', {'n': 3}))\n",
+                 ".view/v.html": "n=@ctrl.n@",
+                 "lost.py": "import krait\nkrait.mvc.set_init_ctrl(krait.mvc.SimpleCtrl('.view/none.html', {}))\n"})
+    result = handle(site, job(site, "ctrl.py"))
+    assert (result.status, result.body, result.content_type) == (200, b"n=3", "text/html; charset=utf-8")
+    lost = handle(site, job(site, "lost.py"))
+    assert lost.status == 404 and lost.error.type_name == "NotFound" and ".view/none.html" in lost.error.message
+
+
+def test_an_exception_becomes_an_error_report_naming_the_site_line(make):
+    site = make({"boom.py": "x = 1\n\ny = x / 0\n", "bad.html": "@{ x = }"})
+    boom = handle(site, job(site, "boom.py"))
+    assert boom.status == 500 and boom.body == b""
+    report = boom.error
+    assert report.type_name == "ZeroDivisionError" and report.where == site.root + "/boom.py:3"
+    assert 'boom.py", line 3' in report.traceback and "krait/worker" not in report.traceback
+    bad = handle(site, job(site, "bad.html"))
+    assert bad.status == 500 and bad.error.type_name == "TemplateSyntaxError"
+    assert bad.error.where == site.root + "/bad.html:1"
+
+
+def test_a_header_with_a_line_break_is_refused(make):
+    site = make({"inject.py": "import krait\nkrait.extra_headers.append(('X-A', 'v\\r\\nSet-Cookie: x=1'))\n"})
+    result = handle(site, job(site, "inject.py"))
+    assert result.status == 500 and "CR, LF or NUL" in result.error.message
+
+
+def test_url_params_and_the_websocket_route_script(make):
+    site = make({"ws.py": "import krait\n"
+                          "class C(krait.websockets.WebsocketsCtrlBase):\n    pass\n"
+                          "assert krait.url_params == {'room': 'a'}\n"
+                          "assert krait.websockets.request.protocols == ['chat', 'x']\n"
+                          "krait.websockets.response = krait.websockets.WebsocketsResponse(C(), 'chat')\n"})
+    result = handle(site, job(site, "ws.py", kind=jobs.WEBSOCKET, headers={"sec-websocket-protocol": "chat, x"},
+                              params=(("room", "a"),)))
+    assert (result.status, result.ws_protocol, result.error) == (101, "chat", None)
+
+
+def test_init_py_runs_once_and_its_config_is_read(make):
+    site = make({".py/init.py": "import krait\nkrait.config.routes = [krait.config.Route('POST', url='/x')]\n"
+                                "counter = [0]\n",
+                 "count.py": "import krait\ncounter[0] += 1\n"
+                             "krait.response = krait.Response('HTTP/1.1', 200, [], str(counter[0]))\n"})
+    assert krait.config.snapshot().routes == (("POST", "/x", None, None),)
+    # the list is copied one level deep per request; the int inside it is rebound on the copy
+    assert [handle(site, job(site, "count.py")).body for _ in range(2)] == [b"1", b"1"]
