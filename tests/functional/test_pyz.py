@@ -26,7 +26,7 @@ import pytest
 import requests
 import websocket
 
-from tests.conftest import READY, ROOT
+from tests.helpers import READY, ROOT
 
 DEMO = ROOT / "examples" / "demo"
 
