@@ -47,20 +47,71 @@ FIELD_LINE = rf"^({TOKEN}):{OWS}([\t \x21-\x7e\x80-\xff]*)\r?\n"
 # allowed.
 REQUEST_LINE = rf"({TOKEN}) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])\r?"
 
-# RFC 3986 s3.2.2 / s3.2.3, used by RFC 9110 s7.2 (Host) and RFC 9112 s3.2.3 (authority-form)
-#   Host      = uri-host [ ":" port ]
-#   uri-host  = IP-literal / IPv4address / reg-name
-#   reg-name  = *( unreserved / pct-encoded / sub-delims )
-#   IP-literal = "[" ( IPv6address / IPvFuture ) "]"     (checked for its characters only)
-#   port      = *DIGIT
-_IP_LITERAL = r"\[[0-9A-Za-z:.!$&'()*+,;=~_-]+\]"
-_REG_NAME = r"[-A-Za-z0-9._~!$&'()*+,;=%]*"
-HOST = rf"(?:{_IP_LITERAL}|{_REG_NAME})(?::[0-9]*)?"
+# RFC 3986 s3.2.2 / s3.2.3, used by RFC 9110 s7.2 (Host), RFC 9112 s3.2.3 (authority-form)
+# and RFC 9112 s3.2.2 (the authority of an absolute-form target)
+#   Host        = uri-host [ ":" port ]
+#   uri-host    = IP-literal / IPv4address / reg-name
+#   IP-literal  = "[" ( IPv6address / IPvFuture  ) "]"
+#   IPvFuture   = "v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" )
+#   IPv6address =                            6( h16 ":" ) ls32
+#               /                       "::" 5( h16 ":" ) ls32
+#               / [               h16 ] "::" 4( h16 ":" ) ls32
+#               / [ *1( h16 ":" ) h16 ] "::" 3( h16 ":" ) ls32
+#               / [ *2( h16 ":" ) h16 ] "::" 2( h16 ":" ) ls32
+#               / [ *3( h16 ":" ) h16 ] "::"    h16 ":"   ls32
+#               / [ *4( h16 ":" ) h16 ] "::"              ls32
+#               / [ *5( h16 ":" ) h16 ] "::"              h16
+#               / [ *6( h16 ":" ) h16 ] "::"
+#   h16         = 1*4HEXDIG
+#   ls32        = ( h16 ":" h16 ) / IPv4address
+#   IPv4address = dec-octet "." dec-octet "." dec-octet "." dec-octet
+#   dec-octet   = DIGIT / %x31-39 DIGIT / "1" 2DIGIT / "2" %x30-34 DIGIT / "25" %x30-35
+#   reg-name    = *( unreserved / pct-encoded / sub-delims )
+#   pct-encoded = "%" HEXDIG HEXDIG
+#   port        = *DIGIT
+# An IPv4address is also a reg-name (digits and dots), so reg-name covers it here.
+_H16 = r"[0-9A-Fa-f]{1,4}"
+_DEC_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = rf"{_DEC_OCTET}(?:\.{_DEC_OCTET}){{3}}"
+_LS32 = rf"(?:{_H16}:{_H16}|{_IPV4})"
+_IPV6 = "|".join([
+    rf"(?:{_H16}:){{6}}{_LS32}",
+    rf"::(?:{_H16}:){{5}}{_LS32}",
+    rf"(?:{_H16})?::(?:{_H16}:){{4}}{_LS32}",
+    rf"(?:(?:{_H16}:){{0,1}}{_H16})?::(?:{_H16}:){{3}}{_LS32}",
+    rf"(?:(?:{_H16}:){{0,2}}{_H16})?::(?:{_H16}:){{2}}{_LS32}",
+    rf"(?:(?:{_H16}:){{0,3}}{_H16})?::{_H16}:{_LS32}",
+    rf"(?:(?:{_H16}:){{0,4}}{_H16})?::{_LS32}",
+    rf"(?:(?:{_H16}:){{0,5}}{_H16})?::{_H16}",
+    rf"(?:(?:{_H16}:){{0,6}}{_H16})?::",
+])
+_IPV_FUTURE = r"[vV][0-9A-Fa-f]+\.[-A-Za-z0-9._~!$&'()*+,;=:]+"
+_IP_LITERAL = rf"\[(?:{_IPV6}|{_IPV_FUTURE})\]"
+_REG_CHAR = r"[-A-Za-z0-9._~!$&'()*+,;=]"  # unreserved / sub-delims
+_REG_NAME = rf"{_REG_CHAR}*(?:%[0-9A-Fa-f]{{2}}{_REG_CHAR}*)*"
+URI_HOST = rf"(?:{_IP_LITERAL}|{_REG_NAME})"
+HOST = rf"{URI_HOST}(?::[0-9]*)?"
 #   authority-form = uri-host ":" port       (RFC 9112 s3.2.3, CONNECT only)
-AUTHORITY_FORM = rf"(?:{_IP_LITERAL}|{_REG_NAME}):[0-9]+"
+AUTHORITY_FORM = rf"{URI_HOST}:[0-9]+"
 
-# RFC 3986 s3.1: scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ); absolute-form starts so.
-ABSOLUTE_FORM_PREFIX = r"[A-Za-z][A-Za-z0-9+.-]*:"
+# RFC 9112 s3.2.2
+#   absolute-form = absolute-URI
+# RFC 3986 s4.3, s3, s3.1, s3.2
+#   absolute-URI  = scheme ":" hier-part [ "?" query ]
+#   hier-part     = "//" authority path-abempty / path-absolute / path-rootless / path-empty
+#   scheme        = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )
+#   authority     = [ userinfo "@" ] host [ ":" port ]
+# Krait takes only the "//" authority branch with a non-empty host and no userinfo: an
+# "http" or "https" URI with an empty host "MUST" be rejected (RFC 9110 s4.2.1, s4.2.2), a
+# userinfo in one is to be treated "as an error" (RFC 9110 s4.2.4), and a target URI
+# without an authority names nothing this server could be authoritative for (RFC 9110
+# s7.4). The pattern is used with `match`: it checks the scheme and the authority, then
+# only that the authority ends where the path or query begins (their characters are the
+# visible ASCII the request line already checked, as for origin-form).
+ABSOLUTE_FORM = (rf"[A-Za-z][A-Za-z0-9+.-]*://(?=[^:/?])(?:{_IP_LITERAL}|{_REG_NAME})"
+                 r"(?::[0-9]*)?(?:[/?]|\Z)")
+#   the scheme alone, for the slow path's message
+SCHEME_PREFIX = r"[A-Za-z][A-Za-z0-9+.-]*:"
 
 # RFC 9110 s5.6.4
 #   quoted-string  = DQUOTE *( qdtext / quoted-pair ) DQUOTE

@@ -26,6 +26,11 @@
 # - Up to MAX_EMPTY_LINES empty lines before a request line are skipped (RFC 9112 s2.2).
 # - An Expect other than 100-continue is a 417 on any version; 100-continue on HTTP/1.0 is
 #   ignored (RFC 9110 s10.1.1).
+# - A request target that is not origin-form (and not asterisk- or authority-form) must be an
+#   absolute-form "scheme://host[:port]" followed by nothing, a path or a query: the host is
+#   an RFC 3986 s3.2.2 IP-literal or reg-name and must not be empty, a userinfo is refused
+#   (abnf.ABSOLUTE_FORM says why). Anything else is a 400 before the request reaches the
+#   application. The Host field value is checked against the same host syntax.
 
 from __future__ import annotations
 
@@ -48,7 +53,8 @@ _FIELD_LINE_1 = re.compile(abnf.FIELD_LINE)
 _TOKEN = re.compile(abnf.TOKEN)
 _HOST = re.compile(abnf.HOST)
 _AUTHORITY_FORM = re.compile(abnf.AUTHORITY_FORM)
-_ABSOLUTE_FORM = re.compile(abnf.ABSOLUTE_FORM_PREFIX)
+_ABSOLUTE_FORM = re.compile(abnf.ABSOLUTE_FORM)
+_SCHEME_PREFIX = re.compile(abnf.SCHEME_PREFIX)
 _CHUNK_LINE = re.compile(abnf.CHUNK_LINE)
 _LOOSE_VERSION = re.compile(r"HTTP/[0-9]\.[0-9]\r?")
 
@@ -73,6 +79,16 @@ def _diagnose_fields(text: str, start: int) -> ProtocolError:
             return _fail("field name is not a token (RFC 9110 s5.1)")
         return _fail("invalid character in a field value (RFC 9110 s5.5)")
     return _fail("invalid header block")  # pragma: no cover - the fast path found a bad line
+
+
+def _diagnose_target(target: str) -> ProtocolError:
+    """Slow path: say why a target is neither origin-form nor a usable absolute-form."""
+    scheme = _SCHEME_PREFIX.match(target)
+    if scheme is None:
+        return _fail("invalid request target form (RFC 9112 s3.2)")
+    if not target.startswith("//", scheme.end()):
+        return _fail("absolute-form target without an authority (RFC 9110 s4.2.1)")
+    return _fail("invalid host in an absolute-form target (RFC 9112 s3.2.2, RFC 3986 s3.2.2)")
 
 
 def _diagnose_request_line(line: str) -> ProtocolError:
@@ -206,7 +222,7 @@ class RequestReader:
                 if not _AUTHORITY_FORM.fullmatch(target):
                     raise _fail("CONNECT needs an authority-form target (RFC 9112 s3.2.3)")
             elif not _ABSOLUTE_FORM.match(target):
-                raise _fail("invalid request target form (RFC 9112 s3.2)")
+                raise _diagnose_target(target)
         elif method == "CONNECT":
             raise _fail("CONNECT needs an authority-form target (RFC 9112 s3.2.3)")
 

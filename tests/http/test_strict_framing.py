@@ -1,0 +1,109 @@
+"""Strict framing found by external corpora: absolute-form authorities (RFC 9112 s3.2.2,
+RFC 3986 s3.2.2), bare LF in a request head (RFC 9112 s2.2) and in chunked framing
+(RFC 9112 s7.1). Each input is fed whole, byte by byte and followed by a pipelined request."""
+
+import ipaddress
+import itertools
+import re
+
+import pytest
+
+from krait.http import PAUSED, Data, EndOfMessage, abnf
+
+from .http_helpers import EOM, error_three_ways, req, three_ways
+
+# -- absolute-form: scheme and authority (RFC 9112 s3.2.2, RFC 3986 s3.1, s3.2) ----------
+
+GOOD_ABSOLUTE = [
+    "http://example.com:8080/x?y", "https://[::1]/", "http://example.com", "http://a?q=/x",
+    "HTTP://EXAMPLE.COM/", "h+t-t.p://a/", "http://127.0.0.1:80/", "http://a:/",
+    "http://[2001:db8::7]:8443/p", "http://[::ffff:192.0.2.1]/", "http://[v1.fe:x]/",
+    "http://a%41b.c/", "http://a-b_c~d!$&'()*+,;=e/",
+]
+
+
+@pytest.mark.parametrize("target", GOOD_ABSOLUTE)
+def test_valid_absolute_form_accepted(target):
+    data = f"GET {target} HTTP/1.1\r\nHost: h\r\n\r\n".encode()
+    three_ways(data, [req(target), EOM, PAUSED])
+
+
+BAD_ABSOLUTE = [
+    "s://]ufd/:",                 # the corpus case: "]" is no host character
+    "http://]/", "http://[/", "http://[::1/", "http://::1/", "http://[::1]x/",
+    "http://[1:2:3:4:5:6:7:8:9]/", "http://[1::2::3]/", "http://[12345::]/",
+    "http://[::256.1.1.1]/", "http://[fe80::1%25eth0]/", "http://[v1.]/", "http://[zz]/",
+    "http://a:b/",                # port = *DIGIT
+    "http://a:80:80/", "http://u@a/", "http://u:p@a/",  # userinfo (RFC 9110 s4.2.4)
+    "http://a%zz/", "http://a%4/", "http://a\"b/", "http://a<b/", "http://a#f",
+    "http:///x", "http://", "http://:80/", "http://?x",  # empty host (RFC 9110 s4.2.1)
+]
+
+
+@pytest.mark.parametrize("target", BAD_ABSOLUTE)
+def test_invalid_absolute_form_authority_400(target):
+    err = error_three_ways(f"PUT {target} HTTP/1.1\r\nHost: h\r\n\r\n".encode(), 400)
+    assert "absolute-form" in str(err)
+
+
+@pytest.mark.parametrize("target", ["mailto:x@y", "http:/x", "urn:isbn:1", "http:x"])
+def test_absolute_form_without_authority_400(target):
+    err = error_three_ways(f"GET {target} HTTP/1.1\r\nHost: h\r\n\r\n".encode(), 400)
+    assert "without an authority" in str(err)
+
+
+@pytest.mark.parametrize("target", ["1http://x/", "-a://x/", "+://x/", "://x/", "a_b://x/"])
+def test_invalid_scheme_400(target):
+    err = error_three_ways(f"GET {target} HTTP/1.1\r\nHost: h\r\n\r\n".encode(), 400)
+    assert "invalid request target form" in str(err)
+
+
+def test_corpus_absolute_form_never_reaches_the_application():
+    data = b"PUT s://]ufd/: HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n"
+    error_three_ways(data, 400)
+
+
+@pytest.mark.parametrize("host", ["[zz]", "[::1::2]", "[1.2.3.4]", "a%zz", "a%4", "[v1.]"])
+def test_host_field_uses_the_same_host_syntax(host):
+    # RFC 9112 s3.2: a Host field "with an invalid field value" MUST get a 400.
+    error_three_ways(f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode(), 400)
+
+
+@pytest.mark.parametrize("host", ["[::1]", "[::1]:8080", "[v7.a]", "a%20b", "[A:B:C:D:E:F:1.2.3.4]"])
+def test_host_field_ip_literals_accepted(host):
+    three_ways(f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode(),
+               [req(headers={"host": host}), EOM, PAUSED])
+
+
+@pytest.mark.parametrize("target", ["[::1]:443", "[2001:db8::1]:8443", "[v1.x]:1"])
+def test_connect_ip_literal(target):
+    three_ways(f"CONNECT {target} HTTP/1.1\r\nHost: h\r\n\r\n".encode(),
+               [req(target, "CONNECT"), EOM, PAUSED])
+    error_three_ways(f"CONNECT {target[1:]} HTTP/1.1\r\nHost: h\r\n\r\n".encode(), 400)
+
+
+def test_ipv6_pattern_agrees_with_ipaddress():
+    literal = re.compile(abnf.URI_HOST)
+    pieces = ["0", "1", "ff", "FFFF", "abcd", "12345", "g", "1.2.3.4", "255.255.255.255",
+              "256.1.1.1", "01.2.3.4", "", ":"]
+    seen = 0
+    # every join of up to 4 pieces, then some longer forms
+    for n in range(1, 5):
+        for combo in itertools.product(pieces, repeat=n):
+            text = ":".join(combo)
+            try:
+                ipaddress.IPv6Address(text)
+                valid = True
+            except ValueError:
+                valid = False
+            assert bool(literal.fullmatch("[" + text + "]")) == valid, text
+            seen += 1
+    for text in ["1:2:3:4:5:6:7:8", "1:2:3:4:5:6:1.2.3.4", "1:2:3:4:5:6:7::", "::2:3:4:5:6:7:8",
+                 "1::8", "1:2:3:4:5:6:7:8:9", "1:2:3:4:5:6:7", ":1:2:3:4:5:6:7", "1::2::3"]:
+        try:
+            ipaddress.IPv6Address(text)
+            valid = True
+        except ValueError:
+            valid = False
+        assert bool(literal.fullmatch("[" + text + "]")) == valid, text
+    assert seen > 30000
