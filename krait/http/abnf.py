@@ -26,15 +26,18 @@ OWS = r"[ \t]*"
 FIELD_VCHAR = r"[\x21-\x7e\x80-\xff]"
 FIELD_VALUE = rf"(?:{FIELD_VCHAR}(?:[\t \x21-\x7e\x80-\xff]*{FIELD_VCHAR})?)?"
 
-# RFC 9112 s5 (and s2.2: a recipient MAY recognize a single LF as a line terminator)
-#   field-line = field-name ":" OWS field-value OWS
-# One field line of a header or trailer block, anchored at a line start (used with re.M).
+# RFC 9112 s5, s2.2
+#   field-line = field-name ":" OWS field-value OWS     (each followed by CRLF)
+# RFC 9112 s2.2 lets a recipient accept a bare LF as a line terminator; Krait does not (a
+# front end that splits lines differently could be smuggled a request past), so a line must
+# end with CR LF. One field line of a header or trailer block, anchored at a line start (used
+# with re.M); a line ending with a bare LF fails the match, which the match count reveals.
 # Group 1 is the name, group 2 the value with its trailing OWS (callers rstrip it). Since
 # field-content allows SP / HTAB inside, "OWS field-value OWS" accepts exactly the strings of
 # *( SP / HTAB / field-vchar ); matching that flat class and stripping afterwards is about 30%
 # faster than the exact nested pattern (FIELD_VALUE, kept above as the reference) and accepts
 # the same lines.
-FIELD_LINE = rf"^({TOKEN}):{OWS}([\t \x21-\x7e\x80-\xff]*)\r?\n"
+FIELD_LINE = rf"^({TOKEN}):{OWS}([\t \x21-\x7e\x80-\xff]*)\r\n"
 
 # RFC 9112 s3
 #   request-line   = method SP request-target SP HTTP-version
@@ -43,9 +46,9 @@ FIELD_LINE = rf"^({TOKEN}):{OWS}([\t \x21-\x7e\x80-\xff]*)\r?\n"
 #   HTTP-version   = HTTP-name "/" DIGIT "." DIGIT
 #   HTTP-name      = %s"HTTP"
 # The request-target is checked here only for its characters (visible ASCII, RFC 9112 s3.2
-# forms are checked by the reader). The line is matched without its LF; a CR before it is
-# allowed.
-REQUEST_LINE = rf"({TOKEN}) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])\r?"
+# forms are checked by the reader). The line is matched without its LF and must end with the
+# CR of its CRLF (RFC 9112 s2.2: no bare LF, see FIELD_LINE).
+REQUEST_LINE = rf"({TOKEN}) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])\r"
 
 # RFC 3986 s3.2.2 / s3.2.3, used by RFC 9110 s7.2 (Host), RFC 9112 s3.2.3 (authority-form)
 # and RFC 9112 s3.2.2 (the authority of an absolute-form target)

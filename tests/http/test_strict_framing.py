@@ -107,3 +107,61 @@ def test_ipv6_pattern_agrees_with_ipaddress():
             valid = False
         assert bool(literal.fullmatch("[" + text + "]")) == valid, text
     assert seen > 30000
+
+
+# -- bare LF in a request head (RFC 9112 s2.2; Krait accepts CRLF only) ------------------
+
+SMUGGLE = (b"GET / HTTP/1.1\r\nHost: a\r\nDummy: x\nContent-Length: 23\r\n\r\n"
+           b"GET /admin HTTP/1.1\r\nHost: a\r\n\r\n")
+
+
+def test_bare_lf_smuggling_payload_400_and_final():
+    # A front end that ends lines only at CRLF sees one request with a 23-byte body
+    # ("GET /admin ..." minus its tail); a lenient server would see Content-Length: 23 too,
+    # or two requests if Dummy swallowed it. Either way: one 400 and nothing more parsed.
+    err = error_three_ways(SMUGGLE, 400)
+    assert "bare LF" in str(err)
+
+
+@pytest.mark.parametrize("data", [
+    b"GET / HTTP/1.1\nHost: h\r\n\r\n",                   # request line
+    b"GET / HTTP/1.1\r\nHost: h\nX: y\r\n\r\n",           # first field line
+    b"GET / HTTP/1.1\r\nHost: h\r\nX: y\nZ: w\r\n\r\n",   # a middle field line
+    b"GET / HTTP/1.1\r\nHost: h\r\nX: y\n\r\n",           # the last field line
+    b"GET / HTTP/1.1\r\nHost: h\r\n\n",                   # the empty line ending the head
+    b"GET / HTTP/1.1\r\nHost: h\r\nX: y\r\n\n",
+    b"GET / HTTP/1.1\nHost: h\n\n",                       # a head of bare LFs only
+    b"GET / HTTP/1.0\r\n\n",                              # no fields, bare LF empty line
+    b"GET / HTTP/1.0\n\r\n",
+    b"GET / HTTP/1.0\n\n",
+    b"\nGET / HTTP/1.1\r\nHost: h\r\n\r\n",               # an "empty line" before the request
+    b"\r\n\nGET / HTTP/1.1\r\nHost: h\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: h\r\nX: a\nb\r\n\r\n",     # LF inside what looks like a value
+    b"GET / HTTP/1.1\r\nHost: h\r\nX: a\n b\r\n\r\n",    # ... or an obs-fold
+    b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\n\r\nabc",
+])
+def test_bare_lf_anywhere_in_the_head_400(data):
+    err = error_three_ways(data, 400)
+    assert "bare LF" in str(err), str(err)
+
+
+def test_bare_lf_in_a_pipelined_second_request():
+    from krait.http import Connection, ProtocolError
+
+    conn = Connection()
+    conn.receive_data(b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\n" + SMUGGLE)
+    assert conn.next_event() == req("/1")
+    assert conn.next_event() == EOM
+    assert conn.next_event() is PAUSED
+    conn.send_full(200, [], b"ok")
+    with pytest.raises(ProtocolError) as info:
+        conn.next_event()
+    assert info.value.status_hint == 400 and not conn.keep_alive
+    # the error response carries Connection: close
+    assert b"connection: close" in conn.send_full(400, [], b"").lower()
+
+
+def test_crlf_heads_unchanged():
+    data = b"GET / HTTP/1.1\r\nHost: h\r\nX: a\tb\r\n\r\n"
+    three_ways(data, [req(headers={"host": "h", "x": "a\tb"}), EOM, PAUSED])
+    three_ways(b"\r\n" + data, [req(headers={"host": "h", "x": "a\tb"}), EOM, PAUSED])
