@@ -130,5 +130,6 @@ QUOTED_STRING = r'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\
 #   chunk-ext-name = token
 #   chunk-ext-val  = token / quoted-string
 # At most 16 hex digits: enough for any size a 64-bit peer can mean, and a bounded int().
+# The line ends with CRLF, never a bare LF (RFC 9112 s7.1 writes CRLF; see FIELD_LINE).
 CHUNK_EXT = rf"(?:{OWS};{OWS}{TOKEN}(?:{OWS}={OWS}(?:{TOKEN}|{QUOTED_STRING}))?)*"
-CHUNK_LINE = rf"([0-9A-Fa-f]{{1,16}}){CHUNK_EXT}\r?\n"
+CHUNK_LINE = rf"([0-9A-Fa-f]{{1,16}}){CHUNK_EXT}\r\n"

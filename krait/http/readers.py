@@ -9,8 +9,9 @@
 #   path walk the lines to say which rule was broken.
 # - CRLF only (RFC 9112 s2.2 allows a recipient to accept a bare LF; Krait does not, since a
 #   front end that ends lines differently could be smuggled a request past it): a bare LF in
-#   the request line, a field line, the empty line ending a head or trailer section or an
-#   empty line before a request line is a 400. The patterns demand the CR, so this costs
+#   the request line, a field line, the empty line ending a head or trailer section, an
+#   empty line before a request line, a chunk-size line or the CRLF after chunk data is a
+#   400 (RFC 9112 s7.1 writes CRLF there too). The patterns demand the CR, so this costs
 #   nothing on the fast path: a bare LF fails a match (the count check above), and the empty
 #   line is checked with one index.
 # - While a head is incomplete, the running line statistics of the buffer enforce the limits
@@ -377,6 +378,8 @@ class ChunkedReader:
                     raise _fail("chunk-size line too long")
                 m = _CHUNK_LINE.fullmatch(line)
                 if m is None:
+                    if line[-2:] != "\r\n":
+                        raise _fail("bare LF ending a chunk-size line (RFC 9112 s7.1)")
                     raise _fail("invalid chunk-size line (RFC 9112 s7.1)")
                 size = int(m.group(1), 16)
                 if not size:
@@ -401,9 +404,11 @@ class ChunkedReader:
 
     def _read_trailers(self, buf: ReceiveBuffer) -> EndOfMessage | None:
         # s7.1.2: trailer-section = *( field-line CRLF ), then the final CRLF.
-        if buf.startswith((b"\r\n", b"\n")):
-            buf.take(1 if buf.startswith(b"\n") else 2)
+        if buf.startswith(b"\r\n"):
+            buf.take(2)
             return EndOfMessage()
+        if buf.startswith(b"\n"):
+            raise _fail("bare LF ending the chunked body (RFC 9112 s7.1)")
         if not buf or len(buf) == 1 and buf.startswith(b"\r"):
             return None
         lf = buf.find_block_end()

@@ -16,6 +16,11 @@ STATUS_LINE = re.compile(rb"HTTP/1\.1 (\d{3}) ")
 SECOND = b"GET /secret.txt HTTP/1.1\r\nHost: a\r\n\r\n"
 SMUGGLE = b"GET /ok.txt HTTP/1.1\r\nHost: a\r\nDummy: x\nContent-Length: 23\r\n\r\n" + SECOND
 FILES = {"ok.txt": "OK-FILE", "secret.txt": "SECRET-FILE"}
+ECHO = {  # a POST route whose script needs the whole body, so body framing errors come first
+    ".py/init.py": "import krait\nkrait.config.routes = [krait.config.Route('POST', url='/echo'),"
+                   " krait.config.Route()]\n",
+    "echo.py": "krait.response = krait.Response('HTTP/1.1', 200, [], repr(krait.request.body))\n",
+}
 
 
 def assert_one_400(raw: bytes) -> None:
@@ -41,3 +46,22 @@ def test_bare_lf_smuggling_gets_one_400(krait_server, make_site):
     ok = server.raw(b"GET /ok.txt HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
     assert ok.startswith(b"HTTP/1.1 200 ") and ok.endswith(b"OK-FILE"), ok[:200]
 
+
+def test_other_strict_framing_cases_get_one_400(krait_server, make_site):
+    server = krait_server(make_site(dict(FILES, **ECHO)))
+    chunked = b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+    for raw in (
+        b"PUT s://]ufd/: HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+        b"GET http://[zz]/ok.txt HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET /ok.txt HTTP/1.1\nHost: a\n\n",
+        chunked + b"5\nhello\r\n0\r\n\r\n",
+        chunked + b"5\r\nhello\r\n0\r\nT: v\n\r\n",
+        chunked + b"5\r\nhello\r\n0\r\n\n",
+    ):
+        assert_one_400(server.raw(raw + SECOND))
+    # The well-formed forms of the same requests are served.
+    ok = server.raw(b"GET http://a/ok.txt HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    assert ok.startswith(b"HTTP/1.1 200 ") and ok.endswith(b"OK-FILE"), ok[:200]
+    ok = server.raw(chunked.replace(b"Host: a", b"Host: a\r\nConnection: close")
+                    + b"5\r\nhello\r\n0\r\nT: v\r\n\r\n")
+    assert ok.startswith(b"HTTP/1.1 200 ") and ok.endswith(b"b'hello'"), ok[:300]

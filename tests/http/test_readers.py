@@ -259,8 +259,9 @@ def test_transfer_encoding_rules():
 def test_chunked_body():
     body = b"5\r\nhello\r\n1A;name=val;q=\"a \\\" b\" ; x\r\n" + b"z" * 26 + b"\r\n0\r\n\r\n"
     three_ways(chunked_req() + body, [CHUNKED, Data(b"hello" + b"z" * 26), EOM, PAUSED])
-    body = b"5\nhello\r\n000\n\n"
+    body = b"5\r\nhello\r\n000\r\n\r\n"
     three_ways(chunked_req() + body, [CHUNKED, Data(b"hello"), EOM, PAUSED])
+    error_three_ways(chunked_req() + b"5\nhello\r\n000\n\n", 400)  # CRLF only (s7.1)
     body = b"a\r\n0123456789\r\n0000000000000000\r\n\r\n"
     three_ways(chunked_req() + body, [CHUNKED, Data(b"0123456789"), EOM, PAUSED])
 

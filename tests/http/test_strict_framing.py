@@ -165,3 +165,40 @@ def test_crlf_heads_unchanged():
     data = b"GET / HTTP/1.1\r\nHost: h\r\nX: a\tb\r\n\r\n"
     three_ways(data, [req(headers={"host": "h", "x": "a\tb"}), EOM, PAUSED])
     three_ways(b"\r\n" + data, [req(headers={"host": "h", "x": "a\tb"}), EOM, PAUSED])
+
+
+# -- bare LF in chunked framing (RFC 9112 s7.1: CRLF after the size line and the data) ----
+
+CHUNKED_REQ = b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+CHUNKED = req("/", "POST", headers={"host": "h", "transfer-encoding": "chunked"}, chunked=True)
+
+
+@pytest.mark.parametrize("body,message", [
+    (b"5\nhello\r\n0\r\n\r\n", "bare LF ending a chunk-size line"),
+    (b"5;a=b\nhello\r\n0\r\n\r\n", "bare LF ending a chunk-size line"),
+    (b"5;a=\"x\"\nhello\r\n0\r\n\r\n", "bare LF ending a chunk-size line"),
+    (b"5\r\nhello\r\n0\n\r\n", "bare LF ending a chunk-size line"),        # the last chunk
+    (b"0\n\n", "bare LF ending a chunk-size line"),
+    (b"5\r\nhello\n0\r\n\r\n", "chunk data not followed by CRLF"),         # after the data
+    (b"5\r\nhello\n\r\n0\r\n\r\n", "chunk data not followed by CRLF"),
+    (b"5\r\nhello\r\n0\r\n\n", "bare LF ending the chunked body"),        # empty trailers
+    (b"5\r\nhello\r\n0\r\nT: v\n\r\n", "bare LF ending a field line"),     # a trailer line
+    (b"5\r\nhello\r\n0\r\nT: v\r\nU: w\n\r\n", "bare LF ending a field line"),
+    (b"5\r\nhello\r\n0\r\nT: v\r\n\n", "bare LF as the empty line"),       # trailer section end
+])
+def test_bare_lf_in_chunked_framing_400(body, message):
+    err = error_three_ways(CHUNKED_REQ + body, 400)
+    assert message in str(err), str(err)
+
+
+def test_bare_lf_chunk_line_smuggling():
+    # A front end ending the size line only at CRLF would read "5\nhello..." differently.
+    err = error_three_ways(CHUNKED_REQ + b"5\nhello\r\n0\r\n\r\n" + b"GET /x HTTP/1.1\r\n"
+                           b"Host: h\r\n\r\n", 400)
+    assert "chunk-size" in str(err)
+
+
+def test_crlf_chunked_unchanged():
+    body = b"5;x=\"y\"\r\nhello\r\n0\r\nT: v\r\n\r\n"
+    three_ways(CHUNKED_REQ + body, [CHUNKED, Data(b"hello"), EndOfMessage({"t": "v"}), PAUSED])
+    three_ways(CHUNKED_REQ + b"0\r\n\r\n", [CHUNKED, EOM, PAUSED])
