@@ -3,9 +3,13 @@
 # Strategy (O(n) overall, no quadratic rescans):
 # - One bytearray; consumed bytes are removed from the front with `del`, which is cheap for the
 #   small heads we parse and leaves pipelined bytes in place.
-# - The end of a header block (an empty line, CRLF or bare LF per RFC 9112 s2.2) is found with
-#   one precompiled regex search that starts where the previous search stopped (minus the
-#   2 bytes a split terminator may straddle), so a head arriving byte by byte is scanned once.
+# - The end of a header block (an empty line) is found with one precompiled regex search that
+#   starts where the previous search stopped (minus the 2 bytes a split terminator may
+#   straddle), so a head arriving byte by byte is scanned once. Only CRLF is a valid line end
+#   (RFC 9112 s2.2, Krait's policy: no bare LF), but the search also stops at an empty line
+#   made of a bare LF, so the reader can reject such a head with a 400 at once instead of
+#   waiting for a CRLF CRLF that may never come. take_block() returns the empty line with the
+#   block, so the reader can check that it is CRLF.
 # - While a block is still incomplete, `scan_lines()` keeps running line statistics (first line
 #   end, longest line, line count) from where it stopped, so the readers can enforce the size
 #   limits (414/431) before the block is complete, without buffering unbounded input and
@@ -20,7 +24,7 @@ import re
 __all__ = ["ReceiveBuffer"]
 
 # An empty line: the LF ending the previous line, an optional CR, and the LF ending the empty
-# line (RFC 9112 s2.2 lets a recipient accept a bare LF as a line terminator).
+# line. The CR is optional here only so that a bare-LF head ends (and is rejected) promptly.
 _BLANK_LINE = re.compile(rb"\n\r?\n")
 
 
@@ -115,13 +119,10 @@ class ReceiveBuffer:
         return m.start()
 
     def take_block(self, lf: int) -> bytes:
-        """Remove the block ending with the LF at `lf` plus the empty line after it; return the
-        block (through that LF, without the empty line)."""
-        data = self._data
-        block = bytes(data[: lf + 1])
-        skip = lf + 3 if data[lf + 1] == 13 else lf + 2  # the empty line is CRLF or LF
-        self.take(skip)
-        return block
+        """Remove and return the block ending with the LF at `lf` plus the empty line after it
+        (CRLF or a bare LF, which the caller must check: the block is `[0, lf]`, the empty line
+        starts at `lf + 1`)."""
+        return self.take(lf + 3 if self._data[lf + 1] == 13 else lf + 2)
 
     def scan_lines(self) -> None:
         """Update the running line statistics with the bytes that arrived since the last call."""

@@ -5,8 +5,15 @@
 #   decoded from Latin-1 once; one fullmatch checks the request line, one `findall` over the
 #   field lines extracts every (name, value) pair, and the head is valid only if the number of
 #   matches equals the number of lines (each match is anchored at a line start and ends at its
-#   LF, so no line can be skipped or matched twice). Only when that check fails does a slow
+#   CR LF, so no line can be skipped or matched twice). Only when that check fails does a slow
 #   path walk the lines to say which rule was broken.
+# - CRLF only (RFC 9112 s2.2 allows a recipient to accept a bare LF; Krait does not, since a
+#   front end that ends lines differently could be smuggled a request past it): a bare LF in
+#   the request line, a field line, the empty line ending a head or trailer section, an
+#   empty line before a request line, a chunk-size line or the CRLF after chunk data is a
+#   400 (RFC 9112 s7.1 writes CRLF there too). The patterns demand the CR, so this costs
+#   nothing on the fast path: a bare LF fails a match (the count check above), and the empty
+#   line is checked with one index.
 # - While a head is incomplete, the running line statistics of the buffer enforce the limits
 #   (414, 431) as the bytes arrive, so nothing is buffered beyond them.
 # - Body readers (Content-Length, chunked) return Data with whatever body bytes are buffered,
@@ -21,11 +28,17 @@
 #   receives a message with a major version number that it implements and a minor version
 #   number higher than what it implements SHOULD process the message as if it were in the
 #   highest minor version within that major version". Other well-formed versions -> 505.
-# - Line lengths are counted without their CR LF (or LF). The header block size counts the
-#   field lines with their terminators, without the request line and the final empty line.
-# - Up to MAX_EMPTY_LINES empty lines before a request line are skipped (RFC 9112 s2.2).
+# - Line lengths are counted without their CR LF (or bare LF, for the limits only: such a
+#   line is a 400 anyway). The header block size counts the field lines with their
+#   terminators, without the request line and the final empty line.
+# - Up to MAX_EMPTY_LINES empty lines (CRLF) before a request line are skipped (RFC 9112 s2.2).
 # - An Expect other than 100-continue is a 417 on any version; 100-continue on HTTP/1.0 is
 #   ignored (RFC 9110 s10.1.1).
+# - A request target that is not origin-form (and not asterisk- or authority-form) must be an
+#   absolute-form "scheme://host[:port]" followed by nothing, a path or a query: the host is
+#   an RFC 3986 s3.2.2 IP-literal or reg-name and must not be empty, a userinfo is refused
+#   (abnf.ABSOLUTE_FORM says why). Anything else is a 400 before the request reaches the
+#   application. The Host field value is checked against the same host syntax.
 
 from __future__ import annotations
 
@@ -48,7 +61,8 @@ _FIELD_LINE_1 = re.compile(abnf.FIELD_LINE)
 _TOKEN = re.compile(abnf.TOKEN)
 _HOST = re.compile(abnf.HOST)
 _AUTHORITY_FORM = re.compile(abnf.AUTHORITY_FORM)
-_ABSOLUTE_FORM = re.compile(abnf.ABSOLUTE_FORM_PREFIX)
+_ABSOLUTE_FORM = re.compile(abnf.ABSOLUTE_FORM)
+_SCHEME_PREFIX = re.compile(abnf.SCHEME_PREFIX)
 _CHUNK_LINE = re.compile(abnf.CHUNK_LINE)
 _LOOSE_VERSION = re.compile(r"HTTP/[0-9]\.[0-9]\r?")
 
@@ -57,11 +71,13 @@ def _fail(message: str, status: int = 400) -> ProtocolError:
     return ProtocolError(message, status)
 
 
-def _diagnose_fields(text: str, start: int) -> ProtocolError:
-    """Slow path: name the first field line that broke RFC 9112 s5."""
-    for line in text[start:].split("\n")[:-1]:
+def _diagnose_fields(text: str, start: int, end: int) -> ProtocolError:
+    """Slow path: name the first field line of `text[start:end]` that broke RFC 9112 s5."""
+    for line in text[start:end].split("\n")[:-1]:
         if _FIELD_LINE_1.fullmatch(line + "\n"):
             continue
+        if line[-1:] != "\r":
+            return _fail("bare LF ending a field line (RFC 9112 s2.2)")
         if line[:1] in (" ", "\t"):
             return _fail("obs-fold line in the header block (RFC 9112 s5.2)")
         name, colon, _ = line.partition(":")
@@ -75,8 +91,20 @@ def _diagnose_fields(text: str, start: int) -> ProtocolError:
     return _fail("invalid header block")  # pragma: no cover - the fast path found a bad line
 
 
+def _diagnose_target(target: str) -> ProtocolError:
+    """Slow path: say why a target is neither origin-form nor a usable absolute-form."""
+    scheme = _SCHEME_PREFIX.match(target)
+    if scheme is None:
+        return _fail("invalid request target form (RFC 9112 s3.2)")
+    if not target.startswith("//", scheme.end()):
+        return _fail("absolute-form target without an authority (RFC 9110 s4.2.1)")
+    return _fail("invalid host in an absolute-form target (RFC 9112 s3.2.2, RFC 3986 s3.2.2)")
+
+
 def _diagnose_request_line(line: str) -> ProtocolError:
     """Slow path: say why a request line does not match RFC 9112 s3."""
+    if line[-1:] != "\r":
+        return _fail("bare LF ending the request line (RFC 9112 s2.2)")
     parts = line.split(" ")
     if "\r" in line.rstrip("\r") or line.endswith("\r\r"):
         return _fail("bare CR in the request line (RFC 9112 s2.2)")
@@ -142,22 +170,25 @@ class RequestReader:
         if fields > self.max_header_count:
             raise _fail("too many header fields", 431)
 
-    def parse_fields(self, text: str, start: int) -> list[tuple[str, str]]:
-        """Check and split the field lines of `text[start:]` (each ending with LF)."""
-        fields = _FIELD_LINE.findall(text, start)
-        lines = text.count("\n", start)
+    def parse_fields(self, text: str, start: int, end: int) -> list[tuple[str, str]]:
+        """Check and split the field lines of `text[start:end]` (each ending with LF); the
+        empty line that ends the section starts at `end` and must be CRLF."""
+        fields = _FIELD_LINE.findall(text, start, end)
+        lines = text.count("\n", start, end)
         if lines > self.max_header_count:
             raise _fail("too many header fields", 431)
-        size = len(text) - start
+        size = end - start
         if size > self.max_header_block:
             raise _fail("header block too large", 431)
         if size > self.max_header_line:  # else no line can be too long
             limit = self.max_header_line
-            for line in text[start:].split("\n"):
+            for line in text[start:end].split("\n"):
                 if len(line) - line.endswith("\r") > limit:
                     raise _fail("header line too long", 431)
         if len(fields) != lines:
-            raise _diagnose_fields(text, start)
+            raise _diagnose_fields(text, start, end)
+        if text[end] != "\r":
+            raise _fail("bare LF as the empty line ending the fields (RFC 9112 s2.2)")
         return fields
 
     # -- request head ---------------------------------------------------------------------
@@ -167,11 +198,13 @@ class RequestReader:
         if not buf:
             return None
         while buf.starts_with_line_end():  # RFC 9112 s2.2: skip empty lines before a request
-            if buf.startswith((b"\r\n", b"\n")):
+            if buf.startswith(b"\r\n"):
                 self._empty_lines += 1
                 if self._empty_lines > MAX_EMPTY_LINES:
                     raise _fail("too many empty lines before the request line")
-                buf.take(1 if buf.startswith(b"\n") else 2)
+                buf.take(2)
+            elif buf.startswith(b"\n"):
+                raise _fail("bare LF before the request line (RFC 9112 s2.2)")
             elif len(buf) == 1:
                 return None
             else:
@@ -206,11 +239,11 @@ class RequestReader:
                 if not _AUTHORITY_FORM.fullmatch(target):
                     raise _fail("CONNECT needs an authority-form target (RFC 9112 s3.2.3)")
             elif not _ABSOLUTE_FORM.match(target):
-                raise _fail("invalid request target form (RFC 9112 s3.2)")
+                raise _diagnose_target(target)
         elif method == "CONNECT":
             raise _fail("CONNECT needs an authority-form target (RFC 9112 s3.2.3)")
 
-        fields = self.parse_fields(text, eol + 1)
+        fields = self.parse_fields(text, eol + 1, lf + 1)
         raw = tuple([(name.lower(), value.rstrip(" \t")) for name, value in fields])
         headers = dict(raw)
         if len(headers) != len(raw):
@@ -345,6 +378,8 @@ class ChunkedReader:
                     raise _fail("chunk-size line too long")
                 m = _CHUNK_LINE.fullmatch(line)
                 if m is None:
+                    if line[-2:] != "\r\n":
+                        raise _fail("bare LF ending a chunk-size line (RFC 9112 s7.1)")
                     raise _fail("invalid chunk-size line (RFC 9112 s7.1)")
                 size = int(m.group(1), 16)
                 if not size:
@@ -369,9 +404,11 @@ class ChunkedReader:
 
     def _read_trailers(self, buf: ReceiveBuffer) -> EndOfMessage | None:
         # s7.1.2: trailer-section = *( field-line CRLF ), then the final CRLF.
-        if buf.startswith((b"\r\n", b"\n")):
-            buf.take(1 if buf.startswith(b"\n") else 2)
+        if buf.startswith(b"\r\n"):
+            buf.take(2)
             return EndOfMessage()
+        if buf.startswith(b"\n"):
+            raise _fail("bare LF ending the chunked body (RFC 9112 s7.1)")
         if not buf or len(buf) == 1 and buf.startswith(b"\r"):
             return None
         lf = buf.find_block_end()
@@ -380,7 +417,7 @@ class ChunkedReader:
             return None
         text = buf.take_block(lf).decode("latin-1")
         trailers: dict[str, str] = {}
-        for name, value in self._limits.parse_fields(text, 0):
+        for name, value in self._limits.parse_fields(text, 0, lf + 1):
             name = name.lower()
             value = value.rstrip(" \t")
             trailers[name] = trailers[name] + ", " + value if name in trailers else value

@@ -31,10 +31,11 @@ def test_fields_joined_stripped_and_raw_kept_in_order():
     three_ways(data, [req(headers=headers, raw=raw), EOM, PAUSED])
 
 
-def test_bare_lf_line_ends_accepted():
-    three_ways(b"GET / HTTP/1.1\nHost: h\n\n", [req(), EOM, PAUSED])
-    three_ways(b"GET / HTTP/1.1\r\nHost: h\n\r\n", [req(), EOM, PAUSED])
-    three_ways(b"GET / HTTP/1.1\nHost: h\r\n\n", [req(), EOM, PAUSED])
+def test_bare_lf_line_ends_rejected():
+    # RFC 9112 s2.2 lets a recipient accept a bare LF; Krait accepts CRLF only (smuggling).
+    error_three_ways(b"GET / HTTP/1.1\nHost: h\n\n", 400)
+    error_three_ways(b"GET / HTTP/1.1\r\nHost: h\n\r\n", 400)
+    error_three_ways(b"GET / HTTP/1.1\nHost: h\r\n\n", 400)
 
 
 @pytest.mark.parametrize("data", [
@@ -50,7 +51,8 @@ def test_bare_cr_rejected(data):
 
 
 def test_leading_empty_lines_skipped():
-    three_ways(b"\r\n\n\r\n" + get(), [req(), EOM, PAUSED])
+    three_ways(b"\r\n\r\n\r\n" + get(), [req(), EOM, PAUSED])
+    error_three_ways(b"\r\n\n\r\n" + get(), 400)  # a bare LF is no empty line
     three_ways(b"\r\n" * 8 + get(), [req(), EOM, PAUSED])
     error_three_ways(b"\r\n" * 9 + get(), 400)
 
@@ -110,7 +112,7 @@ def test_request_line_limit_414():
     ok = b"GET /" + b"a" * 86 + b" HTTP/1.1"  # 100 bytes
     three_ways(ok + b"\r\nHost: h\r\n\r\n", [req("/" + "a" * 86), EOM, PAUSED],
                max_request_line=100)
-    three_ways(ok + b"\nHost: h\n\n", [req("/" + "a" * 86), EOM, PAUSED], max_request_line=100)
+    error_three_ways(ok + b"\nHost: h\n\n", 400, max_request_line=100)  # bare LF, not 414
     error_three_ways(b"GET /a" + ok[5:] + b"\r\nHost: h\r\n\r\n", 414, max_request_line=100)
 
 
@@ -257,8 +259,9 @@ def test_transfer_encoding_rules():
 def test_chunked_body():
     body = b"5\r\nhello\r\n1A;name=val;q=\"a \\\" b\" ; x\r\n" + b"z" * 26 + b"\r\n0\r\n\r\n"
     three_ways(chunked_req() + body, [CHUNKED, Data(b"hello" + b"z" * 26), EOM, PAUSED])
-    body = b"5\nhello\r\n000\n\n"
+    body = b"5\r\nhello\r\n000\r\n\r\n"
     three_ways(chunked_req() + body, [CHUNKED, Data(b"hello"), EOM, PAUSED])
+    error_three_ways(chunked_req() + b"5\nhello\r\n000\n\n", 400)  # CRLF only (s7.1)
     body = b"a\r\n0123456789\r\n0000000000000000\r\n\r\n"
     three_ways(chunked_req() + body, [CHUNKED, Data(b"0123456789"), EOM, PAUSED])
 
@@ -267,8 +270,9 @@ def test_chunked_trailers():
     body = b"3\r\nabc\r\n0\r\nX-Sum: 1\r\nx-sum: 2\r\nOther:  v \r\n\r\n"
     three_ways(chunked_req() + body,
                [CHUNKED, Data(b"abc"), EndOfMessage({"x-sum": "1, 2", "other": "v"}), PAUSED])
-    body = b"0\nT: v\n\n"
+    body = b"0\r\nT: v\r\n\r\n"
     three_ways(chunked_req() + body, [CHUNKED, EndOfMessage({"t": "v"}), PAUSED])
+    error_three_ways(chunked_req() + b"0\r\nT: v\n\r\n", 400)  # CRLF only (RFC 9112 s2.2)
 
 
 @pytest.mark.parametrize("body", [
