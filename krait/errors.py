@@ -30,6 +30,8 @@ class ProtocolError(KraitError):
         status_hint: the HTTP status to answer with (400, 408, 413, 414, 431, 501, 505).
     """
 
+    headers: tuple[tuple[str, str], ...] = ()  # extra response headers the rejection must carry
+
     def __init__(self, message: str, status_hint: int = 400) -> None:
         super().__init__(message)
         self.status_hint = status_hint

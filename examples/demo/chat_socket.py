@@ -1,7 +1,7 @@
 # WEBSOCKET /chat/socket (see the route in .py/init.py): accept the upgrade with a ChatController.
-import krait
-
 from ctrl.chat import ChatController
+
+import krait
 
 if krait.websockets.request is None:
     # Reached as GET /chat_socket through the default route: not a WebSocket upgrade.

@@ -1,7 +1,7 @@
 # GET /guestbook: the guestbook page.
+from ctrl.guestbook import GuestbookController
+
 import krait
 from krait import mvc
-
-from ctrl.guestbook import GuestbookController
 
 mvc.set_init_ctrl(GuestbookController(krait.request))

@@ -1,9 +1,9 @@
 # POST /guestbook/post (see the route in .py/init.py): store a message, count it in a cookie, and
 # redirect back to the guestbook (POST-redirect-GET, so reloading the page does not post twice).
-import krait
-
 import store
 from ctrl import visitor
+
+import krait
 
 if krait.request.http_method != "POST":
     # Reached as GET /guestbook_post through the default route: nothing to store.

@@ -1,6 +1,6 @@
 # GET /: pick the home page controller; Krait then renders its view.
-from krait import mvc
-
 from ctrl.home import HomeController
+
+from krait import mvc
 
 mvc.set_init_ctrl(HomeController())

@@ -1,7 +1,7 @@
 # ANY /request: echo the request back as an HTML page.
+from ctrl.request_echo import RequestController
+
 import krait
 from krait import mvc
-
-from ctrl.request_echo import RequestController
 
 mvc.set_init_ctrl(RequestController(krait.request))

@@ -7,7 +7,7 @@
 # - Transitions follow the tables and diagram in state.py.
 # - A ProtocolError is final: it is stored, the buffer is dropped, and every later
 #   next_event() raises the same error; no byte received after it is ever parsed (request
-#   smuggling defence, SPEC section 6). One error response may still be sent; it always
+#   smuggling defence, RFC 9112 section 11.2). One error response may still be sent; it always
 #   carries Connection: close.
 # - Pipelining (RFC 9112 s9.3.2): bytes after a request stay buffered and are parsed only
 #   after our response to that request is complete; until then next_event() returns PAUSED.
@@ -36,7 +36,7 @@ from .events import (
     Request,
     Response,
 )
-from .readers import ContentLengthReader, RequestReader
+from .readers import ChunkedReader, ContentLengthReader, RequestReader
 from .state import BODY, CLOSED, DONE, IDLE, SWITCHED
 from .writers import CONTENT_LENGTH, BodyWriter, build_head
 
@@ -75,7 +75,7 @@ class Connection:
         self._eof = False
         self._their = IDLE
         self._our = IDLE
-        self._body: ContentLengthReader | None = None
+        self._body: ContentLengthReader | ChunkedReader | None = None
         self._request: Request | None = None
         self._error: ProtocolError | None = None
         self._keep_alive = True
@@ -149,6 +149,7 @@ class Connection:
                 buf = self._buf
                 if self._waiting_100 and buf:
                     self._waiting_100 = False
+                assert self._body is not None  # set with the BODY state
                 event = self._body.read(buf)
                 if event is None:
                     if self._eof:
@@ -201,9 +202,11 @@ class Connection:
         kind = type(event)
         if kind is Data:
             self._check(state.DATA)
+            assert self._writer is not None  # set with the response head
             return self._writer.data(event.data)
         if kind is EndOfMessage:
             self._check(state.END)
+            assert self._writer is not None
             out = self._writer.end()
             self._our = DONE
             return out

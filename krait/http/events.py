@@ -10,7 +10,7 @@
 #   one EndOfMessage and often one Data are built for every request on the hot path. Treat
 #   them as read-only all the same.
 # - Header names in received events are lower-case str; values are Latin-1-decoded str with
-#   the surrounding OWS stripped (SPEC section 3).
+#   the surrounding OWS stripped (RFC 9110 section 5.5).
 
 from __future__ import annotations
 

@@ -33,8 +33,8 @@ from krait.http.frames import (
     CloseCode,
     FrameParser,
     Opcode,
-    close_payload,
     apply_mask,
+    close_payload,
     parse_close,
     serialize,
 )
@@ -264,6 +264,7 @@ class WebSocketConnection:
         # decoder already fails at the first impossible byte, except that it keeps b"\xed" +
         # 0xA0..0xBF (the start of a UTF-16 surrogate, never valid) pending: check that here.
         decoder = self._decoder
+        assert decoder is not None  # set while a text message is being received
         text = decoder.decode(payload, final)
         if not final:
             pending = decoder.getstate()[0]
@@ -322,7 +323,7 @@ class WebSocketConnection:
     def send_text(self, s: str | bytes) -> bytes:
         """Encode a text message as one frame: a str, or bytes already encoded as UTF-8 (not checked
         again: the caller encoded them itself). Raises LocalProtocolError unless OPEN."""
-        data = s if type(s) is bytes else s.encode("utf-8")
+        data = s if isinstance(s, bytes) else s.encode("utf-8")
         if len(data) <= MAX_LENGTH_7 and self.state == OPEN and not self.client:  # see _SHORT_TEXT_HEADS
             return _SHORT_TEXT_HEADS[len(data)] + data
         self._check(_MAY_SEND_DATA)

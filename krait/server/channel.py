@@ -308,8 +308,8 @@ class Channel:
         try:
             hs = handshake.validate_request(req.method, req.http_version, req.headers)
         except ProtocolError as exc:
-            extra = list(getattr(exc, "headers", ()))
-            self.respond(conn, req, app.error_reply(exc.status_hint, str(exc), extra + [_CLOSE], req), started)
+            reply = app.error_reply(exc.status_hint, str(exc), list(exc.headers) + [_CLOSE], req)
+            self.respond(conn, req, reply, started)
             return False
         routed = app.route(req, websocket=True)
         if type(routed) is Reply:

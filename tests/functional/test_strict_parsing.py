@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import time
 
-from tests.conftest import read_all
+from tests.helpers import read_all
 
 STATUS_LINE = re.compile(rb"HTTP/1\.1 (\d{3}) ")
 SECOND = b"GET /secret.txt HTTP/1.1\r\nHost: a\r\n\r\n"

@@ -4,10 +4,10 @@
 # it defines at top level (project_name, header_items, ...) is copied into the namespace of every
 # request, so route scripts and templates can use those names directly. krait.config is read once,
 # after this file ran; later changes to it are ignored.
+import store
+
 import krait
 from krait.config import Route
-
-import store
 
 project_name = "Krait Demo"
 

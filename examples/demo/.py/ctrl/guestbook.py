@@ -1,8 +1,8 @@
 # The guestbook page: lists messages (newest first) and shows the visitor's own post count.
-from krait import mvc
-
 import store
+
 from ctrl import visitor
+from krait import mvc
 
 # Error codes the POST handler may put in the query string (?error=...), and what they mean.
 ERRORS = {

@@ -1,9 +1,8 @@
 # The home page: a controller whose attributes the view .view/index.html reads as ctrl.<name>.
 import time
 
-from krait import mvc
-
 from ctrl import visitor
+from krait import mvc
 
 FEATURES = [
     ("Static files", "CSS and JS here are cached for 30 days (see .py/init.py)."),
