@@ -143,11 +143,40 @@ GZIP_LEVEL = 6
 #: 1 MiB. Exceeded -> close 1009 Message Too Big.
 MAX_WS_MESSAGE = 1024 * 1024
 
-#: Most WebSocket connections open at once (each holds one dedicated worker process).
-MAX_WEBSOCKETS = 64
+#: Most WebSocket connections open at once per server process. Each costs one file descriptor, so the
+#: server lowers it to what the open-file limit leaves (krait/server/lifecycle.py logs that). Past it,
+#: an upgrade gets 503 with Retry-After.
+MAX_WEBSOCKETS = 10000
 
-#: Seconds a controller gets to finish after on_stop() before its worker is killed.
+#: Seconds a controller gets to finish after on_stop() (wait_stopped()); past it the connection is given
+#: up with a warning in the log, and the controller's thread is left to end on its own.
 WS_STOP_TIMEOUT = 5.0
 
-#: Seconds to wait for the client's Close frame after the server sent one.
+#: Seconds to wait for the client's Close frame after the server sent one; then the TCP connection is
+#: dropped.
 WS_CLOSE_TIMEOUT = 5.0
+
+#: Seconds one controller callback (on_in_message, on_start, on_stop) may hold a WebSocket worker's pipe
+#: reader before another thread takes over reading (krait/pool/wsserve.py): how long the other
+#: connections of that worker can be held up by one slow controller.
+WS_CALLBACK_STALL = 0.05
+
+#: Seconds without any frame from a client before the server pings it (--ws-ping-interval; the
+#: websockets library's default is 20 s too); 0 turns pings off.
+WS_PING_INTERVAL = 20.0
+
+#: Seconds the client has to answer a ping with a pong before the connection is closed with 1011
+#: (--ws-ping-timeout).
+WS_PING_TIMEOUT = 20.0
+
+#: Unsent bytes a WebSocket connection may hold (a client that does not read). A connection already
+#: holding this much when another message is queued for it is closed with 1008 (policy violation) and
+#: dropped, so one slow member of a room never slows down the others or grows the server's memory.
+WS_MAX_UNSENT = 1024 * 1024
+
+#: Longest room name, in UTF-8 bytes (krait.websockets.publish(), WebsocketsCtrlBase.join()).
+WS_MAX_ROOM = 256
+
+#: File descriptors kept aside from the WebSocket and connection limits (listening socket, worker pipes,
+#: log files, the site's own files and databases).
+FD_RESERVE = 256

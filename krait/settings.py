@@ -38,6 +38,9 @@ class Settings:
     graceful_timeout: float = limits.GRACEFUL_TIMEOUT
     max_websockets: int = limits.MAX_WEBSOCKETS
     max_ws_message: int = limits.MAX_WS_MESSAGE
+    ws_workers: int = os.cpu_count() or 2
+    ws_ping_interval: float = limits.WS_PING_INTERVAL
+    ws_ping_timeout: float = limits.WS_PING_TIMEOUT
     access_log: str | None = None
     log_level: str = "info"
     certfile: str | None = None

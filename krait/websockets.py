@@ -1,6 +1,6 @@
 # krait.websockets: the site-code side of WebSocket connections.
 #
-# Strategy: the route script of an upgrade request sees `request` (a WebsocketsRequest) and accepts
+# Design: the route script of an upgrade request sees `request` (a WebsocketsRequest) and accepts
 # by setting `response` to a WebsocketsResponse holding a controller. The worker then owns the
 # controller for the connection's lifetime: it calls on_start(), feeds incoming messages to
 # on_in_message_internal(), and calls on_stop() + wait_stopped() when the connection ends. Outgoing
@@ -8,7 +8,12 @@
 # for the queue and nothing polls. An item goes straight to the listener when nothing is queued
 # before it (the common case, one step less per message); otherwise it is queued behind the others
 # and the listener is called with None, to send everything queued (_take_out()) in order.
-# The controller's own logic runs in the handler thread started by on_start().
+# on_start() starts a handler thread only for a controller that overrides on_thread_start(): one worker
+# process hosts many connections, and a controller that only reacts to messages costs no thread.
+# Rooms: join()/leave() tell the server (through the worker's link, once the connection is open;
+# rooms joined in __init__ are told when it opens), and publish() sends one record to this worker's
+# server process, which delivers the message to every member there and in the other server processes
+# (docs/websockets.md).
 #
 # Rules:
 # - Subprotocols: Sec-WebSocket-Protocol is a comma list of tokens with optional whitespace
@@ -20,11 +25,16 @@
 # - close() codes are those an endpoint may send (RFC 6455 section 7.4.1 and 7.4.2: 1000-1003,
 #   1007-1011, 3000-4999); the reason must fit a control frame: 123 UTF-8 bytes (section 5.5).
 # - Queues are guarded by locks; the out-listener callback runs outside every lock.
+# - Room names are non-empty str of at most WS_MAX_ROOM bytes in UTF-8.
 
 from __future__ import annotations
 
 import threading
+import traceback
 from collections import deque
+from collections.abc import Callable
+
+from krait import limits
 
 _SENDABLE_CODES = frozenset((1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011))
 _MAX_REASON_BYTES = 123  # RFC 6455 section 5.5: control payload <= 125 bytes, 2 for the code
@@ -33,6 +43,8 @@ _MAX_REASON_BYTES = 123  # RFC 6455 section 5.5: control payload <= 125 bytes, 2
 request = None
 #: Set by the route script to accept the upgrade; None refuses it.
 response = None
+#: How publish() reaches the server: set by the worker process (None outside Krait's workers).
+_publisher: Callable[[str, str, bytes], None] | None = None
 
 
 class WebsocketsRequest:
@@ -92,15 +104,29 @@ class WebsocketsCtrlBase:
         self._out_queue: deque = deque()
         self._close_requested = False
         self._out_listener = None
+        self._link = None  # the worker's link to the server, once the connection is open
+        self._rooms: set[str] = set()
         self._exit_event = threading.Event()
-        self._thread = threading.Thread(target=self.on_thread_start, daemon=True,
-                                        name=f"krait-ws-{type(self).__name__}")
+        self._thread: threading.Thread | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
 
     def on_start(self) -> None:
-        """Called by Krait when the connection is open: starts the handler thread."""
-        self._thread.start()
+        """Called by Krait when the connection is open: starts the handler thread, if the controller
+        overrides on_thread_start()."""
+        if type(self).on_thread_start is not WebsocketsCtrlBase.on_thread_start:
+            self._thread = threading.Thread(target=self._run_thread, daemon=True,
+                                            name=f"krait-ws-{type(self).__name__}")
+            self._thread.start()
+
+    def _run_thread(self) -> None:
+        # An exception in the handler thread ends the connection with 1011 and no details (RFC 6455
+        # section 7.4.1); its traceback goes to the log (stderr).
+        try:
+            self.on_thread_start()
+        except Exception:
+            traceback.print_exc()
+            self.close(1011, "")
 
     def on_thread_start(self) -> None:
         """The handler thread's body. Override it: loop until should_stop() is True."""
@@ -116,6 +142,8 @@ class WebsocketsCtrlBase:
     def wait_stopped(self, timeout=None) -> bool:
         """Wait for the handler thread to end (None waits forever); True when it has ended."""
         thread = self._thread
+        if thread is None:
+            return True
         if thread.is_alive():
             thread.join(None if timeout is None else float(timeout))
         return not thread.is_alive()
@@ -153,13 +181,7 @@ class WebsocketsCtrlBase:
             TypeError: message is neither str nor bytes-like.
             UnicodeEncodeError: a str with no UTF-8 form (it holds a lone surrogate).
         """
-        if isinstance(message, str):
-            item = ("text", message.encode("utf-8"))
-        elif isinstance(message, (bytes, bytearray, memoryview)):
-            item = ("binary", bytes(message))
-        else:
-            raise TypeError(f"push_out_message() takes str or bytes, not {type(message).__name__}")
-        self._queue_out(item)
+        self._queue_out(_item(message))
 
     def close(self, code=1000, reason="") -> None:
         """Ask Krait to close the connection (after the messages already pushed).
@@ -206,7 +228,41 @@ class WebsocketsCtrlBase:
         if listener is not None:
             listener(None)
 
+    # --- rooms -----------------------------------------------------------------------------
+
+    def join(self, room) -> None:
+        """Add this connection to `room`, so that publish(room, ...) reaches it (from __init__ it takes
+        effect when the connection opens). A closed connection leaves all its rooms."""
+        room = _room(room)
+        with self._out_lock:
+            if room in self._rooms:
+                return
+            self._rooms.add(room)
+            link = self._link
+        if link is not None:
+            link.join(room)
+
+    def leave(self, room) -> None:
+        """Take this connection out of `room` (nothing happens when it is not a member)."""
+        room = _room(room)
+        with self._out_lock:
+            if room not in self._rooms:
+                return
+            self._rooms.discard(room)
+            link = self._link
+        if link is not None:
+            link.leave(room)
+
     # --- worker hooks (private) --------------------------------------------------------------
+
+    def _attach(self, link) -> None:
+        # The connection is open: `link` (krait/pool/wsserve.py SessionLink) carries room membership
+        # from now on; the rooms joined before are told now.
+        with self._out_lock:
+            self._link = link
+            rooms = list(self._rooms)
+        for room in rooms:
+            link.join(room)
 
     def _set_out_listener(self, callback) -> None:
         # The worker's callback for each push_out_message()/close(), run outside the lock: called with
@@ -222,6 +278,39 @@ class WebsocketsCtrlBase:
             items = list(queue)
             queue.clear()
             return items
+
+
+def _room(room) -> str:
+    if not isinstance(room, str) or not room:
+        raise TypeError(f"a room name is a non-empty str, not {room!r}")
+    if len(room.encode("utf-8")) > limits.WS_MAX_ROOM:
+        raise ValueError(f"room names are at most {limits.WS_MAX_ROOM} bytes in UTF-8")
+    return room
+
+
+def _item(message) -> tuple:
+    # str -> ("text", UTF-8 bytes); bytes-like -> ("binary", bytes)
+    if isinstance(message, str):
+        return ("text", message.encode("utf-8"))
+    if isinstance(message, (bytes, bytearray, memoryview)):
+        return ("binary", bytes(message))
+    raise TypeError(f"a WebSocket message is str or bytes, not {type(message).__name__}")
+
+
+def publish(room, message) -> None:
+    """Send `message` (str as text, bytes as binary) to every connection in `room`, whichever worker or
+    server process holds it. Works from controllers and from any script or template. Messages from one
+    publisher reach each member in publish order.
+
+    Raises:
+        TypeError / ValueError: a bad room name or message.
+        RuntimeError: called outside Krait's worker processes.
+    """
+    room = _room(room)
+    kind, payload = _item(message)
+    if _publisher is None:
+        raise RuntimeError("krait.websockets.publish() works only in Krait's worker processes")
+    _publisher(room, kind, payload)
 
 
 def _reset() -> None:

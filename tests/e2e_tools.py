@@ -168,6 +168,13 @@ class Chromium:
                             what="a page target")
         return CdpPage(target["webSocketDebuggerUrl"])
 
+    def new_page(self) -> CdpPage:
+        """Open another tab (about:blank) and attach to it."""
+        request = urllib.request.Request("http://127.0.0.1:%d/json/new?about:blank" % self.port, method="PUT")
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            target = json.loads(resp.read())
+        return CdpPage(target["webSocketDebuggerUrl"])
+
     def stop(self) -> None:
         stop_process(self.proc)
 

@@ -1,4 +1,4 @@
-# GET /chat: the page with the WebSocket client (js/chat.js). A SimpleCtrl is enough here.
+# GET /chat: the page with the chat room's WebSocket client (js/chat.js). A SimpleCtrl is enough here.
 from krait import mvc
 
-mvc.set_init_ctrl(mvc.SimpleCtrl(".view/chat.html", {"page_url": "/chat", "title": "Live socket"}))
+mvc.set_init_ctrl(mvc.SimpleCtrl(".view/chat.html", {"page_url": "/chat", "title": "Chat room"}))

@@ -64,11 +64,19 @@ _WHOLE_TEXT = FIN_BIT | Opcode.TEXT
 _WHOLE_BINARY = FIN_BIT | Opcode.BINARY
 # _SHORT_TEXT_HEADS / _SHORT_BINARY_HEADS: the 2-byte headers serialize() writes for a server's
 # unfragmented text / binary message of 0-125 bytes, by length. send_text()/send_binary() use them for
-# short messages; with the pipe's copy-once payloads (krait/pipe.py) this made 32-byte echo +3.3%
+# short messages; with the pipe's copy-once payloads (krait/pool/pipe.py) this made 32-byte echo +3.3%
 # messages/s (median of 20 paired rounds; either change alone was within the noise, as the three
 # stages share one core's caches: bench/README.md).
 _SHORT_TEXT_HEADS = tuple(serialize(Opcode.TEXT, b"\0" * n)[:2] for n in range(MAX_LENGTH_7 + 1))
 _SHORT_BINARY_HEADS = tuple(serialize(Opcode.BINARY, b"\0" * n)[:2] for n in range(MAX_LENGTH_7 + 1))
+
+
+def message_frame(text: bool, payload: bytes) -> bytes:
+    """A server's frame for one whole message, the same bytes for every client (servers never mask):
+    what a message sent to many connections is built as once. Check that each one is OPEN."""
+    if len(payload) <= MAX_LENGTH_7:
+        return (_SHORT_TEXT_HEADS if text else _SHORT_BINARY_HEADS)[len(payload)] + payload
+    return serialize(Opcode.TEXT if text else Opcode.BINARY, payload)
 
 
 # --- events ----------------------------------------------------------------------------------

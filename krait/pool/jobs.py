@@ -1,11 +1,11 @@
 # The worker protocol's records: the only things that cross the process boundary.
 #
 # Design: plain NamedTuples of str, bytes, ints, dicts and tuples, so the codec (krait/pool/pipe.py)
-# can use marshal and nothing live (sockets, exceptions, site objects) ever crosses. The server sends
-# a Job down a worker's pipe and gets back one Result. A WEBSOCKET job that the route script accepts
-# (status 101) turns the pipe into a message channel: then only the WS_* records below cross, in both
-# directions, until the server sends WS_CLOSE and the worker answers WS_DONE. `None` asks a worker to
-# exit. Only krait/pool reads or writes these tags; the server and the worker use its objects.
+# can use marshal and nothing live (sockets, exceptions, site objects) ever crosses. A script worker gets
+# a Job down its pipe and sends back one Result (and PUBLISH records, when a script publishes to a room).
+# A WebSocket worker hosts many connections: the WS_* records below, each naming its connection. `None`
+# asks a worker to exit. Only krait/pool reads or writes these tags; the server and the worker use its
+# objects.
 
 from __future__ import annotations
 
@@ -61,13 +61,22 @@ class WorkerReady(NamedTuple):
     error: ErrorReport | None
 
 
-# Records of an accepted WebSocket session (the first item is the tag). A text message travels as its
-# UTF-8 bytes: the server checked them (or the worker encoded them), and the side that only forwards
-# them never decodes and re-encodes. krait/pool/pipe.py sends both kinds of message without a codec.
-WS_TEXT = "text"  # (WS_TEXT, bytes): UTF-8
-WS_BINARY = "binary"  # (WS_BINARY, bytes)
-WS_CLOSE = "close"  # (WS_CLOSE, code, reason): the peer or the controller closes
-WS_DONE = "done"  # (WS_DONE,): the worker finished the session and is free again
+# Records of the WebSocket workers. One worker hosts many connections, each named by the number the
+# server gave it (`conn`). A text message travels as its UTF-8 bytes: the server checked them (or the
+# worker encoded them), and the side that only forwards them never decodes and re-encodes. Messages
+# cross without a codec (krait/pool/pipe.py send_message()); the other records are marshalled tuples.
+WS_OPEN = "open"  # (WS_OPEN, conn, job): server -> worker: run the upgrade's route script
+WS_RESULT = "result"  # (WS_RESULT, conn, result): worker -> server: its answer; 101 starts the session
+WS_TEXT = "text"  # (WS_TEXT, conn, bytes): a message, either way
+WS_BINARY = "binary"  # (WS_BINARY, conn, bytes)
+WS_CLOSE = "close"  # (WS_CLOSE, conn, code, reason): either way: the client or the controller closes
+WS_DONE = "done"  # (WS_DONE, conn): worker -> server: the controller stopped; the connection is gone
+WS_JOIN = "join"  # (WS_JOIN, conn, room): worker -> server: the connection joins a room
+WS_LEAVE = "leave"  # (WS_LEAVE, conn, room)
+# (PUBLISH, room, kind, payload), kind WS_TEXT or WS_BINARY: from any worker (a controller or an HTTP
+# script) to its server process, and between server processes (krait/pool/relay.py). It is the only
+# record a script worker sends besides its answers.
+PUBLISH = "publish"
 
 
 def job_to_wire(job: Job) -> tuple:

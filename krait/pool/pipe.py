@@ -5,8 +5,8 @@
 #   sendall. The records of krait/pool/jobs.py are tuples of str, bytes, ints, dicts and None, which
 #   `marshal` encodes several times faster than pickle (tag b"m"); anything else (the start-up report
 #   carrying krait.config's snapshot) falls back to pickle (b"p"). WebSocket messages, the one record
-#   sent once per message in both directions, skip the codec (send_message(): tag b"t" or b"b" and the
-#   payload as it is).
+#   sent once per message in both directions, skip the codec (send_message(): tag b"t" or b"b", the
+#   connection's number in 4 bytes, and the payload as it is).
 # - Reading is buffered: one recv takes every frame already waiting (a worker with pipelined jobs, or a
 #   reader thread with several answers, gets them with one system call), and pending() says whether a
 #   whole frame is already buffered. A frame larger than _BIG_FRAME is read straight into a buffer of
@@ -18,6 +18,10 @@
 #   per message and whose rare deadline is a poll() before the read. Why, measured: bench/README.md
 #   ("The worker pipe").
 #
+# - MessagePipe blocks (a worker's loop, a request thread waiting for its answer). A selector loop that
+#   serves many pipes (the server's WebSocket hub) uses PipeReader and PipeWriter instead: the same
+#   frames, read and written without ever blocking, with the unsent rest kept in order.
+#
 # Rules: one thread may send while another receives; two senders must hold a lock. After
 # use_kernel_timeouts() the receive deadline is the kernel's, so the reader's changing timeouts never
 # apply to a sender. EOF raises EOFError.
@@ -25,12 +29,14 @@
 from __future__ import annotations
 
 import fcntl
+import itertools
 import marshal
 import os
 import pickle
 import select
 import socket
 import struct
+from collections import deque
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -38,6 +44,8 @@ from krait import sockopt
 from krait.pool import jobs
 
 _HEADER = struct.Struct("!IB")
+_CONN = struct.Struct("!I")  # the connection number at the start of a WebSocket message's payload
+_MSG_HEADER = struct.Struct("!IBI")  # _HEADER + _CONN
 _MARSHAL, _PICKLE = ord("m"), ord("p")
 _TAG_OF = {jobs.WS_TEXT: ord("t"), jobs.WS_BINARY: ord("b")}  # send_message(): a payload as it is
 _RECORD_OF = {tag: kind for kind, tag in _TAG_OF.items()}
@@ -47,6 +55,7 @@ _BIG_FRAME = 1 << 18  # frames at least this large get a buffer of their own (no
 # Capacity asked for each os.pipe(): about a socketpair's, so a 1 MiB message crosses in as few wake-ups
 # (the default 64 KiB took four times as many).
 _PIPE_SIZE = 1 << 18
+_IOV_MAX = 64  # buffers handed to one sendmsg()/writev()
 
 
 class MessagePipe:
@@ -102,10 +111,10 @@ class MessagePipe:
         else:
             self._write_large(header, data)
 
-    def send_message(self, kind: str, payload: bytes) -> None:
-        """Send the WebSocket record (kind, payload), kind jobs.WS_TEXT or WS_BINARY, without a codec;
-        recv() gives back that tuple."""
-        header = _HEADER.pack(len(payload), _TAG_OF[kind])
+    def send_message(self, kind: str, conn: int, payload: bytes) -> None:
+        """Send the WebSocket record (kind, conn, payload), kind jobs.WS_TEXT or WS_BINARY, without a
+        codec; recv() gives back that tuple."""
+        header = _MSG_HEADER.pack(len(payload) + 4, _TAG_OF[kind], conn)
         if len(payload) < _GATHER:
             self.out.sendall(header + payload)
         else:
@@ -181,7 +190,7 @@ class MessagePipe:
                     if len(chunk) == 5 + size:
                         kind = _RECORD_OF.get(tag)
                         if kind is not None:  # a WebSocket message: its payload, copied once
-                            return kind, chunk[5:]
+                            return kind, _CONN.unpack_from(chunk, 5)[0], chunk[9:]
                         return _decode(tag, memoryview(chunk)[5:])
                 buf += chunk
         except (TimeoutError, BlockingIOError):  # BlockingIOError: SO_RCVTIMEO ran out
@@ -255,6 +264,12 @@ class _PipeEnd:
     def sendmsg(self, parts: list) -> int:
         return os.writev(self.fd, parts)
 
+    def setblocking(self, flag: bool) -> None:
+        os.set_blocking(self.fd, flag)
+
+    def fileno(self) -> int:
+        return self.fd
+
     def close(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)
@@ -277,5 +292,98 @@ def _decode(tag: int, data: Any) -> Any:
         return marshal.loads(data)
     kind = _RECORD_OF.get(tag)
     if kind is not None:
-        return kind, bytes(data)
+        return kind, _CONN.unpack_from(data)[0], bytes(memoryview(data)[4:])
     return pickle.loads(data)
+
+
+def encode_message(kind: str, conn: int, payload: bytes) -> list[bytes]:
+    """The frame of a WebSocket record, as the pieces to write (the payload is not copied)."""
+    return [_MSG_HEADER.pack(len(payload) + 4, _TAG_OF[kind], conn), payload]
+
+
+class PipeReader:
+    """The read side of a pipe for a selector loop: read() takes what is there, never waits, and
+    returns every whole message (EOFError when the peer is gone)."""
+
+    __slots__ = ("end", "_buf")
+
+    def __init__(self, end: Any) -> None:
+        self.end = end
+        end.setblocking(False)
+        self._buf = bytearray()
+
+    def fileno(self) -> int:
+        return self.end.fileno()
+
+    def read(self) -> list:
+        try:
+            chunk = self.end.recv(_PIPE_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return []
+        except (ConnectionResetError, BrokenPipeError):
+            raise EOFError("pipe closed") from None
+        if not chunk:
+            raise EOFError("pipe closed")
+        buf = self._buf
+        buf += chunk
+        messages = []
+        start = 0
+        while len(buf) - start >= 5:
+            size, tag = _HEADER.unpack_from(buf, start)
+            end = start + 5 + size
+            if end > len(buf):
+                break
+            messages.append(_decode(tag, memoryview(buf)[start + 5:end]))
+            start = end
+        del buf[:start]
+        return messages
+
+
+class PipeWriter:
+    """The write side of a pipe for a selector loop: messages are queued in order and written as far
+    as the pipe takes them now; flush() writes more once the loop sees the pipe writable."""
+
+    __slots__ = ("end", "_parts", "pending")
+
+    def __init__(self, end: Any) -> None:
+        self.end = end
+        end.setblocking(False)
+        self._parts: deque[bytes | memoryview] = deque()
+        self.pending = 0  # bytes queued and not written yet
+
+    def fileno(self) -> int:
+        return self.end.fileno()
+
+    def send(self, obj: Any) -> None:
+        header, data = _encode(obj)
+        self._queue((header, data))
+
+    def send_message(self, kind: str, conn: int, payload: bytes) -> None:
+        self._queue(encode_message(kind, conn, payload))
+
+    def _queue(self, parts: Any) -> None:
+        for part in parts:
+            if part:  # an empty part would be "written" forever
+                self._parts.append(part)
+                self.pending += len(part)
+        self.flush()
+
+    def flush(self) -> bool:
+        """Write what the pipe takes without waiting; True when nothing is left (OSError: peer gone)."""
+        parts = self._parts
+        while parts:
+            batch = list(itertools.islice(parts, _IOV_MAX))
+            try:
+                sent = self.end.sendmsg(batch)
+            except (BlockingIOError, InterruptedError):
+                return False
+            self.pending -= sent
+            while sent:
+                first = parts[0]
+                if sent >= len(first):
+                    sent -= len(first)
+                    parts.popleft()
+                else:
+                    parts[0] = memoryview(first)[sent:]
+                    sent = 0
+        return True

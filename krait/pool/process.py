@@ -34,8 +34,8 @@ def context() -> Any:
     return _CONTEXT
 
 
-def _child(ends: tuple[Any, Any], settings: Any) -> None:
-    importlib.import_module(WORKER_MAIN).main(ends, settings)
+def _child(ends: tuple[Any, Any], settings: Any, kind: str) -> None:
+    importlib.import_module(WORKER_MAIN).main(ends, settings, kind)
 
 
 class WorkerProcess:
@@ -50,10 +50,11 @@ class WorkerProcess:
         self.generation = generation  # which reload it belongs to (the pools retire older ones)
 
     @classmethod
-    def start(cls, settings: Any, generation: int, pipes: bool = False) -> WorkerProcess:
-        """Start a worker; `pipes` reaches it over os.pipe()s instead of socketpairs (krait/pool/pipe.py)."""
-        ours, theirs = MessagePipe.pair(pipes=pipes)
-        process = context().Process(target=_child, args=(theirs, settings), daemon=True)
+    def start(cls, settings: Any, generation: int, kind: str = "http") -> WorkerProcess:
+        """Start a script worker ("http", reached over socketpairs) or a WebSocket worker ("ws", over
+        os.pipe()s: krait/pool/pipe.py says why)."""
+        ours, theirs = MessagePipe.pair(pipes=kind == "ws")
+        process = context().Process(target=_child, args=(theirs, settings, kind), daemon=True)
         process.start()
         for end in theirs:
             end.close()
@@ -100,13 +101,13 @@ class WorkerProcess:
             self.pipe.close()
 
 
-def start_all(settings: Any, count: int, generation: int, pipes: bool = False) -> list[tuple[WorkerProcess, Any]]:
+def start_all(settings: Any, count: int, generation: int, kind: str = "http") -> list[tuple[WorkerProcess, Any]]:
     """Start `count` workers at once and wait for each: [(worker, its krait.config snapshot)].
 
     Raises:
         ConfigError: one failed (all of them are killed).
     """
-    starting = [WorkerProcess.start(settings, generation, pipes) for _ in range(count)]
+    starting = [WorkerProcess.start(settings, generation, kind) for _ in range(count)]
     try:
         return [(worker, worker.wait_ready().config) for worker in starting]
     except Exception:

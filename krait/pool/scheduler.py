@@ -23,6 +23,8 @@
 #   queue, and a replacement worker starts. More than `max_queued` jobs waiting: ServiceUnavailable.
 # - A worker that served --max-requests jobs, or belongs to a generation that reload() replaced, takes
 #   no new jobs and is stopped once its pipe is empty: no request in flight is cut.
+# - A script may publish to a WebSocket room (krait.websockets.publish()): that record arrives on the
+#   worker's pipe between answers, and whoever reads the pipe hands it to `on_publish`.
 
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from krait import limits
@@ -117,6 +120,7 @@ class JobPool:
         self._took: dict[str, float] = {}  # rel_path -> seconds its last job took in a worker
         self._generation = 0
         self._closed = False
+        self.on_publish: Callable[[str, str, bytes], None] | None = None  # the server's WebSocket rooms
 
     # --- life cycle -----------------------------------------------------------------------
 
@@ -345,10 +349,19 @@ class JobPool:
             if reader is Reader.THREAD:
                 lane.wake.notify()
 
+    def _published(self, record: tuple) -> None:
+        if self.on_publish is not None:
+            self.on_publish(record[1], record[2], record[3])
+
     def _read_own(self, lane: _Lane, entry: _Entry) -> jobs.Result:
         """Read the answer to `entry`, the first job of an idle worker, in the calling thread."""
+        deadline = time.monotonic() + entry.timeout
         try:
-            message = lane.proc.pipe.recv(entry.timeout)
+            while True:
+                message = lane.proc.pipe.recv(max(deadline - time.monotonic(), 0.001))
+                if type(message[0]) is not str:
+                    break
+                self._published(message)  # a record the script published on its way
         except TimeoutError:
             self._timed_out(lane, entry)
             raise entry.error from None  # type: ignore[misc]
@@ -388,11 +401,18 @@ class JobPool:
                     return
                 self._died(lane, head)
                 return
+            if type(message[0]) is str:  # published by the running script
+                self._published(message)
+                continue
             # Every answer already buffered is taken before the worker is fed, so that it gets its next
             # jobs with one write and one wake-up.
             results = [jobs.result_from_wire(message)]
             while pipe.pending():
-                results.append(jobs.result_from_wire(pipe.recv(wait)))
+                message = pipe.recv(wait)
+                if type(message[0]) is str:
+                    self._published(message)
+                else:
+                    results.append(jobs.result_from_wire(message))
             for entry, result in zip(self._answered(lane, results), results):
                 entry.finish(result)
 

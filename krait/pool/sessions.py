@@ -1,259 +1,230 @@
-# SessionPool: the WebSocket workers, and WorkerSession, the server's handle on one accepted session.
+# The server's side of the WebSocket workers: a small, bounded set of processes, each hosting many
+# connections, spoken to without ever blocking (the server's hub serves them all from one selector loop).
 #
-# Design: a session owns one worker for as long as it lasts, so this is a plain take/give-back pool that
-# grows up to its size and keeps one spare started. The channel calls open(job) with the upgrade's Job:
-# the route script runs in a worker, and the answer comes back with a WorkerSession when the script
-# accepted (status 101). The WorkerSession carries the session's messages both ways and gives the worker
-# back when the session ends; the server never sees the records of krait/pool/jobs.py.
+# Design:
+# - WsWorker is one WebSocket worker process: the read side of its pipe (PipeReader) and the write side
+#   (PipeWriter), the connections it holds, and read(), which turns what arrived into the events below.
+#   The hub (krait/server/hub.py) registers its two descriptors in its selector and never blocks on it.
+# - WsWorkers is the policy: a new connection goes to the worker of the current generation holding the
+#   fewest connections; while every worker already holds some, another one is started in the background,
+#   up to `size`; a worker that dies, or whose route script overran, is replaced; reload() starts a new
+#   generation for new connections and lets the old workers finish the connections they hold.
+# Every method runs on the hub's thread; background starts hand their worker back through the hub.
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections import deque
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
-from krait.errors import ConfigError, GatewayTimeout, InternalError, ServiceUnavailable
 from krait.pool import jobs
+from krait.pool.pipe import PipeReader, PipeWriter
 from krait.pool.process import WorkerProcess, start_all
 from krait.settings import Settings
 
 log = logging.getLogger("krait.pool")
 
-# What WorkerSession.receive() returns: (TEXT, bytes), (BINARY, bytes), (CLOSE, code, reason) or (DONE,).
-TEXT, BINARY, CLOSE, DONE = jobs.WS_TEXT, jobs.WS_BINARY, jobs.WS_CLOSE, jobs.WS_DONE
+TEXT, BINARY = jobs.WS_TEXT, jobs.WS_BINARY
 
 
-class WorkerSession:
-    """The server's side of one accepted WebSocket session: messages to and from its controller.
+class Opened(NamedTuple):
+    """A route script finished: status 101 means the session started in the worker."""
 
-    Rules: one thread sends (the connection's) while another receives (its pump); close() is sent once.
-    """
+    conn: int
+    result: jobs.Result
 
-    __slots__ = ("_pool", "_worker", "_pipe", "_closed")
 
-    def __init__(self, pool: SessionPool, worker: WorkerProcess) -> None:
-        self._pool = pool
-        self._worker = worker
-        self._pipe = worker.pipe
-        self._closed = False
+class Message(NamedTuple):
+    """A controller sends its client a message (text as UTF-8 bytes)."""
 
-    def send_text(self, payload: bytes) -> None:
-        """A text message from the client, as its (already checked) UTF-8 bytes."""
-        self._send_message(TEXT, payload)
+    conn: int
+    text: bool
+    payload: bytes
 
-    def send_binary(self, payload: bytes) -> None:
-        self._send_message(BINARY, payload)
 
-    def _send_message(self, kind: str, payload: bytes) -> None:
+class Closing(NamedTuple):
+    """A controller closes its connection."""
+
+    conn: int
+    code: int
+    reason: str
+
+
+class Done(NamedTuple):
+    """The worker is finished with a connection (its controller stopped)."""
+
+    conn: int
+
+
+class Joined(NamedTuple):
+    conn: int
+    room: str
+
+
+class Left(NamedTuple):
+    conn: int
+    room: str
+
+
+class Published(NamedTuple):
+    """A message for every member of a room, from a controller, a script or another server process."""
+
+    room: str
+    text: bool
+    payload: bytes
+
+
+def published(record: tuple) -> Published:
+    """The event of a PUBLISH record (krait/pool/jobs.py)."""
+    return Published(record[1], record[2] == TEXT, record[3])
+
+
+def publish_record(event: Published) -> tuple:
+    return (jobs.PUBLISH, event.room, TEXT if event.text else BINARY, event.payload)
+
+
+class WsWorker:
+    """One WebSocket worker process, for a selector loop."""
+
+    __slots__ = ("proc", "reader", "writer", "conns", "stuck")
+
+    def __init__(self, proc: WorkerProcess) -> None:
+        self.proc = proc
+        self.reader = PipeReader(proc.pipe.sock)
+        self.writer = PipeWriter(proc.pipe.out)
+        self.conns: set[int] = set()  # connections opened on it and not done
+        self.stuck = False  # a route script overran: no new connections; replaced
+
+    @property
+    def generation(self) -> int:
+        return self.proc.generation
+
+    def open(self, conn: int, job: jobs.Job) -> None:
+        """Run an upgrade's route script for connection `conn` (answered by an Opened event)."""
+        self.conns.add(conn)
+        self.writer.send((jobs.WS_OPEN, conn, jobs.job_to_wire(job)))
+
+    def send(self, conn: int, text: bool, payload: bytes) -> None:
+        """A client's message to its controller (text as its checked UTF-8 bytes)."""
+        self.writer.send_message(TEXT if text else BINARY, conn, payload)
+
+    def close(self, conn: int, code: int, reason: str = "") -> None:
+        """The connection is closing (the client closed, failed or went away): stop its controller."""
+        self.writer.send((jobs.WS_CLOSE, conn, code, reason))
+
+    def read(self) -> list[Any]:
+        """The events of everything the worker sent since the last read (EOFError: it is gone)."""
+        events: list[Any] = []
+        for record in self.reader.read():
+            tag = record[0]
+            if tag == TEXT or tag == BINARY:
+                events.append(Message(record[1], tag == TEXT, record[2]))
+            elif tag == jobs.WS_CLOSE:
+                events.append(Closing(record[1], record[2], record[3]))
+            elif tag == jobs.WS_RESULT:
+                result = jobs.result_from_wire(record[2])
+                if result.status != 101:
+                    self.conns.discard(record[1])
+                events.append(Opened(record[1], result))
+            elif tag == jobs.WS_DONE:
+                self.conns.discard(record[1])
+                events.append(Done(record[1]))
+            elif tag == jobs.WS_JOIN:
+                events.append(Joined(record[1], record[2]))
+            elif tag == jobs.WS_LEAVE:
+                events.append(Left(record[1], record[2]))
+            elif tag == jobs.PUBLISH:
+                events.append(published(record))
+        return events
+
+    def stop(self) -> None:
+        """Ask the worker to stop every controller and exit (it is killed if it has not in time)."""
         try:
-            self._pipe.send_message(kind, payload)
-        except (OSError, ValueError):
-            pass  # the worker is gone: receive() reports it
-
-    def close(self, code: int, reason: str = "") -> None:
-        """Tell the controller the connection is closing (once; later calls do nothing)."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            self._pipe.send((CLOSE, code, reason))
-        except (OSError, ValueError):
-            pass
-
-    def receive(self, timeout: float | None = None) -> tuple:
-        """The controller's next message: (TEXT, bytes), (BINARY, bytes), (CLOSE, code, reason), or
-        (DONE,) once the worker finished the session.
-
-        Raises:
-            EOFError: the worker died.
-            TimeoutError: nothing came within `timeout` seconds.
-        """
-        try:
-            return self._pipe.recv(timeout)
+            self.writer.send(None)
         except OSError:
-            raise EOFError("worker pipe closed") from None
+            pass
+        threading.Thread(target=self._reap, daemon=True).start()
 
-    def end(self, code: int, timeout: float) -> None:
-        """Close the session from the server's side and give the worker back once it finished."""
-        self.close(code)
-        try:
-            while self.receive(timeout)[0] != DONE:
-                pass
-        except (EOFError, TimeoutError):
-            self.release(healthy=False)
-            return
-        self.release()
+    def _reap(self) -> None:
+        process = self.proc.process
+        process.join(10)
+        if process.is_alive():
+            self.proc.kill()
+        else:
+            self.proc.pipe.close()
 
-    def release(self, healthy: bool = True) -> None:
-        """Give the worker back to the pool (an unhealthy one is killed and replaced)."""
-        self._pool.release(self._worker, healthy)
+    def kill(self) -> None:
+        self.proc.kill()
 
 
-class SessionPool:
-    """WebSocket workers: a session takes one for its whole life; grows to `size`, keeps one spare."""
+class WsWorkers:
+    """The WebSocket worker processes of one server process (see the module comment)."""
 
-    def __init__(self, settings: Settings, size: int, spares: int = 1) -> None:
+    def __init__(self, settings: Settings, size: int, on_started: Callable[[WsWorker | None, int], None]) -> None:
         self.settings = settings
-        self.size = size
-        self.spares = spares
-        self.max_queued = settings.max_queued_jobs
-        self._lock = threading.Condition()
-        self._idle: deque[WorkerProcess] = deque()
-        self._busy: set[WorkerProcess] = set()
-        self._starting: set[object] = set()  # workers being started (one token each)
-        self._waiting: set[object] = set()  # callers waiting for a worker (one token each)
-        self._generation = 0
-        self._closed = False
+        self.size = max(1, size)
+        self.on_started = on_started  # called from a start thread: (the worker or None, generation)
+        self.workers: list[WsWorker] = []  # every live worker, old generations included
+        self.starting = 0
+        self.generation = 0
 
-    def _alive(self) -> int:
-        return len(self._idle) + len(self._busy) + len(self._starting)
+    def start(self) -> WsWorker:
+        """Start the first worker and wait for it (ConfigError when init.py fails)."""
+        (proc, _), = start_all(self.settings, 1, self.generation, kind="ws")
+        worker = WsWorker(proc)
+        self.workers.append(worker)
+        return worker
 
-    # --- life cycle -----------------------------------------------------------------------
+    def choose(self) -> WsWorker | None:
+        """The worker for a new connection (None: none is ready yet; one is starting)."""
+        usable = [w for w in self.workers if w.generation == self.generation and not w.stuck]
+        best = min(usable, key=lambda w: len(w.conns), default=None)
+        if (best is None or best.conns) and len(usable) + self.starting < self.size:
+            self._start_one()
+        return best
 
-    def start(self) -> None:
-        for worker, _ in start_all(self.settings, min(self.spares, self.size), self._generation, pipes=True):
-            self._idle.append(worker)
+    def _start_one(self) -> None:
+        self.starting += 1
+        generation = self.generation
+        threading.Thread(target=self._start, args=(generation,), name="krait-ws-start", daemon=True).start()
 
-    def reload(self) -> None:
-        """Start a new generation (re-running init.py); sessions in progress keep their old worker."""
-        with self._lock:
-            if self._closed:
-                return
-            self._generation += 1
-            old = list(self._idle)
-            self._idle.clear()
-        for worker in old:
-            threading.Thread(target=worker.stop, daemon=True).start()
-        for _ in range(min(self.spares, self.size)):
-            self._start_spare()
-        log.info("ws workers reloading (generation %d)", self._generation)
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            idle = list(self._idle)
-            self._idle.clear()
-            self._lock.notify_all()
-        for worker in idle:
-            worker.stop(1.0)
-
-    def _start_spare(self) -> None:
-        token = object()
-        with self._lock:
-            if self._closed:
-                return
-            self._starting.add(token)
-        threading.Thread(target=self._spare, args=(token,), name="krait-replace", daemon=True).start()
-
-    def _spare(self, token: object) -> None:
+    def _start(self, generation: int) -> None:
         try:
-            worker = self._start_one()
+            proc = WorkerProcess.start(self.settings, generation, kind="ws")
+            proc.wait_ready()
         except Exception as exc:
-            log.error("could not start a replacement worker: %s", exc)
-            with self._lock:
-                self._starting.discard(token)
-                self._lock.notify_all()
+            log.error("could not start a WebSocket worker: %s", exc)
+            self.on_started(None, generation)
             return
-        with self._lock:
-            self._starting.discard(token)
-            stale = self._closed or worker.generation != self._generation
-            if not stale:
-                self._idle.append(worker)
-                self._lock.notify()
-        if stale:
+        self.on_started(WsWorker(proc), generation)
+
+    def started(self, worker: WsWorker | None, generation: int) -> bool:
+        """A background start ended (on the hub's thread); True when `worker` is kept."""
+        self.starting -= 1
+        if worker is None:
+            return False
+        if generation != self.generation:
             worker.stop()
+            return False
+        self.workers.append(worker)
+        return True
 
-    def _start_one(self) -> WorkerProcess:
-        worker = WorkerProcess.start(self.settings, self._generation, pipes=True)
-        worker.wait_ready()
-        return worker
+    def lost(self, worker: WsWorker) -> None:
+        """The worker died, or it is stuck and holds no connection any more: replace it."""
+        if worker in self.workers:
+            self.workers.remove(worker)
+        if worker.generation == self.generation and self.starting == 0 and not self.usable():
+            self._start_one()
 
-    # --- sessions -------------------------------------------------------------------------
+    def usable(self) -> list[WsWorker]:
+        return [w for w in self.workers if w.generation == self.generation and not w.stuck]
 
-    def open(self, job: jobs.Job, timeout: float) -> tuple[jobs.Result, WorkerSession | None]:
-        """Run an upgrade's route script in a worker: its Result, and the session when it accepted.
-
-        Raises:
-            ServiceUnavailable: every worker is busy and none freed up in time.
-            GatewayTimeout: the route script ran past `timeout`.
-            InternalError: the worker died.
-        """
-        worker = self._acquire(timeout)
-        try:
-            worker.pipe.send(jobs.job_to_wire(job))
-            result = jobs.result_from_wire(worker.pipe.recv(timeout))
-        except TimeoutError:
-            self.release(worker, healthy=False)
-            raise GatewayTimeout("the WebSocket script timed out") from None
-        except (EOFError, OSError):
-            self.release(worker, healthy=False)
-            raise InternalError("the worker died") from None
-        if result.status != 101:
-            self.release(worker)
-            return result, None
-        return result, WorkerSession(self, worker)
-
-    def _acquire(self, wait: float) -> WorkerProcess:
-        """Take an idle worker, waiting up to `wait` seconds; ServiceUnavailable when overloaded."""
-        token = object()
-        with self._lock:
-            if self._idle:
-                return self._take()
-            if self._closed:
-                raise ServiceUnavailable("the server is shutting down")
-            grow = self._alive() < self.size
-            if grow:
-                self._starting.add(token)
-            elif len(self._waiting) >= self.max_queued:
-                raise ServiceUnavailable("all %d workers are busy and %d requests wait"
-                                         % (self._alive(), len(self._waiting)))
-            else:
-                self._waiting.add(token)
-        if grow:
-            try:
-                worker = self._start_one()
-            except ConfigError as exc:
-                raise InternalError("could not start a WebSocket worker: %s" % exc) from None
-            finally:
-                with self._lock:
-                    self._starting.discard(token)
-            with self._lock:
-                self._busy.add(worker)
-            return worker
-        deadline = time.monotonic() + wait
-        try:
-            with self._lock:
-                while not self._idle:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0 or self._closed:
-                        raise ServiceUnavailable("no worker became free within %.0fs" % wait)
-                    self._lock.wait(remaining)
-                return self._take()
-        finally:
-            with self._lock:
-                self._waiting.discard(token)
-
-    def _take(self) -> WorkerProcess:
-        worker = self._idle.pop()  # caller holds the lock
-        self._busy.add(worker)
-        return worker
-
-    def release(self, worker: WorkerProcess, healthy: bool = True) -> None:
-        """Give a worker back; an unhealthy one is killed, and a spare is kept started."""
-        with self._lock:
-            self._busy.discard(worker)
-            keep = (healthy and not self._closed and worker.generation == self._generation
-                    and (len(self._idle) < self.spares or bool(self._waiting)))
-            if keep:
-                self._idle.append(worker)
-                self._lock.notify()
-            want_spare = not healthy and len(self._idle) + len(self._starting) < self.spares
-        if keep:
-            return
-        if not healthy:
-            worker.kill()
-            if want_spare:
-                self._start_spare()
-            return
-        threading.Thread(target=worker.stop, daemon=True).start()
+    def reload(self) -> list[WsWorker]:
+        """A new generation takes new connections; returns the old workers holding none (to stop)."""
+        self.generation += 1
+        self._start_one()
+        idle = [w for w in self.workers if not w.conns]
+        for worker in idle:
+            self.workers.remove(worker)
+        return idle

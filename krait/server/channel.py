@@ -11,8 +11,9 @@
 # The FairGate (krait/server/gate.py) bounds how many connection threads work on requests at once; a
 # request leaves it while it waits for a worker, while a large file streams, and for a WebSocket's life.
 # A ProtocolError from the core gets a minimal error response with Connection: close and the connection
-# ends: nothing after a rejected request is parsed. An accepted WebSocket upgrade hands the socket to
-# krait/server/websocket.py for the rest of the connection.
+# ends: nothing after a rejected request is parsed. A WebSocket upgrade waits for its route script
+# outside the gate; once accepted, the socket belongs to the WebSocket hub (krait/server/hub.py) and
+# this thread ends.
 
 from __future__ import annotations
 
@@ -29,7 +30,6 @@ from krait.server import forwarded
 from krait.server.dispatch import App, error_page
 from krait.server.records import Incoming, Reply
 from krait.server.routing import SCRIPT, STATIC, Target
-from krait.server.websocket import WebSocketSession
 from krait.timefmt import http_date
 from krait.urls import origin_path, split_target
 
@@ -53,7 +53,7 @@ class Channel:
         self.addr = addr if isinstance(addr, tuple) else ("", 0)
         self.closing = False  # set by the server on graceful shutdown
         self.busy = False  # a request is being handled (graceful shutdown waits for these)
-        self.session: WebSocketSession | None = None  # set while the connection carries a WebSocket
+        self.handed_off = False  # the socket now belongs to the WebSocket hub
         self.in_gate = False  # holds a slot of the server's FairGate
         self.kernel_timeouts = not server.tls  # see the I/O helpers below
         self._rcv_timeout: float | None = None  # the SO_RCVTIMEO last set
@@ -196,11 +196,7 @@ class Channel:
         started = time.monotonic()
         req = self.incoming(head)
         if handshake.is_upgrade_request(head.headers):
-            self.enter_gate()
-            try:
-                return self.handle_upgrade(conn, req, started)
-            finally:
-                self.leave_gate()
+            return self.handle_upgrade(conn, req, started)  # never in the gate: it may wait for a worker
         app = self.app
         if head.chunked or (head.content_length or 0) > 0:
             # Routed before the body is read, outside the gate: a slow upload holds no slot, a 404 never
@@ -302,9 +298,9 @@ class Channel:
     # --- WebSockets -----------------------------------------------------------------------
 
     def handle_upgrade(self, conn: Connection, req: Incoming, started: float) -> bool:
-        """Run the upgrade's route script in a WebSocket worker; on 101, serve the session to its end.
+        """Run the upgrade's route script in a WebSocket worker; on 101, hand the socket to the hub.
         Returns False: the connection never carries another HTTP request."""
-        app = self.app
+        app, hub = self.app, self.server.hub
         try:
             hs = handshake.validate_request(req.method, req.http_version, req.headers)
         except ProtocolError as exc:
@@ -321,12 +317,12 @@ class Channel:
             self.respond(conn, req, reply, started)
             return False
         try:
-            result, session = self.server.ws_pool.open(app.job(req, target, jobs.WEBSOCKET), self.settings.timeout)
+            result, session = hub.open(app.job(req, target, jobs.WEBSOCKET), self.settings.timeout)
         except HttpError as exc:
             reply = app.error_reply(exc.status, str(exc), list(exc.headers) + [_CLOSE], req)
             self.respond(conn, req, reply, started)
             return False
-        if session is None:
+        if result.status != 101:
             if 200 <= result.status < 300:  # neither accepted nor refused: answered 400 (docs/websockets.md)
                 result = result._replace(status=400, reason="Bad Request", body=b"", headers=())
             reply = app.result_reply(result, target.rel_path, req)
@@ -335,14 +331,14 @@ class Channel:
         try:
             headers = handshake.response_headers(hs, result.ws_protocol)
         except LocalProtocolError as exc:
-            session.end(1011, self.settings.timeout)
+            hub.release(session)
             self.respond(conn, req, app.error_reply(500, str(exc), [_CLOSE], req), started)
             return False
-        self.respond(conn, req, Reply(101, list(headers)), started)
-        leftover = conn.switch_protocol()
-        self.leave_gate()  # the session lives outside the gate for as long as it lasts
-        self.session = WebSocketSession(self, session, leftover)
-        if self.closing:
-            self.session.go_away()
-        self.session.run()
+        try:
+            self.respond(conn, req, Reply(101, list(headers)), started)
+        except OSError:
+            hub.release(session)
+            raise
+        hub.attach(session, self.sock, conn.switch_protocol())
+        self.handed_off = True
         return False

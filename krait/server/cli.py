@@ -47,8 +47,14 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     option("--max-queued", dest="max_queued_jobs", type=int, help="requests waiting for a worker (503 past it)")
     option("--max-requests", dest="max_requests", type=int, help="recycle a worker after N requests (0 = never)")
     option("--max-websockets", dest="max_websockets", type=int,
-           help="open WebSocket connections (each holds a worker)")
+           help="open WebSocket connections per server process (503 past it; lowered to fit the open-file limit)")
     option("--max-ws-message", dest="max_ws_message", type=int, help="largest WebSocket message in bytes (close 1009)")
+    option("--ws-workers", dest="ws_workers", type=int,
+           help="WebSocket worker processes, each hosting many connections (the CPU count)")
+    option("--ws-ping-interval", dest="ws_ping_interval", type=float,
+           help="ping a WebSocket client silent this many seconds (0: never)")
+    option("--ws-ping-timeout", dest="ws_ping_timeout", type=float,
+           help="close (1011) a WebSocket client whose pong takes longer, seconds")
     option("--graceful-timeout", dest="graceful_timeout", type=float, help="seconds in-flight requests get on stop")
     option("--access-log", dest="access_log", metavar="PATH|-",
            help="write an access log (Combined Log Format + time) to PATH or stdout")
@@ -63,7 +69,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     a = p.parse_args(argv)
     if a.keyfile and not a.certfile:
         p.error("--keyfile needs --certfile")
-    for name in ("workers", "processes", "max_connections", "max_websockets"):
+    for name in ("workers", "processes", "max_connections", "max_websockets", "ws_workers"):
         if getattr(a, name) < 1:
             p.error("--%s must be at least 1" % name.replace("_", "-"))
     a.forwarded_allow_ips = tuple(x.strip() for x in a.forwarded_allow_ips.split(",") if x.strip())

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import signal
 import socket
 import ssl
@@ -21,12 +22,13 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from krait import __version__
+from krait import __version__, limits
 from krait.errors import ConfigError
+from krait.pool import relay as relays
 from krait.pool.scheduler import JobPool
-from krait.pool.sessions import SessionPool
 from krait.server import reloader
 from krait.server.dispatch import App
+from krait.server.hub import WebSocketHub
 from krait.server.listener import Server
 from krait.settings import Settings
 
@@ -86,30 +88,33 @@ def _bind(settings: Settings, reuse_port: bool) -> Server | None:
         return None
 
 
-def run_one(settings: Settings, reuse_port: bool = False, ready_fd: int | None = None) -> int:
-    """One server process with its own pools; `ready_fd` (under run_many) gets "ok" instead of the
-    ready line being printed."""
+def run_one(settings: Settings, reuse_port: bool = False, ready_fd: int | None = None,
+            relay: socket.socket | None = None) -> int:
+    """One server process with its own workers; under run_many, `ready_fd` gets "ok" instead of the
+    ready line being printed, and `relay` joins its WebSocket rooms to the other processes'."""
+    settings = fit_to_open_files(settings)
     server = _bind(settings, reuse_port)
     if server is None:
         return 1
     settings = _with_port(settings, server.port)
     pool = JobPool(settings, settings.workers)
-    ws_pool = SessionPool(settings, settings.max_websockets, spares=1)
+    hub = WebSocketHub(settings, relay)
     try:
         pool.start()
-        ws_pool.start()
+        hub.start()
     except ConfigError as exc:
         server.server_close()
         pool.close()
         return fail(str(exc))
+    pool.on_publish = hub.publish  # scripts publish to rooms; the hub holds them
     try:
         app = App(settings, pool.config, pool)
     except Exception as exc:  # a route or cache rule that only fails when compiled here
         server.server_close()
         pool.close()
-        ws_pool.close()
+        hub.stop()
         return fail("bad site configuration: %s" % exc)
-    server.activate(app, pool, ws_pool)
+    server.activate(app, pool, hub)
     signals = _SignalFlags()
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.25}, name="krait-accept",
                               daemon=True)
@@ -121,18 +126,46 @@ def run_one(settings: Settings, reuse_port: bool = False, ready_fd: int | None =
         print("Krait %s serving %s at %s://%s:%d/" % (__version__, settings.site_root, settings.scheme,
                                                       _display_host(settings.host), server.port), flush=True)
     watcher_stop = threading.Event()
-    reloader.watch(os.path.join(settings.site_root, ".py"), lambda: _reload(pool, ws_pool), watcher_stop)
+    reloader.watch(os.path.join(settings.site_root, ".py"), lambda: _reload(pool, hub), watcher_stop)
     while not signals.wait_stop():
-        threading.Thread(target=_reload, args=(pool, ws_pool), daemon=True).start()  # SIGHUP
+        threading.Thread(target=_reload, args=(pool, hub), daemon=True).start()  # SIGHUP
     watcher_stop.set()
     log.info("stopping: finishing requests in flight (up to %.0fs)", settings.graceful_timeout)
     server.shutdown()
     server.server_close()
+    deadline = time.monotonic() + settings.graceful_timeout
+    hub.go_away()
     server.drain(settings.graceful_timeout)
+    while hub.count() and time.monotonic() < deadline:  # WebSockets finish their closing handshakes
+        time.sleep(0.05)
+    hub.stop()
     pool.close()
-    ws_pool.close()
     log.info("stopped")
     return 0
+
+
+def fit_to_open_files(settings: Settings) -> Settings:
+    """Every connection and WebSocket costs a file descriptor: raise the soft open-file limit to the
+    hard one, and lower --max-connections and --max-websockets (in proportion) to what it allows,
+    keeping FD_RESERVE aside, with a log line saying so."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    except (ValueError, OSError):  # an unlimited hard limit, or not allowed: keep what we have
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return settings
+    room = max(soft - limits.FD_RESERVE, 2)
+    wanted = settings.max_connections + settings.max_websockets
+    if wanted <= room:
+        return settings
+    connections = max(1, room * settings.max_connections // wanted)
+    websockets = max(1, room - connections)
+    log.warning("the open-file limit is %d: --max-connections lowered from %d to %d and --max-websockets "
+                "from %d to %d", soft, settings.max_connections, connections, settings.max_websockets, websockets)
+    return replace(settings, max_connections=connections, max_websockets=websockets)
 
 
 class _SignalFlags:
@@ -166,10 +199,10 @@ class _SignalFlags:
         return True
 
 
-def _reload(pool: Any, ws_pool: Any) -> None:
+def _reload(pool: Any, hub: Any) -> None:
     log.info("restarting workers")
     pool.reload()
-    ws_pool.reload()
+    hub.reload()
 
 
 def _with_port(settings: Settings, port: int) -> Settings:
@@ -193,20 +226,28 @@ def run_many(settings: Settings) -> int:
     settings = _with_port(settings, placeholder.getsockname()[1])
     children: list[int] = []
     pipes: list[int] = []
-    for _ in range(settings.processes):
+    ends = relays.socketpairs(settings.processes)  # WebSocket rooms span the processes
+    for index in range(settings.processes):
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:  # child: a complete server of its own
             os.close(r)
             placeholder.close()
+            for other, (parent_end, child_end) in enumerate(ends):
+                parent_end.close()
+                if other != index:
+                    child_end.close()
             code = 1
             try:
-                code = run_one(settings, reuse_port=True, ready_fd=w)
+                code = run_one(settings, reuse_port=True, ready_fd=w, relay=ends[index][1])
             finally:
                 os._exit(code)
         os.close(w)
         children.append(pid)
         pipes.append(r)
+    for _, child_end in ends:
+        child_end.close()
+    relays.Relay([parent_end for parent_end, _ in ends]).start()
     ok = all(os.read(r, 16).startswith(b"ok") for r in pipes)
     for r in pipes:
         os.close(r)

@@ -48,9 +48,9 @@ class Server(socketserver.ThreadingTCPServer):
         except BaseException:
             self.server_close()
             raise
-        self.app: Any = None  # the App, the JobPool and the SessionPool, set by activate()
+        self.app: Any = None  # the App, the JobPool and the WebSocketHub, set by activate()
         self.pool: Any = None
-        self.ws_pool: Any = None
+        self.hub: Any = None
         self.scheme = settings.scheme
         self.tls: ssl.SSLContext | None = None
         if settings.certfile:
@@ -69,9 +69,9 @@ class Server(socketserver.ThreadingTCPServer):
     def port(self) -> int:
         return self.server_address[1]
 
-    def activate(self, app: App, pool: Any, ws_pool: Any) -> None:
-        """Start listening, with the site's App and the pools that run its code."""
-        self.app, self.pool, self.ws_pool = app, pool, ws_pool
+    def activate(self, app: App, pool: Any, hub: Any) -> None:
+        """Start listening, with the site's App, the pool that runs its scripts and the WebSocket hub."""
+        self.app, self.pool, self.hub = app, pool, hub
         self.server_activate()
 
     # --- per connection ---------------------------------------------------------------------
@@ -85,7 +85,9 @@ class Server(socketserver.ThreadingTCPServer):
         if full:
             self._refuse(request)
             return
-        thread = threading.Thread(target=self.process_request_thread, args=(request, client_address),
+        # finish_request() closes the socket itself (not socketserver's shutdown_request()): a socket
+        # that became a WebSocket belongs to the hub from then on.
+        thread = threading.Thread(target=self.finish_request, args=(request, client_address),
                                   name="krait-conn", daemon=True)
         thread.start()
 
@@ -137,10 +139,11 @@ class Server(socketserver.ThreadingTCPServer):
         finally:
             with self._lock:
                 self.channels.discard(channel)
-            try:
-                request.close()
-            except OSError:
-                pass
+            if not channel.handed_off:  # an accepted WebSocket now belongs to the hub
+                try:
+                    request.close()
+                except OSError:
+                    pass
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.exception("unexpected error for %s", client_address)
@@ -173,12 +176,6 @@ class Server(socketserver.ThreadingTCPServer):
                 channels = list(self.channels)
             busy = 0
             for channel in channels:
-                if channel.session is not None:  # a WebSocket: close handshake with 1001, then it ends
-                    if not channel.closing:
-                        channel.closing = True
-                        channel.session.go_away()
-                    busy += 1
-                    continue
                 channel.closing = True
                 if channel.busy:
                     busy += 1

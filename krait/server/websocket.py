@@ -1,216 +1,162 @@
-# One accepted WebSocket connection: frames between the client socket and the worker's controller.
+# One WebSocket client in the hub: its socket, its sans-IO session, and the output it has not taken yet.
 #
-# Design: after the 101, the connection's own thread reads the socket, feeds the sans-IO
-# krait.http.websocket core and forwards each message to the worker holding the controller, through the
-# pool's WorkerSession; a pump thread receives the controller's messages and writes them as frames.
-# Pings, close echoes and protocol-error closes come from the core's data_to_send(). Whatever ends the
-# session (close handshake from either side, a protocol error, EOF, a graceful stop's 1001), the worker
-# is told, the socket is shut and the worker is given back (or replaced if it died or would not stop).
+# Design: the hub (krait/server/hub.py) owns every WsClient and calls it from its one thread; nothing
+# here blocks. read() feeds what the socket holds to the sans-IO krait.http.websocket core and returns
+# what the controller must hear; send() queues frames and writes as much as the socket takes now. A
+# client that does not read cannot make the server hold more than WS_MAX_UNSENT (plus the one message
+# that crossed it): queue() says when it is over, and the hub then closes it (docs/websockets.md).
+# TLS sockets work the same way: OpenSSL's "want read" / "want write" are the non-blocking socket's
+# "try again later", and bytes OpenSSL already decrypted are read before the next select.
 
 from __future__ import annotations
 
-import select
-import socket
+import itertools
 import ssl
-import threading
-import time
+from collections import deque
 from typing import Any
 
-from krait import limits, sockopt
+from krait import limits
 from krait.http.websocket import (
+    OPEN,
     BinaryMessage,
     CloseReceived,
     ConnectionLost,
-    Ping,
     ProtocolFailure,
     TextMessage,
     WebSocketConnection,
 )
-from krait.pool.sessions import BINARY, CLOSE, DONE, TEXT, WorkerSession
 
-# WebSocket messages may be large: fewer recv calls per MiB. Plain sockets read into one buffer kept for
-# the session: a fresh 256 KiB bytes object per recv is above malloc's mmap threshold, so every message
-# would cost an mmap and an munmap (bench/README.md, "WebSockets").
-_WS_RECV_SIZE = 262144
+_IOV_MAX = 64  # buffers handed to one sendmsg()
+_WANT = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+# What read() returns for the controller: (MESSAGE, text, payload) or (CLOSED, code, reason), the
+# latter once the session is over (the client closed, broke the protocol, or went away).
+MESSAGE, CLOSED = 0, 1
 
 
-class WebSocketSession:
-    """Pumps frames between the client socket and the worker holding the controller."""
+class WsClient:
+    """One WebSocket connection of this server process (its fields belong to the hub's thread)."""
 
-    def __init__(self, channel: Any, worker: WorkerSession, leftover: bytes) -> None:
-        self.channel = channel
-        self.sock = channel.sock
-        self.worker = worker
-        self.ws = WebSocketConnection(max_message_size=channel.settings.max_ws_message)
-        self.lock = threading.Lock()  # guards self.ws and socket writes
-        self.leftover = leftover
-        self.worker_done = threading.Event()
-        self.worker_dead = False
-        # OpenSSL forbids using one SSL object from two threads at once, so over TLS every read and
-        # write takes io_lock, on a non-blocking socket, and waits for readiness with select() outside it.
-        self.tls = isinstance(self.sock, ssl.SSLSocket)
-        self.io_lock = threading.Lock()
-        self._rbuf = memoryview(bytearray(0 if self.tls else _WS_RECV_SIZE))
-        self._last = b""  # see forward()
+    __slots__ = ("conn", "worker", "sock", "ws", "tls", "out", "unsent", "rooms", "last_seen", "ping_sent",
+                 "deadline", "opening", "told_worker", "worker_done", "writing")
 
-    def write(self, data: bytes) -> None:
-        # Two threads use this socket, so its Python-level timeout is set once in run() and never
-        # touched again (settimeout is not thread-safe); the send deadline is the kernel's SO_SNDTIMEO.
-        if not data:
-            return
+    def __init__(self, conn: int, worker: Any, max_message: int, opening: Any) -> None:
+        self.conn = conn  # the number the worker knows it by
+        self.worker = worker  # the WsWorker hosting its controller
+        self.sock: Any = None  # set by attach(), after the 101 went out
+        self.ws = WebSocketConnection(max_message_size=max_message)
+        self.tls = False
+        self.out: deque[bytes | memoryview] = deque()  # frames not written yet
+        self.unsent = 0
+        self.rooms: set[str] = set()
+        self.last_seen = 0.0  # when the client last sent anything
+        self.ping_sent = 0.0  # when the unanswered ping went out (0: none)
+        self.deadline = 0.0  # when to drop the connection (a close handshake under way), 0: none
+        self.opening = opening  # the HTTP thread's pending upgrade, until the route script answers
+        self.told_worker = False  # the controller was told the connection is closing
+        self.worker_done = False  # the worker is finished with it (or died)
+        self.writing = False  # registered for EVENT_WRITE
+
+    def attach(self, sock: Any) -> None:
+        sock.setblocking(False)
+        self.sock = sock
+        self.tls = isinstance(sock, ssl.SSLSocket)
+
+    # --- input ------------------------------------------------------------------------------
+
+    def read(self, view: memoryview, now: float) -> list[tuple]:
+        """Read what the socket holds into `view` (a buffer shared by all clients) and return what the
+        controller must hear; the protocol's own answers (pongs, a close echo) are queued to send."""
+        try:
+            count = self.sock.recv_into(view)
+        except _WANT:
+            return []
+        except OSError:
+            count = 0
+        data: Any = view[:count]
         if self.tls:
-            self._tls_write(data)
-            return
-        try:
-            self.sock.sendall(data)
-        except OSError:
-            pass
+            while count and self.sock.pending():  # OpenSSL holds more decrypted bytes: select won't tell
+                more = self.sock.recv(self.sock.pending())
+                data = bytes(data) + more
+                count += len(more)
+        return self.receive(data, now)
 
-    def _tls_write(self, data: bytes) -> None:
-        view = memoryview(data)
-        deadline = time.monotonic() + self.channel.settings.send_timeout
-        while view:
-            with self.io_lock:
-                try:
-                    view = view[self.sock.send(view):]
-                    continue
-                except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
-                    pass
-                except OSError:
-                    return
-            if time.monotonic() > deadline:
-                self._force_close()
-                return
-            select.select([], [self.sock], [], 0.5)
-
-    def tls_read(self) -> bytes:
-        """The next bytes from a TLS client (b"" at EOF). run() reads plain sockets itself."""
-        while True:
-            with self.io_lock:
-                try:
-                    return self.sock.recv(_WS_RECV_SIZE)
-                except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
-                    pass
-            select.select([self.sock], [], [], 0.5)
-
-    def forward(self, text: bool, payload: bytes) -> None:
-        # A client's message to the controller, text as its UTF-8 bytes.
-        if text:
-            self.worker.send_text(payload)
-        else:
-            self.worker.send_binary(payload)
-        # Kept until the next message is forwarded: freed at once, a large message leaves so much free
-        # memory at the top of this thread's malloc arena that glibc gives it back to the kernel after
-        # every message, and the next one page-faults it all in again (bench/README.md, "WebSockets").
-        self._last = payload
-
-    def from_worker(self) -> None:
-        receive = self.worker.receive
-        try:
-            while True:
-                item = receive()
-                tag = item[0]
-                with self.lock:
-                    if tag == DONE:
-                        break
-                    if self.ws.state != "OPEN":
-                        continue
-                    if tag == TEXT:
-                        self.write(self.ws.send_text(item[1]))
-                    elif tag == BINARY:
-                        self.write(self.ws.send_binary(item[1]))
-                    elif tag == CLOSE:
-                        self.write(self.ws.send_close(item[1], item[2]))
-                        timer = threading.Timer(limits.WS_CLOSE_TIMEOUT, self._force_close)
-                        timer.daemon = True
-                        timer.start()
-        except (EOFError, OSError):
-            self.worker_dead = True
-            self._force_close()
-        finally:
-            self.worker_done.set()
-
-    def _dispatch(self, events: list) -> bool:
-        """Forward what the sans-IO core parsed to the worker; True once the session is over."""
-        finished = False
-        for event in events:
-            kind = type(event)
-            if kind is TextMessage:
-                self.forward(True, event.data.encode("utf-8"))
-            elif kind is BinaryMessage:
-                self.forward(False, event.data)
-            elif kind is CloseReceived:
-                self.worker.close(event.code or 1005, event.reason)
-                finished = True
-            elif kind is ProtocolFailure:
-                self.worker.close(event.code, event.reason)
-                finished = True
-            elif kind is ConnectionLost:
-                self.worker.close(1006)
-                finished = True
-            elif kind is Ping:
-                pass  # the pong is already in data_to_send
-        return finished
-
-    def go_away(self) -> None:
-        """Graceful shutdown: start the closing handshake with 1001 Going Away (RFC 6455 7.4.1)."""
-        with self.lock:
-            if self.ws.state == "OPEN":
-                self.write(self.ws.send_close(1001, "server shutting down"))
-        timer = threading.Timer(limits.WS_CLOSE_TIMEOUT, self._force_close)
-        timer.daemon = True
-        timer.start()
-
-    def _force_close(self) -> None:
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-    def run(self) -> None:
-        self.sock.settimeout(0.0 if self.tls else None)
-        try:
-            sockopt.set_send_timeout(self.sock, self.channel.settings.send_timeout)
-            # The HTTP part of the connection may have left a receive deadline: a session has none.
-            sockopt.set_recv_timeout(self.sock, None)
-        except (OSError, AttributeError):  # TLS sockets delegate; the send then simply blocks
-            pass
-        pump = threading.Thread(target=self.from_worker, name="krait-ws-pump", daemon=True)
-        pump.start()
-        data = self.leftover
-        first = True
+    def receive(self, data: Any, now: float) -> list[tuple]:
+        """What the controller must hear of `data`, bytes from the client (b"" is EOF)."""
+        self.last_seen = now
+        self.ping_sent = 0.0
         ws = self.ws
-        # Plain sockets are read right here, into the session's buffer; TLS ones with tls_read().
-        recv_into = None if self.tls else self.sock.recv_into
-        rbuf = self._rbuf
+        single = ws.receive_single(data) if data else None
+        if single is not None:  # nearly every read of small messages: one whole message
+            return [(MESSAGE, single[0], single[1])]
+        ws.receive_data(data)  # b"" is EOF
+        heard: list[tuple] = []
+        for event in ws.events():  # pings and pongs: any frame counts as alive (last_seen above)
+            if type(event) is TextMessage:
+                heard.append((MESSAGE, True, event.data.encode("utf-8")))
+            elif type(event) is BinaryMessage:
+                heard.append((MESSAGE, False, event.data))
+            elif type(event) is CloseReceived:
+                heard.append((CLOSED, event.code or 1005, event.reason))
+            elif type(event) is ProtocolFailure:
+                heard.append((CLOSED, event.code, event.reason))
+            elif type(event) is ConnectionLost:
+                heard.append((CLOSED, 1006, ""))
+        out = ws.data_to_send()
+        if out:
+            self.send(out)
+        return heard
+
+    # --- output -----------------------------------------------------------------------------
+
+    def over(self) -> bool:
+        """Whether the client already holds WS_MAX_UNSENT unsent bytes (the hub closes it)."""
+        return self.unsent >= limits.WS_MAX_UNSENT
+
+    def send(self, data: bytes) -> bool:
+        """Queue `data` and write what the socket takes now; False when the client is gone."""
+        self.out.append(data)
+        self.unsent += len(data)
+        return self.flush()
+
+    def flush(self) -> bool:
+        """Write queued output as far as the socket takes it; False when the client is gone (the caller
+        drops it). `unsent` says what is left."""
+        sock, out = self.sock, self.out
+        if sock is None:
+            return True  # not attached yet: kept until then
         try:
-            while True:
-                # A read holding one whole small message (nearly every read) goes straight to the worker,
-                # without the session's events (bench/README.md, "WebSockets"). receive_single() changes
-                # nothing, and the pump thread only ever moves the state from OPEN to CLOSING, so it
-                # needs no lock.
-                single = ws.receive_single(data) if data else None
-                if single is not None:
-                    self.forward(single[0], single[1])
-                    finished = False
+            while out:
+                if self.tls:
+                    sent = sock.send(out[0])
                 else:
-                    with self.lock:
-                        if data or not first:  # b"" means EOF, except for the empty leftover of the handshake
-                            ws.receive_data(data)
-                        events = ws.events()
-                        out = ws.data_to_send()
-                        if out:
-                            self.write(out)
-                    finished = self._dispatch(events)
-                first = False
-                if finished or self.worker_dead:
-                    break
-                try:
-                    data = rbuf[:recv_into(rbuf)] if recv_into else self.tls_read()  # type: ignore[assignment]
-                except OSError:
-                    data = b""
-        finally:
-            self.worker.close(1006)  # if nothing told the controller yet: the connection is lost
-            self._force_close()  # the client is done with us: do not keep its socket while the worker ends
-            done = self.worker_done.wait(self.channel.settings.timeout)
-            self.worker.release(healthy=done and not self.worker_dead)
+                    sent = sock.sendmsg(list(itertools.islice(out, _IOV_MAX)))
+                self.unsent -= sent
+                while sent:
+                    first = out[0]
+                    if sent >= len(first):
+                        sent -= len(first)
+                        out.popleft()
+                    else:
+                        out[0] = memoryview(first)[sent:]
+                        sent = 0
+        except _WANT:
+            return True
+        except OSError:
+            return False
+        return True
+
+    def drop_output(self) -> None:
+        self.out.clear()
+        self.unsent = 0
+
+    @property
+    def is_open(self) -> bool:
+        return self.ws.state == OPEN
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        self.sock = None

@@ -1,9 +1,10 @@
 # The entry point of a worker process (krait/pool/process.py starts it by name).
 #
 # Design: build the Site (which runs .py/init.py), report krait.config's snapshot or the failure, then
-# hand the pipe to krait/pool/serve.py with this package's two callables: run.handle for jobs and
-# websocket.run_session for accepted WebSocket sessions. The server decides when a worker stops, so
-# SIGINT and SIGHUP are ignored here.
+# hand the pipe to the pool's loop for this kind of worker: krait/pool/serve.py with run.handle for a
+# script worker, krait/pool/wsserve.py with websocket.open_session for a WebSocket worker. Both kinds
+# get krait.websockets.publish() wired to their pipe. The server decides when a worker stops, so SIGINT
+# and SIGHUP are ignored here.
 
 from __future__ import annotations
 
@@ -11,19 +12,23 @@ import functools
 import os
 import signal
 import sys
+import threading
 from typing import Any
 
 import krait
-from krait.pool import serve
+import krait.websockets
+from krait.pool import serve, wsserve
 from krait.pool.pipe import MessagePipe
 from krait.worker.run import error_report, handle
 from krait.worker.site import Site
-from krait.worker.websocket import run_session
+from krait.worker.websocket import open_session
 
 
-def main(ends: tuple[Any, Any], settings: Any) -> None:
-    """Run a worker; `ends` are the worker's (in, out) ends of MessagePipe.pair()."""
+def main(ends: tuple[Any, Any], settings: Any, kind: str) -> None:
+    """Run a worker of `kind` ("http" or "ws"); `ends` are its (in, out) ends of MessagePipe.pair()."""
     pipe = MessagePipe(*ends)
+    send_lock = threading.Lock()
+    krait.websockets._publisher = serve.publisher(pipe, send_lock)  # before the Site saves the modules
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
@@ -37,4 +42,7 @@ def main(ends: tuple[Any, Any], settings: Any) -> None:
         serve.report_failure(pipe, error_report(exc, os.path.realpath(settings.site_root)))
         return
     serve.report_ready(pipe, config)
-    serve.serve(pipe, functools.partial(handle, site), run_session)
+    if kind == "ws":
+        wsserve.serve_sessions(pipe, send_lock, functools.partial(open_session, site))
+    else:
+        serve.serve_jobs(pipe, send_lock, functools.partial(handle, site))

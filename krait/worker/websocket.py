@@ -1,57 +1,78 @@
-# One accepted WebSocket session in a worker: drive the site's controller (krait.websockets).
+# WebSocket sessions in a worker: run the upgrade's route script, then drive the site's controller.
 #
-# Design: the route script accepted the upgrade by setting krait.websockets.response; run_session() then
-# owns its controller for the connection's lifetime: on_start(), each client message to
+# Design: krait/pool/wsserve.py hosts many connections in this process and calls open_session() for
+# each upgrade (one at a time), then the session's start(), message() and close() (never two at once
+# for one connection). The route script accepted the upgrade by setting krait.websockets.response; the
+# ControllerSession owns its controller from then on: on_start(), each client message to
 # on_in_message_internal(), on_stop() and wait_stopped() at the end. Whichever thread pushes a message
-# (the controller's own thread, or this one inside on_in_message) sends it at once through the
+# (the controller's own thread, or the one running on_in_message) sends it at once through the
 # controller's out-listener: items are taken and sent under the link's lock, so they leave in queue
-# order and no thread hand-off delays a message. The controller's items ("text", bytes), ("binary",
-# bytes) and ("close", code, reason) are the ones krait/pool/serve.py's SessionLink sends.
+# order and no thread hand-off delays a message.
 #
-# Rules: an exception in on_in_message or in the controller's thread closes the connection with 1011
-# and no details (RFC 6455 section 7.4.1); the traceback goes to the log (stderr).
+# Rules: an exception in on_in_message closes the connection with 1011 and no details (RFC 6455
+# section 7.4.1); the traceback goes to the log (stderr). So does one in the controller's thread
+# (krait/websockets.py).
 
 from __future__ import annotations
 
-import sys
-import threading
 import traceback
 from typing import Any
 
 import krait
-from krait import limits
-from krait.pool.serve import TEXT, SessionLink
+from krait.pool import jobs
+from krait.pool.wsserve import SessionLink
+from krait.worker.run import handle
+from krait.worker.site import Site
 
 
-def run_session(link: SessionLink, stop_timeout: float = limits.WS_STOP_TIMEOUT) -> bool:
-    """Drive the accepted session's controller until the session closes; False when it would not stop."""
-    controller = krait.websockets.response.controller
+class ControllerSession:
+    """One accepted connection's controller, driven by the worker's session host."""
 
-    def flush(pushed: Any = None) -> None:
+    __slots__ = ("controller", "link")
+
+    def __init__(self, controller: Any, link: SessionLink) -> None:
+        self.controller = controller
+        self.link = link
+
+    def _flush(self, pushed: Any = None) -> None:
         # The out-listener: send the item just pushed, or (None) everything queued.
+        link = self.link
         with link.lock:
-            link.send(controller._take_out() if pushed is None else (pushed,))
+            link.send(self.controller._take_out() if pushed is None else (pushed,))
 
-    def thread_failed(args: Any) -> None:
-        sys.stderr.write("".join(traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback)))
-        if args.thread is getattr(controller, "_thread", None):
-            controller.close(1011, "")
+    def start(self) -> None:
+        controller = self.controller
+        controller._set_out_listener(self._flush)
+        self._flush()  # anything pushed before (e.g. in __init__), before any later push
+        controller._attach(self.link)
+        controller.on_start()
 
-    threading.excepthook = thread_failed
-    controller._set_out_listener(flush)
-    flush()  # anything pushed before the listener was set (e.g. in __init__), before any later push
-    controller.on_start()
-    try:
-        for kind, payload in link.messages():
-            try:
-                # the server checked the UTF-8 (RFC 6455 section 8.1), so decoding cannot fail
-                controller.on_in_message_internal(payload.decode("utf-8") if kind == TEXT else payload)
-            except Exception:
-                traceback.print_exc()
-                controller.close(1011, "")
-    finally:
-        controller.on_stop()
-        stopped = controller.wait_stopped(stop_timeout)
-        flush()  # what the controller queued before stopping
+    def message(self, text: bool, payload: bytes) -> None:
+        try:
+            # the server checked the UTF-8 (RFC 6455 section 8.1), so decoding cannot fail
+            self.controller.on_in_message_internal(payload.decode("utf-8") if text else payload)
+        except Exception:
+            traceback.print_exc()
+            self.controller.close(1011, "")
+
+    def close(self, code: int, reason: str, timeout: float) -> bool:
+        """The connection ended (the client closed, or it was lost): stop the controller; False when it
+        did not stop within `timeout`."""
+        controller = self.controller
+        try:
+            controller.on_stop()
+            stopped = controller.wait_stopped(timeout)
+        except Exception:
+            traceback.print_exc()
+            stopped = True
+        self._flush()  # what the controller queued before stopping
         controller._set_out_listener(None)
-    return stopped
+        return stopped
+
+
+def open_session(site: Site, job: jobs.Job, link: SessionLink) -> tuple[jobs.Result, ControllerSession | None]:
+    """Run an upgrade's route script: its Result, and the session when it accepted (status 101)."""
+    result = handle(site, job)
+    if result.status != 101:
+        return result, None
+    return result, ControllerSession(krait.websockets.response.controller, link)

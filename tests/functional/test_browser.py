@@ -39,7 +39,25 @@ READ_GUESTBOOK = """JSON.stringify({
 READ_CHAT = """JSON.stringify({
   status: document.getElementById("status").textContent,
   server: Array.from(document.querySelectorAll("#log .from-server")).map(p => p.textContent),
-  mine: Array.from(document.querySelectorAll("#log .from-you")).map(p => p.textContent)})"""
+})"""
+
+
+def chat_when(page, check) -> dict:
+    """Poll a chat page (up to 10 s) until check(state) holds; return that state."""
+
+    def poll() -> dict | None:
+        state = json.loads(page.evaluate(READ_CHAT))
+        return state if check(state) else None
+
+    return wait_until(poll, 10, what="the chat log to show " + (check.__doc__ or "a line"))
+
+
+def say(page, text: str, form: str = "say", field: str = "message") -> None:
+    """Type `text` into a chat page's form and press its button."""
+    page.evaluate("""(() => {
+      document.getElementById(%s).value = %s;
+      document.querySelector('#%s button[type="submit"]').click();
+      return true; })()""" % (json.dumps(field), json.dumps(text), form))
 
 
 @pytest.fixture
@@ -49,6 +67,7 @@ def browser(tmp_path):
     page = None
     try:
         page = chromium.page()
+        page.chromium = chromium  # for tests that open more tabs
         page.send("Page.enable")
         page.send("Runtime.enable")
         yield page
@@ -100,39 +119,77 @@ def test_guestbook_form_and_live_socket_in_chromium(demo, browser):
     html = browser.evaluate("document.documentElement.outerHTML")
     assert "&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in html
 
-    # 3. The live socket page: the browser's own WebSocket gets "welcome" and ticks from the server.
-    browser.navigate(base + "/chat")
+    # 3. The chat room: the browser's own WebSocket is greeted, and what it sends comes back from the room.
+    browser.navigate(base + "/chat?name=ada")
 
-    def chat_when(check) -> dict:
-        """Poll the chat page (up to 10 s) until check(state) holds; return that state."""
-
-        def poll() -> dict | None:
-            state = json.loads(browser.evaluate(READ_CHAT))
-            return state if check(state) else None
-
-        return wait_until(poll, 10, what="the chat log to show " + check.__doc__)
-
-    def greeted_and_ticking(state: dict) -> bool:
-        """'welcome' and a 'tick N'"""
-        return "welcome" in state["server"] and any(m.startswith("tick ") for m in state["server"])
+    def greeted(state: dict) -> bool:
+        """the greeting and the join notice"""
+        return "welcome, ada" in state["server"] and "* ada joined" in state["server"]
 
     def answered(state: dict) -> bool:
-        """the server's reply"""
-        return "you said: ping <b>from</b> chromium" in state["server"]
+        """the room's delivery of our message"""
+        return "ada: ping <b>from</b> chromium" in state["server"]
 
-    state = chat_when(greeted_and_ticking)
+    state = chat_when(browser, greeted)
     assert state["status"] == "connected", state
 
-    # 4. And it talks back: send a message through the page's form, wait for the server's answer.
-    browser.evaluate("""(() => {
-      document.getElementById("message").value = "ping <b>from</b> chromium";
-      document.querySelector('#say button[type="submit"]').click();
-      return true; })()""")
-    state = chat_when(answered)
-    assert "ping <b>from</b> chromium" in state["mine"]
+    # 4. Send a message through the page's form, see the room deliver it (as text, not markup).
+    say(browser, "ping <b>from</b> chromium")
+    chat_when(browser, answered)
     assert browser.evaluate("document.querySelectorAll('#log b').length") == 0
 
     # The server saw all of it: the POST, the redirect target and the upgrade.
     log = demo.log()
     assert "Traceback" not in log, log
     print("\n[e2e] browser test body took %.1f s" % (time.monotonic() - started))
+
+
+def test_a_line_typed_in_one_chat_page_appears_in_the_other(demo, browser, tmp_path):
+    # Two visitors in the chat room, two tabs of one headless Chromium: the room delivers each one's
+    # lines to the other, with join and leave notices, and an announcement posted over plain HTTP.
+    base = demo.url
+    browser.navigate(base + "/chat?name=alice")
+
+    def greeted(state: dict) -> bool:
+        """alice's greeting"""
+        return "welcome, alice" in state["server"]
+
+    chat_when(browser, greeted)
+    bob = browser.chromium.new_page()  # a second tab of the same browser
+    bob.send("Page.enable")
+    bob.send("Runtime.enable")
+    try:
+        bob.navigate(base + "/chat?name=bob")
+
+        def bob_joined(state: dict) -> bool:
+            """alice seeing bob join"""
+            return "* bob joined" in state["server"]
+
+        chat_when(browser, bob_joined)
+        say(browser, "hello from alice")
+        say(bob, "hi alice, bob here")
+
+        def both(state: dict) -> bool:
+            """both lines"""
+            return "alice: hello from alice" in state["server"] and "bob: hi alice, bob here" in state["server"]
+
+        chat_when(bob, both)
+        chat_when(browser, both)
+        say(bob, "the server says hi", form="announce", field="announcement")
+
+        def announced(state: dict) -> bool:
+            """the announcement sent with HTTP POST"""
+            return "[announcement] the server says hi" in state["server"]
+
+        chat_when(browser, announced)
+        chat_when(bob, announced)
+        bob.navigate("about:blank")  # bob leaves
+
+        def bob_left(state: dict) -> bool:
+            """bob leaving"""
+            return "* bob left" in state["server"]
+
+        chat_when(browser, bob_left)
+    finally:
+        bob.close()
+    assert "Traceback" not in demo.log(), demo.log()

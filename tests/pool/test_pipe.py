@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from krait.pool.pipe import MessagePipe, _encode
+from krait.pool.pipe import MessagePipe, PipeReader, PipeWriter, _encode
 
 
 @pytest.fixture(params=[False, True], ids=["socketpairs", "pipes"])
@@ -56,11 +56,12 @@ def test_messages_arrive_whole_and_in_order(ends):
 def test_websocket_messages_travel_without_a_codec(ends):
     server, worker = ends()
     big = os.urandom(1 << 20)
-    cases = [("text", "h\u00e9llo".encode()), ("binary", b""), ("binary", b"m" + b"\x00" * 8), ("binary", big)]
+    cases = [("text", 7, "h\u00e9llo".encode()), ("binary", 0, b""), ("binary", 2**32 - 1, b"m" + b"\x00" * 8),
+             ("binary", 12, big)]
 
     def send():
-        for kind, payload in cases:
-            server.send_message(kind, payload)
+        for kind, conn, payload in cases:
+            server.send_message(kind, conn, payload)
         server.send(("close", 1000, ""))
 
     sender = threading.Thread(target=send)
@@ -68,8 +69,9 @@ def test_websocket_messages_travel_without_a_codec(ends):
     assert [worker.recv(5) for _ in cases] == cases  # the same records send() would give
     assert worker.recv(5) == ("close", 1000, "")
     sender.join(5)
-    server.out.sendall(b"\x00\x00\x00\x03t" + b"abc")  # what goes down the pipe: header and payload
-    assert worker.recv(5) == ("text", b"abc")
+    # what goes down the pipe: length, tag, the connection's number and the payload
+    server.out.sendall(b"\x00\x00\x00\x07t" + b"\x00\x00\x01\x02" + b"abc")
+    assert worker.recv(5) == ("text", 258, b"abc")
     server.close()
     worker.close()
 
@@ -88,12 +90,12 @@ def test_a_pipe_write_cut_short_by_a_signal_is_completed():
     try:
         reader.start()
         signal.setitimer(signal.ITIMER_REAL, 0.1)  # while the write waits for the reader
-        server.send_message("binary", payload)
+        server.send_message("binary", 1, payload)
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
     reader.join(5)
-    assert got == [("binary", payload)]
+    assert got == [("binary", 1, payload)]
     server.close()
     worker.close()
 
@@ -113,10 +115,10 @@ def test_frames_cut_anywhere_by_the_socket(ends):
     server, worker = ends()
     first, second = (b"".join(_encode(obj)) for obj in (("one", "\u00e9" * 40), ("two", 2)))
     one, two = ("one", "\u00e9" * 40), ("two", 2)
-    message = b"\x00\x00\x00\x03tabc"  # a WebSocket message (raw record): its payload, copied once
+    message = b"\x00\x00\x00\x07t\x00\x00\x00\x04abc"  # a WebSocket message (raw record): its payload, copied once
     cases = [([first], [one]), ([first[:3], first[3:]], [one]), ([first + second[:4], second[4:]], [one, two]),
-             ([first[:-1], first[-1:] + second], [one, two]), ([message], [("text", b"abc")]),
-             ([message[:6], message[6:] + first], [("text", b"abc"), one])]
+             ([first[:-1], first[-1:] + second], [one, two]), ([message], [("text", 4, b"abc")]),
+             ([message[:6], message[6:] + first], [("text", 4, b"abc"), one])]
     for pieces, expected in cases:
         for piece in pieces:
             server.out.sendall(piece)
@@ -172,3 +174,44 @@ def test_reading_an_answer_does_not_wake_the_idle_worker(ends):
     server.close()
     worker.close()
     assert woken == 0, "the idle worker was woken %d times by the server's read" % woken
+
+
+def test_a_selector_loop_reads_and_writes_whole_messages_without_waiting(ends):
+    # The hub's side: PipeWriter queues what the pipe does not take now, PipeReader returns only whole
+    # messages, both in order, and neither ever blocks.
+    import selectors
+
+    server, worker = ends()
+    writer, reader = PipeWriter(server.out), PipeReader(server.sock)
+    assert reader.read() == []  # nothing there: no wait
+    big = os.urandom(3 << 20)  # more than the pipe holds: the rest waits in the writer
+    writer.send(("open", 1, ("job",)))
+    writer.send_message("binary", 5, big)
+    writer.send_message("text", 6, b"after")
+    assert writer.pending > 0
+    got = []
+    reading = threading.Thread(target=lambda: got.extend(worker.recv(5) for _ in range(3)))
+    reading.start()
+    with selectors.DefaultSelector() as sel:
+        sel.register(writer, selectors.EVENT_WRITE)
+        while not writer.flush():
+            sel.select(5)
+    reading.join(5)
+    assert writer.pending == 0
+    assert got == [("open", 1, ("job",)), ("binary", 5, big), ("text", 6, b"after")]
+    for i in range(3):
+        worker.send(("close", i, 1000, ""))
+    worker.send_message("text", 9, b"x" * 100000)
+    messages = []
+    with selectors.DefaultSelector() as sel:
+        sel.register(reader, selectors.EVENT_READ)
+        while len(messages) < 4:
+            sel.select(5)
+            messages += reader.read()
+    assert messages == [("close", 0, 1000, ""), ("close", 1, 1000, ""), ("close", 2, 1000, ""),
+                        ("text", 9, b"x" * 100000)]
+    worker.close()
+    with pytest.raises(EOFError):
+        while True:
+            reader.read()
+    server.close()

@@ -20,7 +20,7 @@ from krait import limits
 from krait.errors import GatewayTimeout, InternalError
 from krait.pool import jobs
 from krait.pool.scheduler import JobPool
-from krait.pool.sessions import SessionPool
+from krait.pool.sessions import WsWorkers
 from krait.settings import Settings
 
 SCRIPTS = {
@@ -275,11 +275,10 @@ def test_script_workers_use_socketpairs_and_websocket_workers_pipes(pool, tmp_pa
     # Script workers wait for answers with deadlines (kernel socket timeouts); a WebSocket worker's
     # messages have none, and a pipe costs the kernel less per message (krait/pool/pipe.py).
     assert isinstance(pool(workers=1)._lanes[0].proc.pipe.sock, socket.socket)
-    sessions = SessionPool(Settings(site_root=str(tmp_path)), 1)
-    sessions.start()
+    workers = WsWorkers(Settings(site_root=str(tmp_path)), 1, lambda worker, generation: None)
+    worker = workers.start()
     try:
-        worker = sessions._acquire(5)
-        assert all(stat.S_ISFIFO(os.fstat(end.fd).st_mode) for end in (worker.pipe.sock, worker.pipe.out))
-        sessions.release(worker)
+        pipe = worker.proc.pipe
+        assert all(stat.S_ISFIFO(os.fstat(end.fd).st_mode) for end in (pipe.sock, pipe.out))
     finally:
-        sessions.close()
+        worker.kill()

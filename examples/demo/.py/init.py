@@ -16,7 +16,7 @@ header_items = [
     ("Home", "/"),
     ("Guestbook", "/guestbook"),
     ("Your request", "/request"),
-    ("Live socket", "/chat"),
+    ("Chat room", "/chat"),
     ("Say hello", "/hello/visitor"),
 ]
 
@@ -24,6 +24,7 @@ header_items = [
 krait.config.routes = [
     Route("POST", url="/guestbook/post", target="/guestbook_post.py"),
     Route("WEBSOCKET", url="/chat/socket", target="/chat_socket.py"),
+    Route("POST", url="/chat/post", target="/chat_post.py"),
     # A regex route: the named group lands in krait.url_params["name"].
     Route("GET", regex=r"/hello/(?P<name>[^/]+)", target="/hello.py"),
     # The request echo page accepts every method, so you can try it with curl -X PUT.

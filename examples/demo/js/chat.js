@@ -1,21 +1,26 @@
-// Krait demo: the WebSocket client of /chat. Plain JavaScript, no libraries.
+// Krait demo: the chat room of /chat. Plain JavaScript, no libraries.
 //
-// Server messages are shown as <p class="from-server">, ours as <p class="from-you">, newest first.
-// Messages are inserted with textContent, never innerHTML, so nothing a peer sends can run here.
+// Every line comes from the server (our own messages too, as the room delivers them to everyone),
+// newest first. Lines are inserted with textContent, never innerHTML, so nothing a peer sends can run
+// here. The page's ?name= is passed on to the socket.
 (function () {
     "use strict";
     var MAX_LINES = 50;
     var log = document.getElementById("log");
     var statusLine = document.getElementById("status");
-    var form = document.getElementById("say");
+    var say = document.getElementById("say");
     var input = document.getElementById("message");
+    var announce = document.getElementById("announce");
+    var announcement = document.getElementById("announcement");
 
     var scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
-    var socket = new WebSocket(scheme + "//" + window.location.host + "/chat/socket");
+    var name = new URLSearchParams(window.location.search).get("name") || "";
+    var socket = new WebSocket(scheme + "//" + window.location.host + "/chat/socket?name=" +
+                               encodeURIComponent(name));
 
-    function show(text, cssClass) {
+    function show(text) {
         var line = document.createElement("p");
-        line.className = cssClass;
+        line.className = "from-server";
         line.textContent = text;
         log.insertBefore(line, log.firstChild);
         while (log.childNodes.length > MAX_LINES) {
@@ -27,11 +32,7 @@
         statusLine.textContent = "connected";
     };
     socket.onmessage = function (event) {
-        if (typeof event.data === "string") {
-            show(event.data, "from-server");
-        } else {
-            show("(binary message)", "from-server");
-        }
+        show(typeof event.data === "string" ? event.data : "(binary message)");
     };
     socket.onerror = function () {
         statusLine.textContent = "error";
@@ -40,13 +41,18 @@
         statusLine.textContent = "closed (code " + event.code + (event.reason ? ", " + event.reason : "") + ")";
     };
 
-    form.addEventListener("submit", function (event) {
+    say.addEventListener("submit", function (event) {
         event.preventDefault();
-        var text = input.value;
-        if (text && socket.readyState === WebSocket.OPEN) {
-            socket.send(text);
-            show(text, "from-you");
+        if (input.value && socket.readyState === WebSocket.OPEN) {
+            socket.send(input.value);
             input.value = "";
+        }
+    });
+    announce.addEventListener("submit", function (event) {
+        event.preventDefault();
+        if (announcement.value) {
+            fetch("/chat/post", {method: "POST", body: new URLSearchParams({text: announcement.value})});
+            announcement.value = "";
         }
     });
 })();

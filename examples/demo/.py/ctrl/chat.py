@@ -1,23 +1,31 @@
-# The live socket: one WebsocketsCtrlBase subclass per connection, running in a worker process.
+# The chat room: one ChatController per open connection, all of them members of the room "chat".
 #
-# Each connection has its own worker, so there is no broadcast between visitors (that would need a
-# shared medium such as a database or a message broker). The protocol is deterministic so that a
-# browser test can check it:
-#   - right after connecting the server sends "welcome";
-#   - then "tick 1", "tick 2", ... once per second;
-#   - every text message X is answered with "you said: X"; binary messages are echoed unchanged;
-#   - the text message "/quit" makes the server close the connection (code 1000, reason "bye").
-import time
-
+# Controllers of many visitors live in a few WebSocket worker processes; the room is what connects
+# them: krait.websockets.publish("chat", text) reaches every connection that joined it, whichever
+# worker or server process holds it. The protocol (deterministic, so that a browser test can check it):
+#   - a visitor who connects gets "welcome, NAME", and everyone in the room sees "* NAME joined";
+#   - every text message X is delivered to everyone in the room (the sender too) as "NAME: X";
+#   - binary messages are echoed to their sender only;
+#   - "/quit" makes the server close that connection (code 1000, reason "bye");
+#   - when a visitor leaves, the others see "* NAME left";
+#   - chat_post.py (a plain HTTP POST) announces "[announcement] TEXT" to the room.
 from krait import websockets
 
-TICK_SECONDS = 1.0
+ROOM = "chat"
 
 
 class ChatController(websockets.WebsocketsCtrlBase):
-    def __init__(self):
-        # No input queue: Krait calls on_in_message for each message as it arrives.
+    def __init__(self, name):
+        # No input queue and no on_thread_start: Krait calls on_in_message as messages arrive, and the
+        # connection costs no thread of its own.
         super().__init__(use_in_message_queue=False)
+        self.name = name
+        self.join(ROOM)  # takes effect when the connection opens
+
+    def on_start(self):
+        super().on_start()
+        self.push_out_message("welcome, " + self.name)
+        websockets.publish(ROOM, "* %s joined" % self.name)
 
     def on_in_message(self, message):
         if isinstance(message, bytes):
@@ -25,17 +33,8 @@ class ChatController(websockets.WebsocketsCtrlBase):
         elif message == "/quit":
             self.close(1000, "bye")
         else:
-            self.push_out_message("you said: " + message)
+            websockets.publish(ROOM, "%s: %s" % (self.name, message))
 
-    def on_thread_start(self):
-        # The controller's own thread: greet, then tick until Krait says the connection is over.
-        self.push_out_message("welcome")
-        ticks = 0
-        next_tick = time.monotonic() + TICK_SECONDS
-        while not self.should_stop():
-            now = time.monotonic()
-            if now >= next_tick:
-                ticks += 1
-                self.push_out_message(f"tick {ticks}")
-                next_tick += TICK_SECONDS
-            time.sleep(min(0.05, max(0.0, next_tick - now)))
+    def on_stop(self):
+        super().on_stop()
+        websockets.publish(ROOM, "* %s left" % self.name)

@@ -1,0 +1,555 @@
+# The WebSocket hub: every WebSocket connection of one server process, served by one thread.
+#
+# Design:
+# - One selector loop holds every accepted WebSocket client (krait/server/websocket.py), the pipes of
+#   the WebSocket workers (krait/pool/sessions.py), and the relay to the other server processes
+#   (krait/pool/relay.py) when there are several. Nothing in it blocks, so the server's thread count does
+#   not grow with open WebSockets, and a client that does not read slows nobody else down.
+# - Other threads talk to the hub through call(): a command queue and a wake-up socket. An upgrade's
+#   HTTP thread calls open() and waits (without holding the request gate) while a worker runs the route
+#   script; when the script accepts, that thread sends the 101 and hands the socket over with attach()
+#   and is done. Past --max-websockets, open() fails at once with 503.
+# - Rooms live here, where the sockets are: a worker tells the hub which room a connection joins or
+#   leaves; a publish (from a controller, a script, or another server process) builds its frame once and
+#   queues it to every member in this process, and is passed to the relay once when it started here.
+# - Timers: every second the hub pings clients silent for --ws-ping-interval, closes (1011) those whose
+#   pong has not come within --ws-ping-timeout, and drops connections whose closing handshake has taken
+#   longer than WS_CLOSE_TIMEOUT.
+
+from __future__ import annotations
+
+import logging
+import selectors
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from krait import limits
+from krait.errors import GatewayTimeout, InternalError, ServiceUnavailable
+from krait.http.websocket import message_frame
+from krait.pool import jobs
+from krait.pool.pipe import PipeReader, PipeWriter
+from krait.pool.sessions import (
+    Closing,
+    Done,
+    Joined,
+    Left,
+    Message,
+    Opened,
+    Published,
+    WsWorker,
+    WsWorkers,
+    publish_record,
+    published,
+)
+from krait.server.websocket import MESSAGE, WsClient
+from krait.settings import Settings
+
+log = logging.getLogger("krait.ws")
+
+_READ, _WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
+_RECV_SIZE = 262144  # one read buffer for every client: large messages arrive in few reads
+_TICK = 1.0  # seconds between two looks at the timers
+
+
+class _Opening:
+    """An upgrade waiting for its route script; the HTTP thread that asked waits on `done`."""
+
+    __slots__ = ("job", "done", "result", "conn", "error", "abandoned")
+
+    def __init__(self, job: jobs.Job) -> None:
+        self.job = job
+        self.done = threading.Event()
+        self.result: jobs.Result | None = None
+        self.conn = 0
+        self.error: Exception | None = None
+        self.abandoned = False  # the HTTP thread gave up waiting, or could not send the 101
+
+    def finish(self, result: jobs.Result | None = None, error: Exception | None = None) -> None:
+        self.result, self.error = result, error
+        self.done.set()
+
+
+class WebSocketHub:
+    """The WebSocket connections of one server process (see the module comment)."""
+
+    def __init__(self, settings: Settings, relay: socket.socket | None = None) -> None:
+        self.settings = settings
+        self.max_connections = settings.max_websockets
+        self.workers = WsWorkers(settings, settings.ws_workers, self._worker_started)
+        self.clients: dict[int, WsClient] = {}  # every connection, from open() until both ends are done
+        self.rooms: dict[str, set[WsClient]] = {}
+        self._ids = 0
+        self._selector = selectors.DefaultSelector()
+        self._commands: deque[tuple[Callable[..., None], tuple]] = deque()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._selector.register(self._wake_r, _READ, ("wake", None))
+        self._waiting: deque[_Opening] = deque()  # upgrades waiting for a worker to start
+        self._buf = memoryview(bytearray(_RECV_SIZE))
+        self._relay: tuple[PipeReader, PipeWriter] | None = None
+        if relay is not None:
+            self._relay = (PipeReader(relay), PipeWriter(relay))
+            self._selector.register(relay, _READ, ("relay", None))
+        self._thread = threading.Thread(target=self._loop, name="krait-ws-hub", daemon=True)
+        self._running = True
+        self._going_away = False
+
+    # --- called from other threads --------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the first WebSocket worker (ConfigError when init.py fails), then the loop."""
+        self._add_worker(self.workers.start())
+        self._thread.start()
+
+    def call(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run fn(*args) on the hub's thread, soon."""
+        self._commands.append((fn, args))
+        try:
+            self._wake_w.send(b"x")
+        except (BlockingIOError, OSError):
+            pass  # the socket is full of wake-ups already, or the hub is gone
+
+    def open(self, job: jobs.Job, timeout: float) -> tuple[jobs.Result, int]:
+        """Run an upgrade's route script in a WebSocket worker and wait for its Result; with 101, the
+        connection's number for attach() (or release()).
+
+        Raises:
+            ServiceUnavailable: --max-websockets connections are open.
+            GatewayTimeout: the route script ran past `timeout`.
+            InternalError: the worker died.
+        """
+        opening = _Opening(job)
+        self.call(self._open, opening)
+        if not opening.done.wait(timeout):
+            self.call(self._abandon, opening)
+            raise GatewayTimeout("the WebSocket route script did not finish within %.0f seconds" % timeout)
+        if opening.error is not None:
+            raise opening.error
+        return opening.result, opening.conn  # type: ignore[return-value]
+
+    def attach(self, conn: int, sock: socket.socket, leftover: bytes) -> None:
+        """The 101 went out: the hub serves the socket from now on (`leftover`: bytes read past it)."""
+        self.call(self._attach, conn, sock, leftover)
+
+    def release(self, conn: int) -> None:
+        """The 101 could not be sent: the accepted session ends before it began."""
+        self.call(self._release, conn)
+
+    def publish(self, room: str, kind: str, payload: bytes) -> None:
+        """A script published to a room (krait/pool/scheduler.py on_publish)."""
+        self.call(self._publish, Published(room, kind == jobs.WS_TEXT, payload), True)
+
+    def go_away(self) -> None:
+        """A graceful stop: close every connection with 1001 Going Away (RFC 6455 section 7.4.1)."""
+        self.call(self._go_away)
+
+    def count(self) -> int:
+        return len(self.clients)
+
+    def reload(self) -> None:
+        self.call(self._reload)
+
+    def stop(self) -> None:
+        """Stop the loop and the workers (after go_away() and a wait, for a graceful stop)."""
+        self.call(self._stop)
+        self._thread.join(5)
+
+    # --- the loop -------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        next_tick = time.monotonic() + _TICK
+        select = self._selector.select
+        while self._running:
+            for key, mask in select(max(next_tick - time.monotonic(), 0.0)):
+                kind, obj = key.data
+                if kind == "client":
+                    if mask & _READ:
+                        self._client_readable(obj)
+                    if mask & _WRITE and obj.sock is not None:
+                        self._client_writable(obj)
+                elif kind == "worker":
+                    self._worker_readable(obj)
+                elif kind == "worker-out":
+                    self._worker_writable(obj)
+                elif kind == "wake":
+                    self._run_commands()
+                else:
+                    self._relay_io(mask)
+            if time.monotonic() >= next_tick:
+                self._tick()
+                next_tick = time.monotonic() + _TICK
+        self._selector.close()
+
+    def _run_commands(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+        commands = self._commands
+        while commands:
+            fn, args = commands.popleft()
+            fn(*args)
+
+    # --- upgrades -------------------------------------------------------------------------
+
+    def _open(self, opening: _Opening) -> None:
+        if self._going_away:
+            opening.finish(error=ServiceUnavailable("the server is shutting down"))
+            return
+        if len(self.clients) >= self.max_connections:
+            opening.finish(error=ServiceUnavailable("%d WebSocket connections are open" % len(self.clients)))
+            return
+        worker = self.workers.choose()
+        if worker is None:
+            self._waiting.append(opening)  # served when a worker has started
+            return
+        self._ids += 1
+        conn = self._ids
+        opening.conn = conn
+        self.clients[conn] = WsClient(conn, worker, self.settings.max_ws_message, opening)
+        worker.open(conn, opening.job)
+        self._want_write(worker)
+
+    def _abandon(self, opening: _Opening) -> None:
+        opening.abandoned = True
+        if opening in self._waiting:
+            self._waiting.remove(opening)
+            return
+        client = self.clients.get(opening.conn)
+        if client is not None and client.opening is opening and not client.worker.stuck:
+            # A route script overran: its worker takes no new connections and is replaced.
+            log.error("a WebSocket route script ran past %.0fs; its worker takes no new connections",
+                      self.settings.timeout)
+            client.worker.stuck = True
+            self.workers.choose()
+
+    def _opened(self, event: Opened) -> None:
+        client = self.clients.get(event.conn)
+        if client is None:
+            return
+        opening, client.opening = client.opening, None
+        accepted = event.result.status == 101
+        if opening is None or opening.abandoned:
+            if accepted:
+                self._tell_worker(client, 1006)  # nobody will get the 101
+            else:
+                self._forget(client)
+            return
+        if not accepted:
+            del self.clients[event.conn]
+        opening.finish(event.result)
+
+    def _attach(self, conn: int, sock: socket.socket, leftover: bytes) -> None:
+        client = self.clients.get(conn)
+        if client is None or client.told_worker:  # the worker died or stopped meanwhile
+            sock.close()
+            return
+        client.attach(sock)
+        client.last_seen = time.monotonic()
+        self._selector.register(sock, _READ, ("client", client))
+        if not client.flush():  # what the controller sent before the 101 went out
+            self._drop(client, 1006)
+            return
+        self._update_write(client)
+        if self._going_away:
+            self._close(client, 1001, "server shutting down")
+        if leftover:  # bytes that came right behind the upgrade request
+            self._heard(client, client.receive(leftover, time.monotonic()))
+
+    def _release(self, conn: int) -> None:
+        client = self.clients.get(conn)
+        if client is not None:
+            self._tell_worker(client, 1006)
+
+    # --- clients --------------------------------------------------------------------------
+
+    def _client_readable(self, client: WsClient) -> None:
+        self._heard(client, client.read(self._buf, time.monotonic()))
+
+    def _heard(self, client: WsClient, heard: list[tuple]) -> None:
+        worker = client.worker
+        for kind, a, b in heard:
+            if kind == MESSAGE:
+                if not client.told_worker:
+                    worker.send(client.conn, a, b)
+            else:  # CLOSED: the session is over on the client's side
+                self._tell_worker(client, a, b)
+        if heard and not client.told_worker:
+            self._want_write(worker)
+        if client.sock is not None and not client.is_open and not client.unsent:
+            self._drop(client, 1006)  # closed: the echo of its close (if any) is out
+        else:
+            self._update_write(client)
+
+    def _client_writable(self, client: WsClient) -> None:
+        if not client.flush():
+            self._drop(client, 1006)
+            return
+        if not client.unsent and not client.is_open:
+            self._drop(client, 1006)  # our close frame is out, and the session was over
+        else:
+            self._update_write(client)
+
+    def _update_write(self, client: WsClient) -> None:
+        sock = client.sock
+        if sock is None:
+            return
+        writing = client.unsent > 0
+        if writing != client.writing:
+            client.writing = writing
+            self._selector.modify(sock, _READ | _WRITE if writing else _READ, ("client", client))
+
+    def _queue(self, client: WsClient, frame: bytes) -> None:
+        """Send a message frame to a client; one that holds too much unsent output is closed (1008)."""
+        if client.over():
+            client.drop_output()
+            self._close(client, 1008, "too slow")
+            return
+        if not client.send(frame):
+            self._drop(client, 1006)
+        else:
+            self._update_write(client)
+
+    def _close(self, client: WsClient, code: int, reason: str) -> None:
+        """Start the closing handshake from the server's side; the connection is dropped if the client
+        has not answered within WS_CLOSE_TIMEOUT."""
+        if client.is_open:
+            client.send(client.ws.send_close(code, reason))
+            client.deadline = time.monotonic() + limits.WS_CLOSE_TIMEOUT
+            self._update_write(client)
+        if code in (1008, 1011):  # the server decided: the controller hears the same code
+            self._tell_worker(client, code, reason)
+
+    def _tell_worker(self, client: WsClient, code: int, reason: str = "") -> None:
+        if not client.told_worker:
+            client.told_worker = True
+            self._leave_rooms(client)
+            if not client.worker_done:
+                client.worker.close(client.conn, code, reason)
+                self._want_write(client.worker)
+        self._forget_if_done(client)
+
+    def _drop(self, client: WsClient, code: int) -> None:
+        """The client's socket is done: close it, and tell the controller if nobody has."""
+        if client.sock is not None:
+            self._selector.unregister(client.sock)
+            client.close()
+        self._tell_worker(client, code)
+
+    def _forget_if_done(self, client: WsClient) -> None:
+        if client.worker_done and client.sock is None and client.opening is None:
+            self._forget(client)
+
+    def _forget(self, client: WsClient) -> None:
+        self.clients.pop(client.conn, None)
+        self._leave_rooms(client)
+
+    # --- rooms ----------------------------------------------------------------------------
+
+    def _join(self, client: WsClient, room: str) -> None:
+        if client.told_worker:
+            return
+        client.rooms.add(room)
+        self.rooms.setdefault(room, set()).add(client)
+
+    def _leave(self, client: WsClient, room: str) -> None:
+        client.rooms.discard(room)
+        members = self.rooms.get(room)
+        if members is not None:
+            members.discard(client)
+            if not members:
+                del self.rooms[room]
+
+    def _leave_rooms(self, client: WsClient) -> None:
+        for room in list(client.rooms):
+            self._leave(client, room)
+
+    def _publish(self, event: Published, here: bool) -> None:
+        """Deliver a published message to the room's members here; pass it on to the other server
+        processes when it was published in this one."""
+        members = self.rooms.get(event.room)
+        if members:
+            frame = message_frame(event.text, event.payload)  # built once for every member
+            for client in list(members):
+                if client.is_open:
+                    self._queue(client, frame)
+        if here and self._relay is not None:
+            self._relay[1].send(publish_record(event))
+            self._relay_want_write()
+
+    # --- workers --------------------------------------------------------------------------
+
+    def _add_worker(self, worker: WsWorker) -> None:
+        self._selector.register(worker.reader, _READ, ("worker", worker))
+
+    def _worker_started(self, worker: WsWorker | None, generation: int) -> None:
+        self.call(self._started, worker, generation)  # from the start thread
+
+    def _started(self, worker: WsWorker | None, generation: int) -> None:
+        if self.workers.started(worker, generation):
+            self._add_worker(worker)  # type: ignore[arg-type]
+        waiting, self._waiting = self._waiting, deque()
+        for opening in waiting:
+            if self.workers.usable() or self.workers.starting:
+                self._open(opening)
+            else:
+                opening.finish(error=InternalError("no WebSocket worker could be started"))
+
+    def _want_write(self, worker: WsWorker) -> None:
+        writer = worker.writer
+        if writer.pending:
+            try:
+                self._selector.register(writer, _WRITE, ("worker-out", worker))
+            except KeyError:  # registered already
+                pass
+
+    def _worker_writable(self, worker: WsWorker) -> None:
+        try:
+            if worker.writer.flush():
+                self._selector.unregister(worker.writer)
+        except OSError:
+            self._worker_lost(worker)
+
+    def _worker_readable(self, worker: WsWorker) -> None:
+        try:
+            events = worker.read()
+        except EOFError:
+            self._worker_lost(worker)
+            return
+        clients = self.clients
+        for event in events:
+            kind = type(event)
+            if kind is Message:
+                client = clients.get(event.conn)
+                if client is not None and client.is_open:
+                    self._queue(client, message_frame(event.text, event.payload))
+            elif kind is Published:
+                self._publish(event, True)
+            elif kind is Done:
+                client = clients.get(event.conn)
+                if client is not None:
+                    client.worker_done = True
+                    self._forget_if_done(client)
+                self._retire_if_idle(worker)
+            elif kind is Closing:
+                client = clients.get(event.conn)
+                if client is not None:
+                    self._close(client, event.code, event.reason)
+            elif kind is Joined:
+                client = clients.get(event.conn)
+                if client is not None:
+                    self._join(client, event.room)
+            elif kind is Left:
+                client = clients.get(event.conn)
+                if client is not None:
+                    self._leave(client, event.room)
+            else:
+                self._opened(event)
+
+    def _worker_lost(self, worker: WsWorker) -> None:
+        """A WebSocket worker died: only its connections close (1011), and it is replaced."""
+        if worker not in self.workers.workers:
+            return
+        log.error("WebSocket worker %d died (exit code %s); its %d connections are closed",
+                  worker.proc.pid, worker.proc.exitcode, len(worker.conns))
+        for selector_key in (worker.reader, worker.writer):
+            try:
+                self._selector.unregister(selector_key)
+            except (KeyError, ValueError):
+                pass
+        worker.kill()
+        for client in [c for c in self.clients.values() if c.worker is worker]:
+            client.worker_done = True
+            client.told_worker = True
+            opening = client.opening
+            if opening is not None:
+                client.opening = None
+                opening.finish(error=InternalError("the WebSocket worker died"))
+            self._leave_rooms(client)
+            if client.sock is None:
+                self._forget(client)
+            else:
+                self._close(client, 1011, "")
+        self.workers.lost(worker)
+
+    def _retire_if_idle(self, worker: WsWorker) -> None:
+        # An old generation's worker, or a stuck one, is stopped once it holds no connection.
+        if worker.conns or (worker.generation == self.workers.generation and not worker.stuck):
+            return
+        self._selector.unregister(worker.reader)
+        worker.stop()
+        self.workers.lost(worker)
+
+    def _reload(self) -> None:
+        for worker in self.workers.reload():
+            self._selector.unregister(worker.reader)
+            worker.stop()
+
+    # --- relay ----------------------------------------------------------------------------
+
+    def _relay_io(self, mask: int) -> None:
+        reader, writer = self._relay  # type: ignore[misc]
+        if mask & _WRITE:
+            if writer.flush():
+                self._selector.modify(reader.end, _READ, ("relay", None))
+        if mask & _READ:
+            try:
+                records = reader.read()
+            except EOFError:  # the parent is gone: this process is being stopped
+                self._selector.unregister(reader.end)
+                self._relay = None
+                return
+            for record in records:
+                self._publish(published(record), False)
+
+    def _relay_want_write(self) -> None:
+        reader, writer = self._relay  # type: ignore[misc]
+        if writer.pending:
+            self._selector.modify(reader.end, _READ | _WRITE, ("relay", None))
+
+    # --- timers and the end ---------------------------------------------------------------
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        interval, timeout = self.settings.ws_ping_interval, self.settings.ws_ping_timeout
+        for client in list(self.clients.values()):
+            if client.sock is None:
+                continue
+            if client.deadline:
+                if now > client.deadline:
+                    self._drop(client, 1006)
+                continue
+            if not interval or not client.is_open:
+                continue
+            if client.ping_sent:
+                if now - client.ping_sent > timeout:
+                    self._close(client, 1011, "keepalive ping timeout")
+            elif now - client.last_seen > interval:
+                client.ping_sent = now
+                if client.send(client.ws.send_ping(b"krait")):
+                    self._update_write(client)
+                else:
+                    self._drop(client, 1006)
+
+    def _go_away(self) -> None:
+        self._going_away = True
+        for client in list(self.clients.values()):
+            if client.sock is not None:
+                self._close(client, 1001, "server shutting down")
+
+    def _stop(self) -> None:
+        self._running = False
+        for client in list(self.clients.values()):
+            if client.sock is not None:
+                self._drop(client, 1001)
+        for worker in list(self.workers.workers):
+            worker.stop()
+        for opening in self._waiting:
+            opening.finish(error=ServiceUnavailable("the server is shutting down"))
+
