@@ -7,7 +7,8 @@
 #   lifecycle.py  start-up order, the pools, signals, reloads, --processes
 #   listener.py   the listening socket, accept loop, connection limit, graceful drain, access log
 #   channel.py    one client connection: recv -> krait.http -> route -> reply or job -> send
-#   websocket.py  one accepted WebSocket connection: frames <-> its worker session
+#   hub.py        every WebSocket of the process, in one selector loop; rooms; pings
+#   websocket.py  one WebSocket client of the hub: its sans-IO session and unsent output
 #   dispatch.py   App: route once, answer static files and errors, build jobs, turn results into replies
 #   records.py    Incoming (the request, split once) and Reply (the response to send)
 #   routing.py, static.py, compress.py, forwarded.py, gate.py, reloader.py   one concern each

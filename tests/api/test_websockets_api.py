@@ -202,3 +202,84 @@ def test_base_thread_start_is_noop():
     c = ws.WebsocketsCtrlBase()
     c.on_start()
     assert c.wait_stopped(5) is True
+
+
+def test_a_controller_without_on_thread_start_costs_no_thread():
+    # Many connections share a worker process: only a controller with its own on_thread_start gets a
+    # thread (the 0.5.2 contract for those); the others run on the worker's threads.
+    before = threading.active_count()
+    quiet = [ws.WebsocketsCtrlBase(use_in_message_queue=False) for _ in range(50)]
+    for c in quiet:
+        c.on_start()
+    assert threading.active_count() == before and all(c._thread is None for c in quiet)
+    threaded = Echo()
+    threaded.on_start()
+    assert threaded._thread is not None and threaded._thread.is_alive()
+    threaded.on_stop()
+    assert threaded.wait_stopped(5)
+
+
+def test_an_exception_in_the_handler_thread_closes_with_1011(capsys):
+    class Broken(ws.WebsocketsCtrlBase):
+        def on_thread_start(self):
+            raise KeyError("boom")
+
+    c = Broken()
+    c.on_start()
+    assert c.wait_stopped(5)
+    assert c._take_out() == [("close", 1011, "")]
+    assert "KeyError: 'boom'" in capsys.readouterr().err
+
+
+class _Link:
+    """What a worker gives a controller once its connection is open: records join/leave."""
+
+    def __init__(self):
+        self.told = []
+
+    def join(self, room):
+        self.told.append(("join", room))
+
+    def leave(self, room):
+        self.told.append(("leave", room))
+
+
+def test_rooms_joined_before_the_connection_opens_are_told_when_it_does():
+    c = ws.WebsocketsCtrlBase(use_in_message_queue=False)
+    c.join("lobby")
+    c.join("lobby")  # once is enough
+    c.join("news")
+    link = _Link()
+    c._attach(link)
+    assert sorted(link.told) == [("join", "lobby"), ("join", "news")]
+    c.leave("lobby")
+    c.leave("nowhere")  # not a member: nothing to tell
+    c.join("café")
+    assert link.told[2:] == [("leave", "lobby"), ("join", "café")]
+
+
+@pytest.mark.parametrize("room, error", [("", TypeError), (3, TypeError), (None, TypeError),
+                                         ("x" * 257, ValueError), ("é" * 129, ValueError)])
+def test_room_names_are_checked(room, error):
+    c = ws.WebsocketsCtrlBase()
+    with pytest.raises(error):
+        c.join(room)
+    with pytest.raises(error):
+        ws.publish(room, "hi")
+
+
+def test_publish_hands_one_record_to_the_worker(monkeypatch):
+    sent = []
+    monkeypatch.setattr(ws, "_publisher", lambda room, kind, payload: sent.append((room, kind, payload)))
+    ws.publish("lobby", "h\u00e9")
+    ws.publish("lobby", b"\x00\x01")
+    ws.publish("lobby", bytearray(b"z"))
+    assert sent == [("lobby", "text", "h\u00e9".encode()), ("lobby", "binary", b"\x00\x01"),
+                    ("lobby", "binary", b"z")]
+    with pytest.raises(TypeError):
+        ws.publish("lobby", 42)
+
+
+def test_publish_outside_a_worker_says_so():
+    with pytest.raises(RuntimeError, match="worker processes"):
+        ws.publish("lobby", "hi")

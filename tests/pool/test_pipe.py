@@ -215,3 +215,16 @@ def test_a_selector_loop_reads_and_writes_whole_messages_without_waiting(ends):
         while True:
             reader.read()
     server.close()
+
+
+def test_an_empty_message_through_the_non_blocking_writer(ends):
+    # An empty payload is a frame of its own; the writer must not spin on it forever.
+    server, worker = ends()
+    writer = PipeWriter(server.out)
+    writer.send_message("binary", 7, b"")
+    writer.send_message("text", 8, b"next")
+    assert writer.pending == 0
+    assert worker.recv(5) == ("binary", 7, b"")
+    assert worker.recv(5) == ("text", 8, b"next")
+    server.close()
+    worker.close()
