@@ -7,8 +7,10 @@
 #   The hub (krait/server/hub.py) registers its two descriptors in its selector and never blocks on it.
 # - WsWorkers is the policy: a new connection goes to the worker of the current generation holding the
 #   fewest connections; while every worker already holds some, another one is started in the background,
-#   up to `size`; a worker that dies, or whose route script overran, is replaced; reload() starts a new
-#   generation for new connections and lets the old workers finish the connections they hold.
+#   up to `size`; a worker that dies, or whose route script overran, is replaced; reload() starts a worker
+#   of a new generation, and once it has run init.py, new connections go to the new generation while the
+#   old workers finish the connections they hold. If the new worker fails to start, the old generation
+#   goes on serving, and the next reload tries again.
 # Every method runs on the hub's thread; background starts hand their worker back through the hub.
 
 from __future__ import annotations
@@ -167,7 +169,8 @@ class WsWorkers:
         self.on_started = on_started  # called from a start thread: (the worker or None, generation)
         self.workers: list[WsWorker] = []  # every live worker, old generations included
         self.starting = 0
-        self.generation = 0
+        self.generation = 0  # the generation new connections go to
+        self.next_generation = 0  # the newest generation asked for (reload() raises it)
 
     def start(self) -> WsWorker:
         """Start the first worker and wait for it (ConfigError when init.py fails)."""
@@ -186,7 +189,7 @@ class WsWorkers:
 
     def _start_one(self) -> None:
         self.starting += 1
-        generation = self.generation
+        generation = self.next_generation
         threading.Thread(target=self._start, args=(generation,), name="krait-ws-start", daemon=True).start()
 
     def _start(self, generation: int) -> None:
@@ -199,16 +202,23 @@ class WsWorkers:
             return
         self.on_started(WsWorker(proc), generation)
 
-    def started(self, worker: WsWorker | None, generation: int) -> bool:
-        """A background start ended (on the hub's thread); True when `worker` is kept."""
+    def started(self, worker: WsWorker | None, generation: int) -> list[WsWorker]:
+        """A background start ended (on the hub's thread): the workers to stop now (the old generation's
+        idle ones, when this worker is the first of a new generation; or this one, when it came too
+        late). `worker` is None when it failed to start."""
         self.starting -= 1
         if worker is None:
-            return False
-        if generation != self.generation:
-            worker.stop()
-            return False
+            return []
+        if generation != self.next_generation:
+            return [worker]
         self.workers.append(worker)
-        return True
+        if generation == self.generation:
+            return []
+        self.generation = generation  # the reload succeeded: new connections go to the new workers
+        idle = [w for w in self.workers if w.generation != generation and not w.conns]
+        for old in idle:
+            self.workers.remove(old)
+        return idle
 
     def lost(self, worker: WsWorker) -> None:
         """The worker died, or it is stuck and holds no connection any more: replace it."""
@@ -220,11 +230,7 @@ class WsWorkers:
     def usable(self) -> list[WsWorker]:
         return [w for w in self.workers if w.generation == self.generation and not w.stuck]
 
-    def reload(self) -> list[WsWorker]:
-        """A new generation takes new connections; returns the old workers holding none (to stop)."""
-        self.generation += 1
+    def reload(self) -> None:
+        """Start a worker of a new generation (re-running init.py); see the module comment."""
+        self.next_generation += 1
         self._start_one()
-        idle = [w for w in self.workers if not w.conns]
-        for worker in idle:
-            self.workers.remove(worker)
-        return idle

@@ -392,8 +392,13 @@ class WebSocketHub:
         self.call(self._started, worker, generation)  # from the start thread
 
     def _started(self, worker: WsWorker | None, generation: int) -> None:
-        if self.workers.started(worker, generation):
-            self._add_worker(worker)  # type: ignore[arg-type]
+        stop = self.workers.started(worker, generation)
+        if worker is not None and worker not in stop:
+            self._add_worker(worker)
+        for old in stop:
+            if old is not worker:
+                self._selector.unregister(old.reader)
+            old.stop()
         waiting, self._waiting = self._waiting, deque()
         for opening in waiting:
             if self.workers.usable() or self.workers.starting:
@@ -487,9 +492,7 @@ class WebSocketHub:
         self.workers.lost(worker)
 
     def _reload(self) -> None:
-        for worker in self.workers.reload():
-            self._selector.unregister(worker.reader)
-            worker.stop()
+        self.workers.reload()
 
     # --- relay ----------------------------------------------------------------------------
 

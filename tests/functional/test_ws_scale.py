@@ -437,3 +437,39 @@ def test_idle_clients_are_pinged_and_silent_ones_closed(tmp_path):
             assert (frame.opcode, frame.payload[:2]) == (CLOSE, close_body(1011)[:2])
     finally:
         srv.stop()
+
+
+# --- reloads ------------------------------------------------------------------------------------------
+
+
+def test_an_edit_under_py_reaches_new_connections_and_a_broken_one_takes_nothing_down(tmp_path):
+    files = dict(SITE)
+    files[".py/version.py"] = "VERSION = 'one'\n"
+    files["ws.py"] = WS.replace('seen = "tag:%s same:%s"', 'import version\nseen = version.VERSION + " tag:%s same:%s"')
+    site = write_site(tmp_path / "site", files)
+    srv = start_krait(site, workdir=tmp_path / "run")
+    socks = []
+    try:
+        old = connect(srv)
+        socks.append(old)
+        assert old.first.startswith("one ")
+        (site / ".py" / "version.py").write_text("VERSION = 'two'\n")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            ws = connect(srv)
+            socks.append(ws)
+            if ws.first.startswith("two "):
+                break
+            time.sleep(0.3)
+        assert socks[-1].first.startswith("two "), "new connections never got the edited module"
+        assert ask(old, "still") == "still"  # the connection from before the reload carries on
+        (site / ".py" / "init.py").write_text(INIT + "\nraise ImportError('broken on purpose')\n")
+        time.sleep(3)  # the watcher saw it; the new worker failed to start
+        ws = connect(srv)  # still served, by the workers of the last good generation
+        socks.append(ws)
+        assert ws.first.startswith("two ") and ask(ws, "fine") == "fine"
+        assert "broken on purpose" in srv.log()
+    finally:
+        for ws in socks:
+            ws.close()
+        srv.stop()
