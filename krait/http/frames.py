@@ -126,7 +126,7 @@ class Frame:
     rsv: int = 0
 
 
-def apply_mask(payload: bytes, mask_key: bytes) -> bytes:
+def apply_mask(payload: bytes | bytearray | memoryview, mask_key: bytes) -> bytes:
     """XOR ``payload`` with the repeated 4-byte ``mask_key`` (section 5.3); masking == unmasking.
 
     No per-byte Python loop. Short payloads are XORed as two big integers. From _LANES_FROM bytes
