@@ -3,7 +3,10 @@
 # Design: build the Site (which runs .py/init.py), report krait.config's snapshot or the failure, then
 # hand the pipe to krait/pool/serve.py with this package's two callables: run.handle for jobs and
 # websocket.run_session for accepted WebSocket sessions. The server decides when a worker stops, so
-# SIGINT and SIGHUP are ignored here.
+# SIGINT and SIGHUP are ignored here. Whatever site code prints goes to the server's standard error, its
+# log, line by line (docs/configuration.md): file descriptor 1 becomes a copy of 2, so output of child
+# processes and C code goes there too, and the server's standard output carries only its ready line and
+# the access log.
 
 from __future__ import annotations
 
@@ -27,8 +30,9 @@ def main(ends: tuple[Any, Any], settings: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
+        os.dup2(2, 1)
         sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # print() reaches the log promptly
-    except Exception:
+    except Exception:  # no standard error, or stdout replaced: print() goes wherever it goes
         pass
     try:
         site = Site(settings.site_root, settings.template_cache_size)
