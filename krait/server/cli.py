@@ -35,7 +35,7 @@ def _number(kind: type, low: float, high: float = math.inf, above: bool = False)
             value = kind(text)
         except ValueError:
             value = math.nan
-        if not (value > low if above else low <= value <= high) or math.isinf(value):
+        if not (value > low if above else low <= value <= high) or value in (math.inf, -math.inf):
             raise argparse.ArgumentTypeError("expected %s, not %r" % (wanted, text))
         return value
 

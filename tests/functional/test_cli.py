@@ -129,8 +129,11 @@ def _serve_from(cwd, command: list[str], site, env: dict) -> tuple[str, str]:
 @pytest.mark.parametrize("holding", ["an empty krait folder", "a clone of this repository"])
 def test_krait_runs_from_a_folder_holding_a_folder_named_krait(tmp_path, holding):
     env = _installed_krait_env()
-    site = write_site(tmp_path / "site", {"hi.py": "import krait\nkrait.response = krait.Response("
-                                          "'HTTP/1.1', 200, [], 'dynamic')\n", "index.html": "static"})
+    # The page also shows that site code sees the server's environment, not the one its fork server
+    # was started with (krait/pool/process.py).
+    site = write_site(tmp_path / "site", {"hi.py": "import krait, os\nkrait.response = krait.Response("
+                                          "'HTTP/1.1', 200, [], 'dynamic %s' % os.environ.get('PYTHONSAFEPATH'))\n",
+                                          "index.html": "static"})
     cwd = tmp_path / "here"
     (cwd / "krait").mkdir(parents=True)
     if holding != "an empty krait folder":
@@ -142,7 +145,7 @@ def test_krait_runs_from_a_folder_holding_a_folder_named_krait(tmp_path, holding
         commands.append([script])
     for command in commands:
         pages, log = _serve_from(cwd, command, site, env)
-        assert pages == "dynamic static", (command, log)
+        assert pages == "dynamic %s static" % env.get("PYTHONSAFEPATH"), (command, log)
         assert "Traceback" not in log, (command, log)
 
 
