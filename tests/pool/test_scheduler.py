@@ -33,6 +33,8 @@ SCRIPTS = {
                 'krait.response = krait.Response("HTTP/1.1", 200, [], "slept")\n',
     "pause.py": 'import time\ntime.sleep(float(krait.request.query_string))\n',
     "tag.py": 'krait.response = krait.Response("HTTP/1.1", 200, [], tag)\n',  # `tag` comes from init.py
+    "hold.py": 'import os, time\nwhile not os.path.exists(krait.request.query_string):\n    time.sleep(0.01)\n'
+               'krait.response = krait.Response("HTTP/1.1", 200, [], "held")\n',  # until the file exists
 }
 
 
@@ -167,12 +169,13 @@ def test_a_new_generation_serves_from_its_commit_and_jobs_routed_for_the_old_one
     init = tmp_path / ".py" / "init.py"
     init.parent.mkdir()
     init.write_text("tag = 'one'\n")
-    p = pool(workers=1, timeout=5.0)
+    p = pool(workers=1, timeout=30.0)
     site, first = p.settings.site_root, p.generation
     out: dict = {}
-    slow = run_in_thread(p, job(site, "sleep.py", "0.6"), 5, out, "slow")  # holds the only worker
-    time.sleep(0.1)
-    queued = run_in_thread(p, job(site, "tag.py"), 5, out, "queued")  # waits in the queue for it
+    flag = tmp_path / "go"
+    held = run_in_thread(p, job(site, "hold.py", str(flag)), 30, out, "held")  # holds the only worker
+    time.sleep(0.2)
+    queued = run_in_thread(p, job(site, "tag.py"), 30, out, "queued")  # waits in the queue for it
     queued_for_one = threading.Thread(target=lambda: out.__setitem__("routed", _run(p, "tag.py", first)))
     queued_for_one.start()
     init.write_text("tag = 'two'\n")
@@ -181,11 +184,13 @@ def test_a_new_generation_serves_from_its_commit_and_jobs_routed_for_the_old_one
     published = []
     p.commit(new, lambda: published.append(p.generation))
     assert published == [new.number]
-    for t in (slow, queued, queued_for_one):
-        t.join(10)
-    assert out["slow"][0].body == b"slept"  # already running: finished by the old worker
-    assert out["queued"][0].body == b"two"  # a job of no generation runs on the serving one
+    for t in (queued, queued_for_one):
+        t.join(30)
+    assert out["queued"][0].body == b"two"  # a job of no generation runs on the serving one at once
     assert isinstance(out["routed"], Reloaded)  # routed for the old configuration: handed back, never run
+    flag.touch()
+    held.join(30)
+    assert out["held"][0].body == b"held"  # already running: finished by the old worker
     assert isinstance(_run(p, "tag.py", first), Reloaded)
     assert _run(p, "tag.py", new.number).body == b"two"
     init.write_text("tag = 'three'\nraise ValueError('broken edit')\n")
