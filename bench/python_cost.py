@@ -50,7 +50,7 @@ class _AnsweringPool:
 
     config = None
 
-    def run(self, job: jobs.Job, timeout: float) -> jobs.Result:
+    def run(self, job: jobs.Job, timeout: float, generation: int | None = None) -> jobs.Result:
         return HELLO
 
 

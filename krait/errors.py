@@ -11,7 +11,10 @@
 #    |        GatewayTimeout 504, InternalError 500
 #    +-- TemplateError                             Pympl problems (krait/pympl raises these)
 #    |    +-- TemplateSyntaxError(message, path, line, column, source_line)
-#    +-- ConfigError                               a bad site configuration found at start-up
+#    +-- ConfigError                               a bad site configuration (init.py, routes) at start-up
+#    |                                             or reload
+#    +-- Reloaded                                  a job routed by a configuration a reload replaced: the
+#                                                  server routes the request again (never answered)
 #
 # Rules: each layer raises its own kind and the layer above translates it at exactly one place
 # (channel.py for ProtocolError and HttpError; worker.py turns everything else into an error
@@ -138,3 +141,8 @@ class TemplateSyntaxError(TemplateError):
 
 class ConfigError(KraitError):
     """The site's configuration (routes, cache lists, init.py) is unusable; names what and where."""
+
+
+class Reloaded(KraitError):
+    """A job that was routed with the configuration of a worker generation that a reload has replaced
+    (krait/pool/scheduler.py). It never reached a worker; the server routes its request again."""

@@ -1,15 +1,47 @@
 # Settings: every tunable of one Krait server, as one frozen record.
 #
 # The command line (krait/server/cli.py) fills it; the server, channels and pool read it. Defaults come from
-# krait/limits.py so a limit is written in exactly one place. Settings is picklable: worker processes
-# receive it when they start.
+# krait/limits.py so a limit is written in exactly one place; the default worker count is the number of
+# CPUs this process may use (usable_cpus()). Settings is picklable: worker processes receive it when they
+# start.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
 from krait import limits
+
+
+def usable_cpus(proc_cgroup: str = "/proc/self/cgroup", cgroup_root: str = "/sys/fs/cgroup") -> int:
+    """The CPUs this process may use: its affinity mask (taskset, cpusets), capped by the cgroup v2 CPU
+    quota of its cgroup or of any cgroup above it (a container's, a systemd unit's CPUQuota=), rounded up;
+    at least 1."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        count = os.cpu_count() or 1
+    try:
+        with open(proc_cgroup, encoding="utf-8") as f:
+            path = next((line[3:].strip() for line in f if line.startswith("0::")), "/")
+    except OSError:
+        path = "/"
+    root = os.path.normpath(cgroup_root)
+    folder = os.path.normpath(os.path.join(root, path.lstrip("/")))
+    if folder != root and not folder.startswith(root + os.sep):  # outside this namespace's view: the root
+        folder = root
+    while True:
+        try:
+            with open(os.path.join(folder, "cpu.max"), encoding="ascii") as f:
+                quota, period = f.read().split()[:2]
+            if quota != "max":  # "max 100000": no quota here
+                count = min(count, math.ceil(int(quota) / int(period)))
+        except (OSError, ValueError):
+            pass
+        if folder == root:
+            return max(1, count)
+        folder = os.path.dirname(folder)
 
 
 @dataclass(frozen=True)
@@ -17,7 +49,7 @@ class Settings:
     site_root: str
     host: str = "127.0.0.1"
     port: int = 8080
-    workers: int = os.cpu_count() or 2
+    workers: int = usable_cpus()
     processes: int = 1
     timeout: float = limits.SCRIPT_TIMEOUT
     debug: bool = False

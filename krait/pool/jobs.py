@@ -31,6 +31,7 @@ class Job(NamedTuple):
     remote_addr: tuple[str, int] | None
     scheme: str  # "http" or "https", after trusted proxy headers
     url_params: tuple[tuple[str, str], ...]
+    error_text: str = ""  # for a site's error page (.errors/<status>.html): the error's report, --debug only
 
 
 class ErrorReport(NamedTuple):

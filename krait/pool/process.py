@@ -4,6 +4,11 @@
 # krait/pool/sessions.py for WebSockets); the policy of who gets which worker lives there.
 # - Workers are started through a forkserver created before the server starts any thread, so a
 #   replacement forked later never inherits the server's threads or locks.
+# - multiprocessing starts the forkserver as `python -c ...`, which puts the working directory first on
+#   sys.path: a folder named krait there (even an empty one, or a clone of this repository) would be
+#   imported in place of this Krait. So the forkserver starts with PYTHONSAFEPATH=1 (no working
+#   directory) and the folder holding this krait package first on PYTHONPATH, set only while it starts;
+#   each worker puts the server's values of both back before it runs any site code.
 # - The child runs krait.worker.main, named by a string and imported in the child (and in the
 #   forkserver, which preloads it): the server process never imports the worker side, the script API
 #   or ply.
@@ -14,27 +19,54 @@ from __future__ import annotations
 
 import importlib
 import multiprocessing
+import os
+from multiprocessing import forkserver
 from typing import Any
 
+import krait
 from krait.errors import ConfigError
 from krait.pool import jobs
 from krait.pool.pipe import MessagePipe
 
 WORKER_MAIN = "krait.worker.main"  # the module whose main() a worker process runs
 START_TIMEOUT = 120.0  # seconds a worker may take to import and run init.py
+_FORKSERVER_ENV = ("PYTHONPATH", "PYTHONSAFEPATH")  # set for the forkserver only (see the module comment)
 _CONTEXT: Any = None
 
 
 def context() -> Any:
-    """The forkserver multiprocessing context, created once per process (before any thread starts)."""
+    """The forkserver multiprocessing context, created and started once per process (before any thread
+    starts)."""
     global _CONTEXT
     if _CONTEXT is None:
-        _CONTEXT = multiprocessing.get_context("forkserver")
-        _CONTEXT.set_forkserver_preload([WORKER_MAIN])
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload([WORKER_MAIN])
+        saved = _environment()
+        home = os.path.dirname(os.path.dirname(os.path.abspath(krait.__file__)))  # holds this krait package
+        os.environ["PYTHONPATH"] = os.pathsep.join([home] + [p for p in [saved["PYTHONPATH"]] if p])
+        os.environ["PYTHONSAFEPATH"] = "1"
+        try:
+            forkserver.ensure_running()
+        finally:
+            _set_environment(saved)
+        _CONTEXT = ctx
     return _CONTEXT
 
 
-def _child(ends: tuple[Any, Any], settings: Any, kind: str) -> None:
+def _environment() -> dict[str, str | None]:
+    return {name: os.environ.get(name) for name in _FORKSERVER_ENV}
+
+
+def _set_environment(values: dict[str, str | None]) -> None:
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+def _child(ends: tuple[Any, Any], settings: Any, kind: str, environ: dict[str, str | None]) -> None:
+    _set_environment(environ)  # the server's, not the forkserver's
     importlib.import_module(WORKER_MAIN).main(ends, settings, kind)
 
 
@@ -54,7 +86,7 @@ class WorkerProcess:
         """Start a script worker ("http", reached over socketpairs) or a WebSocket worker ("ws", over
         os.pipe()s: krait/pool/pipe.py says why)."""
         ours, theirs = MessagePipe.pair(pipes=kind == "ws")
-        process = context().Process(target=_child, args=(theirs, settings, kind), daemon=True)
+        process = context().Process(target=_child, args=(theirs, settings, kind, _environment()), daemon=True)
         process.start()
         for end in theirs:
             end.close()

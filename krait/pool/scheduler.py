@@ -21,8 +21,18 @@
 #   killed, that caller gets GatewayTimeout. The pipe hits EOF (os._exit, a segfault, the OOM killer):
 #   InternalError. Either way the jobs behind it never started, so they go back to the front of the
 #   queue, and a replacement worker starts. More than `max_queued` jobs waiting: ServiceUnavailable.
-# - A worker that served --max-requests jobs, or belongs to a generation that reload() replaced, takes
-#   no new jobs and is stopped once its pipe is empty: no request in flight is cut.
+# - Generations (reloads, docs/deployment.md): prepare() starts a complete new generation of workers and
+#   waits until init.py ran in every one, while the current generation serves on. commit() then, under the
+#   pool lock, makes them the serving lanes, runs the server's `publish` (which installs the App built from
+#   their krait.config) and retires the old lanes. discard() kills a prepared generation instead. A job
+#   carries the generation whose configuration routed it: run() refuses one of a replaced generation with
+#   Reloaded, and commit() hands back the same way the jobs still queued for the old one (so do the jobs
+#   a dying old worker never started): they never ran, and the server routes their requests again. So a
+#   request is routed and run by one generation; jobs of no generation (error pages) run on any.
+# - A worker that belongs to a replaced generation takes no new jobs and is stopped once its pipe is empty:
+#   no request in flight is cut. So is a worker that served --max-requests jobs, once its replacement ran
+#   init.py; until then it serves on, and if the replacement fails (a broken edit of init.py), it serves
+#   that many jobs more before the next try.
 # - A script may publish to a WebSocket room (krait.websockets.publish()): that record arrives on the
 #   worker's pipe between answers, and whoever reads the pipe hands it to `on_publish`.
 
@@ -34,10 +44,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from krait import limits
-from krait.errors import GatewayTimeout, InternalError, ServiceUnavailable
+from krait.errors import GatewayTimeout, InternalError, Reloaded, ServiceUnavailable
 from krait.pool import jobs
 from krait.pool.process import WorkerProcess, start_all
 from krait.settings import Settings
@@ -57,14 +67,23 @@ class Reader(enum.Enum):
     THREAD = 2
 
 
+class Generation(NamedTuple):
+    """Workers that ran one version of init.py (prepare() -> commit() or discard())."""
+
+    number: int
+    workers: list[WorkerProcess]
+    config: Any  # krait.config's snapshot (the first worker's)
+
+
 class _Entry:
     """One job of a request thread, waiting in the queue or in a worker's pipe."""
 
-    __slots__ = ("wire", "rel_path", "timeout", "small", "fast", "queued", "done", "result", "error")
+    __slots__ = ("wire", "rel_path", "generation", "timeout", "small", "fast", "queued", "done", "result", "error")
 
-    def __init__(self, job: jobs.Job, timeout: float) -> None:
+    def __init__(self, job: jobs.Job, timeout: float, generation: int | None) -> None:
         self.wire = jobs.job_to_wire(job)
         self.rel_path = job.rel_path
+        self.generation = generation  # whose configuration routed it (None: any generation may run it)
         self.timeout = timeout
         self.small = len(job.body) < limits.PIPELINE_MAX_BODY  # may wait in a busy worker's pipe
         self.fast = False  # its file ran in under PIPELINE_STALL last time (set when it is placed)
@@ -82,8 +101,8 @@ class _Entry:
 class _Lane:
     """One worker process with its scheduling state (fields under the pool lock unless noted)."""
 
-    __slots__ = ("proc", "inflight", "outbox", "started", "served", "retiring", "dead", "reader", "wake",
-                 "send_lock")
+    __slots__ = ("proc", "inflight", "outbox", "started", "served", "recycling", "retiring", "dead", "reader",
+                 "wake", "send_lock")
 
     def __init__(self, proc: WorkerProcess, mutex: Any) -> None:
         self.proc = proc
@@ -91,6 +110,7 @@ class _Lane:
         self.outbox: list[_Entry] = []  # the tail of `inflight` not written yet
         self.started = 0.0  # when inflight[0] started running
         self.served = 0  # jobs written to it (--max-requests)
+        self.recycling = False  # its replacement is starting (--max-requests)
         self.retiring = False  # takes no new jobs; stopped when its pipe is empty
         self.dead = False  # failed: the reader thread exits
         self.reader = Reader.NONE
@@ -110,7 +130,8 @@ class JobPool:
         self.size = size
         self.max_queued = settings.max_queued_jobs
         self.depth = max(1, limits.PIPELINE_DEPTH)
-        self.config: Any = None  # krait.config's snapshot, from the first worker that started
+        self.config: Any = None  # krait.config's snapshot of the serving generation
+        self.generation = -1  # the serving generation's number (commit() sets both)
         mutex = threading.Lock()
         self._mutex = mutex
         self._lock = threading.Condition(mutex)
@@ -118,30 +139,62 @@ class JobPool:
         self._starting: set[object] = set()  # replacements being started (one token each)
         self._queue: deque[_Entry] = deque()  # waiting for any worker
         self._took: dict[str, float] = {}  # rel_path -> seconds its last job took in a worker
-        self._generation = 0
+        self._numbered = -1  # the last generation number given out
         self._closed = False
         self.on_publish: Callable[[str, str, bytes], None] | None = None  # the server's WebSocket rooms
 
     # --- life cycle -----------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the workers and wait until init.py ran in each; raise ConfigError on failure."""
-        for proc, config in start_all(self.settings, self.size, self._generation):
-            self.config = self.config or config
-            self._adopt(proc)
+        """Start the first generation and wait until init.py ran in each worker; ConfigError on failure."""
+        self.commit(self.prepare())
 
-    def reload(self) -> None:
-        """Start a new generation of workers (re-running init.py); retire the old ones when idle."""
+    def prepare(self) -> Generation:
+        """Start a complete new generation and wait until init.py ran in each of its workers (the serving
+        generation is left alone).
+
+        Raises:
+            ConfigError: a worker failed (all of the new ones are killed): init.py's file, line, traceback.
+        """
         with self._lock:
-            if self._closed:
-                return
-            self._generation += 1
-            old = list(self._lanes)
-        for _ in range(self.size):  # counted as starting before the old ones leave: the queue is never orphaned
-            self._start_replacement()
-        for lane in old:
-            self._retire(lane)
-        log.info("http workers reloading (generation %d)", self._generation)
+            self._numbered += 1
+            number = self._numbered
+        started = start_all(self.settings, self.size, number)
+        return Generation(number, [proc for proc, _ in started], started[0][1])
+
+    def commit(self, new: Generation, publish: Callable[[], None] | None = None) -> None:
+        """Make a prepared generation the serving one, and call `publish` at the same instant (under the
+        pool lock); the old workers finish the jobs in their pipes and stop (see the module comment)."""
+        for proc in new.workers:
+            proc.pipe.use_kernel_timeouts(limits.PIPE_SEND_TIMEOUT)
+        fresh = [_Lane(proc, self._mutex) for proc in new.workers]
+        stopping: list[_Lane] = []
+        stale: list[_Entry] = []
+        with self._lock:
+            closed = self._closed
+            if not closed:
+                self.generation, self.config = new.number, new.config
+                if publish is not None:
+                    publish()
+                old, self._lanes = self._lanes, list(fresh)
+                stopping = [lane for lane in old if self._retire_locked(lane)]
+                stale = [entry for entry in self._queue if entry.generation not in (None, new.number)]
+                for entry in stale:
+                    self._queue.remove(entry)
+        if closed:
+            self.discard(new)
+            return
+        for entry in stale:
+            entry.finish(error=Reloaded())
+        for lane in stopping:
+            self._send_stop(lane)
+        for lane in fresh:
+            self._run_lane(lane)
+
+    def discard(self, new: Generation) -> None:
+        """Kill the workers of a prepared generation that will not serve."""
+        for proc in new.workers:
+            proc.kill()
 
     def close(self) -> None:
         with self._lock:
@@ -155,28 +208,34 @@ class JobPool:
             if lane.proc.process.is_alive():
                 lane.proc.kill()
 
-    def _start_replacement(self) -> None:
+    def _start_replacement(self, recycled: _Lane | None = None) -> None:
         token = object()
         with self._lock:
             self._starting.add(token)
-        threading.Thread(target=self._replace, args=(token,), name="krait-replace", daemon=True).start()
+        threading.Thread(target=self._replace, args=(token, recycled), name="krait-replace", daemon=True).start()
 
-    def _replace(self, token: object) -> None:
+    def _replace(self, token: object, recycled: _Lane | None) -> None:
+        """Start a worker for a dead one, or for `recycled` (which is retired once it is ready)."""
         try:
-            proc = WorkerProcess.start(self.settings, self._generation)
+            proc = WorkerProcess.start(self.settings, self.generation)
             proc.wait_ready()
         except Exception as exc:
             log.error("could not start a replacement worker: %s", exc)
             with self._lock:
                 self._starting.discard(token)
+                if recycled is not None:  # it serves on, and tries again after --max-requests more jobs
+                    recycled.served, recycled.recycling = 0, False
             self._strand_if_orphaned()
             return
         self._adopt(proc, token)
+        if recycled is not None:
+            self._retire(recycled)
 
     def _adopt(self, proc: WorkerProcess, token: object = None) -> None:
+        proc.pipe.use_kernel_timeouts(limits.PIPE_SEND_TIMEOUT)
         with self._lock:
             self._starting.discard(token)
-            stale = self._closed or proc.generation != self._generation
+            stale = self._closed or proc.generation != self.generation
             lane = None if stale else _Lane(proc, self._mutex)
             if lane is not None:
                 self._lanes.append(lane)
@@ -184,24 +243,32 @@ class JobPool:
             proc.stop()
             self._strand_if_orphaned()
             return
-        proc.pipe.use_kernel_timeouts(limits.PIPE_SEND_TIMEOUT)
+        self._run_lane(lane)
+
+    def _run_lane(self, lane: _Lane) -> None:
+        """Start serving a lane that just joined `_lanes`: its reader thread, and the queued jobs."""
         threading.Thread(target=self._read_answers, args=(lane,), name="krait-pool-reader", daemon=True).start()
         self._feed(lane)
 
     def _retire(self, lane: _Lane) -> None:
         """Take no new jobs; the reader thread stops the worker once its pipe is empty."""
         with self._lock:
-            if lane.retiring:
-                return
-            lane.retiring = True
-            if lane in self._lanes:
-                self._lanes.remove(lane)
-            idle = not lane.inflight
-            if idle:
-                self._set_reader(lane, Reader.THREAD)  # to read the EOF that follows the stop message
+            idle = self._retire_locked(lane)
         self._strand_if_orphaned()
         if idle:
             self._send_stop(lane)
+
+    def _retire_locked(self, lane: _Lane) -> bool:
+        """_retire() under the lock, but for the stop message: True when the caller must send it."""
+        if lane.retiring:
+            return False
+        lane.retiring = True
+        if lane in self._lanes:
+            self._lanes.remove(lane)
+        if lane.inflight:
+            return False
+        self._set_reader(lane, Reader.THREAD)  # to read the EOF that follows the stop message
+        return True
 
     def _strand_if_orphaned(self) -> None:
         """With no worker left and none starting, nobody would ever run the queue: answer it 503."""
@@ -219,18 +286,21 @@ class JobPool:
 
     # --- running jobs ---------------------------------------------------------------------
 
-    def run(self, job: jobs.Job, timeout: float) -> jobs.Result:
-        """Run one job and return its Result.
+    def run(self, job: jobs.Job, timeout: float, generation: int | None = None) -> jobs.Result:
+        """Run one job, routed with the configuration of `generation` (None: any), and return its Result.
 
         Raises:
+            Reloaded: `generation` is no longer the serving one; the job did not run.
             ServiceUnavailable: too many jobs wait, no worker is running, or the server stops.
             GatewayTimeout: the job ran past `timeout` (its worker was killed).
             InternalError: the worker died while running the job.
         """
-        entry = _Entry(job, timeout)
+        entry = _Entry(job, timeout, generation)
         with self._lock:
             if self._closed:
                 raise ServiceUnavailable("the server is shutting down")
+            if generation is not None and generation != self.generation:
+                raise Reloaded()
             lane = self._choose(entry)
             if lane is None or lane.inflight:  # it will wait: in the queue or behind a running job
                 waiting = len(self._queue) + sum(max(len(other.inflight) - 1, 0) for other in self._lanes)
@@ -288,15 +358,16 @@ class JobPool:
                 if batch and batch[0] is lane.inflight[0]:
                     lane.started = time.monotonic()  # the pipe was empty: the first of them runs now
                 lane.served += len(batch)
+                limit = self.settings.max_requests
+                recycle = bool(limit) and lane.served >= limit and not (lane.recycling or lane.retiring)
+                lane.recycling = lane.recycling or recycle
             if batch:
                 try:
                     lane.proc.pipe.send_many([entry.wire for entry in batch])
                 except OSError:
                     written = False  # a dead pipe: whoever reads it sees EOF and answers every entry
-        limit = self.settings.max_requests
-        if limit and lane.served >= limit and not lane.retiring:  # recycled: --max-requests
-            self._start_replacement()
-            self._retire(lane)
+        if recycle:  # --max-requests
+            self._start_replacement(lane)
         return written
 
     def _feed(self, lane: _Lane) -> None:
@@ -473,7 +544,7 @@ class JobPool:
             requeue = list(lane.inflight)
             lane.inflight.clear()
             lane.outbox = []
-            replace = serving and not self._closed and lane.proc.generation == self._generation
+            replace = serving and not (self._closed or lane.recycling) and lane.proc.generation == self.generation
         if replace:
             self._start_replacement()
         lane.proc.kill()
@@ -483,14 +554,19 @@ class JobPool:
         self._strand_if_orphaned()
 
     def _requeue(self, entries: list[_Entry]) -> None:
-        """Jobs that never started go back to the front of the queue, in order, for any live worker."""
+        """Jobs that never started go back to the front of the queue, in order, for any live worker (those
+        of a replaced generation back to their callers, to be routed again)."""
         if not entries:
             return
         with self._lock:
             now = time.monotonic()
+            stale = [entry for entry in entries if entry.generation not in (None, self.generation)]
             for entry in reversed(entries):
-                entry.queued = now
-                self._queue.appendleft(entry)
+                if entry not in stale:
+                    entry.queued = now
+                    self._queue.appendleft(entry)
             others = list(self._lanes)
+        for entry in stale:
+            entry.finish(error=Reloaded())
         for other in others:  # they need not wait for the replacement
             self._feed(other)

@@ -2,14 +2,17 @@
 #
 # Design: this module and krait/server/websocket.py are the only ones that call recv/send on a client
 # socket. A Channel runs in the connection's own thread, feeds bytes to the sans-IO core and writes back
-# what the core returns. For each request it builds one Incoming record, routes it once (App.route), and
-# gets either a Reply or a Job (App.dispatch); a job runs on the worker pool, its Result becomes the Reply
-# (App.complete). Timeouts live here, not in the core:
+# what the core returns. For each request it builds one Incoming record, takes the server's current App
+# (a reload replaces it), routes the request once (App.route), and gets either a Reply or a Pending job
+# (App.dispatch); the job runs on the worker pool and its outcome gives the Reply or the next Pending (the
+# site's error page). A job refused as Reloaded never ran: the request is routed again with the new App.
+# Timeouts live here, not in the core:
 #   - between requests, the idle keep-alive timeout (silent close);
 #   - once a request's first byte arrived, one total deadline for the whole header block (408);
 #   - while a body arrives, a minimum average rate after a grace period (408).
 # The FairGate (krait/server/gate.py) bounds how many connection threads work on requests at once; a
-# request leaves it while it waits for a worker, while a large file streams, and for a WebSocket's life.
+# request leaves it while it waits for a worker (also for an error page), while a large file streams, and
+# for a WebSocket's life.
 # A ProtocolError from the core gets a minimal error response with Connection: close and the connection
 # ends: nothing after a rejected request is parsed. A WebSocket upgrade waits for its route script
 # outside the gate; once accepted, the socket belongs to the WebSocket hub (krait/server/hub.py) and
@@ -23,12 +26,12 @@ import time
 from typing import Any
 
 from krait import __version__, sockopt
-from krait.errors import HttpError, LocalProtocolError, ProtocolError
+from krait.errors import HttpError, LocalProtocolError, ProtocolError, Reloaded
 from krait.http import NEED_DATA, Connection, Data, EndOfMessage, InformationalResponse, Request, Response, handshake
 from krait.pool import jobs
 from krait.server import forwarded
 from krait.server.dispatch import App, error_page
-from krait.server.records import Incoming, Reply
+from krait.server.records import Incoming, Pending, Reply
 from krait.server.routing import SCRIPT, STATIC, Target
 from krait.timefmt import http_date
 from krait.urls import origin_path, split_target
@@ -47,7 +50,6 @@ class _Timeout(Exception):
 class Channel:
     def __init__(self, server: Any, sock: socket.socket, addr: Any) -> None:
         self.server = server
-        self.app: App = server.app
         self.settings = server.settings
         self.sock = sock
         self.addr = addr if isinstance(addr, tuple) else ("", 0)
@@ -197,7 +199,7 @@ class Channel:
         req = self.incoming(head)
         if handshake.is_upgrade_request(head.headers):
             return self.handle_upgrade(conn, req, started)  # never in the gate: it may wait for a worker
-        app = self.app
+        app: App = self.server.app
         if head.chunked or (head.content_length or 0) > 0:
             # Routed before the body is read, outside the gate: a slow upload holds no slot, a 404 never
             # waits for an upload, and static files and errors are answered without reading the body
@@ -214,18 +216,26 @@ class Channel:
             routed = app.route(req)
         try:
             answer = app.dispatch(req, routed)
-            if type(answer) is jobs.Job:
+            while type(answer) is Pending:
                 self.leave_gate()  # waiting for a worker must not block static files
-                answer = app.complete(req, routed, self.run_job(answer))  # type: ignore[arg-type]
+                outcome = self.run_job(answer)
+                if outcome is None:  # routed by workers that a reload replaced: route it again
+                    app = self.server.app
+                    answer = app.dispatch(req, app.route(req))
+                else:
+                    answer = answer.finish(outcome)
             self.respond(conn, req, answer, started)  # type: ignore[arg-type]
         finally:
             self.leave_gate()
         return conn.keep_alive
 
-    def run_job(self, job: jobs.Job) -> jobs.Result | HttpError:
+    def run_job(self, pending: Pending) -> jobs.Result | HttpError | None:
+        """The job's Result, the pool's HttpError (503, 504 or 500), or None when it was Reloaded."""
         try:
-            return self.server.pool.run(job, self.settings.timeout)
-        except HttpError as exc:  # the pool could not run it: 503, 504 or 500
+            return self.server.pool.run(pending.job, self.settings.timeout, pending.generation)
+        except Reloaded:
+            return None
+        except HttpError as exc:
             return exc
 
     def enter_gate(self) -> None:
@@ -300,7 +310,8 @@ class Channel:
     def handle_upgrade(self, conn: Connection, req: Incoming, started: float) -> bool:
         """Run the upgrade's route script in a WebSocket worker; on 101, hand the socket to the hub.
         Returns False: the connection never carries another HTTP request."""
-        app, hub = self.app, self.server.hub
+        app: App = self.server.app
+        hub = self.server.hub
         try:
             hs = handshake.validate_request(req.method, req.http_version, req.headers)
         except ProtocolError as exc:

@@ -1,14 +1,19 @@
 # The `krait` command line: arguments -> Settings, then krait/server/lifecycle.py runs the server.
 #
 # Design: every option's default is the Settings field's (krait/settings.py, whose limits come from
-# krait/limits.py), so a default is written in one place. Invalid values end with argparse's one-line
-# `krait: error: ...` and exit status 2.
+# krait/limits.py), so a default is written in one place, and --help shows it. Each number is checked
+# against its range when it is parsed, and the access log is opened once: an invalid value ends with
+# one line, `krait: error: ...` (argparse's, without the usage above it), and exit status 2, never a
+# traceback.
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
+from collections.abc import Callable
+from typing import NoReturn
 
 from krait import __version__
 from krait.settings import Settings
@@ -16,11 +21,43 @@ from krait.settings import Settings
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(Settings)}
 
 
+def _number(kind: type, low: float, high: float = math.inf, above: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite `kind` (int or float) from `low` (excluded when `above`) to `high`."""
+    if above:
+        wanted = "a number above %g" % low
+    elif high < math.inf:
+        wanted = "a whole number from %d to %d" % (low, high)
+    else:
+        wanted = "%s of at least %g" % ("a whole number" if kind is int else "a number", low)
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = math.nan
+        if not (value > low if above else low <= value <= high) or value in (math.inf, -math.inf):
+            raise argparse.ArgumentTypeError("expected %s, not %r" % (wanted, text))
+        return value
+
+    return parse
+
+
+_PORT = _number(int, 0, 65535)
+_COUNT = _number(int, 1)  # at least one
+_SIZE = _number(int, 0)  # zero or more
+_SECONDS = _number(float, 0, above=True)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, "%s: error: %s\n" % (self.prog, message))
+
+
 def parse_args(argv: list[str] | None = None) -> Settings:
     """Settings from the command line (argparse exits with status 2 on invalid values)."""
-    p = argparse.ArgumentParser(prog="krait", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                                description="Serve a Krait site: static files, .py scripts, Pympl templates "
-                                "and WebSockets from one folder.", argument_default=argparse.SUPPRESS)
+    p = _Parser(prog="krait", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                description="Serve a Krait site: static files, .py scripts, Pympl templates and WebSockets from "
+                "one folder.", argument_default=argparse.SUPPRESS)
 
     def option(*flags: str, dest: str, **kw: object) -> None:
         if "action" not in kw and "metavar" not in kw and "choices" not in kw:
@@ -30,32 +67,34 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     p.add_argument("site_root", metavar="SITE",
                    help="the site folder (holds .py/init.py, pages, scripts, static files)")
     option("--host", dest="host", help="address to listen on")
-    option("--port", "-p", dest="port", type=int, help="port (0 picks a free port)")
-    option("--workers", dest="workers", type=int, help="script worker processes (the CPU count)")
-    option("--processes", dest="processes", type=int, help="server processes sharing the port (SO_REUSEPORT)")
-    option("--timeout", dest="timeout", type=float, help="per-request script deadline, seconds")
+    option("--port", "-p", dest="port", type=_PORT, help="port (0 picks a free port)")
+    option("--workers", dest="workers", type=_COUNT, help="script worker processes (the CPUs this process may use)")
+    option("--processes", dest="processes", type=_COUNT, help="server processes sharing the port (SO_REUSEPORT)")
+    option("--timeout", dest="timeout", type=_SECONDS, help="per-request script deadline, seconds")
     option("--debug", dest="debug", action="store_true", help="tracebacks in error pages, no lookup caching")
-    option("--max-body-size", dest="max_body_size", type=int, help="largest request body in bytes (413)")
-    option("--max-request-line", dest="max_request_line", type=int, help="longest request line (414)")
-    option("--max-header-size", dest="max_header_block", type=int, help="largest header block (431)")
-    option("--max-header-line", dest="max_header_line", type=int, help="longest header line (431)")
-    option("--max-headers", dest="max_header_count", type=int, help="most header fields (431)")
-    option("--header-timeout", dest="header_timeout", type=float, help="seconds to send a header block (408)")
-    option("--keepalive-timeout", dest="keepalive_timeout", type=float, help="idle keep-alive seconds")
-    option("--min-body-rate", dest="min_body_rate", type=int, help="slowest accepted body upload, bytes/s (408)")
-    option("--max-connections", dest="max_connections", type=int, help="open connections per process (503 past it)")
-    option("--max-queued", dest="max_queued_jobs", type=int, help="requests waiting for a worker (503 past it)")
-    option("--max-requests", dest="max_requests", type=int, help="recycle a worker after N requests (0 = never)")
-    option("--max-websockets", dest="max_websockets", type=int,
+    option("--max-body-size", dest="max_body_size", type=_SIZE, help="largest request body in bytes (413)")
+    option("--max-request-line", dest="max_request_line", type=_COUNT, help="longest request line (414)")
+    option("--max-header-size", dest="max_header_block", type=_COUNT, help="largest header block (431)")
+    option("--max-header-line", dest="max_header_line", type=_COUNT, help="longest header line (431)")
+    option("--max-headers", dest="max_header_count", type=_COUNT, help="most header fields (431)")
+    option("--header-timeout", dest="header_timeout", type=_SECONDS, help="seconds to send a header block (408)")
+    option("--keepalive-timeout", dest="keepalive_timeout", type=_SECONDS, help="idle keep-alive seconds")
+    option("--min-body-rate", dest="min_body_rate", type=_COUNT, help="slowest accepted body upload, bytes/s (408)")
+    option("--max-connections", dest="max_connections", type=_COUNT, help="open connections per process (503 past it)")
+    option("--max-queued", dest="max_queued_jobs", type=_SIZE, help="requests waiting for a worker (503 past it)")
+    option("--max-requests", dest="max_requests", type=_SIZE, help="recycle a worker after N requests (0 = never)")
+    option("--max-websockets", dest="max_websockets", type=_COUNT,
            help="open WebSocket connections per server process (503 past it; lowered to fit the open-file limit)")
-    option("--max-ws-message", dest="max_ws_message", type=int, help="largest WebSocket message in bytes (close 1009)")
-    option("--ws-workers", dest="ws_workers", type=int,
-           help="WebSocket worker processes, each hosting many connections (the CPU count)")
-    option("--ws-ping-interval", dest="ws_ping_interval", type=float,
+    option("--max-ws-message", dest="max_ws_message", type=_COUNT,
+           help="largest WebSocket message in bytes (close 1009)")
+    option("--ws-workers", dest="ws_workers", type=_COUNT,
+           help="WebSocket worker processes, each hosting many connections (the CPUs this process may use)")
+    option("--ws-ping-interval", dest="ws_ping_interval", type=_number(float, 0),
            help="ping a WebSocket client silent this many seconds (0: never)")
-    option("--ws-ping-timeout", dest="ws_ping_timeout", type=float,
+    option("--ws-ping-timeout", dest="ws_ping_timeout", type=_SECONDS,
            help="close (1011) a WebSocket client whose pong takes longer, seconds")
-    option("--graceful-timeout", dest="graceful_timeout", type=float, help="seconds in-flight requests get on stop")
+    option("--graceful-timeout", dest="graceful_timeout", type=_number(float, 0),
+           help="seconds in-flight requests get on stop")
     option("--access-log", dest="access_log", metavar="PATH|-",
            help="write an access log (Combined Log Format + time) to PATH or stdout")
     option("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"], help="log level")
@@ -69,9 +108,11 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     a = p.parse_args(argv)
     if a.keyfile and not a.certfile:
         p.error("--keyfile needs --certfile")
-    for name in ("workers", "processes", "max_connections", "max_websockets", "ws_workers"):
-        if getattr(a, name) < 1:
-            p.error("--%s must be at least 1" % name.replace("_", "-"))
+    if a.access_log and a.access_log != "-":
+        try:
+            open(a.access_log, "a").close()
+        except OSError as exc:
+            p.error("cannot open the access log %r: %s" % (a.access_log, exc.strerror or exc))
     a.forwarded_allow_ips = tuple(x.strip() for x in a.forwarded_allow_ips.split(",") if x.strip())
     return Settings(**vars(a))
 

@@ -1,16 +1,26 @@
-# Dispatch: from one Incoming request to either a Reply or a Job for a worker (no socket I/O here).
+# Dispatch: from one Incoming request to either a Reply or a Pending job for a worker (no socket I/O here).
 #
 # Design: the channel calls route() once per request, then dispatch(), which answers static files and
-# errors itself (a Reply) and turns scripts and templates into a Job. The channel runs the job on the
-# pool and hands its Result (or the pool's HttpError) back to complete(). Errors become responses at one
-# place, error_reply(): an HttpError keeps its status (404, 405 + Allow, 501, 503 + Retry-After, 504), a
-# worker's ErrorReport its status with the details shown only in --debug mode, and a site's own error
-# page (SITE/.errors/<status>.html, a Pympl template) is used when present. Every reply then gets the
-# same finishing touches: gzip, and no representation metadata on a 304. The headers every response
-# carries (Date, Server) are the channel's; Cache-Control follows docs/configuration.md.
+# errors itself (a Reply) and turns scripts and templates into a Pending job. The channel runs the job on
+# the pool, outside the request gate, and hands its Result (or the pool's HttpError) to the Pending's
+# finish, complete(). Errors become responses at one place, error_reply(): an HttpError keeps its status
+# (404, 405 + Allow, 501, 503 + Retry-After, 504), a worker's ErrorReport its status with the details
+# shown only in --debug mode; the log line of a 5xx carries the whole report (the traceback of the
+# site's frames). When the site has its own page for the status (SITE/.errors/<status>.html, a Pympl
+# template; docs/site-layout.md), answer() returns a Pending that renders it, like any template but never
+# in the gate; if that page fails, the built-in page is sent (an error page never gets an error page).
+# Every reply then gets the same finishing touches: gzip, and no representation metadata on a 304. The
+# headers every response carries (Date, Server) are the channel's; Cache-Control follows
+# docs/configuration.md.
+#
+# Reloads: an App is built from one worker generation's krait.config snapshot and stamps that generation
+# on its jobs; the pool runs them on that generation only (krait/pool/scheduler.py), and the channel routes
+# a request again with the new App when a reload replaced the generation meanwhile. Error pages run on
+# whichever generation serves.
 
 from __future__ import annotations
 
+import functools
 import html
 import logging
 import os
@@ -22,7 +32,7 @@ from krait.errors import HttpError
 from krait.http.events import reason_phrase
 from krait.pool import jobs
 from krait.server.compress import Gzip
-from krait.server.records import Incoming, Reply
+from krait.server.records import Incoming, Pending, Reply
 from krait.server.routing import SCRIPT, STATIC, Router, Target
 from krait.server.static import StaticFiles, not_modified
 from krait.urls import decode_path
@@ -30,15 +40,14 @@ from krait.urls import decode_path
 log = logging.getLogger("krait")
 
 DYNAMIC_CACHE_CONTROL = "no-cache, no-store, must-revalidate"
-_ERROR_PAGE_STATUSES = (403, 404, 405)  # a site's .errors/<status>.html is used for these
 
 
 class App:
     """Everything the server process knows about the site: routes, cache rules, static files."""
 
-    def __init__(self, settings: Any, cfg: site_config.SiteConfig, pool: Any = None) -> None:
+    def __init__(self, settings: Any, cfg: site_config.SiteConfig, generation: int = 0) -> None:
         self.settings = settings
-        self.pool = pool  # runs the site's own error pages
+        self.generation = generation  # the worker generation whose init.py gave `cfg`
         self.cfg = cfg
         self.router = Router(settings.site_root, cfg.build_routes(), use_cache=not settings.debug)
         self.root = self.router.root
@@ -54,17 +63,19 @@ class App:
         except HttpError as exc:
             return self.error_reply(exc.status, str(exc), list(exc.headers), req)
 
-    def dispatch(self, req: Incoming, routed: Target | Reply) -> Reply | jobs.Job:
-        """The Reply for a static file or a routing error; the Job for a script or template."""
+    def dispatch(self, req: Incoming, routed: Target | Reply) -> Reply | Pending:
+        """The Reply for a static file or a routing error; a Pending for a script, a template or an error
+        page of the site's."""
         if type(routed) is Reply:
-            return self.finish(req, routed)
+            return self.answer(req, routed)
         target: Target = routed  # type: ignore[assignment]
         if target.kind != STATIC:
-            return self.job(req, target, jobs.SCRIPT if target.kind == SCRIPT else jobs.TEMPLATE)
+            job = self.job(req, target, jobs.SCRIPT if target.kind == SCRIPT else jobs.TEMPLATE)
+            return Pending(job, self.generation, functools.partial(self.complete, req, target))
         try:
             reply = self.static.reply(target.path, target.rel_path, req.method, req.headers)
         except OSError as exc:  # the file vanished or became unreadable since routing
-            reply = self.error_reply(404, "file unavailable: %s" % exc.strerror, [], req)
+            return self.answer(req, self.error_reply(404, "file unavailable: %s" % exc.strerror, [], req))
         return self.finish(req, reply)
 
     def job(self, req: Incoming, target: Target, kind: str) -> jobs.Job:
@@ -72,7 +83,7 @@ class App:
                         "HTTP/" + req.http_version, req.headers, req.body, req.remote_addr, req.scheme,
                         target.url_params)
 
-    def complete(self, req: Incoming, target: Target, outcome: jobs.Result | HttpError) -> Reply:
+    def complete(self, req: Incoming, target: Target, outcome: jobs.Result | HttpError) -> Reply | Pending:
         """The Reply for a job's Result, or for the HttpError the pool raised instead (503, 504, 500)."""
         if isinstance(outcome, HttpError):
             reply = self.error_reply(outcome.status, str(outcome), list(outcome.headers), req)
@@ -80,7 +91,14 @@ class App:
             reply = self.result_reply(outcome, target.rel_path, req)
             if not outcome.dynamic and outcome.error is None and outcome.status == 200:
                 reply = self.static_template_reply(reply, target, req)
-        return self.finish(req, reply)
+        return self.answer(req, reply)
+
+    def answer(self, req: Incoming, reply: Reply) -> Reply | Pending:
+        """The finished reply, or first the Pending job that renders the site's own page for its error."""
+        page = self.error_page_job(req, reply)
+        if page is None:
+            return self.finish(req, reply)
+        return Pending(page, None, functools.partial(self.with_error_page, req, reply))
 
     def finish(self, req: Incoming, reply: Reply) -> Reply:
         """What every reply gets last: gzip, and no representation metadata on a 304."""
@@ -123,34 +141,41 @@ class App:
 
     def error_reply(self, status: int, detail: str, headers: list[tuple[str, str]], req: Incoming | None,
                     report: jobs.ErrorReport | None = None) -> Reply:
+        """Krait's own error response (built-in page); its `error` is the detail and any report's traceback."""
         if status == 503:
             headers = headers + [("Retry-After", str(limits.RETRY_AFTER))]
-        page = self.custom_error_page(status, req) if req is not None else None
-        if page is None:
-            page = error_page(status, detail, report, self.settings.debug)
+        page = error_page(status, detail, report, self.settings.debug)
         headers = headers + [("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", DYNAMIC_CACHE_CONTROL)]
+        if report is not None and report.traceback:
+            detail += "\n" + report.traceback.rstrip("\n")
         return Reply(status, headers, page, None, None, detail)
 
-    def custom_error_page(self, status: int, req: Incoming) -> bytes | None:
-        """Render SITE/.errors/<status>.html when the site has one."""
-        if status not in _ERROR_PAGE_STATUSES or self.pool is None:
+    def error_page_job(self, req: Incoming, reply: Reply) -> jobs.Job | None:
+        """The job that renders SITE/.errors/<status>.html for one of Krait's own error replies, if the site
+        has that page. Not for 503: it means that no worker can run a page now."""
+        if reply.error is None or reply.status == 503:
             return None
-        page = os.path.join(self.root, ".errors", "%d.html" % status)
+        page = os.path.join(self.root, ".errors", "%d.html" % reply.status)
         if not os.path.isfile(page):
             return None
         try:
             decoded = decode_path(req.path)
         except HttpError:  # the error being rendered may be about this very path
             decoded = req.path
-        target = Target(jobs.TEMPLATE, page, ".errors/%d.html" % status, (), decoded)
-        try:
-            result = self.pool.run(self.job(req._replace(query=""), target, jobs.TEMPLATE), self.settings.timeout)
-        except (HttpError, ValueError):
-            return None
-        if result.error is not None:
-            log.error("error page %s failed: %s", page, report_text(result.error))
-            return None
-        return result.body
+        target = Target(jobs.TEMPLATE, page, ".errors/%d.html" % reply.status, (), decoded)
+        job = self.job(req._replace(query="", body=b""), target, jobs.TEMPLATE)
+        return job._replace(error_text=reply.error if self.settings.debug else "")
+
+    def with_error_page(self, req: Incoming, reply: Reply, outcome: jobs.Result | HttpError) -> Reply:
+        """The error reply with the body its error page rendered; the built-in page if that failed."""
+        if isinstance(outcome, HttpError):
+            log.warning("error page .errors/%d.html not rendered: %s", reply.status, outcome)
+        elif outcome.error is not None:
+            log.error("error page .errors/%d.html failed: %s\n%s", reply.status, report_text(outcome.error),
+                      outcome.error.traceback.rstrip("\n"))
+        else:
+            reply = reply._replace(body=outcome.body)
+        return self.finish(req, reply)
 
 
 def report_text(report: jobs.ErrorReport) -> str:

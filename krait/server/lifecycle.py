@@ -3,8 +3,12 @@
 # Design: start-up order matters. Check the site folder, bind the port (a busy port fails here, before
 # any site code runs), start the worker pools through a forkserver while this process still has one
 # thread, read krait.config's snapshot, then listen and print the one ready line. Any failure before
-# that prints one paragraph and exits 1 (docs/deployment.md). SIGTERM and SIGINT stop gracefully;
-# SIGHUP and edits under SITE/.py restart the workers (re-running init.py) without dropping requests.
+# that prints one paragraph and exits 1 (docs/deployment.md). SIGTERM and SIGINT stop gracefully.
+# SIGHUP and edits under SITE/.py reload the site, one reload at a time: a complete new generation of
+# workers runs init.py while the old one serves on, the App is built from its krait.config, and the pool
+# swaps both at once (krait/pool/scheduler.py); when any of that fails, the old generation and App keep
+# serving and the error is logged once. The WebSocket pool reloads after a swap (sessions in progress
+# keep their worker).
 # With --processes N the parent binds a placeholder socket with SO_REUSEPORT to fix the port, forks N
 # servers that each bind the same port and own their pools, and supervises them.
 
@@ -108,7 +112,7 @@ def run_one(settings: Settings, reuse_port: bool = False, ready_fd: int | None =
         return fail(str(exc))
     pool.on_publish = hub.publish  # scripts publish to rooms; the hub holds them
     try:
-        app = App(settings, pool.config, pool)
+        app = App(settings, pool.config, pool.generation)
     except Exception as exc:  # a route or cache rule that only fails when compiled here
         server.server_close()
         pool.close()
@@ -123,12 +127,13 @@ def run_one(settings: Settings, reuse_port: bool = False, ready_fd: int | None =
         os.write(ready_fd, b"ok\n")
         os.close(ready_fd)
     else:
-        print("Krait %s serving %s at %s://%s:%d/" % (__version__, settings.site_root, settings.scheme,
-                                                      _display_host(settings.host), server.port), flush=True)
+        print("Krait %s serving %s at %s://%s:%d/ (%s)" % (__version__, settings.site_root, settings.scheme,
+              _display_host(settings.host), server.port, _workers(settings.workers)), flush=True)
     watcher_stop = threading.Event()
-    reloader.watch(os.path.join(settings.site_root, ".py"), lambda: _reload(pool, hub), watcher_stop)
+    reload = _Reload(settings, server, pool, hub)
+    reloader.watch(os.path.join(settings.site_root, ".py"), reload, watcher_stop)
     while not signals.wait_stop():
-        threading.Thread(target=_reload, args=(pool, hub), daemon=True).start()  # SIGHUP
+        threading.Thread(target=reload, daemon=True).start()  # SIGHUP
     watcher_stop.set()
     log.info("stopping: finishing requests in flight (up to %.0fs)", settings.graceful_timeout)
     server.shutdown()
@@ -199,10 +204,34 @@ class _SignalFlags:
         return True
 
 
-def _reload(pool: Any, hub: Any) -> None:
-    log.info("restarting workers")
-    pool.reload()
-    hub.reload()
+class _Reload:
+    """Reload the site (see the module comment); calls wait for the reload in progress, if any."""
+
+    def __init__(self, settings: Settings, server: Server, pool: JobPool, hub: WebSocketHub) -> None:
+        self.settings, self.server, self.pool, self.hub = settings, server, pool, hub
+        self.lock = threading.Lock()
+
+    def __call__(self) -> None:
+        with self.lock:
+            log.info("reloading: starting %s (init.py)", _workers(self.pool.size))
+            try:
+                new = self.pool.prepare()
+            except (ConfigError, OSError) as exc:
+                log.error("reload failed, the running workers keep serving: %s", exc)
+                return
+            try:
+                app = App(self.settings, new.config, new.number)
+            except Exception as exc:  # as at start-up: a route or cache rule that only fails when compiled here
+                self.pool.discard(new)
+                log.error("reload failed, the running workers keep serving: bad site configuration: %s", exc)
+                return
+            self.pool.commit(new, lambda: setattr(self.server, "app", app))
+            self.hub.reload()
+            log.info("reloaded: generation %d serves", new.number)
+
+
+def _workers(count: int) -> str:
+    return "%d worker%s" % (count, "" if count == 1 else "s")
 
 
 def _with_port(settings: Settings, port: int) -> Settings:
@@ -256,8 +285,9 @@ def run_many(settings: Settings) -> int:
         _signal_all(children, signal.SIGTERM)
         _wait_all(children)
         return 1
-    print("Krait %s serving %s at %s://%s:%d/ (%d processes)" % (__version__, settings.site_root, settings.scheme,
-          _display_host(settings.host), settings.port, settings.processes), flush=True)
+    print("Krait %s serving %s at %s://%s:%d/ (%d processes, %s each)" % (__version__, settings.site_root,
+          settings.scheme, _display_host(settings.host), settings.port, settings.processes,
+          _workers(settings.workers)), flush=True)
     signals = _SignalFlags()
     while not signals.wait_stop():
         _signal_all(children, signal.SIGHUP)

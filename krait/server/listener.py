@@ -48,7 +48,7 @@ class Server(socketserver.ThreadingTCPServer):
         except BaseException:
             self.server_close()
             raise
-        self.app: Any = None  # the App, the JobPool and the WebSocketHub, set by activate()
+        self.app: Any = None  # the App (a reload replaces it), the JobPool and the WebSocketHub: activate()
         self.pool: Any = None
         self.hub: Any = None
         self.scheme = settings.scheme

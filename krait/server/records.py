@@ -1,13 +1,21 @@
-# The two records of the server's request path: Incoming (what was asked) and Reply (what to send).
+# The records of the server's request path: Incoming (what was asked), Reply (what to send), and Pending
+# (a job a worker must run before there is a Reply).
 #
 # Design: the channel builds one Incoming per request from the parsed head, with the target split into
 # path and query once and the client's address and scheme already adjusted for trusted proxies; routing,
 # dispatch, the job for a worker and the access log all read that one record. Every answer, whether a
-# static file, an error or a worker's result, becomes one Reply, which the channel writes.
+# static file, an error or a worker's result, becomes one Reply, which the channel writes. Where a worker
+# must run first (a script, a template, a site's error page), dispatch gives a Pending instead: the
+# channel runs its job outside the request gate and hands the outcome to `finish`, which gives the Reply
+# or the next Pending (krait/server/dispatch.py).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
+
+from krait.errors import HttpError
+from krait.pool.jobs import Job, Result
 
 
 class Incoming(NamedTuple):
@@ -34,3 +42,11 @@ class Reply(NamedTuple):
     file_range: tuple[str, int, int] | None = None  # (path, offset, length) to stream with sendfile
     reason: str | None = None
     error: str | None = None  # what went wrong, for the log
+
+
+class Pending(NamedTuple):
+    """A job to run on the worker pool, and what turns its outcome into the answer."""
+
+    job: Job
+    generation: int | None  # the pool generation whose configuration routed it (None: any may run it)
+    finish: Callable[[Result | HttpError], Reply | Pending]

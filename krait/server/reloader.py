@@ -1,9 +1,11 @@
-# Restart the workers when the site's own Python code changes (docs/deployment.md).
+# Reload the site when its own Python code changes (docs/deployment.md).
 #
 # Design: a daemon thread in the server process takes a fingerprint of SITE/.py (every file's path,
-# mtime and size) once per interval; when it differs from the last one, it calls the restart callback,
-# which starts a fresh generation of workers (re-running init.py) while the old ones finish their
-# requests. Scripts and templates outside .py/ need no restart: workers re-check them on every use.
+# mtime and size) once per interval; when it differs from the last one, it calls the reload callback
+# (krait/server/lifecycle.py), which starts a fresh generation of workers (re-running init.py) while
+# the old ones serve on, and waits for it. A scan that fails (a folder that cannot be read) is no edit:
+# it is skipped, and the next one compares with the last good one. A missing SITE/.py is an empty one.
+# Scripts and templates outside .py/ need no reload: workers re-check them on every use.
 
 from __future__ import annotations
 
@@ -17,9 +19,14 @@ log = logging.getLogger("krait")
 INTERVAL = 1.0  # seconds between scans; a site's .py folder is small
 
 
-def fingerprint(folder: str) -> tuple:
+def fingerprint(folder: str) -> tuple | None:
+    """(path, mtime, size) of every file under `folder`, sorted; () without the folder; None when the
+    scan failed."""
+    if not os.path.isdir(folder):
+        return ()
+    failed: list[OSError] = []
     entries = []
-    for dirpath, dirnames, filenames in os.walk(folder):
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=failed.append):
         dirnames[:] = [d for d in dirnames if d != "__pycache__"]
         for name in filenames:
             if name.endswith((".pyc", ".pyo")):
@@ -27,14 +34,18 @@ def fingerprint(folder: str) -> tuple:
             path = os.path.join(dirpath, name)
             try:
                 st = os.stat(path)
-            except OSError:
+            except FileNotFoundError:  # deleted since the folder was listed: gone
                 continue
+            except OSError:
+                return None
             entries.append((path, st.st_mtime_ns, st.st_size))
+    if failed:
+        return None
     entries.sort()
     return tuple(entries)
 
 
-def watch(folder: str, restart: Callable[[], None], stop: threading.Event,
+def watch(folder: str, reload: Callable[[], None], stop: threading.Event,
           interval: float = INTERVAL) -> threading.Thread:
     """Start the watcher thread; it ends when `stop` is set."""
 
@@ -42,10 +53,15 @@ def watch(folder: str, restart: Callable[[], None], stop: threading.Event,
         last = fingerprint(folder)
         while not stop.wait(interval):
             now = fingerprint(folder)
-            if now != last:
-                last = now
-                log.info("%s changed: restarting the workers", folder)
-                restart()
+            if now is None or now == last:
+                continue
+            if last is not None:
+                log.info("%s changed: reloading", folder)
+                try:
+                    reload()
+                except Exception:  # reload() logs its own failures; the watcher must outlive anything else
+                    log.exception("reload failed")
+            last = now
 
     thread = threading.Thread(target=loop, name="krait-reloader", daemon=True)
     thread.start()

@@ -3,8 +3,10 @@
 # Design: handle() never raises. It restores the krait.* modules and takes a fresh namespace (Site),
 # builds krait.request from the Job, then runs the .py script (and its MVC view) or renders the template
 # into one output list. Whatever site code raises becomes an ErrorReport inside the Result: an HttpError
-# keeps its status (a missing view is 404), anything else is a 500. The server logs the report and shows
-# its traceback only with --debug (docs/scripts.md).
+# keeps its status, anything else is a 500 (a controller whose view does not exist too: a bug of the
+# site). The report's traceback holds the site's frames and the library frames they called, without
+# Krait's plumbing, for each exception of a chain; the server logs it and shows it only with --debug
+# (docs/scripts.md).
 #
 # Rules:
 # - The Content-Type a script or template gets by default: krait.set_content_type() if called, else the
@@ -54,7 +56,7 @@ class JobRun:
     def include_ctrl(self, ctrl: Any) -> None:
         """@import-ctrl: push a controller, include its view, pop it."""
         self.ns["ctrl"] = krait.mvc.push_ctrl(ctrl)
-        self.include(ctrl.get_view())
+        self.run_file(_view_of(ctrl))
         self.ns["ctrl"] = krait.mvc.pop_ctrl()
 
     def run_file(self, path: str) -> None:
@@ -75,14 +77,23 @@ class JobRun:
         if ctrl is not None:
             krait.mvc.init_ctrl = None  # consumed: a script imported by the view must not re-trigger it
             self.ns["ctrl"] = krait.mvc.push_ctrl(ctrl)
-            view = ctrl.get_view()
-            view_path = krait.get_full_path(str(view))
-            if not os.path.isfile(view_path):
-                raise NotFound("view not found: %s" % view)
+            view_path = _view_of(ctrl)
             if self.view_path is None:
                 self.view_path = view_path
             self.run_file(view_path)
             self.ns["ctrl"] = krait.mvc.pop_ctrl()
+
+
+def _view_of(ctrl: Any) -> str:
+    """The path of a controller's view; FileNotFoundError naming the view and the controller when the file
+    does not exist."""
+    view = ctrl.get_view()
+    path = krait.get_full_path(str(view))
+    if not os.path.isfile(path):
+        cls = type(ctrl)
+        name = cls.__qualname__ if cls.__module__ == "__main__" else "%s.%s" % (cls.__module__, cls.__qualname__)
+        raise FileNotFoundError("view %r of controller %s does not exist" % (view, name))
+    return path
 
 
 def _content_type(job: jobs.Job, view_path: str | None) -> str:
@@ -134,11 +145,16 @@ def error_report(exc: BaseException, site_root: str, status: int = 500) -> jobs.
     if isinstance(exc, TemplateSyntaxError):
         text = "TemplateSyntaxError: %s\n" % exc
     else:
-        # Only the site's own frames (scripts, templates) and library frames they called: Krait's and the
-        # stdlib's plumbing above them would only hide the line that matters.
-        frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(_KRAIT_DIR)]
-        text = "Traceback (most recent call last):\n" + "".join(traceback.format_list(frames))
-        text += "".join(traceback.format_exception_only(type(exc), exc))
+        # Only the site's own frames (scripts, templates) and library frames they called: Krait's plumbing
+        # above them would only hide the line that matters. Chained exceptions keep theirs.
+        report = traceback.TracebackException.from_exception(exc)
+        parts = [report]
+        while parts:
+            part = parts.pop()
+            part.stack = traceback.StackSummary.from_list(
+                [f for f in part.stack if not f.filename.startswith(_KRAIT_DIR)])
+            parts += [p for p in (part.__cause__, part.__context__) if p is not None] + list(part.exceptions or ())
+        text = "".join(report.format())
     return jobs.ErrorReport(status, type(exc).__name__, str(exc), where, text)
 
 
@@ -157,6 +173,7 @@ def handle(site: Site, job: jobs.Job) -> jobs.Result:
     if job.rel_path.startswith(".errors/"):  # the site's own error page: tell it which error and where
         ns["status"] = int(os.path.basename(job.rel_path).split(".")[0])
         ns["path"] = job.decoded_path
+        ns["traceback"] = job.error_text
     run = JobRun(site, ns)
     try:
         if job.kind == jobs.TEMPLATE:

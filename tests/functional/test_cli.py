@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 import requests
 
-from tests.helpers import ROOT, write_site
+from tests.helpers import READY, ROOT, write_site
 
 
 def run_krait(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -29,6 +32,9 @@ def test_version_and_help():
     for option in ("--host", "--port", "--workers", "--timeout", "--debug", "--max-body-size", "--access-log",
                    "--log-level", "--certfile", "--keyfile", "--processes", "--forwarded-allow-ips"):
         assert option in r.stdout
+    help_text = " ".join(r.stdout.split())
+    for shown in ("(default: 8080)", "(default: 127.0.0.1)", "(default: 30.0)", "(default: 16777216)"):
+        assert shown in help_text
 
 
 def test_missing_site_folder_exits_1(tmp_path):
@@ -54,6 +60,7 @@ def test_ready_line_names_the_real_port_and_sigterm_exits_0(tmp_path, krait_serv
     srv = krait_server(write_site(tmp_path / "site", {"index.html": "home"}))
     assert srv.port != 0
     assert srv.stdout().startswith("Krait ") and " serving " in srv.stdout()
+    assert srv.stdout().rstrip().endswith("/ (2 workers)")  # what tests.helpers.start_krait asks for
     assert requests.get(srv.url + "/", timeout=10).text == "home"
     assert srv.stop() == 0
 
@@ -68,3 +75,93 @@ def test_python_dash_m_and_console_script_agree():
         pytest.skip("the krait console script is not installed next to this Python (scripts/test installs it)")
     r = subprocess.run([script, "--version"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout == run_krait("--version").stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--port", "99999"], "argument --port/-p: expected a whole number from 0 to 65535, not '99999'"),
+    (["--port", "eighty"], "argument --port/-p: expected a whole number from 0 to 65535, not 'eighty'"),
+    (["--workers", "0"], "argument --workers: expected a whole number of at least 1, not '0'"),
+    (["--timeout", "-1"], "argument --timeout: expected a number above 0, not '-1'"),
+    (["--timeout", "nan"], "argument --timeout: expected a number above 0, not 'nan'"),
+    (["--keepalive-timeout", "inf"], "argument --keepalive-timeout: expected a number above 0, not 'inf'"),
+    (["--max-body-size", "-5"], "argument --max-body-size: expected a whole number of at least 0, not '-5'"),
+    (["--min-body-rate", "0"], "argument --min-body-rate: expected a whole number of at least 1, not '0'"),
+    (["--access-log", "/no/such/folder/access.log"], "cannot open the access log '/no/such/folder/access.log'"),
+    (["--keyfile", "key.pem"], "--keyfile needs --certfile"),
+])
+def test_an_invalid_option_value_is_one_line_and_status_2(tmp_path, args, message):
+    r = run_krait(str(tmp_path), *args)
+    assert r.returncode == 2
+    assert r.stderr.startswith("krait: error: " + message) and r.stderr.count("\n") == 1, r.stderr
+
+
+def _installed_krait_env() -> dict:
+    """The environment of a user who installed this Krait: no PYTHONPATH leading to it (it would hide
+    what the working directory does to the import path)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    r = subprocess.run([sys.executable, "-c", "import krait; print(krait.__file__)"], capture_output=True, text=True,
+                       env=env, cwd="/", timeout=60)
+    if r.stdout.strip() != str(ROOT / "krait" / "__init__.py"):
+        pytest.skip("this Krait is not installed for %s (scripts/test installs it)" % sys.executable)
+    return env
+
+
+def _serve_from(cwd, command: list[str], site, env: dict) -> tuple[str, str]:
+    """Start Krait from `cwd`, fetch a script and a static page, stop it: (the pages, its stderr)."""
+    out, err = cwd / "krait.out", cwd / "krait.err"
+    with open(out, "wb") as fo, open(err, "wb") as fe:
+        proc = subprocess.Popen(command + [str(site), "--port", "0", "--workers", "1"], stdout=fo, stderr=fe,
+                                stdin=subprocess.DEVNULL, cwd=cwd, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not READY.search(out.read_text()) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        m = READY.search(out.read_text())
+        assert m, err.read_text()
+        url = "http://127.0.0.1:%s" % m.group(3)
+        pages = requests.get(url + "/hi", timeout=10).text + " " + requests.get(url + "/", timeout=10).text
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    return pages, err.read_text()
+
+
+@pytest.mark.parametrize("holding", ["an empty krait folder", "a clone of this repository"])
+def test_krait_runs_from_a_folder_holding_a_folder_named_krait(tmp_path, holding):
+    env = _installed_krait_env()
+    # The page also shows that site code sees the server's environment, not the one its fork server
+    # was started with (krait/pool/process.py).
+    site = write_site(tmp_path / "site", {"hi.py": "import krait, os\nkrait.response = krait.Response("
+                                          "'HTTP/1.1', 200, [], 'dynamic %s' % os.environ.get('PYTHONSAFEPATH'))\n",
+                                          "index.html": "static"})
+    cwd = tmp_path / "here"
+    (cwd / "krait").mkdir(parents=True)
+    if holding != "an empty krait folder":
+        shutil.copytree(ROOT / "krait", cwd / "krait" / "krait", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copy(ROOT / "README.md", cwd / "krait")
+    commands = [[sys.executable, "-m", "krait"]]
+    script = os.path.join(os.path.dirname(sys.executable), "krait")
+    if os.path.exists(script):
+        commands.append([script])
+    for command in commands:
+        pages, log = _serve_from(cwd, command, site, env)
+        assert pages == "dynamic %s static" % env.get("PYTHONSAFEPATH"), (command, log)
+        assert "Traceback" not in log, (command, log)
+
+
+def test_the_default_worker_count_is_the_cpus_this_process_may_use(tmp_path):
+    cpu = min(os.sched_getaffinity(0))
+    out = tmp_path / "out"
+    with open(out, "wb") as fo:
+        proc = subprocess.Popen([sys.executable, "-m", "krait", str(write_site(tmp_path / "site", {"a": "a"})),
+                                 "--port", "0"], stdout=fo, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+                                env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                                preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))  # as under taskset -c CPU
+    try:
+        deadline = time.monotonic() + 60
+        while not READY.search(out.read_text()) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert re.search(r" serving .* \(1 worker\)$", out.read_text().strip()), out.read_text()

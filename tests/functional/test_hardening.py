@@ -383,7 +383,7 @@ def test_sighup_under_wrk_fails_no_request(site, krait_server):
     assert _wrk_problems(out) == [], out
     time.sleep(0.5)
     assert len(inits.read_text().split()) >= before + 2, "init.py did not run again in the new workers"
-    assert "http workers reloading" in srv.log()
+    assert "reloaded: generation 1 serves" in srv.log()
     assert get(srv.port, "/hello.py")[::2] == (200, b"hi")
     assert_normal(srv.port)
 

@@ -185,8 +185,8 @@ def test_pyz_serves_the_demo_without_site_packages(pyz, tmp_path):
 
 
 def test_fork_server_imports_from_the_archive(pyz, tmp_path):
-    # Without -I, a Python older than 3.12.8 (or 3.13.0) starts the fork server with the working
-    # directory on sys.path: the archive's entry point must keep it from preloading this decoy.
+    # Without -I, the fork server starts with the working directory first on sys.path: Krait must keep it
+    # from preloading this decoy (krait/pool/process.py).
     site = copy_demo(tmp_path)
     run = tmp_path / "run"
     (run / "krait").mkdir(parents=True)

@@ -329,10 +329,13 @@ def test_max_requests_recycles_workers(tmp_path, krait_server):
     root = write_site(tmp_path / "site",
                       {"pid.py": "import os\nkrait.response = krait.Response('HTTP/1.1', 200, [], str(os.getpid()))"})
     srv = krait_server(root, "--workers", "1", "--max-requests", "3")
-    pids = []
-    for _ in range(9):
+    pids: list[str] = []
+    deadline = time.monotonic() + 30
+    while len(set(pids)) < 3 and time.monotonic() < deadline:
         r = requests.get(srv.url + "/pid", timeout=20)
-        assert r.status_code == 200
+        assert r.status_code == 200  # no request fails, nor waits for a new worker to start
         pids.append(r.text)
-    assert len(set(pids)) >= 3  # a new worker at least every 3 requests, and no request failed
-    assert all(pids.count(p) <= 3 for p in set(pids))
+        time.sleep(0.05)
+    assert len(set(pids)) >= 3
+    # Each worker is replaced once it served 3 requests, as soon as its successor ran init.py.
+    assert all(pids.count(p) >= 3 for p in list(dict.fromkeys(pids))[:-1])

@@ -17,7 +17,7 @@ import time
 import pytest
 
 from krait import limits
-from krait.errors import GatewayTimeout, InternalError
+from krait.errors import ConfigError, GatewayTimeout, InternalError, Reloaded
 from krait.pool import jobs
 from krait.pool.scheduler import JobPool
 from krait.pool.sessions import WsWorkers
@@ -32,6 +32,9 @@ SCRIPTS = {
     "sleep.py": 'import time\ntime.sleep(float(krait.request.query_string))\n'
                 'krait.response = krait.Response("HTTP/1.1", 200, [], "slept")\n',
     "pause.py": 'import time\ntime.sleep(float(krait.request.query_string))\n',
+    "tag.py": 'krait.response = krait.Response("HTTP/1.1", 200, [], tag)\n',  # `tag` comes from init.py
+    "hold.py": 'import os, time\nwhile not os.path.exists(krait.request.query_string):\n    time.sleep(0.01)\n'
+               'krait.response = krait.Response("HTTP/1.1", 200, [], "held")\n',  # until the file exists
 }
 
 
@@ -160,6 +163,51 @@ def test_max_requests_recycles_a_pipelined_worker_without_losing_jobs(pool):
     for t in threads:
         t.join(30)
     assert sorted(out[i][0].body for i in range(12)) == sorted(b"hi %d" % i for i in range(12))
+
+
+def test_a_new_generation_serves_from_its_commit_and_jobs_routed_for_the_old_one_come_back(pool, tmp_path):
+    init = tmp_path / ".py" / "init.py"
+    init.parent.mkdir()
+    init.write_text("tag = 'one'\n")
+    p = pool(workers=1, timeout=30.0)
+    site, first = p.settings.site_root, p.generation
+    out: dict = {}
+    flag = tmp_path / "go"
+    held = run_in_thread(p, job(site, "hold.py", str(flag)), 30, out, "held")  # holds the only worker
+    time.sleep(0.2)
+    queued = run_in_thread(p, job(site, "tag.py"), 30, out, "queued")  # waits in the queue for it
+    queued_for_one = threading.Thread(target=lambda: out.__setitem__("routed", _run(p, "tag.py", first)))
+    queued_for_one.start()
+    init.write_text("tag = 'two'\n")
+    new = p.prepare()  # a complete generation ran init.py; the old one still serves
+    assert p.generation == first and new.number != first and len(new.workers) == 1
+    published = []
+    p.commit(new, lambda: published.append(p.generation))
+    assert published == [new.number]
+    for t in (queued, queued_for_one):
+        t.join(30)
+    assert out["queued"][0].body == b"two"  # a job of no generation runs on the serving one at once
+    assert isinstance(out["routed"], Reloaded)  # routed for the old configuration: handed back, never run
+    flag.touch()
+    held.join(30)
+    assert out["held"][0].body == b"held"  # already running: finished by the old worker
+    assert isinstance(_run(p, "tag.py", first), Reloaded)
+    assert _run(p, "tag.py", new.number).body == b"two"
+    init.write_text("tag = 'three'\nraise ValueError('broken edit')\n")
+    with pytest.raises(ConfigError, match="init.py:2.*broken edit"):
+        p.prepare()
+    init.write_text("tag = 'four'\n")
+    unused = p.prepare()
+    p.discard(unused)
+    assert not any(proc.process.is_alive() for proc in unused.workers)
+    assert p.generation == new.number and _run(p, "tag.py", new.number).body == b"two"
+
+
+def _run(p, name, generation):
+    try:
+        return p.run(job(p.settings.site_root, name), 5, generation)
+    except Reloaded as exc:
+        return exc
 
 
 def test_a_worker_killed_while_idle_costs_no_request_an_error(pool):

@@ -1,6 +1,6 @@
 """krait/server/dispatch.py without sockets or workers: an App over files in a temp folder, fed Incoming
-records, answering Replies for static files and errors, Jobs for scripts and templates, and Replies for
-the Results a worker would send back."""
+records, answering Replies for static files and errors, Pending jobs for scripts, templates and the site's
+error pages, and Replies for the Results a worker would send back."""
 
 import gzip
 
@@ -10,7 +10,7 @@ from krait.config import Route, SiteConfig
 from krait.errors import GatewayTimeout, ServiceUnavailable
 from krait.pool import jobs
 from krait.server.dispatch import App
-from krait.server.records import Incoming, Reply
+from krait.server.records import Incoming, Pending, Reply
 from krait.server.routing import Target
 from krait.settings import Settings
 from tests.helpers import write_site
@@ -75,14 +75,15 @@ def test_scripts_and_templates_become_jobs_carrying_the_request(site):
             SiteConfig(routes=(Route("GET", regex=r"/u/(?P<id>\d+)", target="/users/show.py").as_tuple(),
                                Route("ANY").as_tuple())))
     req = incoming("/u/7?x=1", headers={"cookie": "a=b"})
-    job = a.dispatch(req, a.route(req))
-    assert type(job) is jobs.Job
+    pending = a.dispatch(req, a.route(req))
+    assert type(pending) is Pending and pending.generation == a.generation
+    job = pending.job
     assert (job.kind, job.rel_path, job.method, job.url, job.decoded_path, job.query_string) == \
         (jobs.SCRIPT, "users/show.py", "GET", "/u/7", "/u/7", "x=1")
     assert job.headers == {"cookie": "a=b"} and job.url_params == (("id", "7"),)
     assert (job.http_version, job.remote_addr, job.scheme) == ("HTTP/1.1", ("10.0.0.1", 5), "http")
     page = a.dispatch(incoming("/page.html", method="POST", body=b"data"), a.route(incoming("/page.html")))
-    assert page.kind == jobs.TEMPLATE
+    assert page.job.kind == jobs.TEMPLATE
 
 
 def result(status=200, headers=(), body=b"hello", ctype="text/html; charset=utf-8", error=None, dynamic=True):
@@ -119,6 +120,7 @@ def test_a_script_error_is_a_500_with_details_only_in_debug_mode(site, debug):
                               "Traceback (most recent call last):\n  File \"run.py\", line 3\nZeroDivisionError\n")
     reply = a.complete(incoming("/run.py"), target_of(a, "/run.py"), result(500, body=b"", error=report))
     assert reply.status == 500 and "ZeroDivisionError at site/run.py:3" in reply.error
+    assert reply.error.endswith('File "run.py", line 3\nZeroDivisionError')  # the log gets the traceback
     assert (b"ZeroDivisionError" in reply.body) is debug
     assert b"500 Internal Server Error" in reply.body
 
@@ -143,3 +145,46 @@ def test_a_code_free_template_gets_validators_and_304(site):
     assert (not_modified.status, not_modified.body) == (304, b"")
     dynamic = a.complete(req, target, result(body=b"<p>hi</p>"))  # a template with code: never 304
     assert dynamic.status == 200 and "ETag" not in dict(dynamic.headers)
+
+
+def render(pending, result):
+    """What the channel does with a Pending job: the worker's Result goes to its finish."""
+    assert type(pending) is Pending
+    return pending.finish(result)
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_the_sites_own_error_page_is_a_job_for_any_status_but_503(site, debug):
+    write_site(site, {".errors/404.html": "404 page", ".errors/500.html": "500 page",
+                      ".errors/503.html": "503 page"})
+    a = app(site, debug=debug)
+    req = incoming("/nope?q=1", body=b"form")
+    pending = a.dispatch(req, a.route(req))
+    assert type(pending) is Pending and pending.generation is None  # any generation may render it
+    page = pending.job
+    assert (page.kind, page.rel_path, page.decoded_path, page.query_string, page.body) == \
+        (jobs.TEMPLATE, ".errors/404.html", "/nope", "", b"")
+    assert page.error_text == ("no file for /nope" if debug else "")
+    reply = render(pending, result(body=b"<p>custom</p>"))
+    assert (reply.status, reply.body) == (404, b"<p>custom</p>")
+    report = jobs.ErrorReport(500, "KeyError", "'k'", "site/run.py:1", "Traceback...\nKeyError: 'k'\n")
+    failed = a.complete(req, target_of(a, "/run.py"), result(500, body=b"", error=report))
+    assert failed.job.rel_path == ".errors/500.html"
+    assert failed.job.error_text == ("KeyError at site/run.py:1: 'k'\nTraceback...\nKeyError: 'k'" if debug else "")
+    assert render(failed, result(body=b"sorry")).body == b"sorry"
+    busy = a.complete(req, target_of(a, "/run.py"), ServiceUnavailable("busy"))
+    assert type(busy) is Reply and busy.status == 503 and b"503 page" not in busy.body
+    own = a.complete(req, target_of(a, "/run.py"), result(404, body=b"mine"))  # a script's own 404
+    assert type(own) is Reply and own.body == b"mine"
+
+
+def test_an_error_page_that_fails_gives_the_built_in_page_not_another_job(site):
+    write_site(site, {".errors/500.html": "@{ 1 / 0 }"})
+    a = app(site)
+    late = a.complete(incoming("/run.py"), target_of(a, "/run.py"), GatewayTimeout("late"))
+    assert type(late) is Reply and late.status == 504  # no .errors/504.html
+    report = jobs.ErrorReport(500, "ZeroDivisionError", "division by zero", "", "")
+    crashed = a.complete(incoming("/run.py"), target_of(a, "/run.py"), result(500, body=b"", error=report))
+    for outcome in (result(500, body=b"", error=report), GatewayTimeout("the page timed out")):
+        reply = render(crashed, outcome)
+        assert type(reply) is Reply and reply.status == 500 and b"500 Internal Server Error" in reply.body

@@ -73,8 +73,9 @@ def test_mvc_renders_the_controllers_view(make):
                  "lost.py": "import krait\nkrait.mvc.set_init_ctrl(krait.mvc.SimpleCtrl('.view/none.html', {}))\n"})
     result = handle(site, job(site, "ctrl.py"))
     assert (result.status, result.body, result.content_type) == (200, b"n=3", "text/html; charset=utf-8")
-    lost = handle(site, job(site, "lost.py"))
-    assert lost.status == 404 and lost.error.type_name == "NotFound" and ".view/none.html" in lost.error.message
+    lost = handle(site, job(site, "lost.py"))  # a bug of the site, not a missing page
+    assert lost.status == 500 and lost.error.type_name == "FileNotFoundError"
+    assert lost.error.message == "view '.view/none.html' of controller krait.mvc.SimpleCtrl does not exist"
 
 
 def test_an_exception_becomes_an_error_report_naming_the_site_line(make):
@@ -84,6 +85,7 @@ def test_an_exception_becomes_an_error_report_naming_the_site_line(make):
     report = boom.error
     assert report.type_name == "ZeroDivisionError" and report.where == site.root + "/boom.py:3"
     assert 'boom.py", line 3' in report.traceback and "krait/worker" not in report.traceback
+    assert report.traceback.startswith("Traceback (most recent call last):\n")
     bad = handle(site, job(site, "bad.html"))
     assert bad.status == 500 and bad.error.type_name == "TemplateSyntaxError"
     assert bad.error.where == site.root + "/bad.html:1"

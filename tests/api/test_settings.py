@@ -1,0 +1,42 @@
+"""krait/settings.py: the default worker count is the number of CPUs this process may use, from its
+affinity mask and the cgroup v2 CPU quotas on the way to its cgroup, read from files in a temp folder."""
+
+import os
+
+import pytest
+
+from krait.settings import usable_cpus
+
+AFFINITY = len(os.sched_getaffinity(0))
+
+
+def cgroups(tmp_path, own: str, quotas: dict[str, str]) -> tuple[str, str]:
+    """A /proc/self/cgroup naming `own`, and a cgroup tree with cpu.max files: (proc file, root)."""
+    proc = tmp_path / "cgroup"
+    proc.write_text("1:cpu:/ignored/v1/line\n0::%s\n" % own)
+    root = tmp_path / "fs"
+    for folder, value in quotas.items():
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        (root / folder / "cpu.max").write_text(value + "\n")
+    root.mkdir(exist_ok=True)
+    return str(proc), str(root)
+
+
+@pytest.mark.parametrize("own, quotas, expected", [
+    ("/", {}, AFFINITY),  # no cpu.max: the affinity mask
+    ("/", {".": "max 100000"}, AFFINITY),  # no quota
+    ("/", {".": "100000 100000"}, 1),  # a container limited to one CPU
+    ("/", {".": "150000 100000"}, min(2, AFFINITY)),  # 1.5 CPUs: rounded up
+    ("/", {".": "1000 100000"}, 1),  # at least one
+    ("/system.slice/krait.service", {"system.slice/krait.service": "100000 100000",
+                                     "system.slice": "max 100000"}, 1),  # a unit's CPUQuota=100%
+    ("/a/b", {"a": "50000 100000", "a/b": "max 100000"}, 1),  # a quota above the process's own cgroup
+    ("/../outside", {".": "100000 100000"}, 1),  # outside this namespace's view: the root counts
+    ("/", {".": "garbage"}, AFFINITY),  # unreadable: ignored
+])
+def test_usable_cpus(tmp_path, own, quotas, expected):
+    assert usable_cpus(*cgroups(tmp_path, own, quotas)) == expected
+
+
+def test_usable_cpus_without_cgroup_files(tmp_path):
+    assert usable_cpus(str(tmp_path / "none"), str(tmp_path / "none-either")) == AFFINITY

@@ -1,0 +1,131 @@
+"""Reloads while the server runs (docs/deployment.md, "Edits and reloads"): an edit under .py/ or SIGHUP
+brings everything init.py sets (routes, cache rules) to the next request, every request is answered by
+one configuration, and a broken edit leaves the running workers serving until it is fixed."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+import requests
+
+from tests.helpers import write_site
+
+ECHO_INIT = """import krait
+from krait.config import Route
+krait.config.routes = [%s]
+krait.config.cache_public = [%s]
+"""
+ECHO = "krait.response = krait.Response('HTTP/1.1', 200, [], 'echo ' + krait.request.body.decode())\n"
+
+
+def eventually(check, timeout=20.0):
+    """Poll `check()` until it returns something true (returned), or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            assert value, "still false after %.0fs" % timeout
+            return value
+        time.sleep(0.1)
+
+
+def test_an_edit_of_init_py_brings_its_new_routes_and_cache_rules(tmp_path, krait_server):
+    root = write_site(tmp_path / "site", {".py/init.py": ECHO_INIT % ("Route()", ""), "echo.py": ECHO,
+                                          "style.css": "p {}"})
+    srv = krait_server(root)
+    r = requests.post(srv.url + "/echo", data="hi", timeout=10)
+    assert r.status_code == 405 and r.headers["Allow"] == "GET, HEAD"
+    assert requests.get(srv.url + "/style.css", timeout=10).headers["Cache-Control"] == "max-age=300, must-revalidate"
+    (root / ".py" / "init.py").write_text(ECHO_INIT % ('Route("POST", url="/echo"), Route()', r'r"style\.css"'))
+    eventually(lambda: requests.post(srv.url + "/echo", data="hi", timeout=10).status_code == 200)
+    assert requests.post(srv.url + "/echo", data="again", timeout=10).text == "echo again"
+    assert requests.get(srv.url + "/style.css", timeout=10).headers["Cache-Control"] == \
+        "public, max-age=300, must-revalidate"
+    assert "reloaded: generation 1 serves" in srv.log()
+
+
+TAG_INIT = """import krait
+from krait.config import Route
+krait.config.routes = [Route(url="/tag", target="/tag.py"), Route()]
+tag = %r
+"""
+
+
+def test_a_broken_edit_leaves_the_running_workers_serving_until_it_is_fixed(tmp_path, krait_server):
+    root = write_site(tmp_path / "site", {".py/init.py": TAG_INIT % "one",
+                                          "tag.py": "krait.response = krait.Response('HTTP/1.1', 200, [], tag)\n"})
+    srv = krait_server(root)
+    init = root / ".py" / "init.py"
+    assert requests.get(srv.url + "/tag", timeout=10).text == "one"
+    init.write_text(TAG_INIT % "two" + "import no_such_module_here\n")
+    eventually(lambda: "reload failed" in srv.log())
+    for _ in range(20):  # the old generation and its routes serve on
+        assert requests.get(srv.url + "/tag", timeout=10).text == "one"
+    time.sleep(2.5)  # a few more scans of .py/: the same broken edit is not tried again
+    log = srv.log()
+    assert log.count("reload failed") == 1
+    assert "init.py:5" in log and "Traceback (most recent call last)" in log
+    assert "ModuleNotFoundError: No module named 'no_such_module_here'" in log
+    init.write_text(TAG_INIT.replace("url=", "regex='(unclosed', url=") % "three")  # an invalid route
+    eventually(lambda: srv.log().count("reload failed") == 2)
+    assert "unclosed" in srv.log() and requests.get(srv.url + "/tag", timeout=10).text == "one"
+    init.write_text(TAG_INIT % "four")  # fixed: the next edit is tried
+    eventually(lambda: requests.get(srv.url + "/tag", timeout=10).text == "four")
+    assert requests.get(srv.url + "/tag", timeout=10).status_code == 200
+
+
+WHICH_INIT = """import krait, os
+from krait.config import Route
+with open(os.path.join(krait.site_root, ".private", "version")) as f:
+    version = int(f.read())
+krait.config.routes = [Route(url="/which", target="/which%d.py" % version), Route()]
+"""
+WHICH = "krait.response = krait.Response('HTTP/1.1', 200, [], 'route%d init=%%d' %% version)\n"
+
+
+def test_sighup_reloads_and_every_request_is_answered_by_one_configuration(tmp_path, krait_server):
+    # The configuration comes from a file outside .py/, so only SIGHUP reloads. Clients keep asking
+    # while it does; a request routed with the old routes must run on a worker of the old init.py.
+    root = write_site(tmp_path / "site", {".py/init.py": WHICH_INIT, ".private/version": "1",
+                                          "which1.py": WHICH % 1, "which2.py": WHICH % 2})
+    srv = krait_server(root, "--workers", "2")
+    answers: list[tuple[int, str]] = []
+    stop = threading.Event()
+
+    def client():
+        with requests.Session() as s:
+            while not stop.is_set():
+                r = s.get(srv.url + "/which", timeout=20)
+                answers.append((r.status_code, r.text))
+
+    clients = [threading.Thread(target=client) for _ in range(4)]
+    for t in clients:
+        t.start()
+    try:
+        eventually(lambda: len(answers) > 20)
+        (root / ".private" / "version").write_text("2")
+        srv.signal(signal.SIGHUP)
+        eventually(lambda: (200, "route2 init=2") in answers[-5:])
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        for t in clients:
+            t.join(30)
+    assert set(answers) == {(200, "route1 init=1"), (200, "route2 init=2")}
+    assert answers.index((200, "route2 init=2")) > 0
+
+
+def test_workers_recycled_by_max_requests_serve_on_while_init_py_is_broken(tmp_path, krait_server):
+    # A recycled worker leaves once its replacement ran init.py; while init.py is broken none can, and the
+    # old worker serves on instead of leaving the site without one.
+    root = write_site(tmp_path / "site", {".py/init.py": TAG_INIT % "one",
+                                          "tag.py": "krait.response = krait.Response('HTTP/1.1', 200, [], tag)\n"})
+    srv = krait_server(root, "--workers", "1", "--max-requests", "3")
+    (root / ".py" / "init.py").write_text("raise RuntimeError('broken edit')\n")
+    eventually(lambda: "reload failed" in srv.log())
+    with requests.Session() as s:
+        answers = [(r.status_code, r.text) for r in (s.get(srv.url + "/tag", timeout=20) for _ in range(20))]
+    assert answers == [(200, "one")] * 20
+    eventually(lambda: "could not start a replacement worker" in srv.log())

@@ -1,0 +1,71 @@
+"""krait/server/reloader.py over a real folder: an edit under .py/ calls the reload once, and a scan that
+fails is no edit (os.scandir is made to fail for one folder, as an unreadable one would)."""
+
+import os
+import threading
+import time
+
+from krait.server import reloader
+
+
+def watching(folder, interval=0.02):
+    calls = []
+    stop = threading.Event()
+    reloader.watch(str(folder), lambda: calls.append(time.monotonic()), stop, interval)
+    return calls, stop
+
+
+def settle(seconds=0.5):
+    time.sleep(seconds)
+
+
+def called(calls, times=1, timeout=10.0):
+    """Wait until the reload was called `times` times (a loaded machine may be slow to run the watcher)."""
+    deadline = time.monotonic() + timeout
+    while len(calls) < times and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return len(calls) == times
+
+
+def test_an_edit_reloads_once_and_a_failed_scan_is_no_edit(tmp_path, monkeypatch):
+    py = tmp_path / ".py"
+    (py / "pkg").mkdir(parents=True)
+    (py / "init.py").write_text("x = 1\n")
+    (py / "pkg" / "mod.py").write_text("y = 1\n")
+    (py / "__pycache__").mkdir()
+    calls, stop = watching(py)
+    try:
+        settle()
+        (py / "__pycache__" / "init.cpython-311.pyc").write_bytes(b"compiled")  # not an edit
+        settle()
+        assert calls == []
+        (py / "init.py").write_text("x = 22\n")
+        assert called(calls)
+        real_scandir = os.scandir
+
+        def failing(path="."):
+            if os.fspath(path).endswith("pkg"):
+                raise PermissionError(13, "Permission denied", os.fspath(path))
+            return real_scandir(path)
+
+        monkeypatch.setattr(os, "scandir", failing)  # pkg/ cannot be read: its files would seem deleted
+        assert reloader.fingerprint(str(py)) is None
+        settle()
+        assert len(calls) == 1
+        monkeypatch.setattr(os, "scandir", real_scandir)  # readable again, unchanged: still no edit
+        settle()
+        assert len(calls) == 1
+    finally:
+        stop.set()
+
+
+def test_a_missing_folder_is_an_empty_one(tmp_path):
+    assert reloader.fingerprint(str(tmp_path / "absent")) == ()
+    calls, stop = watching(tmp_path / ".py")
+    try:
+        settle()
+        (tmp_path / ".py").mkdir()
+        (tmp_path / ".py" / "init.py").write_text("")
+        assert called(calls)
+    finally:
+        stop.set()
