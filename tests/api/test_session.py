@@ -256,3 +256,18 @@ def test_a_damaged_key_file_is_reported(site):
         f.write("not hex\n")
     with pytest.raises(RuntimeError, match="is damaged"):
         _store.secret_key()
+
+
+def test_a_store_folder_that_cannot_be_made_is_reported_with_the_setting_to_change(site, tmp_path):
+    (tmp_path / "file").write_text("")
+    config.session_store = str(tmp_path / "file" / "sessions")
+    _store.configure(str(site))
+    session = begin()
+    session["n"] = 1
+    assert repr(session) == "<krait.Session {'n': 1}>"
+    with pytest.raises(RuntimeError, match="cannot create the session store folder .*krait.config.session_store"):
+        end()
+    config.session_store = None
+    _store.configure(None)  # no site root and no session_store: a snippet outside a server
+    with pytest.raises(RuntimeError, match="no session store"):
+        _store.secret_key()
