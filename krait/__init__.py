@@ -9,8 +9,9 @@
 # Rules:
 # - The module globals below describe the request being handled. Each worker process handles one
 #   request at a time and calls _begin_request() before each, which gives every per-request
-#   global here and in krait.mvc, krait.cookie and krait.websockets a fresh object, so nothing a
-#   request stores leaks into the next (docs/scripts.md).
+#   global here (krait.session included: a Session that loads nothing until used) and in krait.mvc,
+#   krait.cookie and krait.websockets a fresh object, so nothing a request stores leaks into the
+#   next (docs/scripts.md).
 # - Importing krait loads nothing but this module and krait.errors: the API's classes and modules
 #   load on first use (PEP 562 module __getattr__), so the server process, which imports
 #   krait.http and krait.server, never loads the script API.
@@ -29,9 +30,9 @@ from krait.errors import Forbidden
 __version__ = "0.6.0.dev0"
 
 __all__ = [
-    "Request", "Response", "ResponseNotFound", "ResponseBadRequest", "ResponseRedirect",
-    "MultipartFormData", "config", "cookie", "mvc", "websockets", "get_full_path",
-    "set_content_type", "site_root", "request", "response", "extra_headers", "url_params",
+    "Request", "Response", "ResponseNotFound", "ResponseBadRequest", "ResponseRedirect", "ResponseJSON",
+    "MultipartFormData", "Session", "config", "cookie", "mvc", "websockets", "get_full_path",
+    "set_content_type", "site_root", "request", "response", "extra_headers", "url_params", "session",
 ]
 
 #: str: the site root folder, as given on the command line.
@@ -44,6 +45,8 @@ response = None
 extra_headers: list = []
 #: dict of str: named groups captured by the matching route's regex.
 url_params: dict[str, str] = {}
+#: Session: the visitor's session, a dict of JSON values kept on the server (docs/sessions.md).
+session: Any = None
 #: str or None: set by set_content_type(): a MIME type, "ext/<extension>", or None.
 _content_type = None
 
@@ -55,6 +58,7 @@ _LAZY = {
     "Request": "krait._request", "MultipartFormData": "krait._request",
     "Response": "krait._response", "ResponseNotFound": "krait._response",
     "ResponseBadRequest": "krait._response", "ResponseRedirect": "krait._response",
+    "ResponseJSON": "krait._response", "Session": "krait._session",
     "config": None, "cookie": None, "mvc": None, "websockets": None,
 }
 
@@ -126,7 +130,8 @@ def set_content_type(raw=None, ext=None):
 
 
 def _begin_request(request, url_params=None):
-    """Reset every per-request global (krait, mvc, cookie, websockets) for a new request.
+    """Reset every per-request global (krait, mvc, cookie, websockets) for a new request; krait.session
+    gets a fresh Session, which the worker stores with krait.session._end() after the site code ran.
 
     For the worker only. websockets.request is left None: the worker sets it for upgrades.
     """
@@ -139,3 +144,4 @@ def _begin_request(request, url_params=None):
     this = sys.modules[__name__]
     for name in ("mvc", "cookie", "websockets"):  # getattr loads a submodule not used yet
         getattr(this, name)._reset()
+    g["session"] = this.Session()

@@ -8,7 +8,10 @@
 # Rules:
 # - Query strings and urlencoded bodies follow urllib.parse.parse_qsl (WHATWG urlencoded: split on
 #   "&", the first "=" splits name from value, "+" is a space, %XX decoded as UTF-8 with
-#   replacement); a field without "=" has the value ""; later duplicates win (0.5.2 kept the last).
+#   replacement); a field without "=" has the value ""; in `query` and get_post_form() later duplicates
+#   win (0.5.2 kept the last), while `query_all` and get_post_form_all() keep every value in order.
+# - get_json() parses the body as UTF-8 JSON (RFC 8259) whatever its Content-Type; a body that is not
+#   raises InvalidJSON, a BadRequest the worker answers with 400 and the message (docs/scripts.md).
 # - multipart/form-data follows RFC 7578 on top of RFC 2046 section 5.1.1: the body is a preamble,
 #   then parts each introduced by "--boundary" at the start of a line, closed by "--boundary--".
 #   The CRLF before a delimiter belongs to the delimiter, never to the part's data, so uploaded
@@ -18,11 +21,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections import namedtuple
 from functools import cached_property
+from typing import Any
 from urllib.parse import parse_qsl, unquote_to_bytes
 
+from krait.errors import InvalidJSON
 from krait.urls import decode_path
 
 MultipartFormData = namedtuple("MultipartFormData", ["data", "name", "filename", "content_type"])
@@ -114,23 +120,45 @@ class Request:
 
     @cached_property
     def query(self) -> dict[str, str]:
-        """The query string parsed into a dict of str (parsed once, on first use)."""
-        qs = self.query_string
-        if not qs:
-            return {}
-        if isinstance(qs, bytes):
-            qs = qs.decode("utf-8", "replace")
-        return dict(parse_qsl(qs, keep_blank_values=True, encoding="utf-8", errors="replace"))
+        """The query string parsed into a dict of str; a repeated key keeps its last value (parsed once,
+        on first use)."""
+        return dict(_urlencoded_pairs(self.query_string))
+
+    @cached_property
+    def query_all(self) -> dict[str, list[str]]:
+        """The query string parsed into a dict of lists: every value of each key, in the order sent."""
+        return _grouped(_urlencoded_pairs(self.query_string))
 
     def get_post_form(self) -> dict[str, str]:
-        """Parse the body as application/x-www-form-urlencoded (UTF-8, "+" is a space).
+        """Parse the body as application/x-www-form-urlencoded (UTF-8, "+" is a space); a repeated
+        field keeps its last value.
 
         No Content-Type check is made (as in 0.5.2). Returns {} for an empty body.
         """
+        return dict(_urlencoded_pairs(self.body))
+
+    def get_post_form_all(self) -> dict[str, list[str]]:
+        """Like get_post_form(), with every value of each field, in the order sent (checkbox groups,
+        multiple selects)."""
+        return _grouped(_urlencoded_pairs(self.body))
+
+    def get_json(self) -> Any:
+        """The body parsed as JSON (UTF-8), whatever its Content-Type.
+
+        Raises:
+            InvalidJSON: the body is empty, not UTF-8, or not JSON; a BadRequest and a ValueError.
+                Uncaught, the client gets 400 with this message.
+        """
         if not self.body:
-            return {}
-        text = self.body.decode("utf-8", "replace")
-        return dict(parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="replace"))
+            raise InvalidJSON("the request body is empty, not JSON")
+        try:
+            return json.loads(self.body.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise InvalidJSON("the request body is not UTF-8: %s" % exc) from None
+        except json.JSONDecodeError as exc:
+            raise InvalidJSON("the request body is not valid JSON: %s" % exc) from None
+        except RecursionError:
+            raise InvalidJSON("the request body's JSON is nested too deeply") from None
 
     def get_multipart_form(self) -> list[_Part] | None:
         """Parse a multipart/form-data body (RFC 7578) into a list of MultipartFormData.
@@ -159,6 +187,21 @@ class Request:
     def __repr__(self) -> str:
         target = self.url + "?" + self.query_string if self.query_string else self.url
         return f"<krait.Request {self.http_method} {target!r} {self.http_version}>"
+
+
+def _urlencoded_pairs(data: str | bytes) -> list[tuple[str, str]]:
+    if not data:
+        return []
+    if isinstance(data, bytes):
+        data = data.decode("utf-8", "replace")
+    return parse_qsl(data, keep_blank_values=True, encoding="utf-8", errors="replace")
+
+
+def _grouped(pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for name, value in pairs:
+        grouped.setdefault(name, []).append(value)
+    return grouped
 
 
 def _normalise_headers(headers) -> dict[str, str]:

@@ -15,10 +15,13 @@
 
 from __future__ import annotations
 
+import json
+
 from krait.http.events import reason_phrase
 
 _VERSIONS = ("HTTP/1.1", "HTTP/1.0")
 _HTML = ("Content-Type", "text/html; charset=utf-8")
+_JSON = ("Content-Type", "application/json; charset=utf-8")
 
 NOT_FOUND_BODY = (
     "<html><head><title>404 Not Found</title></head><body><h1>404 Not Found</h1></body></html>"
@@ -63,10 +66,10 @@ class Response:
         return f"<{type(self).__name__} {self.status_code} headers={self.headers!r}>"
 
 
-def _with_html_type(headers):
+def _with_type(headers, content_type=_HTML):
     headers = [] if headers is None else list(headers)
     if not any(str(name).lower() == "content-type" for name, _ in headers):
-        headers.append(_HTML)
+        headers.append(content_type)
     return headers
 
 
@@ -78,7 +81,7 @@ class ResponseNotFound(Response):
     """
 
     def __init__(self, headers=None):
-        super().__init__("HTTP/1.1", 404, _with_html_type(headers), NOT_FOUND_BODY)
+        super().__init__("HTTP/1.1", 404, _with_type(headers), NOT_FOUND_BODY)
 
 
 class ResponseBadRequest(Response):
@@ -89,7 +92,7 @@ class ResponseBadRequest(Response):
     """
 
     def __init__(self, headers=None):
-        super().__init__("HTTP/1.1", 400, _with_html_type(headers), BAD_REQUEST_BODY)
+        super().__init__("HTTP/1.1", 400, _with_type(headers), BAD_REQUEST_BODY)
 
 
 class ResponseRedirect(Response):
@@ -105,6 +108,26 @@ class ResponseRedirect(Response):
         headers.append(("Location", str(destination)))
         super().__init__("HTTP/1.1", 302, headers, b"")
         self.destination = destination
+
+
+class ResponseJSON(Response):
+    """A response whose body is `data` encoded as JSON in UTF-8, with
+    `Content-Type: application/json; charset=utf-8`.
+
+    Args:
+        data: anything json.dumps() encodes (dicts, lists, str, numbers, True/False/None).
+        status_code: the status, 200 by default.
+        headers: extra (name, value) headers; a Content-Type among them replaces the JSON one.
+
+    Raises:
+        TypeError: `data` holds something JSON cannot encode.
+        ValueError: a status code outside 100-599.
+    """
+
+    def __init__(self, data, status_code=200, headers=None):
+        body = json.dumps(data, ensure_ascii=False).encode("utf-8")
+        super().__init__("HTTP/1.1", status_code, _with_type(headers, _JSON), body)
+        self.data = data
 
 
 def _body_bytes(body) -> bytes:

@@ -12,11 +12,15 @@
 # - Named regex groups become krait.url_params and fill "{name}" in the target.
 # - Cache-Control follows the 0.5.2 pragma table, plus one fix: a cache_public match emits
 #   "public" (RFC 9111 section 5.2.2.9).
+# - session_store, session_max_age and secret_key concern the workers only: krait/_store.py validates
+#   them once after init.py and they stay out of SiteConfig (docs/sessions.md).
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+
+from krait import limits
 
 _PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -123,6 +127,15 @@ cache_long_term: list[str] = []
 #: max-age (seconds) for cacheable responses, and for those matching cache_long_term.
 cache_max_age_default = 300
 cache_max_age_long_term = 864000
+
+#: Sessions and signed cookies (docs/sessions.md): the folder holding the session store and the
+#: generated secret key (None: one folder per site outside the served tree, under $XDG_STATE_HOME/krait
+#: or ~/.local/state/krait; a relative path is taken from the site root), the idle lifetime of a session
+#: in seconds, and the HMAC key of signed cookies (str or bytes; None: generated once, kept in the store
+#: folder).
+session_store: str | None = None
+session_max_age = limits.SESSION_MAX_AGE
+secret_key: str | bytes | None = None
 
 _CACHE_LISTS = ("cache_no_store", "cache_private", "cache_public", "cache_long_term")
 

@@ -15,13 +15,20 @@
 # - Parsing a Cookie header is tolerant (RFC 6265 section 5.4 is what user agents send, but
 #   proxies and old code vary): split on ";", strip spaces, skip pieces without "=", drop one pair
 #   of surrounding double quotes from values; values may contain "=".
+# - A signed cookie's value is "<value>.<signature>", the signature being HMAC-SHA256 (RFC 2104) of
+#   "<name>=<value>" in UTF-8 under the site's key (krait/_store.py), base64url without padding
+#   (RFC 4648 section 5). Signing the name too keeps one cookie's value from being replayed as another.
 
 from __future__ import annotations
 
+import base64
 import datetime as _dt
+import hashlib
+import hmac
 import re
 
 import krait
+from krait import _store
 
 _TOKEN_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _BAD_VALUE_RE = re.compile(r"[\x00-\x1f\x7f;]")
@@ -341,6 +348,30 @@ def set_cookie(cookie) -> None:
     if krait.extra_headers is None:
         krait.extra_headers = []
     krait.extra_headers.append(("Set-Cookie", str(cookie)))
+
+
+def _signature(name: str, value: str) -> str:
+    text = ("%s=%s" % (name, value)).encode("utf-8", "surrogatepass")
+    digest = hmac.new(_store.secret_key(), text, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def set_signed_cookie(cookie) -> None:
+    """Send this cookie with its value signed (HMAC-SHA256 with krait.config.secret_key); the cookie
+    object itself is left as it is. Read it back with get_signed_cookie()."""
+    value = "%s.%s" % (cookie.value, _signature(cookie.name, cookie.value))
+    set_cookie(Cookie(cookie.name, value, list(cookie.attributes)))
+
+
+def get_signed_cookie(name, default=None):
+    """The value of the first request cookie called `name` whose signature is valid (as given to
+    set_signed_cookie()), or `default` when there is none: a forged or altered value reads as `default`."""
+    for cookie in get_cookies():
+        if cookie.name == name:
+            value, dot, signature = cookie.value.rpartition(".")
+            if dot and signature.isascii() and hmac.compare_digest(signature, _signature(name, value)):
+                return value
+    return default
 
 
 def _reset() -> None:

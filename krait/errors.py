@@ -7,8 +7,10 @@
 #    |                                             in a header a script set): a bug -> 500, logged
 #    +-- HttpError                                 a request we answer with an error status
 #    |    +-- BadRequest 400, Forbidden 403, NotFound 404, MethodNotAllowed 405 (+ Allow),
-#    |        NotImplementedMethod 501, ServiceUnavailable 503 (+ Retry-After),
-#    |        GatewayTimeout 504, InternalError 500
+#    |    |   NotImplementedMethod 501, ServiceUnavailable 503 (+ Retry-After),
+#    |    |   GatewayTimeout 504, InternalError 500
+#    |    +-- InvalidJSON(BadRequest, ValueError)   krait.request.get_json() found no JSON: the
+#    |                                              worker answers 400 with its message
 #    +-- TemplateError                             Pympl problems (krait/pympl raises these)
 #    |    +-- TemplateSyntaxError(message, path, line, column, source_line)
 #    +-- ConfigError                               a bad site configuration (init.py, routes) at start-up
@@ -75,6 +77,11 @@ class HttpError(KraitError):
 
 class BadRequest(HttpError):
     status, reason = 400, "Bad Request"
+
+
+class InvalidJSON(BadRequest, ValueError):
+    """The request body is not JSON (krait.request.get_json()). Uncaught, the client gets 400 with
+    this message, which names the problem: it is the client's mistake, not a secret (docs/scripts.md)."""
 
 
 class Forbidden(HttpError):

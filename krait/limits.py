@@ -180,3 +180,24 @@ WS_MAX_ROOM = 256
 #: File descriptors kept aside from the WebSocket and connection limits (listening socket, worker pipes,
 #: log files, the site's own files and databases).
 FD_RESERVE = 256
+
+# --- Sessions and signed cookies (docs/sessions.md) ------------------------------------------
+
+#: Default idle lifetime of a session in seconds (krait.config.session_max_age): 14 days. A session
+#: not used for this long is gone (the next request starts a fresh one) and is purged from the store.
+SESSION_MAX_AGE = 14 * 24 * 3600
+
+#: Seconds a request waits for the session store while another process writes it (SQLite's busy
+#: timeout). Exceeded -> the request fails with 500.
+SESSION_BUSY_TIMEOUT = 10.0
+
+#: A session that requests only read gets its expiry moved forward at most this often (seconds, or
+#: every max_age / 2 when that is shorter), so reading a session rarely writes to the store.
+SESSION_TOUCH_INTERVAL = 60
+
+#: Seconds between two purges of expired sessions by one worker (done while writing a session).
+SESSION_PURGE_INTERVAL = 3600
+
+#: Shortest krait.config.secret_key, in bytes: RFC 2104 section 3 discourages HMAC keys shorter than
+#: the hash's output (32 bytes for SHA-256). Generated keys have this length.
+SECRET_KEY_BYTES = 32

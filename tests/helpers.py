@@ -3,8 +3,9 @@
 # - three_ways(run, data, trailing): the habit of every parser test (krait/http, krait/pympl): the
 #   same input fed whole, one byte at a time, and followed by the first bytes of the next message must
 #   give the same result.
-# - start_krait(site, *args, workdir=...) starts `python -m krait SITE --port 0 ...` in a subprocess,
-#   waits for its ready line, and returns a KraitProcess with .url, .port, .log() and .stop();
+# - start_krait(site, *args, workdir=...) starts `python -m krait SITE --port 0 ...` in a subprocess
+#   (with $XDG_STATE_HOME, where session stores live by default, inside workdir), waits for its ready
+#   line, and returns a KraitProcess with .url, .port, .log() and .stop();
 #   write_site(root, files) writes a small site. tests/conftest.py wraps both as fixtures that stop
 #   every server a test started (by PID).
 # tests/e2e_tools.py drives third-party programs (Chromium, nginx); tests/idle_clients.py opens idle
@@ -104,8 +105,9 @@ def start_krait(site: os.PathLike | str, *args: str, workdir: Path, timeout: flo
     if not any(a.startswith("--workers") for a in args):
         cmd += ["--workers", "2"]
     cmd += list(args)
+    # Session stores and generated keys go under workdir, never into the real ~/.local/state.
     full_env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-                    PYTHONUNBUFFERED="1")
+                    PYTHONUNBUFFERED="1", XDG_STATE_HOME=str(workdir / "state"))
     if env:
         full_env.update(env)
     with open(out, "wb") as fo, open(err, "wb") as fe:

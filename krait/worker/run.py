@@ -2,11 +2,12 @@
 #
 # Design: handle() never raises. It restores the krait.* modules and takes a fresh namespace (Site),
 # builds krait.request from the Job, then runs the .py script (and its MVC view) or renders the template
-# into one output list. Whatever site code raises becomes an ErrorReport inside the Result: an HttpError
-# keeps its status, anything else is a 500 (a controller whose view does not exist too: a bug of the
-# site). The report's traceback holds the site's frames and the library frames they called, without
-# Krait's plumbing, for each exception of a chain; the server logs it and shows it only with --debug
-# (docs/scripts.md).
+# into one output list, then stores krait.session's changes. Whatever site code raises becomes an
+# ErrorReport inside the Result: an HttpError keeps its status, anything else is a 500 (a controller whose
+# view does not exist too: a bug of the site). The report's traceback holds the site's frames and the
+# library frames they called, without Krait's plumbing, for each exception of a chain; the server logs it
+# and shows it only with --debug (docs/scripts.md). The one exception is InvalidJSON (a body get_json()
+# could not parse): a plain 400 whose text says what was wrong.
 #
 # Rules:
 # - The Content-Type a script or template gets by default: krait.set_content_type() if called, else the
@@ -26,7 +27,7 @@ from typing import Any
 import krait
 from krait import mime
 from krait._response import response_parts
-from krait.errors import HttpError, NotFound, TemplateSyntaxError
+from krait.errors import HttpError, InvalidJSON, NotFound, TemplateSyntaxError
 from krait.pool import jobs
 from krait.pympl import render_into
 from krait.worker.site import Site
@@ -168,6 +169,7 @@ def handle(site: Site, job: jobs.Job) -> jobs.Result:
     # dict is this job's own: the public constructor's normalising is skipped.
     request.headers = job.headers
     krait._begin_request(request, job.url_params)
+    session = krait.session  # this request's, even if site code rebinds the name
     if job.kind == jobs.WEBSOCKET:
         krait.websockets.request = krait.websockets.WebsocketsRequest(request)
     if job.rel_path.startswith(".errors/"):  # the site's own error page: tell it which error and where
@@ -180,6 +182,7 @@ def handle(site: Site, job: jobs.Job) -> jobs.Result:
             run.run_file(job.path)
         else:
             run.run_script(job.path)
+        session._end(job.scheme)  # store what the site code changed in krait.session (may set its cookie)
         extra = _checked_headers(krait.extra_headers)
         if job.kind == jobs.WEBSOCKET and krait.websockets.response is not None and krait.response is None:
             proto = krait.websockets.response.protocol
@@ -192,6 +195,8 @@ def handle(site: Site, job: jobs.Job) -> jobs.Result:
             body = "".join(run.out).encode("utf-8")
         dynamic = job.kind != jobs.TEMPLATE or not _code_free(run.first_code)
         return jobs.Result(status, reason, headers, body, _content_type(job, run.view_path), None, None, dynamic)
+    except InvalidJSON as exc:  # the client's mistake, and no secret: say what was wrong (docs/scripts.md)
+        return jobs.Result(400, "Bad Request", (), (str(exc) + "\n").encode("utf-8"), "text/plain; charset=utf-8")
     except HttpError as exc:
         status = exc.status
         return jobs.Result(status, "", (), b"", None, error_report(exc, site.root, status))

@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 import krait
+from krait import _store
 from krait.pympl import CodeCache, TemplateCache
 
 _SCRIPT_CACHE_SIZE = 1000  # compiled .py files kept per worker
@@ -53,6 +54,7 @@ class Site:
         ns["main_script_path"] = init
         if os.path.isfile(init):
             exec(self.scripts.get(init), ns)
+        _store.configure(self.root)  # init.py's session settings, checked now rather than at the first request
         self.base = ns
         self.modules = [(vars(m), dict(vars(m))) for m in (krait, krait.config, krait.mvc, krait.cookie,
                                                            krait.websockets)]

@@ -210,3 +210,63 @@ def test_get_response_cookies_parses_attributes():
     assert [type(a) for a in second.attributes] == [kc.CookieAttribute] * 4
     assert str(second) == "b=2; Max-Age=soon; Expires=never; Priority=High; Flag"
     assert kc.Cookie("a", "1").__eq__(None) is NotImplemented
+
+
+# --- signed cookies --------------------------------------------------------------------------
+
+@pytest.fixture
+def key(tmp_path, monkeypatch):
+    """krait.config.secret_key set to a known key; put back afterwards."""
+    from krait import _store, config
+
+    monkeypatch.setattr(config, "secret_key", "k" * 32)
+    monkeypatch.setattr(krait, "site_root", str(tmp_path))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    _store.configure(str(tmp_path))
+    yield b"k" * 32
+    _store._config = _store._store = _store._key = None
+
+
+def signed_header(c):
+    krait.extra_headers = []
+    kc.set_signed_cookie(c)
+    [(name, value)] = krait.extra_headers
+    assert name == "Set-Cookie"
+    return value
+
+
+def test_a_signed_cookie_carries_an_hmac_sha256_of_its_name_and_value(key):
+    import base64
+    import hashlib
+    import hmac
+
+    c = kc.Cookie("user", "ana.b=1")
+    c.set_path("/")
+    c.set_http_only(True)
+    header = signed_header(c)
+    digest = hmac.new(key, b"user=ana.b=1", hashlib.sha256).digest()
+    signature = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    assert header == "user=ana.b=1.%s; Path=/; HttpOnly" % signature
+    assert str(c) == "user=ana.b=1; Path=/; HttpOnly", "the cookie given is left as it is"
+
+
+def test_an_intact_signed_cookie_reads_back_and_a_forged_one_reads_as_default(key):
+    good = signed_header(kc.Cookie("user", "ana")).split(";")[0].partition("=")[2]
+    value, _, signature = good.rpartition(".")
+    with_cookie_header("user=" + good)
+    assert kc.get_signed_cookie("user") == "ana"
+    assert kc.get_cookie("user") == good  # the raw value keeps its signature
+    forged = [
+        "user=admin." + signature,  # value changed, signature kept
+        "user=ana." + signature[:-1] + ("A" if signature[-1] != "A" else "B"),  # signature altered
+        "user=ana",  # no signature
+        "user=ana.\u00e9" + signature[1:],  # not even ASCII
+        "other=" + good,  # a value signed for another cookie
+    ]
+    for header in forged:
+        with_cookie_header(header)
+        assert kc.get_signed_cookie("user") is None, header
+        assert kc.get_signed_cookie("user", "guest") == "guest"
+        assert kc.get_signed_cookie("other") is None
+    with_cookie_header("user=forged.xyz; user=" + good)  # the first cookie of that name with a valid signature
+    assert kc.get_signed_cookie("user") == "ana"

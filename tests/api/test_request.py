@@ -1,10 +1,11 @@
-"""krait.Request: attributes, query and urlencoded forms, multipart/form-data, str()."""
+"""krait.Request: attributes, query and urlencoded forms (one value or all), JSON bodies,
+multipart/form-data, str()."""
 
 import pytest
 
 import krait
 from krait._request import parse_header_params
-from krait.errors import BadRequest
+from krait.errors import BadRequest, InvalidJSON
 
 
 def make(url="/", qs="", headers=(), body=b"", **kw):
@@ -77,6 +78,44 @@ def test_post_form():
     assert r.get_post_form() == {"name": "J\u00fcrgen M", "x": "a&b", "empty": "", "flag": ""}
     assert make(body="caf\u00e9=cr\u00e8me".encode()).get_post_form() == {"caf\u00e9": "cr\u00e8me"}
     assert make().get_post_form() == {}
+
+
+def test_repeated_keys_all_values_in_order_while_query_keeps_the_last():
+    r = make(qs="tag=b&x=1&tag=a&tag=&tag=b", body=b"news=yes&topic=py&topic=web&topic=py")
+    assert r.query_all == {"tag": ["b", "a", "", "b"], "x": ["1"]}
+    assert list(r.query_all) == ["tag", "x"]
+    assert r.query == {"tag": "b", "x": "1"}  # 0.5.2's meaning is kept
+    assert r.query_all is r.query_all
+    assert r.get_post_form_all() == {"news": ["yes"], "topic": ["py", "web", "py"]}
+    assert r.get_post_form() == {"news": "yes", "topic": "py"}
+    assert make(qs=b"k=%C3%A9&k=+").query_all == {"k": ["\u00e9", " "]}
+    assert make().query_all == {} and make().get_post_form_all() == {}
+
+
+# --- JSON bodies -----------------------------------------------------------------------------
+
+def test_get_json_parses_utf8_whatever_the_content_type():
+    body = '{"name": "J\u00fcrgen", "tags": ["a", "b"], "n": 1.5, "ok": true, "none": null}'.encode()
+    r = make(headers={"content-type": "text/plain"}, body=body)
+    assert r.get_json() == {"name": "J\u00fcrgen", "tags": ["a", "b"], "n": 1.5, "ok": True, "none": None}
+    assert make(body=b"[1, 2]").get_json() == [1, 2]
+    assert make(body=b' "just a string" ').get_json() == "just a string"
+
+
+@pytest.mark.parametrize("body, says", [
+    (b"", "the request body is empty, not JSON"),
+    (b'{"a": 1,}', "the request body is not valid JSON: Expecting property name enclosed in double quotes: "
+                   "line 1 column 9 (char 8)"),
+    (b"name=Ana", "the request body is not valid JSON: Expecting value: line 1 column 1 (char 0)"),
+    (b'"caf\xe9"', "the request body is not UTF-8: 'utf-8' codec can't decode byte 0xe9 in position 4"),
+    (b"[" * 100000, "the request body's JSON is nested too deeply"),
+])
+def test_get_json_refuses_what_is_not_json_with_a_400_naming_the_problem(body, says):
+    with pytest.raises(InvalidJSON) as info:
+        make(body=body).get_json()
+    assert str(info.value).startswith(says)
+    assert info.value.status == 400
+    assert isinstance(info.value, BadRequest) and isinstance(info.value, ValueError)
 
 
 # --- multipart -------------------------------------------------------------------------------

@@ -14,6 +14,24 @@ def test_response_basics():
     assert "201" in repr(r)
 
 
+def test_response_json_encodes_utf8_with_its_content_type():
+    r = krait.ResponseJSON({"name": "J\u00fcrgen", "tags": ["a"], "n": None})
+    assert isinstance(r, krait.Response)
+    assert (r.status_code, r.data) == (200, {"name": "J\u00fcrgen", "tags": ["a"], "n": None})
+    assert r.headers == [("Content-Type", "application/json; charset=utf-8")]
+    assert r.body == '{"name": "J\u00fcrgen", "tags": ["a"], "n": null}'.encode()
+    assert response_parts(r)[:3] == (200, "OK", [("Content-Type", "application/json; charset=utf-8")])
+    created = krait.ResponseJSON([1], 201, [("Location", "/items/1")])
+    assert created.status_code == 201
+    assert created.headers == [("Location", "/items/1"), ("Content-Type", "application/json; charset=utf-8")]
+    problem = krait.ResponseJSON({}, 422, [("content-type", "application/problem+json")])
+    assert problem.headers == [("content-type", "application/problem+json")]
+    with pytest.raises(TypeError):
+        krait.ResponseJSON({"when": object()})
+    with pytest.raises(ValueError):
+        krait.ResponseJSON([], 99)
+
+
 def test_response_defaults_and_versions():
     r = krait.Response("HTTP/1.0", 204, None, None)
     assert r.headers == [] and r.body == b""

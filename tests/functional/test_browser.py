@@ -1,12 +1,14 @@
-"""A real browser against the demo site (issue 8): headless Chromium signs the guestbook through the
-form (POST -> 303 -> GET), and the live socket page shows messages pushed by the server."""
+"""A real browser against the demo site (issues 8 and 22): headless Chromium signs the guestbook through
+the form (POST -> 303 -> GET), the live socket page shows messages pushed by the server, and the sign-in
+page keeps a name and a checkbox group in the session, read back through the JSON endpoint /api/me."""
 
 # Strategy: Debian's chromium is installed when missing (tests/e2e_tools.py). The demo is copied into
 # tmp_path (its SQLite guestbook lives in .private/) and served by a real Krait on a free port. Chromium
 # runs headless with --remote-debugging-port=0 and is driven over the DevTools protocol: Page.navigate to
 # load pages, Runtime.evaluate to fill and submit the form and to read the DOM. Everything the test checks
-# is what a visitor would see: the page text, the cookie-backed counter, and no script of a guestbook
-# entry running. Chromium and Krait are stopped by PID in finally blocks / fixtures.
+# is what a visitor would see: the page text, the cookie-backed counter, no script of a guestbook
+# entry running, and who the sign-in page says you are. Chromium and Krait are stopped by PID in
+# finally blocks / fixtures.
 
 from __future__ import annotations
 
@@ -35,6 +37,13 @@ READ_GUESTBOOK = """JSON.stringify({
   counter: document.body.textContent.includes("You have posted 1 message(s)"),
   pwned: window.__pwned || null,
   scripts: document.scripts.length})"""
+
+READ_LOGIN = """JSON.stringify({
+  path: location.pathname + location.search,
+  user: (document.getElementById("user") || {}).textContent || null,
+  topics: (document.getElementById("topics") || {}).textContent || null,
+  form: !!document.querySelector('form[action="/login"]'),
+  cookie: document.cookie})"""
 
 READ_CHAT = """JSON.stringify({
   status: document.getElementById("status").textContent,
@@ -137,6 +146,48 @@ def test_guestbook_form_and_live_socket_in_chromium(demo, browser):
     say(browser, "ping <b>from</b> chromium")
     chat_when(browser, answered)
     assert browser.evaluate("document.querySelectorAll('#log b').length") == 0
+
+    # 5. Sign in: a name and two ticked interests (a checkbox group), kept in the session.
+    browser.navigate(base + "/login")
+    assert json.loads(browser.evaluate(READ_LOGIN))["form"]
+    browser.mark_page()
+    browser.evaluate("""(() => {
+      const form = document.querySelector('form[action="/login"]');
+      form.elements.name.value = %s;
+      for (const box of form.querySelectorAll('input[name="topic"]')) {
+        box.checked = box.value === "Python" || box.value === "SQLite";
+      }
+      form.querySelector('button[type="submit"]').click();
+      return true; })()""" % json.dumps(NAME))
+    browser.wait_for_new_page()
+    signed_in = json.loads(browser.evaluate(READ_LOGIN))
+    assert signed_in["path"] == "/login" and not signed_in["form"], signed_in
+    assert (signed_in["user"], signed_in["topics"]) == (NAME, "Python, SQLite"), signed_in
+    assert "krait_session" not in signed_in["cookie"], "the session cookie must be HttpOnly"
+    browser.navigate(base + "/")  # another page, maybe another worker: the session follows
+    browser.navigate(base + "/login")
+    assert json.loads(browser.evaluate(READ_LOGIN))["user"] == NAME
+
+    # 6. The JSON endpoint: the page's button fetches /api/me; a POST changes the interests; bad JSON is a 400.
+    browser.evaluate("document.getElementById('ask').click()")
+    answer = wait_until(lambda: browser.evaluate("document.getElementById('answer').textContent").startswith("{")
+                        and browser.evaluate("document.getElementById('answer').textContent"), 10,
+                        what="the answer of /api/me")
+    assert json.loads(answer) == {"user": NAME, "topics": ["Python", "SQLite"]}
+    posted = browser.evaluate("""fetch("/api/me", {method: "POST", headers: {"Content-Type": "application/json"},
+      body: JSON.stringify({topics: ["WebSockets"]})}).then(r => r.json())""")
+    assert posted == {"user": NAME, "topics": ["WebSockets"]}
+    bad = browser.evaluate("""fetch("/api/me", {method: "POST", body: "{topics: oops}"})
+      .then(r => r.text().then(text => [r.status, text]))""")
+    assert bad[0] == 400 and bad[1].startswith("the request body is not valid JSON: Expecting property name"), bad
+
+    # 7. Sign out: the session is emptied and the form is back.
+    browser.mark_page()
+    browser.evaluate("document.querySelector('form[action=\"/logout\"] button').click()")
+    browser.wait_for_new_page()
+    signed_out = json.loads(browser.evaluate(READ_LOGIN))
+    assert signed_out["form"] and signed_out["user"] is None, signed_out
+    assert browser.evaluate('fetch("/api/me").then(r => r.json())') == {"user": None, "topics": []}
 
     # The server saw all of it: the POST, the redirect target and the upgrade.
     log = demo.log()

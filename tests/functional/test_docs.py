@@ -45,7 +45,7 @@ def samples(kind: str) -> list:
 def test_python_samples(code, _next, tmp_path):
     script = tmp_path / "sample.py"
     script.write_text(code, encoding="utf-8")
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=str(ROOT), XDG_STATE_HOME=str(tmp_path / "state"))
     r = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 0, r.stderr
@@ -86,7 +86,7 @@ def test_site_samples(page, files, tmp_path):
     try:
         for m in CHECK.finditer(page.read_text(encoding="utf-8")):
             method, path, body, status, substring = m.groups()
-            data = dict(urllib.parse.parse_qsl(body, keep_blank_values=True)) if body is not None else None
+            data = urllib.parse.parse_qsl(body, keep_blank_values=True) if body is not None else None
             r = requests.request(method, srv.url + path, data=data, allow_redirects=False, timeout=20)
             assert r.status_code == int(status), (m.group(0), r.text[:500], srv.log()[-2000:])
             if substring is not None:

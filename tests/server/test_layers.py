@@ -18,7 +18,7 @@ def test_the_server_process_loads_no_worker_side_no_script_api_and_no_ply():
     loaded = loaded_after("krait.server.lifecycle, krait.server.cli")
     assert not {m for m in loaded if m.startswith(("krait.worker", "krait.pympl", "ply"))}
     assert not loaded & {"krait._request", "krait._response", "krait.cookie", "krait.mvc", "krait.websockets",
-                         "krait.pool.serve"}
+                         "krait._session", "krait._store", "krait.pool.serve"}
 
 
 def test_the_worker_loads_no_server_and_no_scheduler():

@@ -6,6 +6,7 @@ import sys
 import pytest
 
 import krait
+from krait import _store
 from krait.pool import jobs
 from krait.worker.run import handle
 from krait.worker.site import Site
@@ -13,8 +14,10 @@ from tests.helpers import write_site
 
 
 @pytest.fixture
-def make(tmp_path):
-    """make(files) -> a Site; the krait modules and sys.path are put back afterwards."""
+def make(tmp_path, monkeypatch):
+    """make(files) -> a Site (its session store under tmp_path/state); the krait modules, the store's
+    settings and sys.path are put back afterwards."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     saved_path = list(sys.path)
     for name in krait.__all__:
         getattr(krait, name)
@@ -29,12 +32,13 @@ def make(tmp_path):
     for module, state in zip(modules, saved):
         vars(module).clear()
         vars(module).update(state)
+    _store._config = _store._store = _store._key = None
 
 
-def job(site, rel, query="", kind=None, method="GET", headers=None, body=b"", params=()):
+def job(site, rel, query="", kind=None, method="GET", headers=None, body=b"", params=(), scheme="http"):
     kind = kind or (jobs.SCRIPT if rel.endswith(".py") else jobs.TEMPLATE)
     return jobs.Job(kind, site.root + "/" + rel, rel, method, "/" + rel, "/" + rel, query, "HTTP/1.1",
-                    headers or {}, body, ("127.0.0.1", 9), "http", params)
+                    headers or {}, body, ("127.0.0.1", 9), scheme, params)
 
 
 def test_a_script_sees_the_request_and_sets_the_response(make):
@@ -116,3 +120,37 @@ def test_init_py_runs_once_and_its_config_is_read(make):
     assert krait.config.snapshot().routes == (("POST", "/x", None, None),)
     # the list is copied one level deep per request; the int inside it is rebound on the copy
     assert [handle(site, job(site, "count.py")).body for _ in range(2)] == [b"1", b"1"]
+
+
+def test_invalid_json_uncaught_is_a_400_saying_what_was_wrong(make):
+    site = make({"api.py": "import krait\nkrait.response = krait.ResponseJSON(krait.request.get_json())\n",
+                 "careful.py": "import krait\ntry:\n    krait.request.get_json()\nexcept ValueError as exc:\n"
+                               "    krait.response = krait.ResponseJSON({'error': str(exc)}, 422)\n"})
+    result = handle(site, job(site, "api.py", method="POST", body=b'{"a": }'))
+    assert (result.status, result.content_type, result.error) == (400, "text/plain; charset=utf-8", None)
+    assert result.body == b"the request body is not valid JSON: Expecting value: line 1 column 7 (char 6)\n"
+    ok = handle(site, job(site, "api.py", method="POST", body='{"a": "\u00e9"}'.encode()))
+    assert (ok.status, ok.body) == (200, '{"a": "\u00e9"}'.encode())
+    assert ok.headers == (("Content-Type", "application/json; charset=utf-8"),)
+    caught = handle(site, job(site, "careful.py", method="POST", body=b"nope"))
+    assert caught.status == 422 and b"not valid JSON" in caught.body
+
+
+def test_the_session_is_stored_after_the_site_code_and_only_when_it_succeeds(make):
+    site = make({"login.py": "import krait\nkrait.session['user'] = krait.request.query['user']\n"
+                             "krait.session.regenerate()\nkrait.response = krait.ResponseRedirect('/')\n",
+                 "page.html": "@krait.session.get('user', 'nobody')@",
+                 "broken.py": "import krait\nkrait.session['user'] = 'mallory'\nraise RuntimeError('boom')\n",
+                 "rebind.py": "import krait\nkrait.session['user'] = 'eve'\nkrait.session = {}\n"})
+    assert handle(site, job(site, "page.html")).headers == ()  # read only: no cookie
+    login = handle(site, job(site, "login.py", "user=ana", scheme="https"))
+    [location, (name, value)] = login.headers
+    assert (login.status, location, name) == (302, ("Location", "/"), "Set-Cookie")
+    assert value.endswith("; Path=/; HttpOnly; SameSite=Lax; Secure")
+    cookie = {"cookie": value.split(";")[0]}
+    assert handle(site, job(site, "page.html", headers=cookie)).body == b"ana"
+    broken = handle(site, job(site, "broken.py", headers=cookie))
+    assert broken.status == 500 and broken.headers == ()
+    assert handle(site, job(site, "page.html", headers=cookie)).body == b"ana", "a failed request stores nothing"
+    handle(site, job(site, "rebind.py", headers=cookie))
+    assert handle(site, job(site, "page.html", headers=cookie)).body == b"eve"

@@ -18,11 +18,17 @@ header_items = [
     ("Your request", "/request"),
     ("Chat room", "/chat"),
     ("Say hello", "/hello/visitor"),
+    ("Sign in", "/login"),
 ]
 
 # Routes are tried in order; the first match wins. Targets are files relative to the site root.
 krait.config.routes = [
     Route("POST", url="/guestbook/post", target="/guestbook_post.py"),
+    # Signing in and out keeps the visitor's name in krait.session (see login_post.py).
+    Route("POST", url="/login", target="/login_post.py"),
+    Route("POST", url="/logout", target="/logout.py"),
+    # A JSON endpoint: GET reads the session, POST changes it (GET /api/me also takes the default route).
+    Route("POST", url="/api/me", target="/api/me.py"),
     Route("WEBSOCKET", url="/chat/socket", target="/chat_socket.py"),
     Route("POST", url="/chat/post", target="/chat_post.py"),
     # A regex route: the named group lands in krait.url_params["name"].
@@ -34,7 +40,7 @@ krait.config.routes = [
 ]
 
 # CSS and JS may be cached by browsers and proxies for 30 days. The pages link them as
-# "/css/site.css?v=1": bump v= when a file changes so that browsers fetch the new one.
+# "/css/site.css?v=2": bump v= when a file changes so that browsers fetch the new one.
 krait.config.cache_public = [r"css/.*\.css", r"js/.*\.js"]
 krait.config.cache_long_term = [r"css/.*\.css", r"js/.*\.js"]
 krait.config.cache_max_age_long_term = 30 * 24 * 3600

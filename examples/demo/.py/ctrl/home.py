@@ -9,6 +9,7 @@ FEATURES = [
     ("Python scripts", "Every page is a .py route target that picks a controller."),
     ("Pympl templates", "Views live in .view/ and share one header via @import."),
     ("Forms and cookies", "The guestbook stores messages in SQLite and counts yours in a cookie."),
+    ("Sessions and JSON", "Sign in keeps your name in krait.session; /api/me answers with JSON."),
     ("WebSockets", "The chat room: every visitor's controller joins one room; publish() reaches them all."),
 ]
 
