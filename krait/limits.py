@@ -129,6 +129,11 @@ STATIC_CACHE_FILE_SIZE = 256 * 1024
 #: Total bytes of file content kept in the static cache.
 STATIC_CACHE_BYTES = 64 * 1024 * 1024
 
+#: Total bytes of code-free template output the server process keeps to serve such pages itself
+#: (krait/server/pages.py); a page larger than STATIC_CACHE_FILE_SIZE is never kept, and goes to a
+#: worker on every request.
+CODE_FREE_CACHE_BYTES = 16 * 1024 * 1024
+
 # --- Compression ---------------------------------------------------------------------------
 
 #: Smallest response body worth gzipping.

@@ -1,7 +1,8 @@
 # Dispatch: from one Incoming request to either a Reply or a Job for a worker (no socket I/O here).
 #
-# Design: the channel calls route() once per request, then dispatch(), which answers static files and
-# errors itself (a Reply) and turns scripts and templates into a Job. The channel runs the job on the
+# Design: the channel calls route() once per request, then dispatch(), which answers static files,
+# code-free templates a worker has rendered once (krait/server/pages.py) and errors itself (a Reply) and
+# turns scripts and other templates into a Job. The channel runs the job on the
 # pool and hands its Result (or the pool's HttpError) back to complete(). Errors become responses at one
 # place, error_reply(): an HttpError keeps its status (404, 405 + Allow, 501, 503 + Retry-After, 504), a
 # worker's ErrorReport its status with the details shown only in --debug mode, and a site's own error
@@ -22,9 +23,10 @@ from krait.errors import HttpError
 from krait.http.events import reason_phrase
 from krait.pool import jobs
 from krait.server.compress import Gzip
+from krait.server.pages import CodeFreePages
 from krait.server.records import Incoming, Reply
 from krait.server.routing import SCRIPT, STATIC, Router, Target
-from krait.server.static import StaticFiles, not_modified
+from krait.server.static import StaticFiles, version_reply
 from krait.urls import decode_path
 
 log = logging.getLogger("krait")
@@ -43,6 +45,7 @@ class App:
         self.router = Router(settings.site_root, cfg.build_routes(), use_cache=not settings.debug)
         self.root = self.router.root
         self.static = StaticFiles(lambda rel: site_config.cache_control(rel, False, cfg))
+        self.pages = CodeFreePages(lambda rel: site_config.cache_control(rel, False, cfg))
         self.gzip = Gzip() if settings.gzip else None
 
     # --- the request path ---------------------------------------------------------------------
@@ -59,8 +62,13 @@ class App:
         if type(routed) is Reply:
             return self.finish(req, routed)
         target: Target = routed  # type: ignore[assignment]
+        if target.kind == SCRIPT:
+            return self.job(req, target, jobs.SCRIPT)
         if target.kind != STATIC:
-            return self.job(req, target, jobs.SCRIPT if target.kind == SCRIPT else jobs.TEMPLATE)
+            page = self.pages.get(target.path) if req.method in ("GET", "HEAD") else None
+            if page is None:
+                return self.job(req, target, jobs.TEMPLATE)
+            return self.finish(req, version_reply(page, req.method, req.headers))
         try:
             reply = self.static.reply(target.path, target.rel_path, req.method, req.headers)
         except OSError as exc:  # the file vanished or became unreadable since routing
@@ -78,8 +86,10 @@ class App:
             reply = self.error_reply(outcome.status, str(outcome), list(outcome.headers), req)
         else:
             reply = self.result_reply(outcome, target.rel_path, req)
-            if not outcome.dynamic and outcome.error is None and outcome.status == 200:
-                reply = self.static_template_reply(reply, target, req)
+            if outcome.code_free is not None and outcome.error is None and outcome.status == 200:
+                reply = self.code_free_reply(reply, target, req, outcome.code_free)
+            elif target.kind == jobs.TEMPLATE:
+                self.pages.forget(target.path)  # it has code now
         return self.finish(req, reply)
 
     def finish(self, req: Incoming, reply: Reply) -> Reply:
@@ -108,16 +118,12 @@ class App:
         headers = [(n, v) for n, v in headers if n.lower() not in ("content-length", "transfer-encoding", "connection")]
         return Reply(result.status, headers, result.body, None, result.reason or None)
 
-    def static_template_reply(self, reply: Reply, target: Target, req: Incoming) -> Reply:
-        """A code-free template is cached like a static file: validators, the cache table, 304."""
-        version = self.static.version(target.path, target.rel_path)
+    def code_free_reply(self, reply: Reply, target: Target, req: Incoming, source: tuple[int, int]) -> Reply:
+        """A code-free template's output, kept to serve it like a static file from now on, and answered the
+        way it will be then: validators, the cache table, 304, ranges."""
         headers = [(n, v) for n, v in reply.headers if n != "Cache-Control"]
-        headers += [("ETag", version.etag), ("Last-Modified", version.last_modified),
-                    ("Cache-Control", site_config.cache_control(target.rel_path, False, self.cfg))]
-        if req.method in ("GET", "HEAD") and not_modified(version, req.headers):
-            headers = [h for h in headers if h[0] != "Content-Type"]
-            return Reply(304, headers + [("Content-Length", str(len(reply.body)))])
-        return reply._replace(headers=headers)
+        page = self.pages.store(target.path, target.rel_path, source, headers, reply.body)
+        return version_reply(page, req.method, req.headers)
 
     # --- errors ---------------------------------------------------------------------------------
 
