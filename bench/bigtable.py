@@ -3,9 +3,10 @@
 #
 #   python bench/bigtable.py [--rounds N] [--peers DIR]
 #
-# Peers are optional and never project dependencies: install them into a throwaway place, e.g.
-#   pip install --target /tmp/benchpeers jinja2 mako
-# and pass --peers /tmp/benchpeers (the default). A missing peer is skipped with a message.
+# It runs in bench/.venv (made when missing, with Jinja2 among bench/run.py's peers) unless this python
+# has Krait's requirements. Peers are never project dependencies; Mako is optional: install it into a
+# throwaway place, e.g. `pip install --target /tmp/benchpeers mako`, and pass --peers /tmp/benchpeers
+# (the default). A missing peer is skipped with a message.
 # Every engine's output is checked to be the same page (whitespace aside) before timing.
 
 from __future__ import annotations
@@ -17,8 +18,11 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from run import use_bench_venv  # noqa: E402
 
-from krait.pympl import compile_template, render
+use_bench_venv()  # a fresh clone's system python has no ply: go on in bench/.venv
+
+from krait.pympl import compile_template, render  # noqa: E402
 
 TABLE = [{f"c{col}": row * 10 + col for col in range(10)} for row in range(1000)]
 ROWS = [list(row.values()) for row in TABLE]

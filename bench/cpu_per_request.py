@@ -12,6 +12,7 @@ reports per message; with --websockets-python PYTHON (e.g. bench/.venv/bin/pytho
 bench/run.py) it measures the websockets peer (bench/peers/ws_echo.py) instead of Krait.
 --krait-dir runs another checkout (e.g. a git worktree) for an A/B.
 Linux only; needs wrk (HTTP) and taskset. The machine's noise applies: compare runs made back to back.
+A python without Krait's requirements (a fresh clone's system python) runs it in bench/.venv.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import re
 import subprocess
 import sys
 import time
+
+from run import use_bench_venv
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SITE = os.path.join(HERE, "sites", "krait")
@@ -52,6 +55,7 @@ def sample(pid: int) -> tuple[float, float, int]:
 
 
 def main() -> None:
+    use_bench_venv()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("path", nargs="?", default="/hello")
     ap.add_argument("--workers", default="1")

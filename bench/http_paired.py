@@ -7,11 +7,13 @@ CPU 1) loads them in turn for a few seconds each, in the order A B, B A, A B... 
 ratio B/A from two runs made seconds apart; the median of those ratios is the figure. Each side is a
 Krait checkout (the directory to run `python -m krait` from, e.g. a git worktree of an older commit)
 or the word `waitress` for the WSGI peer of bench/run.py (bench/peers/wsgi_apps.py under waitress, in
-the venv bench/run.py makes; it serves /hello, /static-1k.bin, /static-1m.bin and /table as Krait's
-site does).
+bench/.venv, made when missing, as in bench/ws_paired.py; it serves /hello, /static-1k.bin,
+/page-1k.html, /static-1m.bin and /table as Krait's site does). Both run at their defaults, as in
+bench/run.py (Krait one worker per CPU, waitress 4 threads); `--krait-args` and `--waitress-args`
+change that.
 Linux only (taskset, wrk).
 
-    python bench/http_paired.py A B [--path /hello] [--rounds 10] [--seconds 3]
+    python bench/http_paired.py A B [--path /hello] [--rounds 10] [--seconds 3] [--krait-args "--workers 1"]
     python bench/http_paired.py /tmp/old-krait .          # a change, measured
     python bench/http_paired.py waitress .                # Krait against the peer
 """
@@ -21,17 +23,19 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shlex
 import subprocess
 
+from run import BENCH_VENV, ensure_venv, use_bench_venv
 from ws_paired import HERE, free_port, report, run_rounds, start
 
 PEERS = os.path.join(HERE, "peers")
-VENV_BIN = os.path.join(HERE, ".venv", "bin")
 
 
-# the command line of bench/run.py's waitress peer
-WAITRESS = ("waitress", lambda port: [os.path.join(VENV_BIN, "waitress-serve"), "--listen=127.0.0.1:%d" % port,
-                                      "--threads=8", "wsgi_apps:app"], PEERS)
+def waitress(extra: list[str]) -> tuple:
+    """The waitress side: bench/run.py's peer, at its defaults plus `extra`."""
+    return ("waitress", lambda port: [os.path.join(BENCH_VENV, "bin", "waitress-serve"), "--listen=127.0.0.1:%d" % port,
+                                      *extra, "wsgi_apps:app"], PEERS)
 
 
 def measure(port: int, path: str, seconds: int, connections: int) -> float:
@@ -50,10 +54,15 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--seconds", type=int, default=3, help="per wrk run")
     ap.add_argument("--connections", type=int, default=50)
+    ap.add_argument("--krait-args", default="", help="options for the Krait sides (default: none)")
+    ap.add_argument("--waitress-args", default="", help="options for waitress (default: none)")
     args = ap.parse_args()
     sides = [os.path.abspath(s) if s != "waitress" else s for s in (args.a, args.b)]
+    use_bench_venv()
+    ensure_venv(BENCH_VENV)
     ports = [free_port(), free_port()]
-    servers = [start(side, port, WAITRESS) for side, port in zip(sides, ports)]
+    servers = [start(side, port, waitress(shlex.split(args.waitress_args)), tuple(shlex.split(args.krait_args)))
+               for side, port in zip(sides, ports)]
     rates = run_rounds(servers, ports, args.rounds,
                        lambda port: measure(port, args.path, args.seconds, args.connections),
                        # warm-up: caches, compiled scripts, the pool's timing of the file
