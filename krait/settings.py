@@ -12,12 +12,20 @@ from dataclasses import dataclass
 from krait import limits
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity mask (taskset, a container's cpuset) where the system
+    has one, else every CPU (what Python 3.13's os.process_cpu_count() gives)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 2
+
+
 @dataclass(frozen=True)
 class Settings:
     site_root: str
     host: str = "127.0.0.1"
     port: int = 8080
-    workers: int = os.cpu_count() or 2
+    workers: int = usable_cpus()
     processes: int = 1
     timeout: float = limits.SCRIPT_TIMEOUT
     debug: bool = False

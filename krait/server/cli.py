@@ -31,7 +31,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
                    help="the site folder (holds .py/init.py, pages, scripts, static files)")
     option("--host", dest="host", help="address to listen on")
     option("--port", "-p", dest="port", type=int, help="port (0 picks a free port)")
-    option("--workers", dest="workers", type=int, help="script worker processes (the CPU count)")
+    option("--workers", dest="workers", type=int, help="script worker processes (one per CPU it may use)")
     option("--processes", dest="processes", type=int, help="server processes sharing the port (SO_REUSEPORT)")
     option("--timeout", dest="timeout", type=float, help="per-request script deadline, seconds")
     option("--debug", dest="debug", action="store_true", help="tracebacks in error pages, no lookup caching")

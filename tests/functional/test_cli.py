@@ -19,6 +19,15 @@ def run_krait(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
                           env=env, stdin=subprocess.DEVNULL)
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity here")
+def test_default_workers_are_one_per_cpu_krait_may_use():
+    one = min(os.sched_getaffinity(0))
+    env = dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="200")
+    r = subprocess.run([sys.executable, "-m", "krait", "--help"], capture_output=True, text=True, timeout=60, env=env,
+                       preexec_fn=lambda: os.sched_setaffinity(0, {one}))  # as under `taskset -c N`
+    assert "one per CPU it may use) (default: 1)" in " ".join(r.stdout.split())
+
+
 def test_version_and_help():
     from krait import __version__
 
