@@ -4,7 +4,7 @@
 #
 # Strategy:
 # - Every server runs at its own defaults, as a user would start it: Krait as
-#   `python -m krait SITE --port P` (one worker per CPU), `waitress-serve` (4 threads), `gunicorn`
+#   `python -m krait SITE --port P` (one worker per CPU it may use), `waitress-serve` (4 threads), `gunicorn`
 #   (one sync worker), the stdlib server, the websockets sync server. The table says so in its
 #   settings column. Tuned variants (Krait --workers 1, waitress --threads=8, gunicorn gthread) are
 #   extra rows, measured only when named in --servers.
@@ -53,7 +53,6 @@ PEERS = os.path.join(BENCH, "peers")
 PEER_PACKAGES = ["waitress", "gunicorn", "jinja2", "websockets"]
 STATIC_FILES = {"static-1k.bin": 1024, "static-1m.bin": 1024 * 1024}
 READY_LINE = re.compile(r"Krait (\S+) serving (.+) at http://([^/\s]+):(\d+)/")
-CPUS = os.cpu_count() or 1
 
 # (id, label, path, kind) in table order.
 TESTS = [
@@ -123,7 +122,7 @@ _STDLIB_TESTS = {"static-1k": "", "html-1k": "", "static-1m": ""}
 
 SERVERS = [
     Server("krait", _labels("Krait", _KRAIT_TESTS), _krait,
-           f"defaults: {CPUS} workers (one per CPU)", ready_line=True),
+           "defaults: one worker per CPU it may use (1 when pinned)", ready_line=True),
     Server("waitress", _labels("waitress", _WSGI_TESTS), _waitress, "defaults: 4 threads"),
     Server("gunicorn", _labels("gunicorn", _WSGI_TESTS), _gunicorn, "defaults: 1 sync worker"),
     Server("stdlib", _labels("stdlib ThreadingHTTPServer", _STDLIB_TESTS),
