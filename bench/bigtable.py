@@ -19,7 +19,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from run import use_bench_venv  # noqa: E402
+from bench_setup import use_bench_venv  # noqa: E402
 
 use_bench_venv()  # a fresh clone's system python has no ply: go on in bench/.venv
 

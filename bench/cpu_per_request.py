@@ -26,8 +26,8 @@ import subprocess
 import sys
 import time
 
+from bench_setup import BENCH_VENV, ensure_venv, use_bench_venv
 from http_paired import PEER_NAMES, peer
-from run import BENCH_VENV, ensure_venv, use_bench_venv
 from ws_paired import wait_listening
 
 HERE = os.path.dirname(os.path.abspath(__file__))

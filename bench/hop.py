@@ -9,7 +9,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from run import use_bench_venv  # noqa: E402
+from bench_setup import use_bench_venv  # noqa: E402
 
 use_bench_venv()  # a fresh clone's system python has no ply: go on in bench/.venv
 

@@ -29,7 +29,7 @@ import statistics
 import subprocess
 import sys
 
-from run import BENCH_VENV, ensure_venv, use_bench_venv
+from bench_setup import BENCH_VENV, ensure_venv, use_bench_venv
 from ws_paired import HERE, SITE, free_port, report, run_rounds, start
 
 PEERS = os.path.join(HERE, "peers")

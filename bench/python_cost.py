@@ -32,7 +32,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 SITE = os.path.join(HERE, "sites", "krait")
 sys.path.insert(0, ROOT)
-from run import use_bench_venv  # noqa: E402
+from bench_setup import use_bench_venv  # noqa: E402
 
 use_bench_venv()  # a fresh clone's system python has no ply: go on in bench/.venv
 

@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 
-from run import BENCH_VENV, ensure_venv, use_bench_venv
+from bench_setup import BENCH_VENV, ensure_venv, use_bench_venv
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SITE = os.path.join(HERE, "sites", "krait")

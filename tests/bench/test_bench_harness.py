@@ -6,7 +6,8 @@ import sys
 
 BENCH = os.path.join(os.path.dirname(__file__), "..", "..", "bench")
 sys.path.insert(0, BENCH)
-import run  # noqa: E402  (bench/run.py, found through BENCH)
+import bench_setup  # noqa: E402  (bench/bench_setup.py, found through BENCH)
+import run  # noqa: E402  (bench/run.py)
 
 
 def test_each_cell_is_its_median_round_with_the_spread_noted():
@@ -60,9 +61,9 @@ def test_servers_run_at_their_defaults_and_tuned_variants_only_when_asked():
 
 
 def test_the_venv_gets_what_krait_needs_from_pyproject(tmp_path):
-    assert "ply>=3.11" in run.krait_requirements()
+    assert "ply>=3.11" in bench_setup.krait_requirements()
     pyproject = tmp_path / "pyproject.toml"
     pyproject.write_text('[project]\nname = "x"\ndependencies = ["ply>=3.11"]\n'
                          '[project.optional-dependencies]\nspeedups = ["fastmask==1.0"]\ntest = ["pytest"]\n')
-    assert run.krait_requirements(str(pyproject)) == ["ply>=3.11", "fastmask==1.0"]
-    assert [run.requirement_name(r) for r in ("ply>=3.11", "a.b-c_d[x]==1", "e")] == ["ply", "a.b-c_d", "e"]
+    assert bench_setup.krait_requirements(str(pyproject)) == ["ply>=3.11", "fastmask==1.0"]
+    assert [bench_setup.requirement_name(r) for r in ("ply>=3.11", "a.b-c_d[x]==1", "e")] == ["ply", "a.b-c_d", "e"]
