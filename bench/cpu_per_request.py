@@ -10,8 +10,10 @@ process and of every descendant (the forkserver and the workers) from /proc arou
 --ws drives bench/peers/ws_client.py (one connection, sequential round trips) instead of wrk, and
 reports per message; with --websockets-python PYTHON (e.g. bench/.venv/bin/python, made by
 bench/run.py) it measures the websockets peer (bench/peers/ws_echo.py) instead of Krait.
---krait-dir runs another checkout (e.g. a git worktree) for an A/B.
+--krait-dir runs another checkout (e.g. a git worktree) for an A/B; --peer waitress|stdlib measures that
+peer of bench/run.py instead, at its defaults.
 Linux only; needs wrk (HTTP) and taskset. The machine's noise applies: compare runs made back to back.
+A python without Krait's requirements (a fresh clone's system python) runs it in bench/.venv.
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ import re
 import subprocess
 import sys
 import time
+
+from bench_setup import BENCH_VENV, ensure_venv, use_bench_venv
+from http_paired import PEER_NAMES, peer
+from ws_paired import wait_listening
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SITE = os.path.join(HERE, "sites", "krait")
@@ -52,6 +58,7 @@ def sample(pid: int) -> tuple[float, float, int]:
 
 
 def main() -> None:
+    use_bench_venv()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("path", nargs="?", default="/hello")
     ap.add_argument("--workers", default="1")
@@ -62,15 +69,25 @@ def main() -> None:
     ap.add_argument("--messages", type=int, help="WebSocket round trips (default 20000 small, 200 big)")
     ap.add_argument("--krait-dir", default=os.path.dirname(HERE))
     ap.add_argument("--websockets-python", help="with --ws: measure the websockets peer run by this Python")
+    ap.add_argument("--peer", choices=PEER_NAMES, help="measure this HTTP peer of bench/run.py (at its defaults)")
     args = ap.parse_args()
     if args.ws and args.websockets_python:
         argv = [args.websockets_python, os.path.join(HERE, "peers", "ws_echo.py"), "--port", str(args.port)]
+    elif args.peer:
+        ensure_venv(BENCH_VENV)
+        name, command, cwd = peer(args.peer, [])
+        argv = command(args.port)
+        args.krait_dir = cwd
     else:
         argv = [sys.executable, "-m", "krait", SITE, "--port", str(args.port), "--workers", args.workers]
-    server = subprocess.Popen(["taskset", "-c", "0"] + argv, cwd=args.krait_dir,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # A peer's output is dropped: nobody reads it, and waitress's queue warnings would fill the pipe.
+    server = subprocess.Popen(["taskset", "-c", "0"] + argv, cwd=args.krait_dir, text=True,
+                              stdout=subprocess.DEVNULL if args.peer else subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        server.stdout.readline()  # the ready line
+        if args.peer:
+            wait_listening(args.port, time.monotonic() + 30)
+        else:
+            server.stdout.readline()  # the ready line
         if args.ws:
             measure_ws(args, server.pid)
             return

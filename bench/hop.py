@@ -9,6 +9,9 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from bench_setup import use_bench_venv  # noqa: E402
+
+use_bench_venv()  # a fresh clone's system python has no ply: go on in bench/.venv
 
 from krait.pool import jobs  # noqa: E402
 from krait.pool.scheduler import JobPool  # noqa: E402

@@ -3,8 +3,9 @@
 Where bench/cpu_per_request.py measures whole processes under load, this splits the bill:
 
   server   one keep-alive request through Krait's real request loop (krait/server/channel.py: sans-IO parse,
-           routing, dispatch, response bytes) over an in-memory socket, for a static file and for
-           hello.py (the script's answer stands in for the worker pool, so the pool's own cost is left out);
+           routing, dispatch, response bytes) over an in-memory socket, for a static file, a code-free
+           page (which the server serves itself once rendered) and hello.py (the script's answer stands
+           in for the worker pool, so the pool's own cost is left out);
   worker   one hello.py job in the worker (krait/worker/run.py handle(): fresh namespace, module reset, the
            script, the Result) plus the marshal codec of its job and answer;
   floor    (--floor, needs wrk and taskset) a do-nothing thread-per-connection server (recv, send a
@@ -31,6 +32,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 SITE = os.path.join(HERE, "sites", "krait")
 sys.path.insert(0, ROOT)
+from bench_setup import use_bench_venv  # noqa: E402
+
+use_bench_venv()  # a fresh clone's system python has no ply: go on in bench/.venv
 
 from krait import limits  # noqa: E402
 from krait.pool import jobs  # noqa: E402
@@ -42,7 +46,7 @@ from krait.worker.run import handle  # noqa: E402
 from krait.worker.site import Site  # noqa: E402
 
 HELLO = jobs.Result(200, "OK", (("Content-Type", "text/plain; charset=utf-8"),), b"Hello, world!\n",
-                    "text/plain", None, None, True)
+                    "text/plain", None, None, None)
 
 
 class _AnsweringPool:
@@ -51,6 +55,11 @@ class _AnsweringPool:
     config = None
 
     def run(self, job: jobs.Job, timeout: float, generation: int | None = None) -> jobs.Result:
+        if job.kind == jobs.TEMPLATE:  # a code-free page, as a worker renders it: then the server serves it
+            with open(job.path, "rb") as f:
+                st = os.fstat(f.fileno())
+                return jobs.Result(200, "OK", (), f.read(), "text/html; charset=utf-8", None, None,
+                                   (st.st_mtime_ns, st.st_size))
         return HELLO
 
 
@@ -191,11 +200,13 @@ def main() -> None:
 
     site_config = config.snapshot()
     static = server_cost("/static-1k.bin", args.rounds, args.requests, site_config)
+    page = server_cost("/page-1k.html", args.rounds, args.requests, site_config)
     hello = server_cost("/hello", args.rounds, args.requests, site_config)
     handle, codec = worker_cost(site, args.rounds, args.requests)
     print("Python work per request, best of %d x %d (Python %s)" % (args.rounds, args.requests,
                                                                      sys.version.split()[0]))
     print("  server, static 1 KiB         %6.1f us" % static)
+    print("  server, code-free 1 KiB page %6.1f us" % page)
     print("  server, hello.py (no pool)   %6.1f us" % hello)
     print("  worker, hello.py handle()    %6.1f us" % handle)
     print("  worker, + job/answer codec   %6.1f us" % codec)

@@ -6,8 +6,9 @@ and bench/peers/ws_client.py (pinned to CPU 1) measures them in turn, round afte
 A B, B A, A B... Each round gives one ratio B/A from two runs made seconds apart; the median of those
 ratios is the figure, and the list shows how steady it was. Each side is a Krait checkout (the
 directory to run `python -m krait` from, e.g. a git worktree of an older commit) or the word
-`websockets` for the websockets sync server (bench/peers/ws_echo.py in the venv bench/run.py makes).
-Linux only (taskset).
+`websockets` for the websockets sync server (bench/peers/ws_echo.py in bench/.venv). bench/.venv, with
+the peers and Krait's requirements, is made when missing, and a python without Krait's requirements
+(a fresh clone's system python) runs this tool in it. Linux only (taskset).
 
     python bench/ws_paired.py A B [--rounds 10] [--messages 4000] [--big]
     python bench/ws_paired.py /tmp/old-krait .          # a change, measured
@@ -26,6 +27,8 @@ import subprocess
 import sys
 import time
 
+from bench_setup import BENCH_VENV, ensure_venv, use_bench_venv
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SITE = os.path.join(HERE, "sites", "krait")
 CLIENT = os.path.join(HERE, "peers", "ws_client.py")
@@ -43,14 +46,14 @@ WEBSOCKETS = ("websockets", lambda port: [VENV_PYTHON, os.path.join(HERE, "peers
                                           str(port)], HERE)
 
 
-def start(side: str, port: int, peer: tuple = WEBSOCKETS) -> subprocess.Popen:
-    """Start `side` on `port`, pinned to CPU 0: the peer when it is named, else a Krait checkout.
-    Shared with bench/http_paired.py."""
+def start(side: str, port: int, peer: tuple = WEBSOCKETS, krait_args: tuple = ("--workers", "1")) -> subprocess.Popen:
+    """Start `side` on `port`, pinned to CPU 0: the peer when it is named, else a Krait checkout with
+    `krait_args`. Shared with bench/http_paired.py."""
     name, peer_argv, peer_cwd = peer
     if side == name:
         argv, cwd = peer_argv(port), peer_cwd
     else:
-        argv = [sys.executable, "-m", "krait", SITE, "--port", str(port), "--workers", "1"]
+        argv = [sys.executable, "-m", "krait", SITE, "--port", str(port), *krait_args]
         cwd = side
     return subprocess.Popen(["taskset", "-c", "0"] + argv, cwd=cwd,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -120,6 +123,8 @@ def main() -> None:
     args = ap.parse_args()
     messages = args.messages or (40 if args.big else 4000)
     sides = [os.path.abspath(s) if s != "websockets" else s for s in (args.a, args.b)]
+    use_bench_venv()
+    ensure_venv(BENCH_VENV)
     ports = [free_port(), free_port()]
     servers = [start(side, port) for side, port in zip(sides, ports)]
     rates = run_rounds(servers, ports, args.rounds, lambda port: measure(port, messages, args.big))

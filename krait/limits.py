@@ -129,6 +129,11 @@ STATIC_CACHE_FILE_SIZE = 256 * 1024
 #: Total bytes of file content kept in the static cache.
 STATIC_CACHE_BYTES = 64 * 1024 * 1024
 
+#: Total bytes of code-free template output the server process keeps to serve such pages itself
+#: (krait/server/pages.py); a page larger than STATIC_CACHE_FILE_SIZE is never kept, and goes to a
+#: worker on every request.
+CODE_FREE_CACHE_BYTES = 16 * 1024 * 1024
+
 # --- Compression ---------------------------------------------------------------------------
 
 #: Smallest response body worth gzipping.
@@ -169,10 +174,14 @@ WS_PING_INTERVAL = 20.0
 #: (--ws-ping-timeout).
 WS_PING_TIMEOUT = 20.0
 
-#: Unsent bytes a WebSocket connection may hold (a client that does not read). A connection already
-#: holding this much when another message is queued for it is closed with 1008 (policy violation) and
-#: dropped, so one slow member of a room never slows down the others or grows the server's memory.
-WS_MAX_UNSENT = 1024 * 1024
+#: A WebSocket client that does not read (docs/websockets.md): one holding more than WS_SLOW_UNSENT bytes
+#: of unsent output that has taken nothing for WS_SEND_STALL seconds is closed with 1008 (policy
+#: violation) and dropped, and so is one holding more than WS_MAX_UNSENT whatever it reads, so one slow
+#: member of a room never slows down the others nor grows the server's memory without bound. A reader
+#: that keeps up gets bursts larger than the kernel's socket buffer without harm.
+WS_SLOW_UNSENT = 1024 * 1024
+WS_SEND_STALL = 10.0
+WS_MAX_UNSENT = 16 * 1024 * 1024
 
 #: Longest room name, in UTF-8 bytes (krait.websockets.publish(), WebsocketsCtrlBase.join()).
 WS_MAX_ROOM = 256

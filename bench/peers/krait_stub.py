@@ -1,8 +1,8 @@
 # A stand-in for `python -m krait`, used only to test bench/run.py before the real server runs:
 #   python bench/run.py --quick --krait-cmd "python bench/peers/krait_stub.py"
 #
-# Strategy: accept Krait's command line (SITE --port P --workers N, other options ignored), print
-# Krait's ready line, then serve with the stdlib: the site's static files from memory, /hello,
+# Strategy: accept Krait's command line (SITE --port P, other options ignored), print Krait's ready
+# line, then serve with the stdlib: the site's static files (.bin, page-1k.html) from memory, /hello,
 # /table (a fixed page: the stub cannot render Pympl) and a WebSocket echo on /echo (RFC 6455
 # handshake section 4.2.2, unmasking section 5.3, unfragmented server frames). Stdlib only.
 import argparse
@@ -99,9 +99,10 @@ def main():
     args, _ignored = parser.parse_known_args()
     for name in os.listdir(args.site):
         path = os.path.join(args.site, name)
-        if name.endswith(".bin") and os.path.isfile(path):
+        if name.endswith((".bin", "-1k.html")) and os.path.isfile(path):
             with open(path, "rb") as f:
-                PAGES["/" + name] = (f.read(), "application/octet-stream")
+                PAGES["/" + name] = (f.read(), "application/octet-stream" if name.endswith(".bin")
+                                     else "text/html; charset=utf-8")
     PAGES["/table"] = (b"<html><body>stub table</body></html>\n", "text/html; charset=utf-8")
     ThreadingHTTPServer.daemon_threads = True
     ThreadingHTTPServer.request_queue_size = 1024

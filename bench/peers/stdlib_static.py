@@ -1,8 +1,8 @@
 # A tuned stdlib static server, the "what you get for free" peer of bench/run.py.
 #
 # Strategy: http.server.ThreadingHTTPServer with an HTTP/1.1 (keep-alive) handler that serves
-# static-1k.bin and static-1m.bin from memory: one precomputed header block per file (plus a Date
-# formatted at most once a second), one sendall per response, Nagle off, no access log.
+# static-1k.bin, page-1k.html and static-1m.bin from memory: one precomputed header block per file
+# (plus a Date formatted at most once a second), one sendall per response, Nagle off, no access log.
 # Usage: python stdlib_static.py --site DIR --port P   (binds 127.0.0.1 only)
 import argparse
 import os
@@ -55,11 +55,13 @@ def main():
     parser.add_argument("--site", required=True)
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    for name in ("static-1k.bin", "static-1m.bin"):
+    for name, ctype in (("static-1k.bin", "application/octet-stream"),
+                        ("page-1k.html", "text/html; charset=utf-8"),
+                        ("static-1m.bin", "application/octet-stream")):
         with open(os.path.join(args.site, name), "rb") as f:
             body = f.read()
         head = (
-            "\r\nServer: stdlib\r\nContent-Type: application/octet-stream\r\n"
+            f"\r\nServer: stdlib\r\nContent-Type: {ctype}\r\n"
             f"Content-Length: {len(body)}\r\n\r\n"
         ).encode("ascii")
         FILES["/" + name] = (head, body)

@@ -2,6 +2,7 @@
 #
 # Strategy: one app, dispatched on PATH_INFO, serving what the Krait benchmark site serves:
 #   /static-1k.bin  read once at import, served from memory (the strongest WSGI static case)
+#   /page-1k.html   read from disk on every request, as a WSGI app serving a site's pages would
 #   /static-1m.bin  opened per request and streamed with wsgi.file_wrapper (sendfile under gunicorn)
 #   /hello          14 bytes of text/plain, like bench/sites/krait/hello.py
 #   /table          the 100-row table rendered by Jinja2 (autoescape on, template compiled once),
@@ -19,6 +20,7 @@ from tabledata import make_rows  # noqa: E402
 
 HELLO = b"Hello, world!\n"
 BIG_PATH = os.path.join(SITE, "static-1m.bin")
+PAGE_PATH = os.path.join(SITE, "page-1k.html")
 with open(os.path.join(SITE, "static-1k.bin"), "rb") as _f:
     SMALL = _f.read()
 
@@ -46,10 +48,13 @@ def _bytes(start_response, body, ctype):
 
 
 def app(environ, start_response):
-    """Serve the four benchmark URLs; anything else is 404."""
+    """Serve the five benchmark URLs; anything else is 404."""
     path = environ.get("PATH_INFO", "")
     if path == "/static-1k.bin":
         return _bytes(start_response, SMALL, "application/octet-stream")
+    if path == "/page-1k.html":
+        with open(PAGE_PATH, "rb") as f:
+            return _bytes(start_response, f.read(), "text/html; charset=utf-8")
     if path == "/hello":
         return _bytes(start_response, HELLO, "text/plain; charset=utf-8")
     if path == "/table":

@@ -50,7 +50,9 @@ class Result(NamedTuple):
     content_type: str | None  # the default Content-Type the worker derived (set_content_type, extension)
     error: ErrorReport | None = None
     ws_protocol: str | None = None  # WEBSOCKET jobs: accepted (status 101) with this subprotocol
-    dynamic: bool = True  # False for a template without any code: cacheable like a static file
+    # A template without any code (krait/worker/run.py): the (mtime_ns, size) of the file version whose
+    # output this is; the server serves that output itself while the file is unchanged. None otherwise.
+    code_free: tuple[int, int] | None = None
     took: float = 0.0  # seconds the worker spent on the job (the scheduler keeps slow files' jobs unpipelined)
 
 
@@ -92,7 +94,7 @@ def job_from_wire(data: tuple) -> Job:
 def result_to_wire(result: Result, took: float | None = None) -> tuple:
     """A Result as nested plain tuples; `took` overrides result.took."""
     error = tuple(result.error) if result.error is not None else None
-    return (*result[:5], error, result.ws_protocol, result.dynamic, result.took if took is None else took)
+    return (*result[:5], error, result.ws_protocol, result.code_free, result.took if took is None else took)
 
 
 def result_from_wire(data: tuple) -> Result:

@@ -81,6 +81,11 @@ class CodeCache:
             entries.popitem(last=False)
         return code
 
+    def version(self, path: str) -> tuple[int, int] | None:
+        """The (st_mtime_ns, st_size) of the file whose code get() last returned for `path`."""
+        entry = self._entries.get(path)
+        return None if entry is None else (entry[0], entry[1])
+
     def __len__(self) -> int:
         return len(self._entries)
 

@@ -7,8 +7,8 @@
 # - The gzip representation is a different representation, so it gets a different entity tag: the
 #   file's tag with "-gz" before its closing quote (section 8.8.3). A 304 names the representation the
 #   client would get, so it carries the same tag and Vary.
-# - Bodies with an entity tag (static files, code-free templates) are compressed once per tag and
-#   content type; dynamic bodies every time.
+# - Bodies with an entity tag (static files, code-free templates) are compressed once per tag, content
+#   type and body; dynamic bodies every time.
 
 from __future__ import annotations
 
@@ -22,7 +22,9 @@ _CACHE_MAX = 256  # gzipped bodies kept
 
 class Gzip:
     def __init__(self) -> None:
-        self._cache: dict[tuple[str, str], bytes] = {}
+        # (entity tag, type, body): two files can share a tag (same mtime and size, as after unpacking an
+        # archive), so the body is part of the key; a cached file's bytes hash once and compare by identity.
+        self._cache: dict[tuple[str, str, bytes], bytes] = {}
 
     def reply(self, reply: Reply, accept_encoding: str) -> Reply:
         """`reply` (a 200 held in memory) gzipped when that is worth it and accepted."""
@@ -38,13 +40,14 @@ class Gzip:
         if not accepts_gzip(accept_encoding):
             return reply._replace(headers=reply.headers + [("Vary", "Accept-Encoding")])
         etag = next((v for n, v in reply.headers if n == "ETag"), None)
-        body = self._cache.get((etag, ctype)) if etag else None
+        key = (etag, ctype, reply.body) if etag else None
+        body = self._cache.get(key) if key else None
         if body is None:
             body = gzip.compress(reply.body, limits.GZIP_LEVEL, mtime=0)
-            if etag:
+            if key:
                 if len(self._cache) > _CACHE_MAX:
                     self._cache.clear()
-                self._cache[(etag, ctype)] = body
+                self._cache[key] = body
         headers = []
         for name, value in reply.headers:
             if name == "Content-Length":

@@ -1,7 +1,8 @@
 # Dispatch: from one Incoming request to either a Reply or a Pending job for a worker (no socket I/O here).
 #
-# Design: the channel calls route() once per request, then dispatch(), which answers static files and
-# errors itself (a Reply) and turns scripts and templates into a Pending job. The channel runs the job on
+# Design: the channel calls route() once per request, then dispatch(), which answers static files,
+# code-free templates a worker has rendered once (krait/server/pages.py) and errors itself (a Reply), and
+# turns scripts and other templates into a Pending job. The channel runs the job on
 # the pool, outside the request gate, and hands its Result (or the pool's HttpError) to the Pending's
 # finish, complete(). Errors become responses at one place, error_reply(): an HttpError keeps its status
 # (404, 405 + Allow, 501, 503 + Retry-After, 504), a worker's ErrorReport its status with the details
@@ -32,9 +33,10 @@ from krait.errors import HttpError
 from krait.http.events import reason_phrase
 from krait.pool import jobs
 from krait.server.compress import Gzip
+from krait.server.pages import CodeFreePages
 from krait.server.records import Incoming, Pending, Reply
 from krait.server.routing import SCRIPT, STATIC, Router, Target
-from krait.server.static import StaticFiles, not_modified
+from krait.server.static import StaticFiles, version_reply
 from krait.urls import decode_path
 
 log = logging.getLogger("krait")
@@ -52,6 +54,7 @@ class App:
         self.router = Router(settings.site_root, cfg.build_routes(), use_cache=not settings.debug)
         self.root = self.router.root
         self.static = StaticFiles(lambda rel: site_config.cache_control(rel, False, cfg))
+        self.pages = CodeFreePages(lambda rel: site_config.cache_control(rel, False, cfg))
         self.gzip = Gzip() if settings.gzip else None
 
     # --- the request path ---------------------------------------------------------------------
@@ -70,6 +73,10 @@ class App:
             return self.answer(req, routed)
         target: Target = routed  # type: ignore[assignment]
         if target.kind != STATIC:
+            if target.kind != SCRIPT and req.method in ("GET", "HEAD"):
+                page = self.pages.get(target.path)
+                if page is not None:  # a code-free template, unchanged since a worker rendered it
+                    return self.finish(req, version_reply(page, req.method, req.headers))
             job = self.job(req, target, jobs.SCRIPT if target.kind == SCRIPT else jobs.TEMPLATE)
             return Pending(job, self.generation, functools.partial(self.complete, req, target))
         try:
@@ -89,8 +96,10 @@ class App:
             reply = self.error_reply(outcome.status, str(outcome), list(outcome.headers), req)
         else:
             reply = self.result_reply(outcome, target.rel_path, req)
-            if not outcome.dynamic and outcome.error is None and outcome.status == 200:
-                reply = self.static_template_reply(reply, target, req)
+            if outcome.code_free is not None and outcome.error is None and outcome.status == 200:
+                reply = self.code_free_reply(reply, target, req, outcome.code_free)
+            elif target.kind == jobs.TEMPLATE:
+                self.pages.forget(target.path)  # it has code now
         return self.answer(req, reply)
 
     def answer(self, req: Incoming, reply: Reply) -> Reply | Pending:
@@ -126,16 +135,12 @@ class App:
         headers = [(n, v) for n, v in headers if n.lower() not in ("content-length", "transfer-encoding", "connection")]
         return Reply(result.status, headers, result.body, None, result.reason or None)
 
-    def static_template_reply(self, reply: Reply, target: Target, req: Incoming) -> Reply:
-        """A code-free template is cached like a static file: validators, the cache table, 304."""
-        version = self.static.version(target.path, target.rel_path)
+    def code_free_reply(self, reply: Reply, target: Target, req: Incoming, source: tuple[int, int]) -> Reply:
+        """A code-free template's output, kept to serve it like a static file from now on, and answered the
+        way it will be then: validators, the cache table, 304, ranges."""
         headers = [(n, v) for n, v in reply.headers if n != "Cache-Control"]
-        headers += [("ETag", version.etag), ("Last-Modified", version.last_modified),
-                    ("Cache-Control", site_config.cache_control(target.rel_path, False, self.cfg))]
-        if req.method in ("GET", "HEAD") and not_modified(version, req.headers):
-            headers = [h for h in headers if h[0] != "Content-Type"]
-            return Reply(304, headers + [("Content-Length", str(len(reply.body)))])
-        return reply._replace(headers=headers)
+        page = self.pages.store(target.path, target.rel_path, source, headers, reply.body)
+        return version_reply(page, req.method, req.headers)
 
     # --- errors ---------------------------------------------------------------------------------
 

@@ -306,15 +306,18 @@ class WebSocketHub:
             self._selector.modify(sock, _READ | _WRITE if writing else _READ, ("client", client))
 
     def _queue(self, client: WsClient, frame: bytes) -> None:
-        """Send a message frame to a client; one that holds too much unsent output is closed (1008)."""
-        if client.over():
-            client.drop_output()
-            self._close(client, 1008, "too slow")
+        """Send a message frame to a client; one that does not read is closed (1008)."""
+        if client.too_slow(time.monotonic()):
+            self._too_slow(client)
             return
         if not client.send(frame):
             self._drop(client, 1006)
         else:
             self._update_write(client)
+
+    def _too_slow(self, client: WsClient) -> None:
+        client.drop_output()
+        self._close(client, 1008, "too slow")
 
     def _close(self, client: WsClient, code: int, reason: str) -> None:
         """Start the closing handshake from the server's side; the connection is dropped if the client
@@ -527,6 +530,9 @@ class WebSocketHub:
             if client.deadline:
                 if now > client.deadline:
                     self._drop(client, 1006)
+                continue
+            if client.unsent and client.too_slow(now):
+                self._too_slow(client)
                 continue
             if not interval or not client.is_open:
                 continue

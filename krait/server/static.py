@@ -34,7 +34,6 @@ class FileVersion(NamedTuple):
     mtime_s: int
     headers: tuple[tuple[str, str], ...]  # Content-Type, ETag, Last-Modified, Accept-Ranges, Cache-Control
     data: bytes | None  # whole content when small enough to cache
-    content_type: str
 
 
 class StaticFiles:
@@ -58,18 +57,9 @@ class StaticFiles:
                 data = f.read()
             if len(data) != st.st_size:  # changed while we read: do not cache a torn copy
                 data = None
-        etag = '"%x-%x"' % (st.st_mtime_ns, st.st_size)
-        last_modified = email.utils.formatdate(st.st_mtime, usegmt=True)
         ctype = mime.for_path(path)
-        headers = (
-            ("Content-Type", ctype),
-            ("ETag", etag),
-            ("Last-Modified", last_modified),
-            ("Accept-Ranges", "bytes"),
-            ("Cache-Control", self._cache_control(rel_path)),
-        )
-        entry = FileVersion(path, st.st_mtime_ns, st.st_size, etag, last_modified, int(st.st_mtime), headers,
-                            data, ctype)
+        entry = file_version(path, st.st_mtime_ns, st.st_size, data, (("Content-Type", ctype),),
+                             self._cache_control(rel_path))
         with self._lock:
             old = self._entries.pop(path, None)
             if old is not None and old.data is not None:
@@ -84,28 +74,44 @@ class StaticFiles:
 
     def reply(self, path: str, rel_path: str, method: str, headers: dict[str, str]) -> Reply:
         """The response to a GET/HEAD (or routed other method) for a static file."""
-        f = self.version(path, rel_path)
-        if method in ("GET", "HEAD") and not_modified(f, headers):
-            return Reply(304, [*f.headers, ("Content-Length", str(f.size))], b"", None)
-        rng = headers.get("range")
-        if rng is not None and method == "GET" and _if_range_ok(f, headers.get("if-range")):
-            span = parse_range(rng, f.size)
-            if isinstance(span, str):  # "unsatisfiable"
-                return Reply(416, [("Content-Range", "bytes */%d" % f.size),
-                                   ("Content-Type", "text/plain; charset=utf-8")],
-                                   b"416 Range Not Satisfiable\n", None)
-            if span is not None:
-                start, end = span
-                length = end - start + 1
-                hdrs = [*f.headers, ("Content-Range", "bytes %d-%d/%d" % (start, end, f.size)),
-                        ("Content-Length", str(length))]
-                if f.data is not None:
-                    return Reply(206, hdrs, f.data[start:end + 1], None)
-                return Reply(206, hdrs, b"", (path, start, length))
-        hdrs = [*f.headers, ("Content-Length", str(f.size))]
-        if f.data is not None:
-            return Reply(200, hdrs, f.data, None)
-        return Reply(200, hdrs, b"", (path, 0, f.size))
+        return version_reply(self.version(path, rel_path), method, headers)
+
+
+def file_version(path: str, mtime_ns: int, size: int, data: bytes | None,
+                 content_headers: tuple[tuple[str, str], ...], cache_control: str) -> FileVersion:
+    """The FileVersion of one (mtime_ns, size) of a file whose content is `data` (None: stream the file).
+    `content_headers` go first (Content-Type and any others), then the validators and Cache-Control."""
+    etag = '"%x-%x"' % (mtime_ns, size)
+    mtime_s = mtime_ns // 1_000_000_000
+    last_modified = email.utils.formatdate(mtime_s, usegmt=True)
+    headers = (*content_headers, ("ETag", etag), ("Last-Modified", last_modified), ("Accept-Ranges", "bytes"),
+               ("Cache-Control", cache_control))
+    return FileVersion(path, mtime_ns, size, etag, last_modified, mtime_s, headers, data)
+
+
+def version_reply(f: FileVersion, method: str, headers: dict[str, str]) -> Reply:
+    """The response to a request for one version of a file: 304, 206, 416 or 200."""
+    if method in ("GET", "HEAD") and not_modified(f, headers):
+        return Reply(304, [*f.headers, ("Content-Length", str(f.size))], b"", None)
+    rng = headers.get("range")
+    if rng is not None and method == "GET" and _if_range_ok(f, headers.get("if-range")):
+        span = parse_range(rng, f.size)
+        if isinstance(span, str):  # "unsatisfiable"
+            return Reply(416, [("Content-Range", "bytes */%d" % f.size),
+                               ("Content-Type", "text/plain; charset=utf-8")],
+                         b"416 Range Not Satisfiable\n", None)
+        if span is not None:
+            start, end = span
+            length = end - start + 1
+            hdrs = [*f.headers, ("Content-Range", "bytes %d-%d/%d" % (start, end, f.size)),
+                    ("Content-Length", str(length))]
+            if f.data is not None:
+                return Reply(206, hdrs, f.data[start:end + 1], None)
+            return Reply(206, hdrs, b"", (f.path, start, length))
+    hdrs = [*f.headers, ("Content-Length", str(f.size))]
+    if f.data is not None:
+        return Reply(200, hdrs, f.data, None)
+    return Reply(200, hdrs, b"", (f.path, 0, f.size))
 
 
 def _etag_list(value: str) -> list[str]:

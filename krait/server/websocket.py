@@ -2,9 +2,9 @@
 #
 # Design: the hub (krait/server/hub.py) owns every WsClient and calls it from its one thread; nothing
 # here blocks. read() feeds what the socket holds to the sans-IO krait.http.websocket core and returns
-# what the controller must hear; send() queues frames and writes as much as the socket takes now. A
-# client that does not read cannot make the server hold more than WS_MAX_UNSENT (plus the one message
-# that crossed it): queue() says when it is over, and the hub then closes it (docs/websockets.md).
+# what the controller must hear; send() queues frames and writes as much as the socket takes now.
+# too_slow() says when a client that does not read holds too much (krait/limits.py WS_SLOW_UNSENT), and
+# the hub then closes it (docs/websockets.md).
 # TLS sockets work the same way: OpenSSL's "want read" / "want write" are the non-blocking socket's
 # "try again later", and bytes OpenSSL already decrypted are read before the next select.
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import ssl
+import time
 from collections import deque
 from typing import Any
 
@@ -38,7 +39,7 @@ class WsClient:
     """One WebSocket connection of this server process (its fields belong to the hub's thread)."""
 
     __slots__ = ("conn", "worker", "sock", "ws", "tls", "out", "unsent", "rooms", "last_seen", "ping_sent",
-                 "deadline", "opening", "told_worker", "worker_done", "writing")
+                 "deadline", "opening", "told_worker", "worker_done", "writing", "last_taken")
 
     def __init__(self, conn: int, worker: Any, max_message: int, opening: Any) -> None:
         self.conn = conn  # the number the worker knows it by
@@ -56,10 +57,12 @@ class WsClient:
         self.told_worker = False  # the controller was told the connection is closing
         self.worker_done = False  # the worker is finished with it (or died)
         self.writing = False  # registered for EVENT_WRITE
+        self.last_taken = 0.0  # when the socket last took some of the output
 
     def attach(self, sock: Any) -> None:
         sock.setblocking(False)
         self.sock = sock
+        self.last_taken = time.monotonic()
         self.tls = isinstance(sock, ssl.SSLSocket)
 
     # --- input ------------------------------------------------------------------------------
@@ -109,9 +112,11 @@ class WsClient:
 
     # --- output -----------------------------------------------------------------------------
 
-    def over(self) -> bool:
-        """Whether the client already holds WS_MAX_UNSENT unsent bytes (the hub closes it)."""
-        return self.unsent >= limits.WS_MAX_UNSENT
+    def too_slow(self, now: float) -> bool:
+        """Whether the client does not read (see the module comment): the hub closes it."""
+        unsent = self.unsent
+        return unsent > limits.WS_MAX_UNSENT or (
+            unsent > limits.WS_SLOW_UNSENT and now - self.last_taken > limits.WS_SEND_STALL)
 
     def send(self, data: bytes) -> bool:
         """Queue `data` and write what the socket takes now; False when the client is gone."""
@@ -132,6 +137,8 @@ class WsClient:
                 else:
                     sent = sock.sendmsg(list(itertools.islice(out, _IOV_MAX)))
                 self.unsent -= sent
+                if sent:
+                    self.last_taken = time.monotonic()
                 while sent:
                     first = out[0]
                     if sent >= len(first):

@@ -15,8 +15,9 @@
 #   .pyml is HTML; docs/pympl.md).
 # - Header names and values a script sets may not hold CR, LF or NUL (RFC 9110 section 5.5): the job
 #   fails with a 500 and the header is never sent.
-# - A template whose compiled code only writes constant text is "code-free": the Result says so, and the
-#   server caches it like a static file (docs/pympl.md).
+# - A template whose compiled code only writes constant text is "code-free": the Result says so, with the
+#   (mtime_ns, size) of the file version rendered, and the server serves that output itself until the
+#   file changes (docs/pympl.md).
 
 from __future__ import annotations
 
@@ -193,8 +194,10 @@ def handle(site: Site, job: jobs.Job) -> jobs.Result:
         else:
             status, reason, headers = 200, "OK", extra
             body = "".join(run.out).encode("utf-8")
-        dynamic = job.kind != jobs.TEMPLATE or not _code_free(run.first_code)
-        return jobs.Result(status, reason, headers, body, _content_type(job, run.view_path), None, None, dynamic)
+        code_free = None
+        if job.kind == jobs.TEMPLATE and _code_free(run.first_code):
+            code_free = site.templates.version(job.path)
+        return jobs.Result(status, reason, headers, body, _content_type(job, run.view_path), None, None, code_free)
     except InvalidJSON as exc:  # the client's mistake, and no secret: say what was wrong (docs/scripts.md)
         return jobs.Result(400, "Bad Request", (), (str(exc) + "\n").encode("utf-8"), "text/plain; charset=utf-8")
     except HttpError as exc:

@@ -6,6 +6,7 @@ import email.utils
 import hashlib
 import http.client
 import os
+import threading
 import time
 
 import pytest
@@ -309,3 +310,46 @@ def test_code_free_template_is_cached_like_a_static_file(server, site):
     r = get(server, "/code.html")
     assert r.text == "<p>2</p>" and r.headers["Cache-Control"] == "no-cache, no-store, must-revalidate"
     assert "ETag" not in r.headers
+
+
+HOLD = """import os, time
+open(os.path.join(krait.site_root, "held"), "w").close()
+while not os.path.exists(os.path.join(krait.site_root, "release")):
+    time.sleep(0.01)
+krait.response = krait.Response("HTTP/1.1", 200, [], "released")
+"""
+
+
+def _without_date(response: bytes) -> bytes:
+    return b"\r\n".join(line for line in response.split(b"\r\n") if not line.startswith(b"Date: "))
+
+
+def test_the_server_serves_a_code_free_template_once_a_worker_rendered_it(krait_server, make_site):
+    # One worker and no queue: while hold.py keeps the worker busy, any job is refused with 503, so a 200
+    # can only come from the server process itself.
+    site = make_site({"plain.html": "<p>no code, just a@@b.com</p>\n" * 60, "hold.py": HOLD})
+    srv = krait_server(site, "--workers", "1", "--max-queued", "0")
+    ask = b"GET /plain.html HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n"
+    by_worker = srv.raw(ask)
+    assert by_worker.startswith(b"HTTP/1.1 200 OK\r\n") and b"Content-Encoding: gzip" in by_worker
+    holder = threading.Thread(target=requests.get, args=(srv.url + "/hold.py",), kwargs={"timeout": 60})
+    holder.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not (site / "held").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert get(srv, "/hold.py").status_code == 503  # the worker is busy: a job would be refused
+        assert _without_date(srv.raw(ask)) == _without_date(by_worker)
+        plain = get(srv, "/plain.html")
+        assert plain.text == "<p>no code, just a@b.com</p>\n" * 60
+        assert get(srv, "/plain.html", headers={"If-None-Match": plain.headers["ETag"]}).status_code == 304
+        assert get(srv, "/plain.html", headers={"Range": "bytes=0-2"}).content == b"<p>"
+        (site / "plain.html").write_text("<p>@(1 + 1)@</p>")  # code now: back to the (busy) worker
+        os.utime(site / "plain.html", ns=(1, 1))
+        assert get(srv, "/plain.html").status_code == 503
+    finally:
+        (site / "release").touch()
+        holder.join(60)
+    r = get(srv, "/plain.html")
+    assert r.text == "<p>2</p>" and "ETag" not in r.headers
+    assert r.headers["Cache-Control"] == "no-cache, no-store, must-revalidate"

@@ -18,6 +18,7 @@ import pytest
 import requests
 import websocket
 
+from krait import limits
 from tests.functional.test_ws_conformance import BINARY, CLOSE, PING, PONG, TEXT, RawWS, close_body, upgrade_request
 from tests.helpers import start_krait, write_site
 
@@ -392,13 +393,15 @@ def test_a_member_that_does_not_read_is_closed_and_does_not_slow_the_others(serv
         with concurrent.futures.ThreadPoolExecutor(3) as pool:
             reading = [pool.submit(read_all, ws) for ws in readers]
             # 8 MB for each member: more than the kernel's send buffer (at most 4 MB by default) and
-            # WS_MAX_UNSENT together
+            # WS_SLOW_UNSENT together; the readers keep up, however large the burst
             readers[0].send("flood firehose 250 32768")
             for future in reading:
                 assert future.result(timeout=60) == [b"%d" % i for i in range(250)]
         assert readers[0].recv() == "flooded"
-        # the slow member was cut off: past what it had in flight, it finds a close (1008) and the end
-        slow.settimeout(15)
+        # the slow member, still not reading, is cut off after WS_SEND_STALL: past what it had in flight,
+        # it finds a close (1008) and the end
+        time.sleep(limits.WS_SEND_STALL + 2)
+        slow.settimeout(10)
         rest = b""
         try:
             while chunk := slow.recv(1 << 20):

@@ -3,6 +3,7 @@ records, answering Replies for static files and errors, Pending jobs for scripts
 error pages, and Replies for the Results a worker would send back."""
 
 import gzip
+import os
 
 import pytest
 
@@ -86,8 +87,13 @@ def test_scripts_and_templates_become_jobs_carrying_the_request(site):
     assert page.job.kind == jobs.TEMPLATE
 
 
-def result(status=200, headers=(), body=b"hello", ctype="text/html; charset=utf-8", error=None, dynamic=True):
-    return jobs.Result(status, "", tuple(headers), body, ctype, error, None, dynamic)
+def result(status=200, headers=(), body=b"hello", ctype="text/html; charset=utf-8", error=None, code_free=None):
+    return jobs.Result(status, "", tuple(headers), body, ctype, error, None, code_free)
+
+
+def version_of(path):
+    st = os.stat(path)
+    return st.st_mtime_ns, st.st_size
 
 
 def target_of(a, path):
@@ -133,15 +139,19 @@ def test_pool_errors_keep_their_status(site):
     assert late.status == 504
 
 
+PAGE = "<p>hi</p>\n" * 200  # above the gzip threshold
+
+
 def test_a_code_free_template_gets_validators_and_304(site):
     a = app(site)
     target = target_of(a, "/page.html")
     assert type(target) is Target
-    reply = a.complete(incoming("/page.html"), target, result(body=b"<p>hi</p>", dynamic=False))
+    source = version_of(target.path)
+    reply = a.complete(incoming("/page.html"), target, result(body=b"<p>hi</p>", code_free=source))
     h = dict(reply.headers)
     assert "ETag" in h and "Last-Modified" in h and h["Cache-Control"] == "max-age=300, must-revalidate"
     req = incoming("/page.html", headers={"if-none-match": h["ETag"]})
-    not_modified = a.complete(req, target, result(body=b"<p>hi</p>", dynamic=False))
+    not_modified = a.complete(req, target, result(body=b"<p>hi</p>", code_free=source))
     assert (not_modified.status, not_modified.body) == (304, b"")
     dynamic = a.complete(req, target, result(body=b"<p>hi</p>"))  # a template with code: never 304
     assert dynamic.status == 200 and "ETag" not in dict(dynamic.headers)
@@ -188,3 +198,70 @@ def test_an_error_page_that_fails_gives_the_built_in_page_not_another_job(site):
     for outcome in (result(500, body=b"", error=report), GatewayTimeout("the page timed out")):
         reply = render(crashed, outcome)
         assert type(reply) is Reply and reply.status == 500 and b"500 Internal Server Error" in reply.body
+
+
+@pytest.mark.parametrize("headers", [{}, {"accept-encoding": "gzip"}, {"range": "bytes=3-9"}])
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_the_server_serves_a_code_free_template_as_the_worker_did(site, headers, method):
+    (site / "page.html").write_text(PAGE)
+    a = app(site, cache_public=(r"page\.html",))
+    req = incoming("/page.html", method, dict(headers))
+    target = target_of(a, "/page.html")
+    assert type(a.dispatch(req, target)) is Pending  # never rendered yet: a worker renders it
+    worker = a.complete(req, target, result(body=PAGE.encode(), code_free=version_of(target.path)))
+    served = a.dispatch(req, target)
+    assert type(served) is Reply and served == worker  # byte-identical, headers and all
+    h = dict(served.headers)
+    assert h["Cache-Control"] == "public, max-age=300, must-revalidate" and h["Accept-Ranges"] == "bytes"
+    if "range" in headers and method == "GET":
+        assert (served.status, served.body) == (206, PAGE.encode()[3:10])
+        assert h["Content-Range"] == "bytes 3-9/%d" % len(PAGE)
+    elif "accept-encoding" in headers:
+        assert gzip.decompress(served.body) == PAGE.encode() and h["ETag"].endswith('-gz"')
+    else:
+        assert (served.status, served.body, h["Content-Type"]) == (200, PAGE.encode(), "text/html; charset=utf-8")
+    tag = a.dispatch(incoming("/page.html", method, {"if-none-match": h["ETag"], **headers}), target)
+    assert tag.status == 304
+
+
+def test_other_methods_still_go_to_the_workers(site):
+    a = app(site)
+    target = target_of(a, "/page.html")
+    a.complete(incoming("/page.html"), target, result(body=b"<p>hi</p>", code_free=version_of(target.path)))
+    assert type(a.dispatch(incoming("/page.html", method="POST"), target)) is Pending
+    assert type(a.dispatch(incoming("/page.html"), target)) is Reply
+
+
+def test_an_edit_sends_the_template_back_to_the_workers(site):
+    a = app(site)
+    target = target_of(a, "/page.html")
+    path = site / "page.html"
+    a.complete(incoming("/page.html"), target, result(body=b"<p>hi</p>", code_free=version_of(path)))
+    path.write_text("<p>@(1 + 1)@</p>")
+    os.utime(path, ns=(1, 1))  # another version even on a file system with coarse timestamps
+    req = incoming("/page.html")
+    assert type(a.dispatch(req, target)) is Pending  # the file changed
+    a.complete(req, target, result(body=b"<p>2</p>"))  # now it has code
+    assert type(a.dispatch(req, target)) is Pending
+    assert a.pages.get(target.path) is None
+
+
+def test_output_of_an_older_version_is_never_served_for_a_newer_file(site):
+    # The file changed while the worker rendered it: the output it sends back names the version it read.
+    a = app(site)
+    target = target_of(a, "/page.html")
+    old = version_of(target.path)
+    os.utime(target.path, ns=(2, 2))
+    a.complete(incoming("/page.html"), target, result(body=b"<p>old</p>", code_free=old))
+    assert type(a.dispatch(incoming("/page.html"), target)) is Pending
+
+
+def test_gzip_tells_apart_files_that_share_a_tag(site):
+    # Unpacked from an archive: two files of one type, size and mtime get one entity tag.
+    for name in ("a.css", "b.css"):
+        (site / name).write_text(name[0] * 2000)
+        os.utime(site / name, ns=(10**18, 10**18))
+    a = app(site)
+    for name in ("a.css", "b.css"):
+        req = incoming("/" + name, headers={"accept-encoding": "gzip"})
+        assert gzip.decompress(a.dispatch(req, a.route(req)).body) == name[0].encode() * 2000

@@ -1,6 +1,7 @@
 """krait/worker/run.py in this process, without a pipe: a Site built over files in a temp folder, and
 handle() turning Jobs into Results (docs/scripts.md, docs/mvc.md, docs/pympl.md)."""
 
+import os
 import sys
 
 import pytest
@@ -48,15 +49,16 @@ def test_a_script_sees_the_request_and_sets_the_response(make):
                           "krait.response = krait.Response('HTTP/1.1', 201, [('X-A', '1')], body)\n"})
     result = handle(site, job(site, "hi.py", "a=1", method="POST", headers={"x-h": "v"}, body=b"data"))
     assert (result.status, result.body, result.error) == (201, b"POST /hi.py 1 v b'data'", None)
-    assert result.headers == (("X-A", "1"),) and result.dynamic
+    assert result.headers == (("X-A", "1"),) and result.code_free is None
 
 
 def test_templates_render_and_code_free_ones_say_so(make):
     site = make({"page.html": "<p>@x@</p>", "plain.html": "<p>static</p>", ".py/init.py": "x = 41 + 1\n"})
     page = handle(site, job(site, "page.html"))
-    assert (page.body, page.content_type, page.dynamic) == (b"<p>42</p>", "text/html; charset=utf-8", True)
+    assert (page.body, page.content_type, page.code_free) == (b"<p>42</p>", "text/html; charset=utf-8", None)
     plain = handle(site, job(site, "plain.html"))
-    assert (plain.body, plain.dynamic) == (b"<p>static</p>", False)
+    st = os.stat(site.root + "/plain.html")
+    assert (plain.body, plain.code_free) == (b"<p>static</p>", (st.st_mtime_ns, st.st_size))
 
 
 def test_nothing_a_request_assigns_is_seen_by_the_next(make):
