@@ -129,6 +129,14 @@ STATIC_CACHE_FILE_SIZE = 256 * 1024
 #: Total bytes of file content kept in the static cache.
 STATIC_CACHE_BYTES = 64 * 1024 * 1024
 
+#: A static file with other hard links is refused (404) when it shares its inode with site code, a dot
+#: file or a file in a dot folder (krait/server/routing.py, docs/site-layout.md). The inodes come from a
+#: scan of the site, made only when such a file is asked for and redone when the file's ctime is newer
+#: than the scan (less this slack, in seconds: file systems stamp times with a clock that may lag a
+#: tick) or the scan is older than CODE_SCAN_TTL seconds (for file systems with coarse timestamps).
+CODE_SCAN_TTL = 5.0
+CODE_SCAN_CLOCK_SLACK = 0.1
+
 # --- Compression ---------------------------------------------------------------------------
 
 #: Smallest response body worth gzipping.

@@ -58,12 +58,12 @@ class JobRun:
         self.ns["ctrl"] = krait.mvc.pop_ctrl()
 
     def run_file(self, path: str) -> None:
-        if path.endswith(TEMPLATE_EXTENSIONS):
+        if path.lower().endswith(TEMPLATE_EXTENSIONS):  # any case, as the server decides (docs/site-layout.md)
             code = self.site.templates.get(path)
             if self.first_code is None:
                 self.first_code = code
             render_into(code, self.ns, self.out, self.include, self.include_ctrl)
-        elif path.endswith(".py"):
+        elif path.lower().endswith(".py"):
             self.run_script(path)
         else:
             with open(path, "rb") as f:
