@@ -44,6 +44,8 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     option("--keepalive-timeout", dest="keepalive_timeout", type=float, help="idle keep-alive seconds")
     option("--min-body-rate", dest="min_body_rate", type=int, help="slowest accepted body upload, bytes/s (408)")
     option("--max-connections", dest="max_connections", type=int, help="open connections per process (503 past it)")
+    option("--max-connections-per-ip", dest="max_connections_per_ip", type=int,
+           help="open connections per client address and process (503 past it; 0 = no limit)")
     option("--max-queued", dest="max_queued_jobs", type=int, help="requests waiting for a worker (503 past it)")
     option("--max-requests", dest="max_requests", type=int, help="recycle a worker after N requests (0 = never)")
     option("--max-websockets", dest="max_websockets", type=int,
@@ -72,6 +74,8 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     for name in ("workers", "processes", "max_connections", "max_websockets", "ws_workers"):
         if getattr(a, name) < 1:
             p.error("--%s must be at least 1" % name.replace("_", "-"))
+    if a.max_connections_per_ip < 0:
+        p.error("--max-connections-per-ip must be 0 (no limit) or more")
     a.forwarded_allow_ips = tuple(x.strip() for x in a.forwarded_allow_ips.split(",") if x.strip())
     return Settings(**vars(a))
 
