@@ -57,6 +57,15 @@ SEND_TIMEOUT = 30.0
 #: a 503 with Retry-After and are closed.
 MAX_CONNECTIONS = 2000
 
+#: Most connections open at once from one client address (the TCP peer's, not a forwarded one), per
+#: server process (--max-connections-per-ip); 0 means no such bound. Past it, new connections from that
+#: address get a 503 with Retry-After and are closed, with a warning in the log.
+MAX_CONNECTIONS_PER_IP = 0
+
+#: Seconds the accept loop sleeps when accept() fails for want of a file descriptor (EMFILE, ENFILE)
+#: and no spare descriptor is left to refuse the waiting client with (krait/server/listener.py).
+ACCEPT_BACKOFF = 0.1
+
 #: Threads that run requests (static files and waiting on script workers). Connections idle
 #: between requests do not hold one of these.
 REQUEST_THREADS = 32
@@ -111,6 +120,13 @@ RETRY_AFTER = 1
 #: replaced, client gets 504.
 SCRIPT_TIMEOUT = 30.0
 
+#: Largest header block a script or template may send (its Response's headers and krait.extra_headers,
+#: cookies included: names, values, ": " and CRLF) and most fields in it: the bounds the parser puts on
+#: requests (Python's http.client refuses a response with more than 100 fields). Exceeded -> the job
+#: fails with a 500, logged, and none of its headers are sent (krait/worker/run.py).
+MAX_RESPONSE_HEADER_BLOCK = MAX_HEADER_BLOCK
+MAX_RESPONSE_HEADER_COUNT = MAX_HEADER_COUNT
+
 #: Requests a worker serves before it is replaced (0 = never).
 MAX_REQUESTS_PER_WORKER = 0
 
@@ -133,6 +149,14 @@ STATIC_CACHE_BYTES = 64 * 1024 * 1024
 #: (krait/server/pages.py); a page larger than STATIC_CACHE_FILE_SIZE is never kept, and goes to a
 #: worker on every request.
 CODE_FREE_CACHE_BYTES = 16 * 1024 * 1024
+
+#: A static file with other hard links is refused (404) when it shares its inode with site code, a dot
+#: file or a file in a dot folder (krait/server/routing.py, docs/site-layout.md). The inodes come from a
+#: scan of the site, made only when such a file is asked for and redone when the file's ctime is newer
+#: than the scan (less this slack, in seconds: file systems stamp times with a clock that may lag a
+#: tick) or the scan is older than CODE_SCAN_TTL seconds (for file systems with coarse timestamps).
+CODE_SCAN_TTL = 5.0
+CODE_SCAN_CLOCK_SLACK = 0.1
 
 # --- Compression ---------------------------------------------------------------------------
 

@@ -65,6 +65,7 @@ class Settings:
     body_rate_grace: float = limits.BODY_RATE_GRACE
     send_timeout: float = limits.SEND_TIMEOUT
     max_connections: int = limits.MAX_CONNECTIONS
+    max_connections_per_ip: int = limits.MAX_CONNECTIONS_PER_IP
     max_queued_jobs: int = limits.MAX_QUEUED_JOBS
     max_requests: int = limits.MAX_REQUESTS_PER_WORKER
     graceful_timeout: float = limits.GRACEFUL_TIMEOUT

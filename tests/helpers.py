@@ -4,10 +4,10 @@
 #   same input fed whole, one byte at a time, and followed by the first bytes of the next message must
 #   give the same result.
 # - start_krait(site, *args, workdir=...) starts `python -m krait SITE --port 0 ...` in a subprocess
-#   (with $XDG_STATE_HOME, where session stores live by default, inside workdir), waits for its ready
-#   line, and returns a KraitProcess with .url, .port, .log() and .stop();
-#   write_site(root, files) writes a small site. tests/conftest.py wraps both as fixtures that stop
-#   every server a test started (by PID).
+#   (with $XDG_STATE_HOME, where session stores live by default, inside workdir; preexec_fn runs in the
+#   child first, e.g. to set an rlimit), waits for its ready line, and returns a KraitProcess with .url,
+#   .port, .log() and .stop(); write_site(root, files) writes a small site. tests/conftest.py wraps both
+#   as fixtures that stop every server a test started (by PID).
 # tests/e2e_tools.py drives third-party programs (Chromium, nginx); tests/idle_clients.py opens idle
 # connections for the hardening tests and bench/hardening.py.
 
@@ -96,7 +96,8 @@ class KraitProcess:
 
 
 def start_krait(site: os.PathLike | str, *args: str, workdir: Path, timeout: float = 60.0,
-                env: dict | None = None, expect_ready: bool = True) -> KraitProcess:
+                env: dict | None = None, expect_ready: bool = True,
+                preexec_fn: Callable[[], Any] | None = None) -> KraitProcess:
     workdir.mkdir(parents=True, exist_ok=True)
     n = len(list(workdir.glob("krait-*.out")))
     out = workdir / ("krait-%d.out" % n)
@@ -111,7 +112,8 @@ def start_krait(site: os.PathLike | str, *args: str, workdir: Path, timeout: flo
     if env:
         full_env.update(env)
     with open(out, "wb") as fo, open(err, "wb") as fe:
-        proc = subprocess.Popen(cmd, stdout=fo, stderr=fe, stdin=subprocess.DEVNULL, env=full_env, cwd=str(workdir))
+        proc = subprocess.Popen(cmd, stdout=fo, stderr=fe, stdin=subprocess.DEVNULL, env=full_env, cwd=str(workdir),
+                                preexec_fn=preexec_fn)
     if not expect_ready:
         return KraitProcess(proc, out, err, "http", "127.0.0.1", 0)
     deadline = time.monotonic() + timeout

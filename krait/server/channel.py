@@ -252,6 +252,8 @@ class Channel:
             log.error("%s %s -> %d: %s", req.method if req else "-", req.target if req else "-", reply.status,
                       reply.error)
         headers = [("Date", http_date()), SERVER_HEADER, *reply.headers]
+        if self.closing and reply.status != 101:  # a graceful stop: tell the client not to send more here
+            headers.append(_CLOSE)
         try:
             if reply.file_range is None:
                 data = conn.send_full(reply.status, headers, reply.body, reply.reason)

@@ -81,6 +81,8 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     option("--keepalive-timeout", dest="keepalive_timeout", type=_SECONDS, help="idle keep-alive seconds")
     option("--min-body-rate", dest="min_body_rate", type=_COUNT, help="slowest accepted body upload, bytes/s (408)")
     option("--max-connections", dest="max_connections", type=_COUNT, help="open connections per process (503 past it)")
+    option("--max-connections-per-ip", dest="max_connections_per_ip", type=_SIZE,
+           help="open connections per client address and process (503 past it; 0 = no limit)")
     option("--max-queued", dest="max_queued_jobs", type=_SIZE, help="requests waiting for a worker (503 past it)")
     option("--max-requests", dest="max_requests", type=_SIZE, help="recycle a worker after N requests (0 = never)")
     option("--max-websockets", dest="max_websockets", type=_COUNT,

@@ -3,7 +3,8 @@
 # Rules:
 # - A 200 whose type is compressible (krait/mime.py) and whose body is at least GZIP_MIN_SIZE bytes is
 #   sent gzipped when the client accepts gzip (section 12.5.3: "gzip" or "*" with a non-zero q), and
-#   carries `Vary: Accept-Encoding` either way (section 12.5.5).
+#   carries `Vary: Accept-Encoding` either way (section 12.5.5). A 206 of such a file, sent uncompressed,
+#   carries the same Vary as its 200 (section 15.3.7).
 # - The gzip representation is a different representation, so it gets a different entity tag: the
 #   file's tag with "-gz" before its closing quote (section 8.8.3). A 304 names the representation the
 #   client would get, so it carries the same tag and Vary.
@@ -35,7 +36,7 @@ class Gzip:
                 return reply
             if lname == "content-type":
                 ctype = value
-        if len(reply.body) < limits.GZIP_MIN_SIZE or not mime.is_compressible(ctype):
+        if not _worth_it(ctype, len(reply.body)):
             return reply
         if not accepts_gzip(accept_encoding):
             return reply._replace(headers=reply.headers + [("Vary", "Accept-Encoding")])
@@ -63,12 +64,27 @@ class Gzip:
         """A 304 names the representation the client would get: the gzip one carries the -gz tag."""
         ctype = next((v for n, v in reply.headers if n == "Content-Type"), "")
         size = next((int(v) for n, v in reply.headers if n == "Content-Length"), 0)
-        if size < limits.GZIP_MIN_SIZE or not mime.is_compressible(ctype):
+        if not _worth_it(ctype, size):
             return reply
         headers = [(n, v) for n, v in reply.headers if n != "Content-Length"] + [("Vary", "Accept-Encoding")]
         if accepts_gzip(accept_encoding):
             headers = [(n, gz_tag(v) if n == "ETag" else v) for n, v in headers]
         return reply._replace(headers=headers)
+
+
+    @staticmethod
+    def partial(reply: Reply) -> Reply:
+        """A 206 of a file carries the Vary its 200 carries (RFC 9110 section 15.3.7)."""
+        ctype = next((v for n, v in reply.headers if n == "Content-Type"), "")
+        size = next((int(v.rpartition("/")[2]) for n, v in reply.headers if n == "Content-Range"), 0)
+        if not _worth_it(ctype, size):
+            return reply
+        return reply._replace(headers=reply.headers + [("Vary", "Accept-Encoding")])
+
+
+def _worth_it(ctype: str, size: int) -> bool:
+    """Whether a body of this type and size is gzipped for clients that accept it."""
+    return size >= limits.GZIP_MIN_SIZE and mime.is_compressible(ctype)
 
 
 def gz_tag(etag: str) -> str:

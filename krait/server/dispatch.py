@@ -110,12 +110,14 @@ class App:
         return Pending(page, None, functools.partial(self.with_error_page, req, reply))
 
     def finish(self, req: Incoming, reply: Reply) -> Reply:
-        """What every reply gets last: gzip, and no representation metadata on a 304."""
+        """What every reply gets last: gzip (and its Vary on a 206), and no representation metadata on a 304."""
         if self.gzip is not None and reply.file_range is None:
             if reply.status == 200:
                 reply = self.gzip.reply(reply, req.headers.get("accept-encoding", ""))
             elif reply.status == 304:
                 reply = self.gzip.not_modified(reply, req.headers.get("accept-encoding", ""))
+            elif reply.status == 206:
+                reply = self.gzip.partial(reply)
         if reply.status == 304:  # RFC 9110 section 15.4.5: validators and caching fields only
             reply = reply._replace(headers=[h for h in reply.headers if h[0] != "Content-Type"])
         return reply

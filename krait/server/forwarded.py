@@ -4,11 +4,23 @@
 # 127.0.0.1 and ::1; "*" trusts everyone). From such a peer, RFC 7239 `Forwarded` (for=, proto=) wins over
 # the de-facto X-Forwarded-For / X-Forwarded-Proto. The client is the LAST address the trusted proxy
 # appended (the right-most entry); earlier entries are whatever the client claimed and are not trusted.
-# From any other peer these headers are ignored entirely.
+# From any other peer these headers are ignored entirely. A client that is not an IP address (RFC 7239's
+# "unknown" and "_obfuscated" nodes, or junk) is ignored too: the peer is kept, so only addresses reach
+# krait.request and the access log.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Collection
+
+
+def _address(node: str) -> tuple[str, int] | None:
+    """(ip, port) of a node ("ip", "ip:port", "[v6]:port"), or None when it names no IP address."""
+    host, port = _strip_port(node)
+    try:
+        return str(ipaddress.ip_address(host)), port
+    except ValueError:
+        return None
 
 
 def _strip_port(node: str) -> tuple[str, int]:
@@ -20,7 +32,9 @@ def _strip_port(node: str) -> tuple[str, int]:
         host, _, port = node.partition(":")
     else:
         host, port = node, ""
-    return host, int(port) if port.isdigit() else 0
+    if not (port.isascii() and port.isdigit() and len(port) <= 5 and int(port) <= 65535):
+        port = "0"
+    return host, int(port)
 
 
 def client_view(peer: tuple, scheme: str, headers: dict[str, str],
@@ -37,12 +51,12 @@ def client_view(peer: tuple, scheme: str, headers: dict[str, str],
             key, _, value = pair.strip().partition("=")
             key = key.strip().lower()
             if key == "for" and value:
-                client = _strip_port(value)
+                client = _address(value)
             elif key == "proto" and value:
                 proto = value.strip().strip('"').lower()
         return client or peer, proto if proto in ("http", "https") else scheme
     xff = headers.get("x-forwarded-for")
     xfp = headers.get("x-forwarded-proto")
-    client = _strip_port(xff.split(",")[-1]) if xff and xff.split(",")[-1].strip() else peer
+    client = _address(xff.split(",")[-1]) if xff else None
     proto = xfp.split(",")[-1].strip().lower() if xfp else scheme
-    return client, proto if proto in ("http", "https") else scheme
+    return client or peer, proto if proto in ("http", "https") else scheme

@@ -1,16 +1,24 @@
 # The listening socket, the accept loop, the connection limit, graceful shutdown and the access log.
 #
 # Design: socketserver.ThreadingTCPServer accepts connections; each connection runs in its own daemon
-# thread (krait/server/channel.py). The number of open connections is bounded by --max-connections: past
-# it a new connection gets a canned 503 with Retry-After and is closed without a thread. With --certfile
-# the TLS handshake runs inside the connection's thread under a deadline, so a client that never speaks
-# TLS cannot block the accept loop. drain() is the graceful part of a stop (krait/server/lifecycle.py):
-# wake idle keep-alive connections so they close, send WebSockets a 1001 close, and let requests in
-# flight finish within --graceful-timeout.
+# thread (krait/server/channel.py). The number of open connections is bounded by --max-connections, and
+# per client address by --max-connections-per-ip (0: no bound): past either, a new connection gets a
+# canned 503 with Retry-After and is closed without a thread. When accept() fails for want of a file
+# descriptor (EMFILE, ENFILE), the client would wait in the backlog and the listening socket stay
+# readable, so the loop would spin: the server keeps one spare descriptor, frees it to take that client
+# and refuse it the same way, then takes it back; without a spare it sleeps ACCEPT_BACKOFF. With
+# --certfile the TLS handshake runs inside the connection's thread under a deadline, so a client that
+# never speaks TLS cannot block the accept loop; a first byte that starts no TLS record but a plain HTTP
+# request (a letter) gets a cleartext 400 first. drain() is the graceful part of a stop
+# (krait/server/lifecycle.py): wake idle keep-alive connections so they close, send WebSockets a 1001
+# close, and let requests in flight finish within --graceful-timeout. Every access log field is escaped.
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
+import re
 import socket
 import socketserver
 import ssl
@@ -19,8 +27,9 @@ import time
 from typing import Any
 
 from krait import limits
+from krait.http.writers import build_head
 from krait.server.channel import Channel
-from krait.server.dispatch import App, overload_reply
+from krait.server.dispatch import App, error_page, overload_reply
 from krait.server.gate import FairGate
 from krait.server.records import Incoming, Reply
 from krait.settings import Settings
@@ -28,6 +37,9 @@ from krait.timefmt import http_date
 
 log = logging.getLogger("krait")
 access_log = logging.getLogger("krait.access")
+
+_FD_WARN_INTERVAL = 10.0  # seconds between two "out of file descriptors" warnings
+_TLS_RECORD_HANDSHAKE = b"\x16"  # the first byte of a TLS ClientHello (RFC 8446 section 5.1)
 
 
 class Server(socketserver.ThreadingTCPServer):
@@ -38,6 +50,7 @@ class Server(socketserver.ThreadingTCPServer):
 
     def __init__(self, settings: Settings, reuse_port: bool = False) -> None:
         self.settings = settings
+        self._spare_fd: int | None = None  # see _out_of_descriptors(); a failed bind calls server_close()
         family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
         self.address_family = family
         super().__init__((settings.host, settings.port), None, bind_and_activate=False)  # type: ignore[arg-type]
@@ -60,6 +73,9 @@ class Server(socketserver.ThreadingTCPServer):
         self.trusted_proxies = frozenset(settings.forwarded_allow_ips)
         self.channels: set[Channel] = set()
         self.open_count = 0  # accepted connections not yet closed (the --max-connections count)
+        self.per_address: dict[str, int] = {}  # the same, per client address (--max-connections-per-ip)
+        self._spare_fd = _spare()
+        self._fd_warned = -_FD_WARN_INTERVAL
         # Requests handled at once; a request waiting for a script worker gives its slot up meanwhile.
         self.gate = FairGate(limits.GATE_SLOTS)
         self._lock = threading.Lock()
@@ -76,14 +92,52 @@ class Server(socketserver.ThreadingTCPServer):
 
     # --- per connection ---------------------------------------------------------------------
 
+    def get_request(self) -> tuple[socket.socket, Any]:
+        try:
+            return self.socket.accept()
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE):
+                self._out_of_descriptors()
+            raise  # socketserver skips this round
+
+    def _out_of_descriptors(self) -> None:
+        now = time.monotonic()
+        if now - self._fd_warned >= _FD_WARN_INTERVAL:
+            self._fd_warned = now
+            log.warning("out of file descriptors: new connections are refused (%d open)", self.open_count)
+        if self._spare_fd is not None:
+            os.close(self._spare_fd)
+            self._spare_fd = None
+            try:
+                sock, _ = self.socket.accept()
+            except OSError:
+                pass
+            else:
+                self._turn_away(sock)  # logged above, once in a while
+            self._spare_fd = _spare()
+        if self._spare_fd is None:
+            time.sleep(limits.ACCEPT_BACKOFF)
+            self._spare_fd = _spare()
+
     def process_request(self, request: Any, client_address: Any) -> None:
         # Counted from accept, so connections still in their TLS handshake hold a place too.
+        address = _address(client_address)
+        per_address = self.settings.max_connections_per_ip
         with self._lock:
-            full = self.open_count >= self.settings.max_connections or self.stopping
-            if not full:
+            if self.stopping:
+                why: str | None = "the server is stopping"
+            elif self.open_count >= self.settings.max_connections:
+                why = "%d connections open (limit %d)" % (self.open_count, self.settings.max_connections)
+            elif per_address and self.per_address.get(address, 0) >= per_address:
+                why = "%s has %d connections open (limit %d per address)" % (
+                    address, self.per_address[address], per_address)
+            else:
+                why = None
                 self.open_count += 1
-        if full:
-            self._refuse(request)
+                if per_address:
+                    self.per_address[address] = self.per_address.get(address, 0) + 1
+        if why is not None:
+            self._refuse(request, why)
             return
         # finish_request() closes the socket itself (not socketserver's shutdown_request()): a socket
         # that became a WebSocket belongs to the hub from then on.
@@ -91,19 +145,17 @@ class Server(socketserver.ThreadingTCPServer):
                                   name="krait-conn", daemon=True)
         thread.start()
 
-    def _refuse(self, sock: socket.socket) -> None:
-        log.warning("connection refused: %d connections open (limit %d)", self.open_count,
-                    self.settings.max_connections)
+    def _refuse(self, sock: socket.socket, why: str) -> None:
+        log.warning("connection refused: %s", why)
+        self._turn_away(sock)
+
+    def _turn_away(self, sock: socket.socket) -> None:
         if self.tls is not None:  # no cleartext into a TLS handshake: a plain close is the clean refusal
             self.shutdown_request(sock)
             return
-        reply = overload_reply("too many open connections")
-        head = "HTTP/1.1 503 Service Unavailable\r\nDate: %s\r\nRetry-After: %d\r\nConnection: close\r\n" \
-               "Content-Type: text/html; charset=utf-8\r\nContent-Length: %d\r\n\r\n" % (
-                   http_date(), limits.RETRY_AFTER, len(reply.body))
         try:
             sock.setblocking(False)
-            sock.send(head.encode("latin-1") + reply.body)
+            sock.send(_canned(overload_reply("too many open connections")))
         except OSError:
             pass
         self.shutdown_request(sock)
@@ -112,8 +164,12 @@ class Server(socketserver.ThreadingTCPServer):
         try:
             self._serve(request, client_address)
         finally:
+            address = _address(client_address)
             with self._lock:
                 self.open_count -= 1
+                left = self.per_address.pop(address, 0) - 1
+                if left > 0:
+                    self.per_address[address] = left
 
     def _serve(self, request: socket.socket, client_address: Any) -> None:
         try:
@@ -123,6 +179,8 @@ class Server(socketserver.ThreadingTCPServer):
         if self.tls is not None:
             try:
                 request.settimeout(limits.TLS_HANDSHAKE_TIMEOUT)
+                if not _speaks_tls(request, _address(client_address)):
+                    return
                 request = self.tls.wrap_socket(request, server_side=True)
             except (OSError, ssl.SSLError) as exc:
                 log.debug("TLS handshake with %s failed: %s", client_address, exc)
@@ -148,6 +206,12 @@ class Server(socketserver.ThreadingTCPServer):
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.exception("unexpected error for %s", client_address)
 
+    def server_close(self) -> None:
+        super().server_close()
+        if self._spare_fd is not None:
+            os.close(self._spare_fd)
+            self._spare_fd = None
+
     # --- logging ---------------------------------------------------------------------------
 
     def log_access(self, remote: Any, req: Incoming | None, reply: Reply, started: float) -> None:
@@ -158,7 +222,7 @@ class Server(socketserver.ThreadingTCPServer):
         size = len(reply.body) if reply.file_range is None else reply.file_range[2]
         if (req is not None and req.method == "HEAD") or reply.status in (204, 304) or reply.status < 200:
             size = 0  # CLF %b counts body bytes sent
-        access_log.info('%s - - [%s] "%s" %d %s "%s" "%s" %.3fms', remote[0] if remote else "-",
+        access_log.info('%s - - [%s] "%s" %d %s "%s" "%s" %.3fms', _clf(str(remote[0])) if remote else "-",
                         time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime()), _clf(line), reply.status,
                         size if size else "-", _clf(headers.get("referer", "-")),
                         _clf(headers.get("user-agent", "-")), (time.monotonic() - started) * 1000)
@@ -191,9 +255,67 @@ class Server(socketserver.ThreadingTCPServer):
             time.sleep(0.05)
 
 
+_CLF_UNSAFE = re.compile(r'[^\x20-\x7e]|["\\]')
+
+
 def _clf(text: str) -> str:
-    # Apache's rule: escape backslash and double quote so a client cannot forge log fields.
-    return text.replace("\\", "\\\\").replace('"', '\\"')
+    # Apache's rule: backslash and double quote get a backslash, every other byte outside printable ASCII
+    # becomes \xhh, so a client can neither forge log fields nor break or colour the line.
+    return _CLF_UNSAFE.sub(_clf_escape, text)
+
+
+def _clf_escape(m: re.Match) -> str:
+    c = m.group()
+    if c in '"\\':
+        return "\\" + c
+    return "\\x%02x" % ord(c) if ord(c) < 0x100 else "\\u%04x" % ord(c)
+
+
+def _address(client_address: Any) -> str:
+    return str(client_address[0]) if isinstance(client_address, tuple) and client_address else ""
+
+
+def _spare() -> int | None:
+    """A descriptor held in reserve to accept (and refuse) a client when none is left."""
+    try:
+        return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+
+
+def _canned(reply: Reply) -> bytes:
+    """A whole response for a connection that gets no Channel, ending with Connection: close."""
+    headers = [("Date", http_date()), *reply.headers]
+    head = build_head(reply.status, headers, None, len(reply.body), http10=False, head_request=False,
+                      keep_alive=False)[0]
+    return head + reply.body
+
+
+def _speaks_tls(sock: socket.socket, address: str) -> bool:
+    """Whether the client starts a TLS handshake (its first byte, peeked under the socket's timeout).
+    A plain HTTP request (a method starts with a letter) gets a cleartext 400 and is read to its end
+    before the connection closes, so that the client sees the answer instead of a reset."""
+    first = sock.recv(1, socket.MSG_PEEK)
+    if first == _TLS_RECORD_HANDSHAKE:
+        return True
+    if first.isalpha():
+        log.info("%s: 400 plain HTTP on the HTTPS port", address)
+        detail = "This port speaks HTTPS: use an https:// URL."
+        reply = Reply(400, [("Content-Type", "text/html; charset=utf-8")], error_page(400, detail, None, True))
+        sock.sendall(_canned(reply))
+        sock.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + limits.TLS_HANDSHAKE_TIMEOUT
+        drained = 0
+        while drained < limits.MAX_HEADER_BLOCK and time.monotonic() < deadline:
+            sock.settimeout(max(deadline - time.monotonic(), 0.01))
+            try:
+                chunk = sock.recv(65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            drained += len(chunk)
+    return False
 
 
 def _shutdown(sock: socket.socket, how: int) -> None:

@@ -8,26 +8,39 @@
 #      verb's route matches the path, else 404.
 #   3. The target is looked up under the site root: any component starting with "." (so ".", "..",
 #      ".py", ".git"), an empty component ("//"), a backslash, a NUL or an encoded slash -> 404. A directory
-#      becomes dir/index; then F, F.html, F.htm, F.pyml, F.py, then the .html <-> .htm swap. The real path
-#      (symlinks resolved) must stay inside the real site root, else 404.
-#   4. The file's extension picks the kind: template (.html .htm .pyml), script (.py) or static.
+#      becomes dir/index; then F, F.html, F.htm, F.pyml, F.py, then the .html <-> .htm swap. A trailing
+#      slash names a folder: a file there is 404. The real path (symlinks resolved) must stay inside the
+#      real site root and pass through no dot folder, else 404.
+#   4. The real file's extension, in any case, picks the kind: template (.html .htm .pyml), script (.py)
+#      or static; so no name or symbolic link makes site code a static file (docs/site-layout.md).
+#   5. A static file with other hard links is refused (404) when it is one of the files never sent raw:
+#      site code anywhere under the root, a dot file or a file in a dot folder. Those inodes are found by
+#      a scan (CodeInodes) made only when such a file is asked for, and made again when the file's ctime
+#      (which link, unlink and rename change) is newer than the scan, or the scan is older than
+#      limits.CODE_SCAN_TTL.
 # Lookups are cached for RESOLVE_TTL seconds so a hot static file costs no repeated stat() storm; the
 # cache is bypassed in --debug mode.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import threading
 import time
 from typing import NamedTuple
 
+from krait import limits
 from krait.errors import MethodNotAllowed, NotFound, NotImplementedMethod
 from krait.pool.jobs import SCRIPT, TEMPLATE
 from krait.urls import decode_path
 
+log = logging.getLogger("krait")
+
 KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"))
 STATIC = "static"  # a file the server sends itself; SCRIPT and TEMPLATE targets become worker jobs
-_KIND_BY_EXT = {".html": TEMPLATE, ".htm": TEMPLATE, ".pyml": TEMPLATE, ".py": SCRIPT}
+_KIND_BY_EXT = {".html": TEMPLATE, ".htm": TEMPLATE, ".pyml": TEMPLATE, ".py": SCRIPT}  # lower-cased
+_CODE_EXTENSIONS = tuple(_KIND_BY_EXT)
 _SEARCH_SUFFIXES = ("", ".html", ".htm", ".pyml", ".py")
 _ENCODED_SEPARATOR = re.compile(r"%(2f|5c|00)", re.IGNORECASE)
 RESOLVE_TTL = 1.0
@@ -51,6 +64,7 @@ class Router:
         self.routes = routes  # krait.config.Route objects, in order
         self.use_cache = use_cache
         self._cache: dict[str, tuple[float, str, str, str]] = {}
+        self.code_inodes = CodeInodes(self.root)
 
     def route(self, method: str, raw_path: str, websocket: bool = False) -> Target:
         """Find what serves this request (see the module comment); raises HttpError subclasses."""
@@ -105,7 +119,8 @@ class Router:
             raise NotFound("backslash or NUL in path")
         rel = target[1:] if target.startswith("/") else target
         parts = rel.split("/")
-        if parts and parts[-1] == "":
+        folder = bool(parts) and parts[-1] == ""
+        if folder:
             parts.pop()  # a trailing slash names the directory itself
         for part in parts:
             if not part or part[0] == ".":
@@ -113,6 +128,8 @@ class Router:
         base = os.path.join(self.root, *parts)
         if os.path.isdir(base):
             base = os.path.join(base, "index")
+        elif folder:
+            raise NotFound("%s is not a folder" % target)
         found = None
         for suffix in _SEARCH_SUFFIXES:
             candidate = base + suffix
@@ -132,5 +149,58 @@ class Router:
         rel_real = real[len(self._root_prefix):].replace(os.sep, "/")
         if any(p.startswith(".") for p in rel_real.split("/")):
             raise NotFound("resolves into a hidden folder")
-        kind = _KIND_BY_EXT.get(os.path.splitext(found)[1], STATIC)
+        kind = _KIND_BY_EXT.get(os.path.splitext(real)[1].lower(), STATIC)
+        if kind == STATIC:
+            st = os.stat(real)
+            if st.st_nlink > 1 and self.code_inodes.holds(st):
+                log.warning("refused %s: a hard link to site code or to a file in a dot folder", rel_real)
+                raise NotFound("a hard link to a file never served as it is")
         return kind, real, rel_real
+
+
+class CodeInodes:
+    """The (st_dev, st_ino) of the files under a site root that are never sent as they are and have other
+    hard links: site code (.py and templates, in any case), dot files and everything in dot folders."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self._inodes: frozenset[tuple[int, int]] = frozenset()
+        self._scanned_ns = 0  # time.time_ns() when the last scan began (0: never)
+        self._expires = 0.0  # time.monotonic() after which the scan is redone
+        self._lock = threading.Lock()
+
+    def holds(self, st: os.stat_result) -> bool:
+        """Whether the file `st` describes shares its inode with a file never sent raw."""
+        with self._lock:
+            # ctime changes with every link, unlink and rename of the inode; file systems stamp it with
+            # a clock that may lag the real one by a tick, hence the slack.
+            if st.st_ctime_ns >= self._scanned_ns - int(limits.CODE_SCAN_CLOCK_SLACK * 1e9) \
+                    or time.monotonic() > self._expires:
+                self._scanned_ns = time.time_ns()
+                self._inodes = frozenset(self._scan())
+                self._expires = time.monotonic() + limits.CODE_SCAN_TTL
+            return (st.st_dev, st.st_ino) in self._inodes
+
+    def _scan(self) -> list[tuple[int, int]]:
+        found = []
+        folders = [(self.root, False)]  # (path, inside a dot folder)
+        while folders:
+            folder, hidden = folders.pop()
+            try:
+                with os.scandir(folder) as it:
+                    entries = list(it)
+            except OSError:
+                continue
+            for entry in entries:
+                private = hidden or entry.name.startswith(".")
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        folders.append((entry.path, private))
+                    elif (private or entry.name.lower().endswith(_CODE_EXTENSIONS)) \
+                            and entry.is_file(follow_symlinks=False):
+                        st = entry.stat(follow_symlinks=False)
+                        if st.st_nlink > 1:
+                            found.append((st.st_dev, st.st_ino))
+                except OSError:  # vanished while we looked
+                    continue
+        return found

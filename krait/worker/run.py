@@ -13,8 +13,13 @@
 # - The Content-Type a script or template gets by default: krait.set_content_type() if called, else the
 #   view's extension for a script that rendered one, else the target's (page.css.pyml is CSS; a plain
 #   .pyml is HTML; docs/pympl.md).
-# - Header names and values a script sets may not hold CR, LF or NUL (RFC 9110 section 5.5): the job
-#   fails with a 500 and the header is never sent.
+# - The headers a script sets (its Response's and krait.extra_headers, cookies included) are checked
+#   before anything is sent: names are tokens (RFC 9110 section 5.1); values, stripped of leading and
+#   trailing SP/HTAB, hold only VCHAR, SP, HTAB and obs-text (section 5.5). Values are str sent as
+#   Latin-1, so obs-text is U+00A0-U+00FF: the C1 controls U+0080-U+009F (U+0085 is a line break to
+#   some readers) are refused like the other controls, and so is anything beyond Latin-1. The block is
+#   capped at limits.MAX_RESPONSE_HEADER_BLOCK bytes and MAX_RESPONSE_HEADER_COUNT fields. Any of these
+#   fails the job with a 500 (logged; its headers are never sent).
 # - A template whose compiled code only writes constant text is "code-free": the Result says so, with the
 #   (mtime_ns, size) of the file version rendered, and the server serves that output itself until the
 #   file changes (docs/pympl.md).
@@ -22,20 +27,23 @@
 from __future__ import annotations
 
 import os
+import re
 import traceback
 from typing import Any
 
 import krait
-from krait import mime
+from krait import limits, mime
 from krait._response import response_parts
 from krait.errors import HttpError, InvalidJSON, NotFound, TemplateSyntaxError
+from krait.http import abnf
 from krait.pool import jobs
 from krait.pympl import render_into
 from krait.worker.site import Site
 
 TEMPLATE_EXTENSIONS = (".html", ".htm", ".pyml")
 _KRAIT_DIR = os.path.dirname(os.path.abspath(krait.__file__)) + os.sep
-_BAD_HEADER_CHARS = ("\r", "\n", "\0")
+_FIELD_NAME = re.compile(abnf.TOKEN)
+_FIELD_VALUE = re.compile("[\t\x20-\x7e\xa0-\xff]*")  # see the rules above
 
 
 class JobRun:
@@ -62,12 +70,12 @@ class JobRun:
         self.ns["ctrl"] = krait.mvc.pop_ctrl()
 
     def run_file(self, path: str) -> None:
-        if path.endswith(TEMPLATE_EXTENSIONS):
+        if path.lower().endswith(TEMPLATE_EXTENSIONS):  # any case, as the server decides (docs/site-layout.md)
             code = self.site.templates.get(path)
             if self.first_code is None:
                 self.first_code = code
             render_into(code, self.ns, self.out, self.include, self.include_ctrl)
-        elif path.endswith(".py"):
+        elif path.lower().endswith(".py"):
             self.run_script(path)
         else:
             with open(path, "rb") as f:
@@ -121,13 +129,20 @@ def _code_free(code: Any) -> bool:
 
 
 def _checked_headers(pairs: Any) -> tuple[tuple[str, str], ...]:
-    headers = []
+    headers: list[tuple[str, str]] = []
+    size = 0
     for item in pairs or ():
         name, value = item
-        name, value = str(name), str(value)
-        for ch in _BAD_HEADER_CHARS:
-            if ch in name or ch in value:
-                raise ValueError("refused to send header %r: CR, LF or NUL in a header name or value" % name)
+        name, value = str(name), str(value).strip(" \t")
+        size += len(name) + len(value) + 4  # "name: value\r\n"
+        if len(headers) >= limits.MAX_RESPONSE_HEADER_COUNT or size > limits.MAX_RESPONSE_HEADER_BLOCK:
+            raise ValueError("refused to send the response headers: more than %d fields or %d bytes"
+                             % (limits.MAX_RESPONSE_HEADER_COUNT, limits.MAX_RESPONSE_HEADER_BLOCK))
+        if not _FIELD_NAME.fullmatch(name):
+            raise ValueError("refused to send header %r: not a valid field name (RFC 9110 section 5.1)" % name)
+        if not _FIELD_VALUE.fullmatch(value):
+            raise ValueError("refused to send header %r: a control character or a character beyond Latin-1 in "
+                             "its value (RFC 9110 section 5.5)" % name)
         headers.append((name, value))
     return tuple(headers)
 
@@ -190,7 +205,7 @@ def handle(site: Site, job: jobs.Job) -> jobs.Result:
             return jobs.Result(101, "Switching Protocols", extra, b"", None, None, proto)
         if krait.response is not None:
             status, reason, headers, body = response_parts(krait.response)
-            headers = _checked_headers(headers) + extra
+            headers = _checked_headers((*headers, *extra))  # the whole block, for its caps
         else:
             status, reason, headers = 200, "OK", extra
             body = "".join(run.out).encode("utf-8")

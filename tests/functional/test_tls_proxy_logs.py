@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import write_site
+from tests.helpers import read_all, write_site
 
 TEXT = ("Krait compresses text above a threshold. " * 100).encode()  # ~4 KiB, compresses well
 
@@ -195,6 +195,22 @@ def test_tls_connection_limit_refuses_cleanly(site, cert, krait_server):
     assert_normal(srv.port, tls)
 
 
+def test_plain_http_on_the_https_port_gets_a_cleartext_400(site, cert, krait_server):
+    crt, key = cert
+    srv = krait_server(site, "--certfile", str(crt), "--keyfile", str(key))
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\nUser-Agent: plain\r\n\r\n")
+        reply = read_all(s)
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ") and b"\r\nConnection: close" in head, reply[:300]
+    assert b"https://" in body
+    assert "400 plain HTTP on the HTTPS port" in srv.log()
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:  # not HTTP, not TLS: closed
+        s.sendall(b"\x00\x01\x02")
+        assert read_all(s) == b""
+    assert_normal(srv.port, ssl.create_default_context(cafile=str(crt)))
+
+
 def test_plain_server_reports_http_scheme(site, krait_server):
     srv = krait_server(site)
     assert json.loads(get(srv.port, "/who")[2])["scheme"] == "http"
@@ -237,6 +253,17 @@ def test_forwarded_headers_from_others_are_ignored(site, krait_server, tmp_path)
         assert addr[0] == "127.0.0.1" and scheme == "http"
     assert_normal(srv.port)
     assert all(line.startswith("127.0.0.1 ") for line in _wait_lines(log, 3))
+
+
+def test_forwarded_clients_that_are_not_ip_addresses_are_ignored(site, krait_server, tmp_path):
+    log = tmp_path / "access.log"
+    srv = krait_server(site, "--access-log", str(log))
+    for headers in ({"X-Forwarded-For": 'evil" 200 "x'}, {"X-Forwarded-For": "198.51.100.7, \x9b31mred"},
+                    {"Forwarded": "for=unknown;proto=https"}, {"Forwarded": 'for="_hidden"'}):
+        addr, _ = _who(srv.port, headers)
+        assert addr[0] == "127.0.0.1", headers
+    assert_normal(srv.port)
+    assert all(line.startswith("127.0.0.1 ") for line in _wait_lines(log, 5))
 
 
 # --- logs --------------------------------------------------------------------------------------
@@ -297,6 +324,23 @@ def test_access_log_escapes_quotes(site, krait_server, tmp_path):
     get(srv.port, headers={"User-Agent": 'evil" 999 "x', "Referer": "a\\b"})
     line = _wait_lines(log, 1)[0]
     assert line.endswith('"a\\\\b" "evil\\" 999 \\"x"' + line[line.rindex(" "):]), line
+    assert_normal(srv.port)
+
+
+def test_access_log_escapes_control_and_non_ascii_bytes(site, krait_server, tmp_path):
+    # Header values may carry obs-text (bytes 0x80-0xFF), C1 controls such as CSI (0x9b) among them: logged
+    # as \\xhh, so the log stays one ASCII line per request that no terminal interprets.
+    log = tmp_path / "access.log"
+    srv = krait_server(site, "--access-log", str(log))
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\nUser-Agent: a\x9b31mb\x85c\tq\xe9\r\n"
+                  b"Referer: r\\\"\r\nConnection: close\r\n\r\n")
+        assert read_all(s).endswith(b"hello\n")
+    raw = log.read_bytes() if _wait_lines(log, 1) else b""
+    assert raw.isascii(), raw
+    line = raw.decode().splitlines()[0]
+    assert '"r\\\\\\"" "a\\x9b31mb\\x85c\\x09q\\xe9" ' in line, line
+    assert CLF.match(line.replace('\\"', "")), line
     assert_normal(srv.port)
 
 

@@ -29,3 +29,19 @@ def test_anyone_else_is_not():
     assert client_view(peer, "http", headers, TRUSTED) == (peer, "http")
     assert client_view(peer, "https", headers, ()) == (peer, "https")
     assert client_view(peer, "http", headers, ("*",)) == (("1.2.3.4", 0), "http")  # "*" trusts everyone
+
+
+@pytest.mark.parametrize("headers", [
+    {"x-forwarded-for": 'evil" 200 "x'}, {"x-forwarded-for": "1.2.3.4, unknown"}, {"x-forwarded-for": "\x1b[31m"},
+    {"x-forwarded-for": "example.com"}, {"x-forwarded-for": ""}, {"forwarded": "for=unknown"},
+    {"forwarded": "for=_hidden;proto=https"}, {"forwarded": 'for="[not-v6]:80"'},
+])
+def test_a_forwarded_client_that_is_no_ip_address_is_ignored(headers):
+    _, scheme = client_view(PROXY, "http", headers, TRUSTED)
+    assert client_view(PROXY, "http", headers, TRUSTED) == (PROXY, scheme)
+
+
+def test_forwarded_ports_are_numbers_or_zero():
+    assert client_view(PROXY, "http", {"x-forwarded-for": "1.2.3.4:\u00b2"}, TRUSTED)[0] == ("1.2.3.4", 0)
+    assert client_view(PROXY, "http", {"x-forwarded-for": "1.2.3.4:" + "9" * 5000}, TRUSTED)[0] == ("1.2.3.4", 0)
+    assert client_view(PROXY, "http", {"x-forwarded-for": "[::1]:65535"}, TRUSTED)[0] == ("::1", 65535)

@@ -115,3 +115,39 @@ def test_lookups_are_cached_briefly_unless_debugging(site):
     (site / "both").unlink()
     assert cached.route("GET", "/both").rel_path == "both"  # remembered for RESOLVE_TTL
     assert router(site).route("GET", "/both").rel_path == "both.html"  # no cache (--debug): seen at once
+
+
+def test_the_real_file_decides_the_kind_in_any_case(site):
+    (site / "UPPER.PY").write_text("")
+    (site / "Page.Html").write_text("")
+    os.symlink("run.py", site / "run.txt")
+    os.symlink("style.css", site / "style.py")
+    r = router(site)
+    assert r.route("GET", "/UPPER.PY").kind == SCRIPT
+    assert r.route("GET", "/Page.Html").kind == TEMPLATE
+    assert (r.route("GET", "/run.txt").kind, r.route("GET", "/run.txt").rel_path) == (SCRIPT, "run.py")
+    assert r.route("GET", "/style.py").kind == STATIC  # a link named .py to a static file: static
+
+
+def test_a_trailing_slash_needs_a_folder(site):
+    r = router(site)
+    assert r.route("GET", "/docs/").rel_path == "docs/index.py"
+    for path in ("/style.css/", "/run/", "/run.py/"):
+        with pytest.raises(NotFound):
+            r.route("GET", path)
+
+
+def test_hard_links_to_code_dot_files_or_dot_folders_are_404(site):
+    (site / ".env").write_text("KEY=1")
+    for source, link in (("run.py", "a.txt"), (".py/init.py", "b.txt"), (".git/config", "c.txt"), (".env", "d.txt"),
+                         ("style.css", "e.css")):
+        os.link(site / source, site / link)
+    r = router(site)
+    for path in ("/a.txt", "/b.txt", "/c.txt", "/d.txt"):
+        with pytest.raises(NotFound):
+            r.route("GET", path)
+    assert r.route("GET", "/e.css").kind == STATIC  # two names of one static file
+    assert r.route("GET", "/style.css").kind == STATIC
+    os.link(site / "style.css", site / "style.html")  # now it is a template too: scanned again (its ctime moved)
+    with pytest.raises(NotFound):
+        r.route("GET", "/e.css")

@@ -1,0 +1,235 @@
+"""Connections under hostile clients (issue 20), against the real server: the open-file limit, running out
+of file descriptors, the per-address connection limit, Connection: close during a graceful stop, and the
+headers a script may send (docs/configuration.md, docs/scripts.md)."""
+
+# Strategy: each test starts its own `python -m krait` (tests/conftest.py), squeezed where needed: under
+# a low RLIMIT_NOFILE set before it starts (preexec_fn), or with its limit lowered while it runs
+# (resource.prlimit) so that accept() itself fails with EMFILE. Clients are raw sockets; a client that
+# gets no answer fails the test on its socket timeout rather than hanging it. "The server does not
+# spin" is its CPU time over a quiet second (/proc/PID/stat), a resource check, not a speed one.
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import signal
+import socket
+import threading
+import time
+
+import pytest
+
+from tests.helpers import read_all, write_site
+
+SITE = {
+    "hello.txt": "hello\n",
+    "sleep.py": "import time\ntime.sleep(float(krait.request.query.get('s', '1')))\n"
+                "krait.response = krait.Response('HTTP/1.1', 200, [], 'slept')\n",
+    "vt.py": "krait.response = krait.Response('HTTP/1.1', 200, [('X-A', 'a\\x0bb')], 'SENT')\n",
+    "ff.py": "krait.response = krait.Response('HTTP/1.1', 200, [('X-A', 'a\\x0cb')], 'SENT')\n",
+    "nel.py": "krait.response = krait.Response('HTTP/1.1', 200, [('X-A', 'a\\x85b')], 'SENT')\n",
+    "huge.py": "krait.response = krait.Response('HTTP/1.1', 200, [('X-Big', 'v' * 1000000)], 'SENT')\n",
+    "many.py": "import krait\nfor i in range(500):\n    krait.extra_headers.append(('X-%d' % i, 'v'))\n"
+               "krait.response = krait.Response('HTTP/1.1', 200, [], 'SENT')\n",
+    "fine.py": "krait.response = krait.Response('HTTP/1.1', 200, [('X-A', ' caf\\xe9\\tok ')], 'fine')\n",
+}
+REQUEST = b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+@pytest.fixture
+def site(tmp_path):
+    return write_site(tmp_path / "site", SITE)
+
+
+def ask(port: int, source: str = "127.0.0.1", request: bytes = REQUEST, timeout: float = 5.0) -> socket.socket:
+    """A connection from `source` that has sent one request."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout, source_address=(source, 0))
+    s.sendall(request)
+    return s
+
+
+def answer(s: socket.socket) -> bytes:
+    """The first response on `s` (head and the body's first bytes); raises TimeoutError if none comes."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def status(response: bytes) -> int:
+    m = re.match(rb"HTTP/1\.1 (\d{3}) ", response)
+    assert m, response[:200]
+    return int(m.group(1))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of process `pid` (every thread), from /proc/PID/stat."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def assert_quiet(pid: int) -> None:
+    """The server burns (almost) no CPU over a second in which no client talks to it."""
+    before = cpu_seconds(pid)
+    time.sleep(1.0)
+    assert cpu_seconds(pid) - before < 0.3, "the server spins"
+
+
+def assert_normal(port: int) -> None:
+    with ask(port) as s:
+        assert answer(s).endswith(b"hello\n")
+
+
+def close_all(socks: list[socket.socket]) -> None:
+    for s in socks:
+        s.close()
+
+
+# --- file descriptors ----------------------------------------------------------------------------
+
+
+def _low_nofile() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (400, 400))
+
+
+def test_under_a_low_open_file_limit_clients_past_it_get_503(site, krait_server):
+    srv = krait_server(site, preexec_fn=_low_nofile)
+    m = re.search(r"the open-file limit is 400: --max-connections lowered from 2000 to (\d+)", srv.log())
+    assert m, srv.log()
+    limit = int(m.group(1))
+    socks = []
+    try:
+        socks = [ask(srv.port) for _ in range(limit + 40)]
+        codes = [status(answer(s)) for s in socks]
+        assert codes.count(200) == limit and codes.count(503) == 40, codes
+        with ask(srv.port) as late:  # one more: a 503 at once, never a hang
+            assert status(answer(late)) == 503
+        assert_quiet(srv.proc.pid)
+    finally:
+        close_all(socks)
+    time.sleep(0.3)
+    assert_normal(srv.port)
+
+
+def test_out_of_file_descriptors_refuses_with_503_and_backs_off(site, krait_server):
+    srv = krait_server(site)
+    assert_normal(srv.port)
+    fds = len(os.listdir("/proc/%d/fd" % srv.proc.pid))
+    resource.prlimit(srv.proc.pid, resource.RLIMIT_NOFILE, (fds + 10, fds + 10))  # accept() hits EMFILE soon
+    socks = []
+    try:
+        for _ in range(40):
+            socks.append(ask(srv.port))
+        codes = [status(answer(s)) for s in socks]  # a client the server cannot accept would time out here
+        # RLIMIT_NOFILE bounds descriptor numbers, not how many are open: about 10 clients get in.
+        assert set(codes) == {200, 503} and codes.count(503) >= 20, codes
+        assert_quiet(srv.proc.pid)
+        assert "out of file descriptors" in srv.log()
+        assert srv.log().count("out of file descriptors") == 1  # warned once, not once per client
+    finally:
+        close_all(socks)
+    time.sleep(0.3)
+    assert_normal(srv.port)
+
+
+# --- per-address limit -----------------------------------------------------------------------------
+
+
+def test_connections_per_address_are_capped(site, krait_server):
+    srv = krait_server(site, "--max-connections-per-ip", "3")
+    held = [ask(srv.port) for _ in range(3)]
+    try:
+        assert [status(answer(s)) for s in held] == [200, 200, 200]
+        with ask(srv.port) as fourth:
+            reply = read_all(fourth)
+        head = reply.partition(b"\r\n\r\n")[0]
+        assert status(reply) == 503 and b"\r\nRetry-After: 1" in head and b"\r\nConnection: close" in head
+        assert "connection refused: 127.0.0.1 has 3 connections open (limit 3 per address)" in srv.log()
+        with ask(srv.port, source="127.0.0.2") as other:  # another address is not affected
+            assert status(answer(other)) == 200
+        held.pop().close()
+        time.sleep(0.3)
+        assert_normal(srv.port)  # a place freed up
+    finally:
+        close_all(held)
+
+
+def test_the_per_address_limit_is_off_by_default_and_validated(site, krait_server):
+    srv = krait_server(site, "--max-connections", "50")
+    socks = [ask(srv.port) for _ in range(20)]
+    try:
+        assert all(status(answer(s)) == 200 for s in socks)
+    finally:
+        close_all(socks)
+    bad = krait_server(site, "--max-connections-per-ip", "-1", expect_ready=False)
+    assert bad.proc.wait(30) == 2
+    assert "argument --max-connections-per-ip: expected a whole number of at least 0" in bad.err_path.read_text()
+
+
+# --- graceful stop ---------------------------------------------------------------------------------
+
+
+def test_responses_finished_during_a_graceful_stop_say_connection_close(site, krait_server):
+    srv = krait_server(site, "--workers", "1")
+    with ask(srv.port, request=b"GET /sleep.py?s=1.5 HTTP/1.1\r\nHost: x\r\n\r\n", timeout=10) as s:
+        time.sleep(0.5)
+        srv.signal(signal.SIGTERM)
+        reply = read_all(s)
+    head = reply.partition(b"\r\n\r\n")[0]
+    assert status(reply) == 200 and reply.endswith(b"slept")
+    assert b"\r\nConnection: close" in head, head
+    assert srv.proc.wait(10) == 0
+
+
+# --- headers a script sends -------------------------------------------------------------------------
+
+
+def test_script_headers_outside_rfc_9110_or_too_big_are_a_logged_500(site, krait_server):
+    srv = krait_server(site)
+    for path in ("/vt.py", "/ff.py", "/nel.py", "/huge.py", "/many.py"):
+        with ask(srv.port, request=b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path.encode()) as s:
+            reply = answer(s)
+        assert status(reply) == 500, (path, reply[:300])
+        assert b"SENT" not in reply and b"X-A" not in reply and b"X-Big" not in reply and len(reply) < 4096
+    log = srv.log()
+    for path in ("/vt.py", "/ff.py", "/nel.py"):  # one error line each (and its traceback)
+        assert "GET %s -> 500: ValueError: refused to send header 'X-A'" % path in log
+    for path in ("/huge.py", "/many.py"):
+        assert "GET %s -> 500: ValueError: refused to send the response headers: more than 100 fields" % path in log
+    with ask(srv.port, request=b"GET /fine.py HTTP/1.1\r\nHost: x\r\n\r\n") as s:
+        reply = answer(s)
+    assert status(reply) == 200 and b"\r\nX-A: caf\xe9\tok\r\n" in reply
+    assert_normal(srv.port)
+
+
+def test_one_client_cannot_take_every_slot_with_the_per_address_limit(site, krait_server):
+    # Many idle connections from one address, opened at once: past the cap they are refused, the others
+    # still get in, and nothing spins.
+    srv = krait_server(site, "--max-connections-per-ip", "10")
+    socks: list[socket.socket] = []
+    lock = threading.Lock()
+
+    def flood() -> None:
+        for _ in range(25):
+            s = ask(srv.port)
+            with lock:
+                socks.append(s)
+
+    threads = [threading.Thread(target=flood) for _ in range(4)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        codes = [status(answer(s)) for s in socks]
+        assert codes.count(200) == 10 and codes.count(503) == 90, codes
+        with ask(srv.port, source="127.0.0.3") as other:
+            assert status(answer(other)) == 200
+        assert_quiet(srv.proc.pid)
+    finally:
+        close_all(socks)
