@@ -17,8 +17,10 @@
 # and failures, and an RssSampler sums VmRSS from /proc every 20 ms, for the server process and for its
 # tree (the server and every descendant: its workers). "Above idle" is the peak, or a later reading, minus
 # the reading taken just before the attack. MB = 10^6 bytes (the targets' unit).
-#   5. one 200 MiB POST to upload.py, which answers len(krait.request.body) (--max-body-size 300 MiB):
-#      the answer, peak tree and server-process RSS above idle (target: tree < 64 MB). When waitress is
+#   5. one 200 MiB POST to upload.py, which reads krait.request.body_file in 64 KiB pieces and answers the
+#      count (--max-body-size 300 MiB): the answer, peak tree and server-process RSS above idle (target:
+#      tree < 64 MB); then the same to upload_body.py, which takes krait.request.body whole (one copy in
+#      the worker is expected). When waitress is
 #      importable, side by side: the same upload to waitress at its defaults (4 threads) running a WSGI
 #      app that reads wsgi.input in 64 KiB pieces, and its peak;
 #   6. 40 connections each send a POST head with Content-Length: 16777216 and 16,777,000 body bytes, then
@@ -69,11 +71,18 @@ BIG_RESPONSE = 1000 * MIB
 SITE: dict[str, str | bytes] = {
     ".py/init.py": ("import krait\n"
                     "from krait.config import Route\n"
-                    "krait.config.routes = [Route('POST', url='/upload.py'), Route()]\n"),
+                    "krait.config.routes = [Route('POST', url='/upload.py'), Route('POST', url='/upload_body.py'),\n"
+                    "                       Route()]\n"),
     "static-1k.bin": bytes(range(256)) * 4,
     "hello.txt": b"hello\n",
     "hello.py": b"krait.response = krait.Response('HTTP/1.1', 200, [], 'hi')\n",
-    "upload.py": "krait.response = krait.Response('HTTP/1.1', 200, [], str(len(krait.request.body)))\n",
+    # Reads the body in 64 KiB pieces, as the waitress app does; upload_body.py takes it whole.
+    "upload.py": ("size = 0\n"
+                  "with krait.request.body_file as f:\n"
+                  "    for block in iter(lambda: f.read(65536), b''):\n"
+                  "        size += len(block)\n"
+                  "krait.response = krait.Response('HTTP/1.1', 200, [], str(size))\n"),
+    "upload_body.py": "krait.response = krait.Response('HTTP/1.1', 200, [], str(len(krait.request.body)))\n",
     "big.py": "krait.response = krait.Response('HTTP/1.1', 200, [], b'x' * %d)\n" % BIG_RESPONSE,
     "stream.py": ("def pieces():\n"
                   "    piece = b'x' * %d\n"
@@ -292,8 +301,8 @@ class RssSampler:
 # --- raw clients ---------------------------------------------------------------------------------
 
 
-def upload(port: int, size: int) -> str:
-    """POST `size` bytes to /upload.py, sent 1 MiB at a time; the answer as "STATUS body"."""
+def upload(port: int, size: int, path: str = "/upload.py") -> str:
+    """POST `size` bytes to `path`, sent 1 MiB at a time; the answer as "STATUS body"."""
     piece = memoryview(b"x" * MIB)
 
     def pieces() -> Iterator[memoryview]:
@@ -302,7 +311,7 @@ def upload(port: int, size: int) -> str:
 
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     try:
-        conn.request("POST", "/upload.py", body=pieces(), headers={"Content-Length": str(size)})
+        conn.request("POST", path, body=pieces(), headers={"Content-Length": str(size)})
         resp = conn.getresponse()
         return "%d %s" % (resp.status, resp.read()[:60].decode(errors="replace"))
     finally:
@@ -521,22 +530,25 @@ def measure_processes(site: str, seconds: float) -> None:
 
 
 def measure_upload(site: str) -> None:
-    def upload_figures(srv: Server) -> tuple[str, str, str]:
+    def upload_figures(srv: Server, path: str = "/upload.py") -> tuple[str, str, str]:
         normal_latencies(srv.port, 20)
         with RssSampler(srv.proc.pid) as rss, NormalClient(srv.port) as normal:
             t0 = time.monotonic()
-            answer = upload(srv.port, UPLOAD_SIZE)
+            answer = upload(srv.port, UPLOAD_SIZE, path)
             seconds = time.monotonic() - t0
         return "answered %r in %.1f s" % (answer, seconds), rss.peaks(), normal.summary()
 
     srv = Server(site, "--workers", "1", "--max-body-size", str(300 * MIB))
     try:
         answer, peaks, normal = upload_figures(srv)
+        whole = upload_figures(srv, "/upload_body.py")
     finally:
         srv.stop()
-    print("5. one %d MiB upload to a .py script (%s): %s (target: tree < 64 MB)" % (UPLOAD_SIZE // MIB, answer,
-                                                                                    peaks))
+    print("5. one %d MiB upload to a .py script reading krait.request.body_file in 64 KiB pieces (%s): %s "
+          "(target: tree < 64 MB)" % (UPLOAD_SIZE // MIB, answer, peaks))
     print("   " + normal)
+    print("   the same, the script taking krait.request.body whole (%s): %s" % whole[:2])
+    print("   " + whole[2])
     if importlib.util.find_spec("waitress") is None:
         print("   waitress side by side: skipped (not importable here: pip install waitress)")
         return

@@ -31,7 +31,7 @@ __version__ = "0.6.0.dev0"
 
 __all__ = [
     "Request", "Response", "ResponseNotFound", "ResponseBadRequest", "ResponseRedirect", "ResponseJSON",
-    "MultipartFormData", "Session", "config", "cookie", "mvc", "websockets", "get_full_path",
+    "ResponseFile", "MultipartFormData", "Session", "config", "cookie", "mvc", "websockets", "get_full_path",
     "set_content_type", "site_root", "request", "response", "extra_headers", "url_params", "session",
 ]
 
@@ -58,7 +58,7 @@ _LAZY = {
     "Request": "krait._request", "MultipartFormData": "krait._request",
     "Response": "krait._response", "ResponseNotFound": "krait._response",
     "ResponseBadRequest": "krait._response", "ResponseRedirect": "krait._response",
-    "ResponseJSON": "krait._response", "Session": "krait._session",
+    "ResponseJSON": "krait._response", "ResponseFile": "krait._response", "Session": "krait._session",
     "config": None, "cookie": None, "mvc": None, "websockets": None,
 }
 

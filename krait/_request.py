@@ -4,6 +4,9 @@
 # the constructor only normalises types (lower-case str header names, bytes body) and does no
 # parsing it can defer. `query` is parsed on first use and cached; `get_post_form()` and
 # `get_multipart_form()` parse the body on demand, every call.
+# A large body arrives as a file the server spooled it to (krait/server/bodies.py): `body` reads it
+# once, on first use; `body_file` opens it for reading in pieces; get_multipart_form() parses a memory
+# map of it, so only the parts' own bytes are copied into memory (docs/scripts.md).
 #
 # Rules:
 # - Query strings and urlencoded bodies follow urllib.parse.parse_qsl (WHATWG urlencoded: split on
@@ -21,7 +24,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import mmap
 import re
 from collections import namedtuple
 from functools import cached_property
@@ -102,16 +107,42 @@ class Request:
         self.query_string = query_string or ""
         self.http_version = http_version
         self.headers = _normalise_headers(headers)
-        if body is None:
-            body = b""
-        elif isinstance(body, str):
-            body = body.encode("utf-8")
-        elif not isinstance(body, bytes):
-            body = bytes(body)
+        self._body: bytes | None = None
         self.body = body
+        self._body_path = ""  # set by the worker for a spooled body: `body` is read from it on first use
         self.remote_addr = remote_addr
         self.scheme = scheme
         self.path = decode_path(url) if path is None else path
+
+    @property
+    def body(self) -> bytes:
+        """The request body as bytes (b"" when there is none)."""
+        if self._body is None:
+            with open(self._body_path, "rb") as f:
+                self._body = f.read()
+        return self._body
+
+    @body.setter
+    def body(self, value) -> None:
+        if value is None:
+            value = b""
+        elif isinstance(value, str):
+            value = value.encode("utf-8")
+        elif not isinstance(value, bytes):
+            value = bytes(value)
+        self._body = value
+
+    def _spooled(self, path: str) -> None:
+        """The body is the file at `path` (the worker, for a body the server spooled)."""
+        self._body, self._body_path = None, path
+
+    @property
+    def body_file(self) -> io.BufferedIOBase:
+        """A new binary file object reading the body from its start: read a large upload in pieces
+        (`shutil.copyfileobj(krait.request.body_file, out)`) instead of holding it whole in `body`."""
+        if self._body is None:
+            return open(self._body_path, "rb")
+        return io.BytesIO(self._body)
 
     @property
     def client_address(self):
@@ -175,7 +206,13 @@ class Request:
         boundary = params.get("boundary")
         if mtype != "multipart/form-data" or not boundary or not _BOUNDARY_RE.fullmatch(boundary):
             return None
-        return _parse_multipart(self.body, boundary.encode("latin-1"))
+        if self._body is not None:
+            return _parse_multipart(self._body, boundary.encode("latin-1"))
+        with open(self._body_path, "rb") as f:
+            if not f.seek(0, io.SEEK_END):
+                return None  # an empty body (mmap refuses empty files)
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as view:
+                return _parse_multipart(view, boundary.encode("latin-1"))
 
     def __str__(self) -> str:
         target = self.url + "?" + self.query_string if self.query_string else self.url
@@ -222,11 +259,12 @@ def _normalise_headers(headers) -> dict[str, str]:
     return out
 
 
-def _parse_multipart(body: bytes, boundary: bytes) -> list[MultipartFormData] | None:
+def _parse_multipart(body: bytes | mmap.mmap, boundary: bytes) -> list[MultipartFormData] | None:
+    # `body` may be a memory map (a spooled body): only find() and slicing, which both have, are used.
     dash = b"--" + boundary
     delim = b"\r\n" + dash
     # The first delimiter may open the body or follow a preamble (RFC 2046 section 5.1.1).
-    if body.startswith(dash):
+    if body[:len(dash)] == dash:
         pos = len(dash)
     else:
         pos = body.find(delim)
@@ -236,7 +274,7 @@ def _parse_multipart(body: bytes, boundary: bytes) -> list[MultipartFormData] | 
     parts: list[MultipartFormData] = []
     while True:
         # After a delimiter: "--" closes the body; otherwise transport padding (LWSP) then CRLF.
-        if body.startswith(b"--", pos):
+        if body[pos:pos + 2] == b"--":
             return parts
         eol = body.find(b"\r\n", pos)
         if eol < 0 or body[pos:eol].strip(b" \t"):
@@ -252,8 +290,8 @@ def _parse_multipart(body: bytes, boundary: bytes) -> list[MultipartFormData] | 
         pos = end + len(delim)
 
 
-def _parse_part(body: bytes, start: int, end: int) -> MultipartFormData | None:
-    if body.startswith(b"\r\n", start):  # no header fields at all
+def _parse_part(body: bytes | mmap.mmap, start: int, end: int) -> MultipartFormData | None:
+    if body[start:start + 2] == b"\r\n":  # no header fields at all
         return None  # RFC 7578 section 4.2: Content-Disposition is required
     hend = body.find(b"\r\n\r\n", start, end)
     if hend < 0:

@@ -1,9 +1,11 @@
 # krait.Response and friends: what site code assigns to `krait.response` to replace the response.
 #
 # Strategy: a Response is plain data (version, status, header list, body). The worker turns
-# whatever was assigned into (status, reason, headers, body bytes) with response_parts(); a
-# Response instance is read directly, while any other object is rendered with str() and parsed as
-# raw HTTP response text, as 0.5.2 did for every object.
+# whatever was assigned into (status, reason, headers, body) with response_parts(); a Response
+# instance is read directly, while any other object is rendered with str() and parsed as raw HTTP
+# response text, as 0.5.2 did for every object. A body may also be an iterable of str or bytes pieces
+# (a generator, say), which the worker streams as it produces them, and a ResponseFile names a file
+# the server sends itself (docs/scripts.md).
 #
 # Rules (0.5.2 quirks fixed, docs/migrating.md):
 # - ResponseRedirect sends Location exactly as given (0.5.2 percent-encoded "/").
@@ -16,7 +18,10 @@
 from __future__ import annotations
 
 import json
+import os
 
+import krait
+from krait import mime
 from krait.http.events import reason_phrase
 
 _VERSIONS = ("HTTP/1.1", "HTTP/1.0")
@@ -38,7 +43,8 @@ class Response:
         http_version: "HTTP/1.1" (or "HTTP/1.0").
         status_code: the status, 100-599.
         headers: list of (name, value) pairs, or None for none.
-        body: str (sent as UTF-8), bytes, or None for an empty body.
+        body: str (sent as UTF-8), bytes, None for an empty body, or an iterable (a generator, a
+            list) of str and bytes pieces, sent as they come (docs/scripts.md).
 
     Raises:
         ValueError: an unsupported HTTP version or a status code outside 100-599.
@@ -130,22 +136,51 @@ class ResponseJSON(Response):
         self.data = data
 
 
-def _body_bytes(body) -> bytes:
+class ResponseFile(Response):
+    """A response whose body is a file, which the server sends itself (with sendfile): the worker is
+    free again at once and the file is never read into memory. The file is sent as it is when the
+    response goes out; the script must not delete or change it before then.
+
+    Args:
+        path: the file; a relative path is taken from the site root.
+        headers: extra (name, value) headers; a Content-Type among them wins.
+        content_type: the Content-Type; by default the one of the file's extension.
+        status_code: the status, 200 by default.
+
+    Raises:
+        FileNotFoundError: `path` does not exist; IsADirectoryError: it is not a regular file.
+    """
+
+    def __init__(self, path, headers=None, content_type=None, status_code=200):
+        full = os.path.join(krait.site_root or "", os.fspath(path))
+        if not os.path.isfile(full):
+            if not os.path.exists(full):
+                raise FileNotFoundError("ResponseFile: no such file: %s" % full)
+            raise IsADirectoryError("ResponseFile: not a regular file: %s" % full)
+        ctype = ("Content-Type", content_type or mime.for_path(full))
+        super().__init__("HTTP/1.1", status_code, _with_type(headers, ctype), b"")
+        self.path = os.path.abspath(full)
+
+
+def _body(body):
+    """The body as bytes, or as the iterable of pieces it is."""
     if isinstance(body, bytes):
         return body
     if isinstance(body, str):
         return body.encode("utf-8")
     if isinstance(body, (bytearray, memoryview)):
         return bytes(body)
+    if hasattr(body, "__iter__") and not isinstance(body, dict):
+        return body
     return str(body).encode("utf-8")
 
 
 def response_parts(obj) -> tuple[int, str, list[tuple[str, str]], bytes]:
     """Turn what site code put in `krait.response` into (status, reason, headers, body).
 
-    A Response is read directly (str body encoded as UTF-8). Any other object is rendered with
-    str() and parsed as a raw HTTP/1.x response: status line, header lines up to the first
-    empty line, body after it.
+    A Response is read directly (str body encoded as UTF-8; an iterable body is returned as it is).
+    Any other object is rendered with str() and parsed as a raw HTTP/1.x response: status line,
+    header lines up to the first empty line, body after it.
 
     Raises:
         ValueError: the text is not a response (bad status line, header line without ":").
@@ -153,7 +188,7 @@ def response_parts(obj) -> tuple[int, str, list[tuple[str, str]], bytes]:
     if isinstance(obj, Response):
         headers = [(str(name), str(value)) for name, value in obj.headers]
         status = obj.status_code
-        return status, reason_phrase(status), headers, _body_bytes(obj.body)
+        return status, reason_phrase(status), headers, _body(obj.body)
     return _parse_raw(str(obj))
 
 

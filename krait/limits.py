@@ -40,16 +40,42 @@ HEADER_TIMEOUT = 10.0
 #: nginx 75 s, waitress channel_timeout 120 s. Exceeded -> the connection is closed silently.
 KEEPALIVE_TIMEOUT = 15.0
 
-#: Minimum average request-body rate, in bytes per second, once a body is being received
-#: (after a grace period of BODY_RATE_GRACE seconds). Below it -> 408 and close.
+#: Minimum request-body rate, in bytes per second, as a quota (krait/server/pace.py): every
+#: BODY_RATE_WINDOW seconds must bring MIN_BODY_RATE x BODY_RATE_WINDOW bytes, the first window being
+#: BODY_RATE_GRACE seconds longer. A burst followed by silence buys no time beyond the window it
+#: filled, so a stalled body is cut within about BODY_RATE_WINDOW seconds. Below it -> 408 and close.
 MIN_BODY_RATE = 1024
 BODY_RATE_GRACE = 5.0
+BODY_RATE_WINDOW = 5.0
 
 #: Seconds the TLS handshake may take before the connection is dropped.
 TLS_HANDSHAKE_TIMEOUT = 10.0
 
 #: Seconds a single blocking send may stall (client not reading) before the connection is dropped.
 SEND_TIMEOUT = 30.0
+
+#: Minimum rate, in bytes per second, at which a client must take a response that does not fit the
+#: socket's buffer at once: every SEND_TIMEOUT seconds it must take MIN_SEND_RATE x SEND_TIMEOUT bytes
+#: (the same quota as request bodies, krait/server/pace.py), so a response of N bytes ends within about
+#: SEND_TIMEOUT + N / MIN_SEND_RATE seconds however the client trickles. Below it -> the connection is
+#: dropped. 8 KiB/s is a 64 kbit/s link.
+MIN_SEND_RATE = 8192
+
+# --- Request bodies and large responses (krait/server/bodies.py, krait/pool/serve.py) -------------
+
+#: A request body larger than this (bytes) is written to a temporary file instead of being kept in
+#: memory; the worker reads it from there (krait.request.body_file), so it never crosses the worker
+#: pipe. waitress spools above 512 KiB (inbuf_overflow), gunicorn never.
+SPOOL_THRESHOLD = 1024 * 1024
+
+#: Bytes of request bodies the server process keeps in memory across all connections at once; past
+#: it, even small bodies are spooled to temporary files.
+BODY_MEMORY = 64 * 1024 * 1024
+
+#: A script or template response body of at least this many bytes (or any iterable body) streams from
+#: the worker in pieces of at most this size, chunked when its length is unknown: neither process
+#: builds a copy of the whole body for the other (docs/scripts.md).
+STREAM_CHUNK = 256 * 1024
 
 # --- Concurrency ---------------------------------------------------------------------------
 
@@ -126,6 +152,11 @@ SCRIPT_TIMEOUT = 30.0
 #: fails with a 500, logged, and none of its headers are sent (krait/worker/run.py).
 MAX_RESPONSE_HEADER_BLOCK = MAX_HEADER_BLOCK
 MAX_RESPONSE_HEADER_COUNT = MAX_HEADER_COUNT
+
+#: Seconds a worker may spend compiling one template (Pympl through ply) on top of the request's
+#: --timeout, which does not count the compilation: a large template is compiled, cached and served
+#: however slow the first compilation, instead of being killed mid-way on every request. Past it -> 504.
+COMPILE_TIMEOUT = 300.0
 
 #: Requests a worker serves before it is replaced (0 = never).
 MAX_REQUESTS_PER_WORKER = 0

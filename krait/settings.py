@@ -64,6 +64,7 @@ class Settings:
     min_body_rate: int = limits.MIN_BODY_RATE
     body_rate_grace: float = limits.BODY_RATE_GRACE
     send_timeout: float = limits.SEND_TIMEOUT
+    min_send_rate: int = limits.MIN_SEND_RATE
     max_connections: int = limits.MAX_CONNECTIONS
     max_connections_per_ip: int = limits.MAX_CONNECTIONS_PER_IP
     max_queued_jobs: int = limits.MAX_QUEUED_JOBS

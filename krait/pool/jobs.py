@@ -32,6 +32,7 @@ class Job(NamedTuple):
     scheme: str  # "http" or "https", after trusted proxy headers
     url_params: tuple[tuple[str, str], ...]
     error_text: str = ""  # for a site's error page (.errors/<status>.html): the error's report, --debug only
+    body_file: str = ""  # a large body is in this file instead of `body` (krait/server/bodies.py)
 
 
 class ErrorReport(NamedTuple):
@@ -54,6 +55,13 @@ class Result(NamedTuple):
     # output this is; the server serves that output itself while the file is unchanged. None otherwise.
     code_free: tuple[int, int] | None = None
     took: float = 0.0  # seconds the worker spent on the job (the scheduler keeps slow files' jobs unpipelined)
+    # A large or iterable body streams behind the Result (`body` is empty): its length, or -1 when unknown
+    # (sent chunked). The pieces follow as STREAM_DATA records, then one STREAM_END. None: no stream.
+    stream: int | None = None
+    file: str | None = None  # krait.ResponseFile: the absolute path of the file to send as the body
+    # In the server process only, never on the wire: the Stream of a streamed body's pieces, which
+    # JobPool.run() puts here (krait/pool/answers.py).
+    pieces: Any = None
 
 
 class WorkerReady(NamedTuple):
@@ -76,6 +84,15 @@ WS_CLOSE = "close"  # (WS_CLOSE, conn, code, reason): either way: the client or 
 WS_DONE = "done"  # (WS_DONE, conn): worker -> server: the controller stopped; the connection is gone
 WS_JOIN = "join"  # (WS_JOIN, conn, room): worker -> server: the connection joins a room
 WS_LEAVE = "leave"  # (WS_LEAVE, conn, room)
+# A streamed response body (Result.stream), worker -> server, right behind its Result: each piece as
+# (STREAM_DATA, 0, bytes) without a codec, like a WebSocket message; then (STREAM_END, error), error None
+# when the body is complete, else the ErrorReport (as a tuple) of the site code that failed producing it
+# (the server then cuts the connection: the response is incomplete). Markers around a template's
+# compilation, which does not count against --timeout: (COMPILING,) and (COMPILED,).
+STREAM_DATA = "data"
+STREAM_END = "end"
+COMPILING = "compiling"
+COMPILED = "compiled"
 # (PUBLISH, room, kind, payload), kind WS_TEXT or WS_BINARY: from any worker (a controller or an HTTP
 # script) to its server process, and between server processes (krait/pool/relay.py). It is the only
 # record a script worker sends besides its answers.
@@ -94,9 +111,10 @@ def job_from_wire(data: tuple) -> Job:
 def result_to_wire(result: Result, took: float | None = None) -> tuple:
     """A Result as nested plain tuples; `took` overrides result.took."""
     error = tuple(result.error) if result.error is not None else None
-    return (*result[:5], error, result.ws_protocol, result.code_free, result.took if took is None else took)
+    return (*result[:5], error, result.ws_protocol, result.code_free, result.took if took is None else took,
+            result.stream, result.file)
 
 
 def result_from_wire(data: tuple) -> Result:
     error = ErrorReport(*data[5]) if data[5] is not None else None
-    return Result._make((*data[:5], error, *data[6:9]))
+    return Result(*data[:5], error, *data[6:])  # type: ignore[call-arg]  # a wire tuple of Result's fields

@@ -5,8 +5,8 @@
 #   sendall. The records of krait/pool/jobs.py are tuples of str, bytes, ints, dicts and None, which
 #   `marshal` encodes several times faster than pickle (tag b"m"); anything else (the start-up report
 #   carrying krait.config's snapshot) falls back to pickle (b"p"). WebSocket messages, the one record
-#   sent once per message in both directions, skip the codec (send_message(): tag b"t" or b"b", the
-#   connection's number in 4 bytes, and the payload as it is).
+#   sent once per message in both directions, and the pieces of a streamed response body skip the codec
+#   (send_message(): tag b"t", b"b" or b"d", the connection's number in 4 bytes, and the payload as it is).
 # - Reading is buffered: one recv takes every frame already waiting (a worker with pipelined jobs, or a
 #   reader thread with several answers, gets them with one system call), and pending() says whether a
 #   whole frame is already buffered. A frame larger than _BIG_FRAME is read straight into a buffer of
@@ -47,7 +47,8 @@ _HEADER = struct.Struct("!IB")
 _CONN = struct.Struct("!I")  # the connection number at the start of a WebSocket message's payload
 _MSG_HEADER = struct.Struct("!IBI")  # _HEADER + _CONN
 _MARSHAL, _PICKLE = ord("m"), ord("p")
-_TAG_OF = {jobs.WS_TEXT: ord("t"), jobs.WS_BINARY: ord("b")}  # send_message(): a payload as it is
+# send_message(): a payload as it is (WebSocket messages, pieces of a streamed response body)
+_TAG_OF = {jobs.WS_TEXT: ord("t"), jobs.WS_BINARY: ord("b"), jobs.STREAM_DATA: ord("d")}
 _RECORD_OF = {tag: kind for kind, tag in _TAG_OF.items()}
 _GATHER = 65536  # payloads this large are sent with sendmsg() behind their header, not copied
 _CHUNK = 65536  # bytes asked of one recv (larger ones would be mmap-allocated by malloc on every call)
@@ -112,7 +113,7 @@ class MessagePipe:
             self._write_large(header, data)
 
     def send_message(self, kind: str, conn: int, payload: bytes) -> None:
-        """Send the WebSocket record (kind, conn, payload), kind jobs.WS_TEXT or WS_BINARY, without a
+        """Send the record (kind, conn, payload), kind jobs.WS_TEXT, WS_BINARY or STREAM_DATA, without a
         codec; recv() gives back that tuple."""
         header = _MSG_HEADER.pack(len(payload) + 4, _TAG_OF[kind], conn)
         if len(payload) < _GATHER:

@@ -9,18 +9,13 @@
 #   whose running job started less than PIPELINE_STALL ago and whose pipe holds only jobs of files
 #   known to be fast (every answer says how long its job took); a file that was slow last time, or has
 #   not run yet, is the last job in its pipe. So a fast request never waits behind a slow script.
-# - Each worker is a _Lane: `inflight` holds its jobs in wire order, `outbox` those not written yet.
+# - Each worker is a Lane: `inflight` holds its jobs in wire order, `outbox` those not written yet.
 #   Jobs are placed under the pool lock and written, in placement order, under the lane's send lock,
 #   so the order on the wire is the order of `inflight` whatever thread writes. Loads and counts are
 #   read off these lists, never kept on the side.
-# - Who reads a worker's answers (Reader below): a request thread that finds a worker idle reads its
-#   own answer (one thread hand-off less); otherwise the lane's reader thread reads, answers every job
-#   in the batch it got, refills the pipe from the queue with one write, and sleeps while the worker is
-#   idle.
-# - Faults stay with the job that caused them. The running job passes its deadline: the worker is
-#   killed, that caller gets GatewayTimeout. The pipe hits EOF (os._exit, a segfault, the OOM killer):
-#   InternalError. Either way the jobs behind it never started, so they go back to the front of the
-#   queue, and a replacement worker starts. More than `max_queued` jobs waiting: ServiceUnavailable.
+# - Reading answers, streamed bodies and worker faults are krait/pool/answers.py's half of the class; the
+#   records both halves work on are krait/pool/lanes.py's. More than `max_queued` jobs waiting:
+#   ServiceUnavailable.
 # - Generations (reloads, docs/deployment.md): prepare() starts a complete new generation of workers and
 #   waits until init.py ran in every one, while the current generation serves on. commit() then, under the
 #   pool lock, makes them the serving lanes, runs the server's `publish` (which installs the App built from
@@ -33,96 +28,30 @@
 #   no request in flight is cut. So is a worker that served --max-requests jobs, once its replacement ran
 #   init.py; until then it serves on, and if the replacement fails (a broken edit of init.py), it serves
 #   that many jobs more before the next try.
-# - A script may publish to a WebSocket room (krait.websockets.publish()): that record arrives on the
-#   worker's pipe between answers, and whoever reads the pipe hands it to `on_publish`.
+# - A script may publish to a WebSocket room (krait.websockets.publish()): whoever reads the worker's pipe
+#   hands that record to `on_publish`.
 
 from __future__ import annotations
 
-import enum
 import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 from krait import limits
-from krait.errors import GatewayTimeout, InternalError, Reloaded, ServiceUnavailable
+from krait.errors import Reloaded, ServiceUnavailable
 from krait.pool import jobs
+from krait.pool.answers import AnswerReader
+from krait.pool.lanes import Entry, Generation, Lane, Reader
 from krait.pool.process import WorkerProcess, start_all
 from krait.settings import Settings
 
 log = logging.getLogger("krait.pool")
 
 
-class Reader(enum.Enum):
-    """Who reads a lane's pipe. NONE: nobody, the worker is idle and its reader thread sleeps. CALLER: the
-    request thread whose job an idle worker took reads that answer itself. THREAD: the lane's reader
-    thread. Transitions: NONE -> CALLER (run() on an idle lane); NONE -> THREAD (jobs fed from the
-    queue, or a stop to read the EOF of); CALLER/THREAD -> THREAD or NONE after each batch of answers
-    (THREAD while jobs are left in the pipe)."""
-
-    NONE = 0
-    CALLER = 1
-    THREAD = 2
-
-
-class Generation(NamedTuple):
-    """Workers that ran one version of init.py (prepare() -> commit() or discard())."""
-
-    number: int
-    workers: list[WorkerProcess]
-    config: Any  # krait.config's snapshot (the first worker's)
-
-
-class _Entry:
-    """One job of a request thread, waiting in the queue or in a worker's pipe."""
-
-    __slots__ = ("wire", "rel_path", "generation", "timeout", "small", "fast", "queued", "done", "result", "error")
-
-    def __init__(self, job: jobs.Job, timeout: float, generation: int | None) -> None:
-        self.wire = jobs.job_to_wire(job)
-        self.rel_path = job.rel_path
-        self.generation = generation  # whose configuration routed it (None: any generation may run it)
-        self.timeout = timeout
-        self.small = len(job.body) < limits.PIPELINE_MAX_BODY  # may wait in a busy worker's pipe
-        self.fast = False  # its file ran in under PIPELINE_STALL last time (set when it is placed)
-        self.queued = 0.0
-        self.done = threading.Lock()
-        self.done.acquire()  # released once `result` or `error` is set
-        self.result: jobs.Result | None = None
-        self.error: Exception | None = None
-
-    def finish(self, result: jobs.Result | None = None, error: Exception | None = None) -> None:
-        self.result, self.error = result, error
-        self.done.release()
-
-
-class _Lane:
-    """One worker process with its scheduling state (fields under the pool lock unless noted)."""
-
-    __slots__ = ("proc", "inflight", "outbox", "started", "served", "recycling", "retiring", "dead", "reader",
-                 "wake", "send_lock")
-
-    def __init__(self, proc: WorkerProcess, mutex: Any) -> None:
-        self.proc = proc
-        self.inflight: deque[_Entry] = deque()  # placed on this worker, in wire order; [0] is running
-        self.outbox: list[_Entry] = []  # the tail of `inflight` not written yet
-        self.started = 0.0  # when inflight[0] started running
-        self.served = 0  # jobs written to it (--max-requests)
-        self.recycling = False  # its replacement is starting (--max-requests)
-        self.retiring = False  # takes no new jobs; stopped when its pipe is empty
-        self.dead = False  # failed: the reader thread exits
-        self.reader = Reader.NONE
-        self.wake = threading.Condition(mutex)  # wakes the reader thread
-        self.send_lock = threading.Lock()  # held while writing to the pipe (outside the pool lock)
-
-    def unsure(self) -> bool:
-        """Whether a job in the pipe is of a file not known to be fast (nothing may queue behind it)."""
-        return not all(entry.fast for entry in self.inflight)
-
-
-class JobPool:
+class JobPool(AnswerReader):
     """A fixed number of workers running HTTP jobs, pipelined (see the module comment)."""
 
     def __init__(self, settings: Settings, size: int) -> None:
@@ -135,9 +64,9 @@ class JobPool:
         mutex = threading.Lock()
         self._mutex = mutex
         self._lock = threading.Condition(mutex)
-        self._lanes: list[_Lane] = []  # taking new jobs
+        self._lanes: list[Lane] = []  # taking new jobs
         self._starting: set[object] = set()  # replacements being started (one token each)
-        self._queue: deque[_Entry] = deque()  # waiting for any worker
+        self._queue: deque[Entry] = deque()  # waiting for any worker
         self._took: dict[str, float] = {}  # rel_path -> seconds its last job took in a worker
         self._numbered = -1  # the last generation number given out
         self._closed = False
@@ -167,9 +96,9 @@ class JobPool:
         pool lock); the old workers finish the jobs in their pipes and stop (see the module comment)."""
         for proc in new.workers:
             proc.pipe.use_kernel_timeouts(limits.PIPE_SEND_TIMEOUT)
-        fresh = [_Lane(proc, self._mutex) for proc in new.workers]
-        stopping: list[_Lane] = []
-        stale: list[_Entry] = []
+        fresh = [Lane(proc, self._mutex) for proc in new.workers]
+        stopping: list[Lane] = []
+        stale: list[Entry] = []
         with self._lock:
             closed = self._closed
             if not closed:
@@ -208,13 +137,13 @@ class JobPool:
             if lane.proc.process.is_alive():
                 lane.proc.kill()
 
-    def _start_replacement(self, recycled: _Lane | None = None) -> None:
+    def _start_replacement(self, recycled: Lane | None = None) -> None:
         token = object()
         with self._lock:
             self._starting.add(token)
         threading.Thread(target=self._replace, args=(token, recycled), name="krait-replace", daemon=True).start()
 
-    def _replace(self, token: object, recycled: _Lane | None) -> None:
+    def _replace(self, token: object, recycled: Lane | None) -> None:
         """Start a worker for a dead one, or for `recycled` (which is retired once it is ready)."""
         try:
             proc = WorkerProcess.start(self.settings, self.generation)
@@ -236,7 +165,7 @@ class JobPool:
         with self._lock:
             self._starting.discard(token)
             stale = self._closed or proc.generation != self.generation
-            lane = None if stale else _Lane(proc, self._mutex)
+            lane = None if stale else Lane(proc, self._mutex)
             if lane is not None:
                 self._lanes.append(lane)
         if lane is None:
@@ -245,12 +174,12 @@ class JobPool:
             return
         self._run_lane(lane)
 
-    def _run_lane(self, lane: _Lane) -> None:
+    def _run_lane(self, lane: Lane) -> None:
         """Start serving a lane that just joined `_lanes`: its reader thread, and the queued jobs."""
         threading.Thread(target=self._read_answers, args=(lane,), name="krait-pool-reader", daemon=True).start()
         self._feed(lane)
 
-    def _retire(self, lane: _Lane) -> None:
+    def _retire(self, lane: Lane) -> None:
         """Take no new jobs; the reader thread stops the worker once its pipe is empty."""
         with self._lock:
             idle = self._retire_locked(lane)
@@ -258,7 +187,7 @@ class JobPool:
         if idle:
             self._send_stop(lane)
 
-    def _retire_locked(self, lane: _Lane) -> bool:
+    def _retire_locked(self, lane: Lane) -> bool:
         """_retire() under the lock, but for the stop message: True when the caller must send it."""
         if lane.retiring:
             return False
@@ -295,7 +224,7 @@ class JobPool:
             GatewayTimeout: the job ran past `timeout` (its worker was killed).
             InternalError: the worker died while running the job.
         """
-        entry = _Entry(job, timeout, generation)
+        entry = Entry(job, timeout, generation)
         with self._lock:
             if self._closed:
                 raise ServiceUnavailable("the server is shutting down")
@@ -330,7 +259,7 @@ class JobPool:
             return self._wait(entry)
         return self._read_own(lane, entry)
 
-    def _choose(self, entry: _Entry) -> _Lane | None:
+    def _choose(self, entry: Entry) -> Lane | None:
         """The least loaded lane that may take `entry` now (caller holds the lock), else None."""
         best = None
         for lane in self._lanes:
@@ -343,13 +272,13 @@ class JobPool:
             return best
         return None
 
-    def _place(self, lane: _Lane, entry: _Entry) -> None:
+    def _place(self, lane: Lane, entry: Entry) -> None:
         """Give `entry` to `lane` (caller holds the lock); _write() puts it on the wire."""
         entry.fast = self._took.get(entry.rel_path, limits.PIPELINE_STALL) < limits.PIPELINE_STALL
         lane.inflight.append(entry)
         lane.outbox.append(entry)
 
-    def _write(self, lane: _Lane) -> bool:
+    def _write(self, lane: Lane) -> bool:
         """Write the lane's outbox, in order, with one system call; False when the write failed."""
         written = True
         with lane.send_lock:
@@ -370,10 +299,10 @@ class JobPool:
             self._start_replacement(lane)
         return written
 
-    def _feed(self, lane: _Lane) -> None:
+    def _feed(self, lane: Lane) -> None:
         """Give `lane` queued jobs up to its pipeline depth (none while it is on a slow job)."""
         take = False
-        late: list[_Entry] = []
+        late: list[Entry] = []
         now = time.monotonic()
         with self._lock:
             queue = self._queue
@@ -394,7 +323,7 @@ class JobPool:
         if take:
             self._write(lane)
 
-    def _wait(self, entry: _Entry) -> jobs.Result:
+    def _wait(self, entry: Entry) -> jobs.Result:
         timeout = entry.timeout
         # The reader finishes every entry that reached a worker (answer, timeout or crash). Only a queued
         # one could be stranded, so after the longest fair wait the caller takes it back.
@@ -409,164 +338,3 @@ class JobPool:
         if entry.error is not None:
             raise entry.error
         return entry.result  # type: ignore[return-value]
-
-    # --- reading answers ------------------------------------------------------------------
-
-    @staticmethod
-    def _set_reader(lane: _Lane, reader: Reader) -> None:
-        """Hand the lane's pipe to `reader` (caller holds the lock); wakes the reader thread for THREAD."""
-        if lane.reader is not reader:
-            lane.reader = reader
-            if reader is Reader.THREAD:
-                lane.wake.notify()
-
-    def _published(self, record: tuple) -> None:
-        if self.on_publish is not None:
-            self.on_publish(record[1], record[2], record[3])
-
-    def _read_own(self, lane: _Lane, entry: _Entry) -> jobs.Result:
-        """Read the answer to `entry`, the first job of an idle worker, in the calling thread."""
-        deadline = time.monotonic() + entry.timeout
-        try:
-            while True:
-                message = lane.proc.pipe.recv(max(deadline - time.monotonic(), 0.001))
-                if type(message[0]) is not str:
-                    break
-                self._published(message)  # a record the script published on its way
-        except TimeoutError:
-            self._timed_out(lane, entry)
-            raise entry.error from None  # type: ignore[misc]
-        except (EOFError, OSError):
-            self._died(lane, entry)
-            raise entry.error from None  # type: ignore[misc]
-        result = jobs.result_from_wire(message)
-        self._answered(lane, [result])
-        return result
-
-    def _read_answers(self, lane: _Lane) -> None:
-        """The lane's reader thread: deliver each answer to its caller; handle timeouts, crash, retirement."""
-        pipe = lane.proc.pipe
-        poll = limits.POOL_POLL_INTERVAL
-        while True:
-            if lane.reader is not Reader.THREAD:
-                with self._lock:
-                    while lane.reader is not Reader.THREAD and not lane.dead:
-                        lane.wake.wait()
-                if lane.dead:
-                    return  # failed while another thread read the pipe: _fail did the rest
-            head = lane.inflight[0] if lane.inflight else None
-            wait = poll if head is None else min(poll, head.timeout - (time.monotonic() - lane.started))
-            try:
-                if wait <= 0:
-                    raise TimeoutError
-                message = pipe.recv(wait)
-            except TimeoutError:
-                if head is None or time.monotonic() - lane.started < head.timeout:
-                    continue  # nothing due yet: look again
-                self._timed_out(lane, head)
-                return
-            except (EOFError, OSError):
-                if lane.retiring and not lane.inflight:  # the EOF after the stop message
-                    lane.proc.process.join(2)
-                    pipe.close()
-                    return
-                self._died(lane, head)
-                return
-            if type(message[0]) is str:  # published by the running script
-                self._published(message)
-                continue
-            # Every answer already buffered is taken before the worker is fed, so that it gets its next
-            # jobs with one write and one wake-up.
-            results = [jobs.result_from_wire(message)]
-            while pipe.pending():
-                message = pipe.recv(wait)
-                if type(message[0]) is str:
-                    self._published(message)
-                else:
-                    results.append(jobs.result_from_wire(message))
-            for entry, result in zip(self._answered(lane, results), results):
-                entry.finish(result)
-
-    def _answered(self, lane: _Lane, results: list[jobs.Result]) -> list[_Entry]:
-        """The pipe's oldest jobs got these answers: remember how long their files took, feed the worker
-        (one write for all the jobs it takes), and decide who reads next."""
-        with self._lock:
-            entries = [lane.inflight.popleft() for _ in results]
-            lane.started = time.monotonic()
-            took = self._took
-            if len(took) > 1000:
-                took.clear()
-            for entry, result in zip(entries, results):
-                took[entry.rel_path] = result.took
-        if not lane.retiring:
-            self._feed(lane)
-        with self._lock:
-            self._set_reader(lane, Reader.THREAD if lane.inflight or lane.retiring else Reader.NONE)
-            stop = lane.retiring and not lane.inflight
-        if stop:
-            self._send_stop(lane)
-        return entries
-
-    # --- faults ---------------------------------------------------------------------------
-
-    def _timed_out(self, lane: _Lane, running: _Entry) -> None:
-        log.error("script %s exceeded the %.0fs timeout; worker %d killed", running.rel_path, running.timeout,
-                  lane.proc.pid)
-        self._fail(lane, GatewayTimeout("the script did not finish within %.0f seconds" % running.timeout))
-
-    def _died(self, lane: _Lane, running: _Entry | None) -> None:
-        log.error("worker %d died while running %s (exit code %s); replaced", lane.proc.pid,
-                  running.rel_path if running else "nothing", lane.proc.exitcode)
-        self._fail(lane, InternalError("the worker process running the script died"))
-
-    def _send_stop(self, lane: _Lane) -> None:
-        with lane.send_lock:
-            try:
-                lane.proc.pipe.send(None)  # the worker exits; its reader sees EOF and returns
-            except OSError:
-                pass
-
-    def _fail(self, lane: _Lane, error: Exception | None) -> None:
-        """The worker is dead or must die: answer its running job with `error` (None: the running job
-        never reached the worker, requeue it too), requeue the rest, replace the worker."""
-        try:  # first, so that a writer blocked on its full pipe gets EPIPE and lets go of send_lock
-            lane.proc.process.kill()
-        except Exception:  # already gone
-            pass
-        with lane.send_lock, self._lock:
-            lane.dead = True
-            lane.wake.notify()  # a sleeping reader thread exits
-            serving = lane in self._lanes  # a retiring one was replaced already
-            if serving:
-                self._lanes.remove(lane)
-            lane.retiring = True
-            running = lane.inflight.popleft() if lane.inflight and error is not None else None
-            requeue = list(lane.inflight)
-            lane.inflight.clear()
-            lane.outbox = []
-            replace = serving and not (self._closed or lane.recycling) and lane.proc.generation == self.generation
-        if replace:
-            self._start_replacement()
-        lane.proc.kill()
-        if running is not None:
-            running.finish(error=error)
-        self._requeue(requeue)
-        self._strand_if_orphaned()
-
-    def _requeue(self, entries: list[_Entry]) -> None:
-        """Jobs that never started go back to the front of the queue, in order, for any live worker (those
-        of a replaced generation back to their callers, to be routed again)."""
-        if not entries:
-            return
-        with self._lock:
-            now = time.monotonic()
-            stale = [entry for entry in entries if entry.generation not in (None, self.generation)]
-            for entry in reversed(entries):
-                if entry not in stale:
-                    entry.queued = now
-                    self._queue.appendleft(entry)
-            others = list(self._lanes)
-        for entry in stale:
-            entry.finish(error=Reloaded())
-        for other in others:  # they need not wait for the replacement
-            self._feed(other)

@@ -9,7 +9,14 @@
 # Timeouts live here, not in the core:
 #   - between requests, the idle keep-alive timeout (silent close);
 #   - once a request's first byte arrived, one total deadline for the whole header block (408);
-#   - while a body arrives, a minimum average rate after a grace period (408).
+#   - while a body arrives, --min-body-rate as a quota per window (krait/server/pace.py; 408), also for a
+#     body the core skips after an early answer;
+#   - while a response goes out, --send-timeout for a send, and once the response does not fit the
+#     socket's buffer at once, --min-send-rate as a quota per window (the connection is dropped).
+# A body a script or template gets is collected in a Body (krait/server/bodies.py: in memory when small,
+# in a spooled file when large), which is closed once the request is answered. A body a worker streams
+# (Reply.stream) is sent piece by piece as the worker produces it, outside the gate; if the client or the
+# worker fails mid-way, the connection ends (the response is incomplete) and the stream is given up.
 # The FairGate (krait/server/gate.py) bounds how many connection threads work on requests at once; a
 # request leaves it while it waits for a worker (also for an error page), while a large file streams, and
 # for a WebSocket's life.
@@ -21,16 +28,19 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import time
 from typing import Any
 
-from krait import __version__, sockopt
+from krait import __version__, limits, sockopt
 from krait.errors import HttpError, LocalProtocolError, ProtocolError, Reloaded
 from krait.http import NEED_DATA, Connection, Data, EndOfMessage, InformationalResponse, Request, Response, handshake
 from krait.pool import jobs
 from krait.server import forwarded
+from krait.server.bodies import Body
 from krait.server.dispatch import App, error_page
+from krait.server.pace import Pace
 from krait.server.records import Incoming, Pending, Reply
 from krait.server.routing import SCRIPT, STATIC, Target
 from krait.timefmt import http_date
@@ -59,9 +69,11 @@ class Channel:
         self.in_gate = False  # holds a slot of the server's FairGate
         self.kernel_timeouts = not server.tls  # see the I/O helpers below
         self._rcv_timeout: float | None = None  # the SO_RCVTIMEO last set
+        self._snd_timeout = self.settings.send_timeout  # the SO_SNDTIMEO last set
+        self.pace: Pace | None = None  # the response's, once a send was partial
         if self.kernel_timeouts:
             sock.settimeout(None)
-            sockopt.set_send_timeout(sock, self.settings.send_timeout)
+            sockopt.set_send_timeout(sock, self._snd_timeout)
 
     # --- I/O helpers --------------------------------------------------------------------
     #
@@ -87,19 +99,51 @@ class Channel:
         except TimeoutError:
             raise _Timeout() from None
 
-    def sendall(self, data: bytes) -> None:
-        if self.kernel_timeouts:
+    def sendall(self, data: bytes | memoryview) -> None:
+        """Send all of `data`. A send that the client's window takes whole (the usual case) is one system
+        call; the rest of a partial one goes at the response's pace (--min-send-rate)."""
+        if self.pace is None:
+            self._set_send_timeout(self.settings.send_timeout)
             try:
-                self.sock.sendall(data)
+                sent = self.sock.send(data)
             except BlockingIOError:
                 raise TimeoutError("the client did not read the response in time") from None
-            return
-        self.sock.settimeout(self.settings.send_timeout)
-        self.sock.sendall(data)
+            if sent == len(data):
+                return
+            data = memoryview(data)[sent:]
+            self.pace = Pace(self.settings.min_send_rate, self.settings.send_timeout)
+        view = memoryview(data)
+        while view:
+            sent = self._paced(self.sock.send, view)
+            view = view[sent:]
 
-    def body_deadline(self, start: float, received: float) -> float:
-        """When the next body byte is due: enough time to keep the average rate at --min-body-rate."""
-        return start + self.settings.body_rate_grace + received / self.settings.min_body_rate
+    def _paced(self, send: Any, *args: Any) -> int:
+        """One send call bounded by what is left of the pace's window; counts what it sent."""
+        pace = self.pace
+        assert pace is not None
+        left = pace.left()
+        if left <= 0:
+            raise TimeoutError("the client took the response more slowly than --min-send-rate")
+        self._set_send_timeout(left)
+        try:
+            sent = send(*args)
+        except BlockingIOError:
+            raise TimeoutError("the client took the response more slowly than --min-send-rate") from None
+        pace.count(sent)
+        return sent
+
+    def _set_send_timeout(self, seconds: float) -> None:
+        if self.kernel_timeouts:
+            if seconds != self._snd_timeout:
+                sockopt.set_send_timeout(self.sock, seconds)
+                self._snd_timeout = seconds
+        else:
+            self.sock.settimeout(seconds)
+
+    def body_pace(self) -> Pace:
+        """The pace a request body must keep: --min-body-rate per window, after a grace period."""
+        window = limits.BODY_RATE_WINDOW
+        return Pace(self.settings.min_body_rate, window, window + self.settings.body_rate_grace)
 
     # --- the request loop -----------------------------------------------------------------
 
@@ -107,7 +151,7 @@ class Channel:
         conn = Connection(**self.settings.http_limits())
         fresh = True  # waiting for the first byte of a new request
         header_deadline = 0.0
-        discard: list[float] = []  # [start, bytes] while the core skips a body we answered without reading
+        discard: Pace | None = None  # while the core skips a body we answered without reading
         while True:
             try:
                 event = conn.next_event()
@@ -116,16 +160,16 @@ class Channel:
                 return
             if event is NEED_DATA:
                 if conn.their_state == "BODY":  # still skipping an unread body: the minimum rate applies
-                    if not discard:
-                        discard[:] = [time.monotonic(), 0.0]
+                    if discard is None:
+                        discard = self.body_pace()
                     try:
-                        data = self.recv(max(self.body_deadline(*discard) - time.monotonic(), 0.05))
+                        data = self.recv(discard.left())
                     except (_Timeout, OSError):
                         return
-                    discard[1] += len(data)
+                    discard.count(len(data))
                     conn.receive_data(data)
                     continue
-                discard.clear()
+                discard = None
                 if self.closing and fresh:
                     return
                 try:
@@ -156,34 +200,32 @@ class Channel:
                 continue
             return  # ConnectionClosed, or PAUSED after a response that switched protocols
 
-    def read_body(self, conn: Connection) -> bytes | None:
-        """Read the whole request body within the minimum-rate rule; None when the client failed."""
+    def read_body(self, conn: Connection, body: Body) -> bool:
+        """Read the whole request body into `body` at the body pace; False when the client failed."""
         if conn.waiting_for_100_continue:
             self.sendall(conn.send(InformationalResponse(100, ())))
-        chunks = []
-        received = 0
-        start = time.monotonic()
+        pace = self.body_pace()
         while True:
             try:
                 event = conn.next_event()
             except ProtocolError as exc:
                 self.send_error(conn, exc.status_hint, str(exc))
-                return None
+                return False
             if type(event) is Data:
-                chunks.append(event.data)
-                received += len(event.data)
+                body.write(event.data)
                 continue
             if type(event) is EndOfMessage:
-                return b"".join(chunks)
+                return True
             if event is NEED_DATA:
                 try:
-                    data = self.recv(max(self.body_deadline(start, received) - time.monotonic(), 0.05))
+                    data = self.recv(pace.left())
                 except _Timeout:
                     self.send_error(conn, 408, "the request body arrived too slowly")
-                    return None
+                    return False
+                pace.count(len(data))
                 conn.receive_data(data)
                 continue
-            return None  # ConnectionClosed mid-body: the core raises first, so this is defensive
+            return False  # ConnectionClosed mid-body: the core raises first, so this is defensive
 
     def incoming(self, head: Request) -> Incoming:
         """The request record of a parsed head: target split once, client seen through trusted proxies."""
@@ -200,16 +242,22 @@ class Channel:
         if handshake.is_upgrade_request(head.headers):
             return self.handle_upgrade(conn, req, started)  # never in the gate: it may wait for a worker
         app: App = self.server.app
+        body: Body | None = None
         if head.chunked or (head.content_length or 0) > 0:
             # Routed before the body is read, outside the gate: a slow upload holds no slot, a 404 never
             # waits for an upload, and static files and errors are answered without reading the body
             # (the core skips it); only site code receives it.
             routed = app.route(req)
             if type(routed) is Target and routed.kind != STATIC:
-                body = self.read_body(conn)
-                if body is None:
-                    return False
-                req = req._replace(body=body)
+                body = self.server.bodies.body(head.content_length)
+                try:
+                    if not self.read_body(conn, body):
+                        return False
+                except BaseException:
+                    body.close()
+                    raise
+                data, path = body.finish()
+                req = req._replace(body=data, body_file=path)
             self.enter_gate()
         else:
             self.enter_gate()
@@ -227,6 +275,8 @@ class Channel:
             self.respond(conn, req, answer, started)  # type: ignore[arg-type]
         finally:
             self.leave_gate()
+            if body is not None:
+                body.close()
         return conn.keep_alive
 
     def run_job(self, pending: Pending) -> jobs.Result | HttpError | None:
@@ -254,16 +304,23 @@ class Channel:
         headers = [("Date", http_date()), SERVER_HEADER, *reply.headers]
         if self.closing and reply.status != 101:  # a graceful stop: tell the client not to send more here
             headers.append(_CLOSE)
+        self.pace = None
         try:
-            if reply.file_range is None:
+            if reply.file_range is None and reply.stream is None:
                 data = conn.send_full(reply.status, headers, reply.body, reply.reason)
                 self.sendall(data)
             else:
-                self.sendall(conn.send(Response(reply.status, headers, reply.reason)))
-                if req is not None and req.method != "HEAD":
-                    self.leave_gate()  # streaming a large file may take long: let others go first
-                    self.send_file(*reply.file_range)
-                self.sendall(conn.send(EndOfMessage()))
+                try:
+                    self.sendall(conn.send(Response(reply.status, headers, reply.reason)))
+                    self.leave_gate()  # a large file or a stream may take long: let others go first
+                    if reply.stream is not None:
+                        self.send_stream(conn, reply.stream)
+                    elif req is not None and req.method != "HEAD":
+                        self.send_file(*reply.file_range)  # type: ignore[misc]
+                    self.sendall(conn.send(EndOfMessage()))
+                finally:
+                    if reply.stream is not None:
+                        reply.stream.close()  # given up before its end (the client failed): the worker stops
         except LocalProtocolError as exc:
             log.error("refused to send the response to %s %s: %s", req.method if req else "-",
                       req.target if req else "-", exc)
@@ -273,29 +330,39 @@ class Channel:
                                         reply.body))
         self.server.log_access(req.remote_addr if req and req.remote_addr else self.addr, req, reply, started)
 
-    def send_file(self, path: str, offset: int, length: int) -> None:
-        self.sock.settimeout(self.settings.send_timeout)  # socket.sendfile() wants Python's timeout
+    def send_stream(self, conn: Connection, stream: Any) -> None:
+        """Send a worker's streamed body as it comes; a failure of the worker ends the connection."""
         try:
-            self._send_file(path, offset, length)
-        finally:
-            if self.kernel_timeouts:
-                self.sock.settimeout(None)
+            for piece in stream:
+                self.sendall(conn.send(Data(piece)))
+        except HttpError as exc:  # the worker failed or stalled mid-way: the response cannot be completed
+            log.error("response cut: %s", exc)
+            raise ConnectionAbortedError(str(exc)) from None
 
-    def _send_file(self, path: str, offset: int, length: int) -> None:
+    def send_file(self, path: str, offset: int, length: int) -> None:
+        """Send a file range: with sendfile(2) at the response's pace, or in pieces over TLS."""
+        end = offset + length
         with open(path, "rb") as f:
-            if hasattr(self.sock, "sendfile") and not self.server.tls:
-                sent = self.sock.sendfile(f, offset, length)
+            if self.kernel_timeouts and hasattr(os, "sendfile"):
+                if self.pace is None:
+                    self.pace = Pace(self.settings.min_send_rate, self.settings.send_timeout)
+                out, source = self.sock.fileno(), f.fileno()
+                while offset < end:
+                    sent = self._paced(os.sendfile, out, source, offset, end - offset)
+                    if not sent:
+                        break
+                    offset += sent
             else:
                 f.seek(offset)
-                sent = 0
-                while sent < length:
-                    block = f.read(min(262144, length - sent))
+                while offset < end:
+                    block = f.read(min(limits.STREAM_CHUNK, end - offset))
                     if not block:
                         break
-                    self.sock.sendall(block)
-                    sent += len(block)
-        if sent != length:  # the file shrank under us: the framing is broken, so the connection must end
-            raise OSError("file %s changed while being sent" % path)
+                    self.sendall(block)
+                    offset += len(block)
+        if offset != end:  # the file shrank under us: the framing is broken, so the connection must end
+            log.error("file %s shrank while being sent; connection closed", path)
+            raise ConnectionAbortedError("file changed while being sent")
 
     def send_error(self, conn: Connection, status: int, detail: str) -> None:
         headers = [("Date", http_date()), SERVER_HEADER, _CLOSE, ("Content-Type", "text/html; charset=utf-8")]

@@ -80,6 +80,10 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     option("--header-timeout", dest="header_timeout", type=_SECONDS, help="seconds to send a header block (408)")
     option("--keepalive-timeout", dest="keepalive_timeout", type=_SECONDS, help="idle keep-alive seconds")
     option("--min-body-rate", dest="min_body_rate", type=_COUNT, help="slowest accepted body upload, bytes/s (408)")
+    option("--send-timeout", dest="send_timeout", type=_SECONDS,
+           help="seconds a client may take no response bytes (the connection is dropped)")
+    option("--min-send-rate", dest="min_send_rate", type=_COUNT,
+           help="slowest accepted reading of a large response, bytes/s per --send-timeout window (dropped)")
     option("--max-connections", dest="max_connections", type=_COUNT, help="open connections per process (503 past it)")
     option("--max-connections-per-ip", dest="max_connections_per_ip", type=_SIZE,
            help="open connections per client address and process (503 past it; 0 = no limit)")

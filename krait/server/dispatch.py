@@ -88,7 +88,7 @@ class App:
     def job(self, req: Incoming, target: Target, kind: str) -> jobs.Job:
         return jobs.Job(kind, target.path, target.rel_path, req.method, req.url, target.decoded_path, req.query,
                         "HTTP/" + req.http_version, req.headers, req.body, req.remote_addr, req.scheme,
-                        target.url_params)
+                        target.url_params, body_file=req.body_file)
 
     def complete(self, req: Incoming, target: Target, outcome: jobs.Result | HttpError) -> Reply | Pending:
         """The Reply for a job's Result, or for the HttpError the pool raised instead (503, 504, 500)."""
@@ -111,7 +111,7 @@ class App:
 
     def finish(self, req: Incoming, reply: Reply) -> Reply:
         """What every reply gets last: gzip (and its Vary on a 206), and no representation metadata on a 304."""
-        if self.gzip is not None and reply.file_range is None:
+        if self.gzip is not None and reply.file_range is None and reply.stream is None:
             if reply.status == 200:
                 reply = self.gzip.reply(reply, req.headers.get("accept-encoding", ""))
             elif reply.status == 304:
@@ -132,9 +132,21 @@ class App:
         if "cache-control" not in names:
             # Dynamic targets default to no-store; a cache list naming the target overrides.
             headers.append(("Cache-Control", site_config.cache_control(rel_path, True, self.cfg)))
-        if "content-type" not in names and (result.body or req.method == "HEAD"):
+        if "content-type" not in names and (result.body or result.stream or req.method == "HEAD"):
             headers.append(("Content-Type", result.content_type or mime.DEFAULT))
         headers = [(n, v) for n, v in headers if n.lower() not in ("content-length", "transfer-encoding", "connection")]
+        if result.file is not None:  # krait.ResponseFile: the file as it is now
+            try:
+                size = os.stat(result.file).st_size
+            except OSError as exc:
+                return self.error_reply(500, "ResponseFile %s: %s" % (result.file, exc.strerror), [], req)
+            headers.append(("Content-Length", str(size)))
+            return Reply(result.status, headers, b"", (result.file, 0, size), result.reason or None)
+        if result.pieces is not None:
+            # A known length; else the body goes chunked (close-delimited to an HTTP/1.0 client).
+            if result.stream is not None and result.stream >= 0:
+                headers.append(("Content-Length", str(result.stream)))
+            return Reply(result.status, headers, b"", None, result.reason or None, stream=result.pieces)
         return Reply(result.status, headers, result.body, None, result.reason or None)
 
     def code_free_reply(self, reply: Reply, target: Target, req: Incoming, source: tuple[int, int]) -> Reply:
@@ -170,7 +182,7 @@ class App:
         except HttpError:  # the error being rendered may be about this very path
             decoded = req.path
         target = Target(jobs.TEMPLATE, page, ".errors/%d.html" % reply.status, (), decoded)
-        job = self.job(req._replace(query="", body=b""), target, jobs.TEMPLATE)
+        job = self.job(req._replace(query="", body=b"", body_file=""), target, jobs.TEMPLATE)
         return job._replace(error_text=reply.error if self.settings.debug else "")
 
     def with_error_page(self, req: Incoming, reply: Reply, outcome: jobs.Result | HttpError) -> Reply:

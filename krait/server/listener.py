@@ -28,6 +28,7 @@ from typing import Any
 
 from krait import limits
 from krait.http.writers import build_head
+from krait.server.bodies import BodySpool
 from krait.server.channel import Channel
 from krait.server.dispatch import App, error_page, overload_reply
 from krait.server.gate import FairGate
@@ -51,6 +52,7 @@ class Server(socketserver.ThreadingTCPServer):
     def __init__(self, settings: Settings, reuse_port: bool = False) -> None:
         self.settings = settings
         self._spare_fd: int | None = None  # see _out_of_descriptors(); a failed bind calls server_close()
+        self.bodies: BodySpool | None = None  # request bodies on their way to workers (krait/server/bodies.py)
         family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
         self.address_family = family
         super().__init__((settings.host, settings.port), None, bind_and_activate=False)  # type: ignore[arg-type]
@@ -78,6 +80,7 @@ class Server(socketserver.ThreadingTCPServer):
         self._fd_warned = -_FD_WARN_INTERVAL
         # Requests handled at once; a request waiting for a script worker gives its slot up meanwhile.
         self.gate = FairGate(limits.GATE_SLOTS)
+        self.bodies = BodySpool()
         self._lock = threading.Lock()
         self.stopping = False
 
@@ -208,6 +211,8 @@ class Server(socketserver.ThreadingTCPServer):
 
     def server_close(self) -> None:
         super().server_close()
+        if self.bodies is not None:
+            self.bodies.close()
         if self._spare_fd is not None:
             os.close(self._spare_fd)
             self._spare_fd = None

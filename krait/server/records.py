@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from krait.errors import HttpError
 from krait.pool.jobs import Job, Result
@@ -31,10 +31,12 @@ class Incoming(NamedTuple):
     body: bytes  # b"" until the channel has read it (only scripts and templates get it)
     remote_addr: tuple[str, int] | None
     scheme: str  # "http" or "https"
+    body_file: str = ""  # a large body is in this file instead (krait/server/bodies.py)
 
 
 class Reply(NamedTuple):
-    """A response to send: a status line, headers and a body in memory or a file range to stream."""
+    """A response to send: a status line, headers and a body in memory, a file range to stream, or the
+    pieces a worker streams (an iterable of bytes with close(): krait/pool/answers.py's Stream)."""
 
     status: int
     headers: list[tuple[str, str]]
@@ -42,6 +44,7 @@ class Reply(NamedTuple):
     file_range: tuple[str, int, int] | None = None  # (path, offset, length) to stream with sendfile
     reason: str | None = None
     error: str | None = None  # what went wrong, for the log
+    stream: Any = None
 
 
 class Pending(NamedTuple):

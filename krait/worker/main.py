@@ -1,9 +1,10 @@
 # The entry point of a worker process (krait/pool/process.py starts it by name).
 #
 # Design: build the Site (which runs .py/init.py), report krait.config's snapshot or the failure, then
-# hand the pipe to the pool's loop for this kind of worker: krait/pool/serve.py with run.handle for a
-# script worker, krait/pool/wsserve.py with websocket.open_session for a WebSocket worker. Both kinds
-# get krait.websockets.publish() wired to their pipe. The server decides when a worker stops, so SIGINT
+# hand the pipe to the pool's loop for this kind of worker: krait/pool/serve.py with run.run_job for a
+# script worker (which also hears when a template compiles), krait/pool/wsserve.py with
+# websocket.open_session for a WebSocket worker. Both kinds get krait.websockets.publish() wired to their
+# pipe. The server decides when a worker stops, so SIGINT
 # and SIGHUP are ignored here. Whatever site code prints goes to the server's standard error, its log,
 # line by line (docs/configuration.md): file descriptor 1 becomes a copy of 2, so output of child
 # processes and C code goes there too, and the server's standard output carries only its ready line and
@@ -22,7 +23,7 @@ import krait
 import krait.websockets
 from krait.pool import serve, wsserve
 from krait.pool.pipe import MessagePipe
-from krait.worker.run import error_report, handle
+from krait.worker.run import error_report, run_job
 from krait.worker.site import Site
 from krait.worker.websocket import open_session
 
@@ -49,4 +50,6 @@ def main(ends: tuple[Any, Any], settings: Any, kind: str) -> None:
     if kind == "ws":
         wsserve.serve_sessions(pipe, send_lock, functools.partial(open_session, site))
     else:
-        serve.serve_jobs(pipe, send_lock, functools.partial(handle, site))
+        loop = serve.JobLoop(pipe, send_lock, functools.partial(run_job, site))
+        site.on_compile = loop.compiling
+        loop.serve()

@@ -1,6 +1,6 @@
 # One job in a worker: bind krait.request, run the site code, describe the response as a Result.
 #
-# Design: handle() never raises. It restores the krait.* modules and takes a fresh namespace (Site),
+# Design: run_job() never raises. It restores the krait.* modules and takes a fresh namespace (Site),
 # builds krait.request from the Job, then runs the .py script (and its MVC view) or renders the template
 # into one output list, then stores krait.session's changes. Whatever site code raises becomes an
 # ErrorReport inside the Result: an HttpError keeps its status, anything else is a 500 (a controller whose
@@ -23,17 +23,26 @@
 # - A template whose compiled code only writes constant text is "code-free": the Result says so, with the
 #   (mtime_ns, size) of the file version rendered, and the server serves that output itself until the
 #   file changes (docs/pympl.md).
+# - Large bodies stream (docs/scripts.md): a body of limits.STREAM_CHUNK bytes or more, or an iterable
+#   body, is not put in the Result. run_job() gives the Result (with its length, or -1) and a BodyStream
+#   of the pieces, which the pool's loop sends behind it; a failure of site code while the pieces are
+#   produced is kept in the stream's `error`. A HEAD request gets no pieces: an iterable is not run.
+#   A ResponseFile names its file in the Result, and the server sends it.
+# - A spooled request body (krait/server/bodies.py) is read from its file only if site code asks; the
+#   request drops what it read once the response is produced, so a large upload is not kept until the
+#   worker's next request.
 
 from __future__ import annotations
 
 import os
 import re
 import traceback
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import krait
 from krait import limits, mime
-from krait._response import response_parts
+from krait._response import ResponseFile, response_parts
 from krait.errors import HttpError, InvalidJSON, NotFound, TemplateSyntaxError
 from krait.http import abnf
 from krait.pool import jobs
@@ -175,48 +184,124 @@ def error_report(exc: BaseException, site_root: str, status: int = 500) -> jobs.
     return jobs.ErrorReport(status, type(exc).__name__, str(exc), where, text)
 
 
+class BodyStream:
+    """The pieces of a streamed body, as bytes of at most STREAM_CHUNK; a failure of the site code that
+    produces them ends the pieces early and is kept in `error`."""
+
+    def __init__(self, site: Site, source: Iterable[Any], request: Any) -> None:
+        self.site = site
+        self.source = source
+        self.request = request
+        self.error: jobs.ErrorReport | None = None
+
+    def __iter__(self) -> Iterator[Any]:
+        size = limits.STREAM_CHUNK
+        try:
+            for piece in self.source:
+                if isinstance(piece, str):
+                    piece = piece.encode("utf-8")
+                elif not isinstance(piece, bytes):
+                    piece = bytes(piece)
+                if len(piece) <= size:
+                    if piece:  # an empty piece would end a chunked body
+                        yield piece
+                    continue
+                with memoryview(piece) as view:
+                    for start in range(0, len(piece), size):
+                        yield view[start:start + size]
+        except BaseException as exc:
+            self.error = error_report(exc, self.site.root)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        close = getattr(self.source, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:  # a generator's own cleanup failing changes nothing now
+                pass
+        _forget_body(self.request)
+
+
+def _forget_body(request: Any) -> None:
+    if request._body_path:
+        request._spooled(request._body_path)  # a read body goes back to being only its file
+
+
 def handle(site: Site, job: jobs.Job) -> jobs.Result:
-    """Run one job and describe its response (never raises)."""
+    """Run one job and describe its response, with any streamed body joined into `body` (never raises)."""
+    result, stream = run_job(site, job)
+    if stream is None:
+        return result
+    body = b"".join(stream)
+    if stream.error is not None:
+        return jobs.Result(500, "", (), b"", None, stream.error)
+    return result._replace(body=body, stream=None)
+
+
+def run_job(site: Site, job: jobs.Job) -> tuple[jobs.Result, BodyStream | None]:
+    """Run one job: its Result, and the stream of its body when the body streams (never raises)."""
     site.restore_modules()
     ns = site.fresh_namespace()
     request = krait.Request(job.method, job.url, job.query_string, job.http_version, None, job.body,
                             remote_addr=job.remote_addr, scheme=job.scheme, path=job.decoded_path)
+    if job.body_file:
+        request._spooled(job.body_file)
     # The server already lower-cased the names and joined repeated fields (krait.http does), and the
     # dict is this job's own: the public constructor's normalising is skipped.
     request.headers = job.headers
     krait._begin_request(request, job.url_params)
-    session = krait.session  # this request's, even if site code rebinds the name
     if job.kind == jobs.WEBSOCKET:
         krait.websockets.request = krait.websockets.WebsocketsRequest(request)
     if job.rel_path.startswith(".errors/"):  # the site's own error page: tell it which error and where
         ns["status"] = int(os.path.basename(job.rel_path).split(".")[0])
         ns["path"] = job.decoded_path
         ns["traceback"] = job.error_text
-    run = JobRun(site, ns)
     try:
-        if job.kind == jobs.TEMPLATE:
-            run.run_file(job.path)
-        else:
-            run.run_script(job.path)
-        session._end(job.scheme)  # store what the site code changed in krait.session (may set its cookie)
-        extra = _checked_headers(krait.extra_headers)
-        if job.kind == jobs.WEBSOCKET and krait.websockets.response is not None and krait.response is None:
-            proto = krait.websockets.response.protocol
-            return jobs.Result(101, "Switching Protocols", extra, b"", None, None, proto)
-        if krait.response is not None:
-            status, reason, headers, body = response_parts(krait.response)
-            headers = _checked_headers((*headers, *extra))  # the whole block, for its caps
-        else:
-            status, reason, headers = 200, "OK", extra
-            body = "".join(run.out).encode("utf-8")
+        result, stream = _run(site, job, ns)
+    except InvalidJSON as exc:  # the client's mistake, and no secret: say what was wrong (docs/scripts.md)
+        result, stream = jobs.Result(400, "Bad Request", (), (str(exc) + "\n").encode("utf-8"),
+                                     "text/plain; charset=utf-8"), None
+    except HttpError as exc:
+        result, stream = jobs.Result(exc.status, "", (), b"", None, error_report(exc, site.root, exc.status)), None
+    except BaseException as exc:  # SystemExit and KeyboardInterrupt from site code are script errors too
+        result, stream = jobs.Result(500, "", (), b"", None, error_report(exc, site.root)), None
+    if stream is None:
+        _forget_body(request)
+        return result, None
+    return result, BodyStream(site, stream, request)
+
+
+def _run(site: Site, job: jobs.Job, ns: dict[str, Any]) -> tuple[jobs.Result, Iterable[Any] | None]:
+    """run_job()'s site code: the Result, and the source of a streamed body's pieces."""
+    session = krait.session  # this request's, even if site code rebinds the name
+    run = JobRun(site, ns)
+    if job.kind == jobs.TEMPLATE:
+        run.run_file(job.path)
+    else:
+        run.run_script(job.path)
+    session._end(job.scheme)  # store what the site code changed in krait.session (may set its cookie)
+    extra = _checked_headers(krait.extra_headers)
+    if job.kind == jobs.WEBSOCKET and krait.websockets.response is not None and krait.response is None:
+        proto = krait.websockets.response.protocol
+        return jobs.Result(101, "Switching Protocols", extra, b"", None, None, proto), None
+    if krait.response is not None:
+        status, reason, headers, body = response_parts(krait.response)
+        headers = _checked_headers((*headers, *extra))  # the whole block, for its caps
+        if isinstance(krait.response, ResponseFile):
+            return jobs.Result(status, reason, headers, b"", None, file=krait.response.path), None
+    else:
+        status, reason, headers = 200, "OK", extra
+        body = "".join(run.out).encode("utf-8")
+    content_type = _content_type(job, run.view_path)
+    if type(body) is bytes and len(body) < limits.STREAM_CHUNK:
         code_free = None
         if job.kind == jobs.TEMPLATE and _code_free(run.first_code):
             code_free = site.templates.version(job.path)
-        return jobs.Result(status, reason, headers, body, _content_type(job, run.view_path), None, None, code_free)
-    except InvalidJSON as exc:  # the client's mistake, and no secret: say what was wrong (docs/scripts.md)
-        return jobs.Result(400, "Bad Request", (), (str(exc) + "\n").encode("utf-8"), "text/plain; charset=utf-8")
-    except HttpError as exc:
-        status = exc.status
-        return jobs.Result(status, "", (), b"", None, error_report(exc, site.root, status))
-    except BaseException as exc:  # SystemExit and KeyboardInterrupt from site code are script errors too
-        return jobs.Result(500, "", (), b"", None, error_report(exc, site.root))
+        return jobs.Result(status, reason, headers, body, content_type, None, None, code_free), None
+    length = len(body) if type(body) is bytes else -1
+    if job.method == "HEAD":
+        return jobs.Result(status, reason, headers, b"", content_type, stream=length), ()
+    source = (body,) if length >= 0 else body  # bytes: one piece, which BodyStream cuts up
+    return jobs.Result(status, reason, headers, b"", content_type, stream=length), source

@@ -6,12 +6,16 @@
 # a global list leaves no trace), and restore_modules() puts the krait.* modules back as init.py left
 # them, so nothing a request assigns to krait.* (even a brand-new attribute) is seen by the next one.
 # Scripts and templates are compiled once and cached by path, checked against mtime and size on every use.
+# `on_compile(starting)`, when set, is told when a template's compilation starts and ends: the worker's
+# loop tells the server, whose request deadline does not count it (krait/pool/serve.py).
 
 from __future__ import annotations
 
 import builtins
 import os
 import sys
+import types
+from collections.abc import Callable
 from typing import Any
 
 import krait
@@ -40,6 +44,9 @@ class Site:
             getattr(krait, name)
         krait.site_root = self.root
         self.templates = TemplateCache(template_cache_size)
+        self.on_compile: Callable[[bool], None] | None = None
+        self._build_template = self.templates.build
+        self.templates.build = self._compile_template
         self.scripts = CodeCache(_compile_script, _SCRIPT_CACHE_SIZE)
         ns: dict[str, Any] = {
             "__name__": "__main__",
@@ -59,6 +66,16 @@ class Site:
         self.modules = [(vars(m), dict(vars(m))) for m in (krait, krait.config, krait.mvc, krait.cookie,
                                                            krait.websockets)]
         self.copy_keys = [k for k, v in ns.items() if type(v) in (list, dict, set) and k != "__builtins__"]
+
+    def _compile_template(self, data: bytes, path: str) -> types.CodeType:
+        report = self.on_compile
+        if report is None:
+            return self._build_template(data, path)
+        report(True)
+        try:
+            return self._build_template(data, path)
+        finally:
+            report(False)
 
     def restore_modules(self) -> None:
         # dict.update() puts every saved value back, and any deleted attribute, at C speed; after it the

@@ -219,3 +219,12 @@ def test_str_without_query_has_no_question_mark():
     assert str(r) == "POST /p HTTP/1.1\r\nhost: h\r\n\r\nbody"
     assert str(make("/p", "a=1")) == "GET /p?a=1 HTTP/1.1\r\n\r\n"
     assert "GET" in repr(make())
+
+
+def test_body_file_reads_the_body_from_its_start():
+    request = krait.Request("POST", "/u", "", "HTTP/1.1", {}, "café")
+    assert request.body == "café".encode()
+    with request.body_file as f:
+        assert f.read(3) == b"caf"
+    with request.body_file as f:  # a new file object each time
+        assert f.read() == "café".encode()

@@ -184,3 +184,60 @@ def test_the_header_block_is_capped(make, headers, extra):
                          "krait.response = krait.Response('HTTP/1.1', 200, %s, 'x')\n" % (extra, headers)})
     result = handle(site, job(site, "h.py"))
     assert result.status == 500 and "more than 100 fields or 65536 bytes" in result.error.message
+
+
+def test_large_and_iterable_bodies_stream_in_bounded_pieces(make):
+    from krait import limits
+    from krait.worker.run import run_job
+
+    site = make({"big.py": "import krait\nkrait.response = krait.Response('HTTP/1.1', 200, [], b'x' * 600000)\n",
+                 "gen.py": "import krait\n"
+                           "def pieces():\n"
+                           "    yield 'a'\n"
+                           "    yield b''\n"  # empty pieces are dropped (an empty chunk would end the body)
+                           "    yield bytearray(b'b' * 300000)\n"
+                           "krait.response = krait.Response('HTTP/1.1', 200, [], pieces())\n",
+                 "small.py": "import krait\nkrait.response = krait.Response('HTTP/1.1', 200, [], 'hi')\n"})
+    result, stream = run_job(site, job(site, "big.py"))
+    assert result.stream == 600000 and result.body == b"" and stream is not None
+    pieces = [bytes(p) for p in stream]
+    assert [len(p) for p in pieces] == [limits.STREAM_CHUNK, limits.STREAM_CHUNK, 600000 - 2 * limits.STREAM_CHUNK]
+    result, stream = run_job(site, job(site, "gen.py"))
+    assert result.stream == -1
+    assert [len(p) for p in stream] == [1, limits.STREAM_CHUNK, 300000 - limits.STREAM_CHUNK]
+    assert stream.error is None
+    result, stream = run_job(site, job(site, "gen.py", method="HEAD"))
+    assert result.stream == -1 and list(stream) == []
+    assert run_job(site, job(site, "small.py")) == (handle(site, job(site, "small.py")), None)
+    assert handle(site, job(site, "big.py")).body == b"x" * 600000  # joined for callers that want bytes
+
+
+def test_a_failing_generator_ends_its_stream_with_a_report(make):
+    from krait.worker.run import run_job
+
+    site = make({"bad.py": "import krait\n"
+                           "def pieces():\n"
+                           "    yield 'ok'\n"
+                           "    raise KeyError('lost')\n"
+                           "krait.response = krait.Response('HTTP/1.1', 200, [], pieces())\n"})
+    result, stream = run_job(site, job(site, "bad.py"))
+    assert result.status == 200
+    assert [bytes(p) for p in stream] == [b"ok"]
+    assert stream.error.type_name == "KeyError" and "bad.py" in stream.error.where
+    assert handle(site, job(site, "bad.py")).status == 500
+
+
+def test_response_file_names_its_file_and_a_spooled_body_is_read_from_its_file(make, tmp_path):
+    site = make({"f.py": "import krait\nkrait.response = krait.ResponseFile('data/x.csv')\n",
+                 "data/x.csv": "a,b\n",
+                 "echo.py": "import krait\n"
+                            "with krait.request.body_file as f:\n"
+                            "    head = f.read(3)\n"
+                            "krait.response = krait.Response('HTTP/1.1', 200, [], head + krait.request.body[3:])\n"})
+    result = handle(site, job(site, "f.py"))
+    assert result.file == os.path.join(site.root, "data", "x.csv") and result.body == b""
+    assert ("Content-Type", "text/csv; charset=utf-8") in result.headers
+    spooled = tmp_path / "body.bin"
+    spooled.write_bytes(b"spooled body")
+    result = handle(site, job(site, "echo.py", method="POST")._replace(body_file=str(spooled)))
+    assert result.body == b"spooled body"
