@@ -70,7 +70,7 @@ class Channel:
         self.kernel_timeouts = not server.tls  # see the I/O helpers below
         self._rcv_timeout: float | None = None  # the SO_RCVTIMEO last set
         self._snd_timeout = self.settings.send_timeout  # the SO_SNDTIMEO last set
-        self.pace: Pace | None = None  # the response's, once a send was partial
+        self.pace: Pace | None = None  # the response's: from the head of a file or stream, or a partial send
         if self.kernel_timeouts:
             sock.settimeout(None)
             sockopt.set_send_timeout(sock, self._snd_timeout)
@@ -114,31 +114,34 @@ class Channel:
             self.pace = Pace(self.settings.min_send_rate, self.settings.send_timeout)
         view = memoryview(data)
         while view:
-            sent = self._paced(self.sock.send, view)
+            sent = self._paced(lambda size, view=view: self.sock.send(view[:size]))
             view = view[sent:]
 
-    def _paced(self, send: Any, *args: Any) -> int:
-        """One send call bounded by what is left of the pace's window; counts what it sent."""
+    def _paced(self, send: Any) -> int:
+        """One `send(size)` within the pace's window: at most the bytes that meet the window's quota, so a
+        send never runs on into the next window unseen; returns (and counts) what it sent."""
         pace = self.pace
         assert pace is not None
-        left = pace.left()
-        if left <= 0:
-            raise TimeoutError("the client took the response more slowly than --min-send-rate")
-        self._set_send_timeout(left)
-        try:
-            sent = send(*args)
-        except BlockingIOError:
-            raise TimeoutError("the client took the response more slowly than --min-send-rate") from None
-        pace.count(sent)
-        return sent
+        while True:
+            left = pace.left()
+            if left <= 0:
+                raise TimeoutError("the client took the response more slowly than --min-send-rate")
+            if not left - 1.0 <= self._snd_timeout <= left:  # one system call less per send, most of the time
+                self._set_send_timeout(left)
+            try:
+                sent = send(pace.wanted())
+            except (BlockingIOError, TimeoutError):  # up to 1 s before the window ends: look again
+                continue
+            pace.count(sent)
+            return sent
 
     def _set_send_timeout(self, seconds: float) -> None:
         if self.kernel_timeouts:
             if seconds != self._snd_timeout:
                 sockopt.set_send_timeout(self.sock, seconds)
-                self._snd_timeout = seconds
         else:
             self.sock.settimeout(seconds)
+        self._snd_timeout = seconds
 
     def body_pace(self) -> Pace:
         """The pace a request body must keep: --min-body-rate per window, after a grace period."""
@@ -310,6 +313,7 @@ class Channel:
                 data = conn.send_full(reply.status, headers, reply.body, reply.reason)
                 self.sendall(data)
             else:
+                self.pace = Pace(self.settings.min_send_rate, self.settings.send_timeout)
                 try:
                     self.sendall(conn.send(Response(reply.status, headers, reply.reason)))
                     self.leave_gate()  # a large file or a stream may take long: let others go first
@@ -344,11 +348,9 @@ class Channel:
         end = offset + length
         with open(path, "rb") as f:
             if self.kernel_timeouts and hasattr(os, "sendfile"):
-                if self.pace is None:
-                    self.pace = Pace(self.settings.min_send_rate, self.settings.send_timeout)
                 out, source = self.sock.fileno(), f.fileno()
                 while offset < end:
-                    sent = self._paced(os.sendfile, out, source, offset, end - offset)
+                    sent = self._paced(lambda size, at=offset: os.sendfile(out, source, at, min(size, end - at)))
                     if not sent:
                         break
                     offset += sent

@@ -31,6 +31,10 @@ class Pace:
             self.moved = 0
             self.due = time.monotonic() + self.window
 
+    def wanted(self) -> int:
+        """The bytes that would meet the current window's quota."""
+        return self.need - self.moved
+
     def left(self) -> float:
         """Seconds until the current window ends (0 or less: the peer is too slow)."""
         return self.due - time.monotonic()
