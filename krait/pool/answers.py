@@ -139,12 +139,12 @@ class AnswerReader:
             streamed = results.pop() if results[-1].stream is not None else None
             if streamed is not None:
                 with self._lock:
-                    lane.inflight[len(results)].fast = False  # nothing may queue behind a stream
+                    streaming = lane.inflight[len(results)]
+                    streaming.fast = False  # nothing may be fed behind a stream
             for entry, result in zip(self._answered(lane, results), results):
                 entry.finish(result)
             if streamed is not None:
-                entry = lane.inflight[0]
-                entry.finish(self._streaming(lane, entry, streamed))
+                streaming.finish(self._streaming(lane, streaming, streamed))
 
     def _answered(self, lane: Lane, results: list[jobs.Result]) -> list[Entry]:
         """The pipe's oldest jobs got these answers: remember how long their files took, feed the worker

@@ -103,7 +103,8 @@ class Channel:
         """Send all of `data`. A send that the client's window takes whole (the usual case) is one system
         call; the rest of a partial one goes at the response's pace (--min-send-rate)."""
         if self.pace is None:
-            self._set_send_timeout(self.settings.send_timeout)
+            if self._snd_timeout != self.settings.send_timeout or not self.kernel_timeouts:
+                self._set_send_timeout(self.settings.send_timeout)
             try:
                 sent = self.sock.send(data)
             except BlockingIOError:

@@ -245,3 +245,21 @@ def test_a_template_compiling_longer_than_the_timeout_is_served(krait_server, ma
     assert r.status_code == 200, srv.log()[-2000:]
     assert "<p>20000</p>" in r.text
     assert requests.get(srv.url + "/huge.html", timeout=30).status_code == 200  # cached now
+
+
+def test_streams_queued_behind_each_other_on_one_worker_all_complete(krait_server, make_site):
+    # The later jobs wait in the queue and their answers are read by the worker's reader thread, which
+    # hands the pipe to each stream's own request thread.
+    from concurrent.futures import ThreadPoolExecutor
+
+    srv = krait_server(make_site(SITE), "--workers", "1")
+    paths = ["/gen.py?n=3", "/big.py", "/gen.py?n=2", "/upload.py", "/gen.py?n=1"] * 2
+    with ThreadPoolExecutor(len(paths)) as pool:
+        bodies = list(pool.map(lambda p: requests.get(srv.url + p, timeout=60).content, paths))
+    for path, body in zip(paths, bodies):
+        if path.startswith("/gen.py"):
+            assert body == _expected_gen(int(path[-1])), path
+        elif path == "/big.py":
+            assert body == bytes(range(256)) * (12 * 4096)
+        else:
+            assert body.startswith(b"0 ")
