@@ -79,7 +79,7 @@ class Channel:
                 self._rcv_timeout = timeout
             try:
                 return self.sock.recv(_RECV_SIZE)
-            except BlockingIOError:
+            except (BlockingIOError, TimeoutError):  # TimeoutError: Windows (krait/sockopt.py)
                 raise _Timeout() from None
         self.sock.settimeout(timeout)
         try:
@@ -91,7 +91,7 @@ class Channel:
         if self.kernel_timeouts:
             try:
                 self.sock.sendall(data)
-            except BlockingIOError:
+            except (BlockingIOError, TimeoutError):
                 raise TimeoutError("the client did not read the response in time") from None
             return
         self.sock.settimeout(self.settings.send_timeout)
