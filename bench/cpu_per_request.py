@@ -87,7 +87,9 @@ def main() -> None:
         if args.peer:
             wait_listening(args.port, time.monotonic() + 30)
         else:
-            server.stdout.readline()  # the ready line
+            for line in server.stdout:  # log lines may come first
+                if " serving " in line:  # the ready line
+                    break
         if args.ws:
             measure_ws(args, server.pid)
             return

@@ -11,6 +11,7 @@ bench/.venv, made when missing, as in bench/ws_paired.py; it serves /hello, /sta
 /page-1k.html, /static-1m.bin and /table as Krait's site does). Both run at their defaults, as in
 bench/run.py (Krait one worker per CPU, waitress 4 threads); `--krait-args` and `--peer-args` change
 that. `stdlib` instead of `waitress` names bench/run.py's tuned stdlib server (the static files only).
+`--b-env NAME=VALUE` sets an environment variable for side B only (e.g. KRAIT_PORTABLE=1).
 Each side's median p99 is printed too.
 Linux only (taskset, wrk).
 
@@ -30,7 +31,7 @@ import subprocess
 import sys
 
 from bench_setup import BENCH_VENV, ensure_venv, use_bench_venv
-from ws_paired import HERE, SITE, free_port, report, run_rounds, start
+from ws_paired import HERE, SITE, add_env_option, free_port, report, run_rounds, side_envs, start
 
 PEERS = os.path.join(HERE, "peers")
 PEER_NAMES = ("waitress", "stdlib")
@@ -67,13 +68,15 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=50)
     ap.add_argument("--krait-args", default="", help="options for the Krait sides (default: none)")
     ap.add_argument("--peer-args", default="", help="options for the peer (default: none)")
+    add_env_option(ap)
     args = ap.parse_args()
     sides = [s if s in PEER_NAMES else os.path.abspath(s) for s in (args.a, args.b)]
     use_bench_venv()
     ensure_venv(BENCH_VENV)
     other = peer(next((s for s in sides if s in PEER_NAMES), "waitress"), shlex.split(args.peer_args))
     ports = [free_port(), free_port()]
-    servers = [start(side, port, other, tuple(shlex.split(args.krait_args))) for side, port in zip(sides, ports)]
+    servers = [start(side, port, other, tuple(shlex.split(args.krait_args)), env)
+               for side, port, env in zip(sides, ports, side_envs(args.b_env))]
     p99s: dict[int, list[float]] = {}
     rates = run_rounds(servers, ports, args.rounds,
                        lambda port: measure(port, args.path, args.seconds, args.connections, p99s),

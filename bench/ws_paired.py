@@ -6,13 +6,16 @@ and bench/peers/ws_client.py (pinned to CPU 1) measures them in turn, round afte
 A B, B A, A B... Each round gives one ratio B/A from two runs made seconds apart; the median of those
 ratios is the figure, and the list shows how steady it was. Each side is a Krait checkout (the
 directory to run `python -m krait` from, e.g. a git worktree of an older commit) or the word
-`websockets` for the websockets sync server (bench/peers/ws_echo.py in bench/.venv). bench/.venv, with
+`websockets` for the websockets sync server (bench/peers/ws_echo.py in bench/.venv); `--b-env NAME=VALUE`
+sets an environment variable for side B only, so one checkout can be measured against itself, e.g. on
+its portable code paths (KRAIT_PORTABLE=1, docs/deployment.md "Windows and macOS"). bench/.venv, with
 the peers and Krait's requirements, is made when missing, and a python without Krait's requirements
 (a fresh clone's system python) runs this tool in it. Linux only (taskset).
 
     python bench/ws_paired.py A B [--rounds 10] [--messages 4000] [--big]
     python bench/ws_paired.py /tmp/old-krait .          # a change, measured
     python bench/ws_paired.py websockets .              # Krait against the peer
+    python bench/ws_paired.py . . --b-env KRAIT_PORTABLE=1  # the paths of Windows against Linux's
 """
 
 from __future__ import annotations
@@ -46,17 +49,28 @@ WEBSOCKETS = ("websockets", lambda port: [VENV_PYTHON, os.path.join(HERE, "peers
                                           str(port)], HERE)
 
 
-def start(side: str, port: int, peer: tuple = WEBSOCKETS, krait_args: tuple = ("--workers", "1")) -> subprocess.Popen:
+def start(side: str, port: int, peer: tuple = WEBSOCKETS, krait_args: tuple = ("--workers", "1"),
+          env: dict | None = None) -> subprocess.Popen:
     """Start `side` on `port`, pinned to CPU 0: the peer when it is named, else a Krait checkout with
-    `krait_args`. Shared with bench/http_paired.py."""
+    `krait_args`, with `env` added to the environment. Shared with bench/http_paired.py."""
     name, peer_argv, peer_cwd = peer
     if side == name:
         argv, cwd = peer_argv(port), peer_cwd
     else:
         argv = [sys.executable, "-m", "krait", SITE, "--port", str(port), *krait_args]
         cwd = side
-    return subprocess.Popen(["taskset", "-c", "0"] + argv, cwd=cwd,
+    return subprocess.Popen(["taskset", "-c", "0"] + argv, cwd=cwd, env=dict(os.environ, **(env or {})),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def add_env_option(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--b-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="an environment variable for side B only (repeatable)")
+
+
+def side_envs(b_env: list[str]) -> list[dict]:
+    """The environments --b-env adds to sides A and B."""
+    return [{}, dict(item.split("=", 1) for item in b_env)]
 
 
 def wait_listening(port: int, deadline: float) -> None:
@@ -120,13 +134,14 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--messages", type=int, default=None, help="per run (default 4000, or 40 with --big)")
     ap.add_argument("--big", action="store_true", help="1 MiB binary messages instead of 32-byte text")
+    add_env_option(ap)
     args = ap.parse_args()
     messages = args.messages or (40 if args.big else 4000)
     sides = [os.path.abspath(s) if s != "websockets" else s for s in (args.a, args.b)]
     use_bench_venv()
     ensure_venv(BENCH_VENV)
     ports = [free_port(), free_port()]
-    servers = [start(side, port) for side, port in zip(sides, ports)]
+    servers = [start(side, port, env=env) for side, port, env in zip(sides, ports, side_envs(args.b_env))]
     rates = run_rounds(servers, ports, args.rounds, lambda port: measure(port, messages, args.big))
     report(sides, rates, "msg/s")
 

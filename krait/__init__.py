@@ -2,7 +2,7 @@
 #
 # Layout: the package root is the script API (this module, _request, _response, config, mvc,
 # cookie, websockets) plus small shared leaf modules (errors, limits, settings, mime, timefmt,
-# sockopt, urls). The server process lives in krait/server, the process boundary in krait/pool,
+# sockopt, urls, portable). The server process lives in krait/server, the process boundary in krait/pool,
 # the code that runs site code in krait/worker; krait/http and krait/pympl are the protocol core
 # and the template compiler (docs/architecture.md draws the map).
 #

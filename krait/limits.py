@@ -245,6 +245,10 @@ WS_MAX_ROOM = 256
 #: log files, the site's own files and databases).
 FD_RESERVE = 256
 
+#: Sockets one select() call takes on Windows (CPython's FD_SETSIZE there), which bounds the WebSocket
+#: hub on portable paths (krait/portable.py): --max-websockets is lowered to fit.
+SELECT_MAX_SOCKETS = 512
+
 # --- Sessions and signed cookies (docs/sessions.md) ------------------------------------------
 
 #: Default idle lifetime of a session in seconds (krait.config.session_max_age): 14 days. A session

@@ -1,16 +1,23 @@
-# Kernel socket timeouts: SO_RCVTIMEO and SO_SNDTIMEO, which take a struct timeval.
+# Kernel socket timeouts (SO_RCVTIMEO and SO_SNDTIMEO), and connected socket pairs.
 #
 # Why: a Python socket with a timeout polls before every recv and send (and settimeout() is itself a
 # system call). A blocking socket with kernel timeouts needs one call per recv or send; when the
-# deadline passes, the call fails with EAGAIN, which Python raises as BlockingIOError. Used by client
-# connections (krait/server/channel.py), WebSocket sessions and the worker pipes (krait/pool/pipe.py).
+# deadline passes, the call fails with EAGAIN, which Python raises as BlockingIOError (on Windows with
+# WSAETIMEDOUT, raised as TimeoutError: callers catch both). Used by client connections
+# (krait/server/channel.py) and script workers' pipes on POSIX (krait/pool/pipe.py). The option's value is
+# a struct timeval on Linux, macOS and the BSDs, and a DWORD of milliseconds on Windows.
+# socketpair(): AF_UNIX where there is one; Windows builds the pair over loopback TCP, where Nagle's
+# algorithm would hold a small write back until the previous one is acknowledged, so it is turned off.
 
 from __future__ import annotations
 
 import socket
 import struct
+import sys
+from collections.abc import Callable
 
 _TIMEVAL = struct.Struct("@ll")  # struct timeval on Linux and the BSDs
+_DWORD_MAX = 0xFFFFFFFF
 
 
 def _timeval(seconds: float | None) -> bytes:
@@ -20,9 +27,27 @@ def _timeval(seconds: float | None) -> bytes:
     return _TIMEVAL.pack(int(seconds), int((seconds % 1) * 1e6))
 
 
+def _milliseconds(seconds: float | None) -> int:
+    if not seconds:  # None: no limit (Windows reads 0 as "wait forever")
+        return 0
+    return min(max(round(seconds * 1000), 1), _DWORD_MAX)  # at least 1: 0 would be "no limit"
+
+
+_value: Callable[[float | None], int | bytes] = _milliseconds if sys.platform == "win32" else _timeval
+
+
 def set_recv_timeout(sock: socket.socket, seconds: float | None) -> None:
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(seconds))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _value(seconds))
 
 
 def set_send_timeout(sock: socket.socket, seconds: float | None) -> None:
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(seconds))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _value(seconds))
+
+
+def socketpair() -> tuple[socket.socket, socket.socket]:
+    """Two connected stream sockets (see the module comment)."""
+    pair = socket.socketpair()
+    if pair[0].family in (socket.AF_INET, socket.AF_INET6):
+        for end in pair:
+            end.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return pair

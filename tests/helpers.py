@@ -8,6 +8,9 @@
 #   child first, e.g. to set an rlimit), waits for its ready line, and returns a KraitProcess with .url,
 #   .port, .log() and .stop(); write_site(root, files) writes a small site. tests/conftest.py wraps both
 #   as fixtures that stop every server a test started (by PID).
+# - needs_sighup and needs_shared_port skip tests that Krait on portable paths (krait/portable.py: Windows,
+#   or KRAIT_PORTABLE=1 as in the second pass of scripts/test) cannot pass: it has no SIGHUP (the signal
+#   would kill it) and refuses --processes.
 # tests/e2e_tools.py drives third-party programs (Chromium, nginx); tests/idle_clients.py opens idle
 # connections for the hardening tests and bench/hardening.py.
 
@@ -24,8 +27,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from krait import portable
+
 ROOT = Path(__file__).resolve().parent.parent
 READY = re.compile(r"Krait \S+ serving .* at (https?)://([^/]+):(\d+)/")
+needs_sighup = pytest.mark.skipif(portable.ACTIVE, reason="no SIGHUP on portable paths (Windows has none)")
+needs_shared_port = pytest.mark.skipif(not portable.SHARES_PORT, reason="--processes needs Linux, not portable paths")
 
 
 def three_ways(run: Callable[[list[bytes]], Any], data: bytes, trailing: bytes | None) -> Any:

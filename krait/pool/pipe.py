@@ -17,6 +17,10 @@
 #   SO_RCVTIMEO (use_kernel_timeouts()); WebSocket workers over os.pipe()s, which cost the kernel less
 #   per message and whose rare deadline is a poll() before the read. Why, measured: bench/README.md
 #   ("The worker pipe").
+# - Portable paths (krait/portable.py, as on Windows, whose selectors take sockets only and which has no
+#   sendmsg()): every worker is reached over socketpairs, deadlines stay Python's (a select() before the
+#   call: after a kernel timeout, Windows leaves a socket in an undefined state, and a pool's reader
+#   thread times out routinely), and several buffers go out one send() at a time.
 #
 # - MessagePipe blocks (a worker's loop, a request thread waiting for its answer). A selector loop that
 #   serves many pipes (the server's WebSocket hub) uses PipeReader and PipeWriter instead: the same
@@ -28,19 +32,17 @@
 
 from __future__ import annotations
 
-import fcntl
 import itertools
 import marshal
 import os
 import pickle
 import select
-import socket
 import struct
 from collections import deque
 from multiprocessing.connection import Connection
 from typing import Any
 
-from krait import sockopt
+from krait import portable, sockopt
 from krait.pool import jobs
 
 _HEADER = struct.Struct("!IB")
@@ -57,6 +59,7 @@ _BIG_FRAME = 1 << 18  # frames at least this large get a buffer of their own (no
 # (the default 64 KiB took four times as many).
 _PIPE_SIZE = 1 << 18
 _IOV_MAX = 64  # buffers handed to one sendmsg()/writev()
+_SENDMSG = not portable.ACTIVE  # several buffers with one sendmsg() (see the module comment)
 
 
 class MessagePipe:
@@ -78,11 +81,14 @@ class MessagePipe:
     def pair(cls, pipes: bool = False) -> tuple[MessagePipe, tuple[Any, Any]]:
         """A pipe for this process, and the two ends to hand to the worker: MessagePipe(*theirs).
         Two socketpairs, or with `pipes` two os.pipe()s (the worker's ends then travel as
-        multiprocessing Connection objects, which a worker process can be given)."""
-        if not pipes:
-            to_worker, worker_in = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-            worker_out, from_worker = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        multiprocessing Connection objects, which a worker process can be given), except on portable
+        paths."""
+        if not pipes or portable.ACTIVE:
+            to_worker, worker_in = sockopt.socketpair()
+            worker_out, from_worker = sockopt.socketpair()
             return cls(from_worker, to_worker), (worker_in, worker_out)
+        import fcntl  # POSIX only, like os.pipe() ends in a selector
+
         read_in, write_in = os.pipe()
         read_out, write_out = os.pipe()
         for fd in (read_in, read_out):
@@ -99,8 +105,13 @@ class MessagePipe:
         A Python-level timeout polls before every recv and send, and is one setting shared by all
         threads using the socket object. Kernel timeouts cost nothing per call, and the receive and
         send deadlines are separate, so a reader thread may change its own while another thread sends.
+        On portable paths the deadlines stay Python's (see the module comment): the send socket gets its
+        own settimeout(send_timeout), which no reader changes.
         """
         self.sock.settimeout(None)
+        if portable.ACTIVE:
+            self.out.settimeout(send_timeout)
+            return
         sockopt.set_send_timeout(self.out, send_timeout)
         self._kernel = True
         self._timeout = None
@@ -123,7 +134,7 @@ class MessagePipe:
 
     def _write_large(self, header: bytes, data: bytes) -> None:
         # Large payloads (WebSocket messages): gather-write instead of copying them behind the header.
-        sent = self.out.sendmsg([header, data])
+        sent = self.out.sendmsg([header, data]) if _SENDMSG else self.out.send(header)
         if sent < len(header) + len(data):
             rest = memoryview(header + data)[sent:] if sent < len(header) else memoryview(data)[sent - len(header):]
             self.out.sendall(rest)
@@ -373,9 +384,11 @@ class PipeWriter:
         """Write what the pipe takes without waiting; True when nothing is left (OSError: peer gone)."""
         parts = self._parts
         while parts:
-            batch = list(itertools.islice(parts, _IOV_MAX))
             try:
-                sent = self.end.sendmsg(batch)
+                if _SENDMSG:
+                    sent = self.end.sendmsg(list(itertools.islice(parts, _IOV_MAX)))
+                else:
+                    sent = self.end.send(parts[0])
             except (BlockingIOError, InterruptedError):
                 return False
             self.pending -= sent

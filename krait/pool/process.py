@@ -3,7 +3,10 @@
 # Design: this is the mechanism under both pools (krait/pool/scheduler.py for scripts and templates,
 # krait/pool/sessions.py for WebSockets); the policy of who gets which worker lives there.
 # - Workers are started through a forkserver created before the server starts any thread, so a
-#   replacement forked later never inherits the server's threads or locks.
+#   replacement forked later never inherits the server's threads or locks. Where there is no forkserver
+#   (Windows), and on portable paths (krait/portable.py), they are spawned: each one a fresh interpreter,
+#   given the server's sys.path by multiprocessing, with the folder holding this krait package put first
+#   (below) for the same reason as the forkserver's PYTHONPATH.
 # - multiprocessing starts the forkserver as `python -c ...`, which puts the working directory first on
 #   sys.path: a folder named krait there (even an empty one, or a clone of this repository) would be
 #   imported in place of this Krait. So the forkserver starts with PYTHONSAFEPATH=1 (no working
@@ -20,10 +23,11 @@ from __future__ import annotations
 import importlib
 import multiprocessing
 import os
-from multiprocessing import forkserver
+import sys
 from typing import Any
 
 import krait
+from krait import portable
 from krait.errors import ConfigError
 from krait.pool import jobs
 from krait.pool.pipe import MessagePipe
@@ -35,14 +39,21 @@ _CONTEXT: Any = None
 
 
 def context() -> Any:
-    """The forkserver multiprocessing context, created and started once per process (before any thread
-    starts)."""
+    """The multiprocessing context that starts workers, created once per process (before any thread
+    starts): a started forkserver, or spawn (see the module comment)."""
     global _CONTEXT
     if _CONTEXT is None:
+        home = os.path.dirname(os.path.dirname(os.path.abspath(krait.__file__)))  # holds this krait package
+        if portable.ACTIVE or "forkserver" not in multiprocessing.get_all_start_methods():
+            if sys.path[:1] != [home]:
+                sys.path.insert(0, home)  # each spawned worker starts with this sys.path
+            _CONTEXT = multiprocessing.get_context("spawn")
+            return _CONTEXT
+        from multiprocessing import forkserver  # not on Windows
+
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload([WORKER_MAIN])
         saved = _environment()
-        home = os.path.dirname(os.path.dirname(os.path.abspath(krait.__file__)))  # holds this krait package
         os.environ["PYTHONPATH"] = os.pathsep.join([home] + [p for p in [saved["PYTHONPATH"]] if p])
         os.environ["PYTHONSAFEPATH"] = "1"
         try:
@@ -84,7 +95,7 @@ class WorkerProcess:
     @classmethod
     def start(cls, settings: Any, generation: int, kind: str = "http") -> WorkerProcess:
         """Start a script worker ("http", reached over socketpairs) or a WebSocket worker ("ws", over
-        os.pipe()s: krait/pool/pipe.py says why)."""
+        os.pipe()s but on portable paths: krait/pool/pipe.py says why)."""
         ours, theirs = MessagePipe.pair(pipes=kind == "ws")
         process = context().Process(target=_child, args=(theirs, settings, kind, _environment()), daemon=True)
         process.start()

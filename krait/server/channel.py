@@ -91,7 +91,7 @@ class Channel:
                 self._rcv_timeout = timeout
             try:
                 return self.sock.recv(_RECV_SIZE)
-            except BlockingIOError:
+            except (BlockingIOError, TimeoutError):  # TimeoutError: Windows (krait/sockopt.py)
                 raise _Timeout() from None
         self.sock.settimeout(timeout)
         try:
@@ -107,7 +107,7 @@ class Channel:
                 self._set_send_timeout(self.settings.send_timeout)
             try:
                 sent = self.sock.send(data)
-            except BlockingIOError:
+            except (BlockingIOError, TimeoutError):  # TimeoutError: a kernel timeout on Windows
                 raise TimeoutError("the client did not read the response in time") from None
             if sent == len(data):
                 return

@@ -69,7 +69,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     option("--host", dest="host", help="address to listen on")
     option("--port", "-p", dest="port", type=_PORT, help="port (0 picks a free port)")
     option("--workers", dest="workers", type=_COUNT, help="script worker processes (the CPUs this process may use)")
-    option("--processes", dest="processes", type=_COUNT, help="server processes sharing the port (SO_REUSEPORT)")
+    option("--processes", dest="processes", type=_COUNT, help="server processes sharing the port (Linux)")
     option("--timeout", dest="timeout", type=_SECONDS, help="per-request script deadline, seconds")
     option("--debug", dest="debug", action="store_true", help="tracebacks in error pages, no lookup caching")
     option("--max-body-size", dest="max_body_size", type=_SIZE, help="largest request body in bytes (413)")

@@ -15,6 +15,8 @@
 # - Timers: every second the hub pings clients silent for --ws-ping-interval, closes (1011) those whose
 #   pong has not come within --ws-ping-timeout, and drops connections whose closing handshake has taken
 #   longer than WS_CLOSE_TIMEOUT.
+# - The selector is the system's best (epoll on Linux), or select() on portable paths (krait/portable.py):
+#   Windows has nothing else, and select() there takes SELECT_MAX_SOCKETS sockets (krait/limits.py).
 
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from krait import limits
+from krait import limits, portable, sockopt
 from krait.errors import GatewayTimeout, InternalError, ServiceUnavailable
 from krait.http.websocket import message_frame
 from krait.pool import jobs
@@ -83,9 +85,9 @@ class WebSocketHub:
         self.clients: dict[int, WsClient] = {}  # every connection, from open() until both ends are done
         self.rooms: dict[str, set[WsClient]] = {}
         self._ids = 0
-        self._selector = selectors.DefaultSelector()
+        self._selector = selectors.SelectSelector() if portable.ACTIVE else selectors.DefaultSelector()
         self._commands: deque[tuple[Callable[..., None], tuple]] = deque()
-        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r, self._wake_w = sockopt.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._selector.register(self._wake_r, _READ, ("wake", None))

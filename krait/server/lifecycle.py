@@ -1,22 +1,24 @@
 # The life of a server process: start-up order, the worker pools, signals, reloads, --processes.
 #
 # Design: start-up order matters. Check the site folder, bind the port (a busy port fails here, before
-# any site code runs), start the worker pools through a forkserver while this process still has one
-# thread, read krait.config's snapshot, then listen and print the one ready line. Any failure before
-# that prints one paragraph and exits 1 (docs/deployment.md). SIGTERM and SIGINT stop gracefully.
-# SIGHUP and edits under SITE/.py reload the site, one reload at a time: a complete new generation of
-# workers runs init.py while the old one serves on, the App is built from its krait.config, and the pool
-# swaps both at once (krait/pool/scheduler.py); when any of that fails, the old generation and App keep
-# serving and the error is logged once. The WebSocket pool reloads after a swap (sessions in progress
-# keep their worker).
+# any site code runs), start the worker pools through a forkserver (krait/pool/process.py) while this
+# process still has one thread, read krait.config's snapshot, then listen and print the one ready line.
+# Any failure before that prints one paragraph and exits 1 (docs/deployment.md). SIGTERM and SIGINT stop
+# gracefully. SIGHUP (not on portable paths: Windows has none, krait/portable.py) and edits under
+# SITE/.py reload the site, one reload at a time: a complete new generation of workers runs init.py
+# while the old one serves on, the App is built from its krait.config, and the pool swaps both at once
+# (krait/pool/scheduler.py); when any of that fails, the old generation and App keep serving and the
+# error is logged once. The WebSocket pool reloads after a swap (sessions in progress keep their worker).
 # With --processes N the parent binds a placeholder socket with SO_REUSEPORT to fix the port, forks N
-# servers that each bind the same port and own their pools, and supervises them.
+# servers that each bind the same port and own their pools, and supervises them; where the kernel does
+# not spread one port's connections across processes (portable.SHARES_PORT), --processes is refused.
+# The open-file limit bounds the connections; on portable paths there is none, and the hub's select()
+# bounds --max-websockets instead.
 
 from __future__ import annotations
 
 import logging
 import os
-import resource
 import signal
 import socket
 import ssl
@@ -26,7 +28,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from krait import __version__, limits
+from krait import __version__, limits, portable
 from krait.errors import ConfigError
 from krait.pool import relay as relays
 from krait.pool.scheduler import JobPool
@@ -37,6 +39,8 @@ from krait.server.listener import Server
 from krait.settings import Settings
 
 log = logging.getLogger("krait")
+
+_OPEN_MAX = 10240  # the largest soft open-file limit macOS takes (OPEN_MAX in its <sys/syslimits.h>)
 
 
 def setup_logging(settings: Settings) -> None:
@@ -77,6 +81,10 @@ def run(settings: Settings) -> int:
             if path and not os.path.isfile(path):
                 return fail("certificate file %r not found" % path)
     if settings.processes > 1:
+        if not portable.SHARES_PORT:
+            where = "with KRAIT_PORTABLE=1" if portable.ACTIVE and sys.platform != "win32" else "on this system"
+            return fail("--processes is refused %s: only Linux spreads the connections of one port across "
+                        "processes (SO_REUSEPORT); run one process" % where)
         return run_many(settings)
     return run_one(settings)
 
@@ -152,14 +160,23 @@ def run_one(settings: Settings, reuse_port: bool = False, ready_fd: int | None =
 def fit_to_open_files(settings: Settings) -> Settings:
     """Every connection and WebSocket costs a file descriptor: raise the soft open-file limit to the
     hard one, and lower --max-connections and --max-websockets (in proportion) to what it allows,
-    keeping FD_RESERVE aside, with a log line saying so."""
-    try:
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if soft != hard:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
-    except (ValueError, OSError):  # an unlimited hard limit, or not allowed: keep what we have
-        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    keeping FD_RESERVE aside, with a log line saying so. On portable paths, where there is no such
+    limit, --max-websockets is lowered to what the hub's select() takes."""
+    if portable.ACTIVE:
+        return _fit_to_select(settings)
+    import resource  # POSIX only
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # macOS refuses a soft limit above OPEN_MAX (its setrlimit(2) manual), and its hard one is unlimited.
+    for target in (hard, min(hard, _OPEN_MAX)):
+        if soft >= target:
+            break
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+            break
+        except (ValueError, OSError):  # not allowed: keep what we have
+            pass
     if soft == resource.RLIM_INFINITY:
         return settings
     room = max(soft - limits.FD_RESERVE, 2)
@@ -171,6 +188,17 @@ def fit_to_open_files(settings: Settings) -> Settings:
     log.warning("the open-file limit is %d: --max-connections lowered from %d to %d and --max-websockets "
                 "from %d to %d", soft, settings.max_connections, connections, settings.max_websockets, websockets)
     return replace(settings, max_connections=connections, max_websockets=websockets)
+
+
+def _fit_to_select(settings: Settings) -> Settings:
+    # Besides the clients, select() watches the hub's wake-up socket and two sockets per WebSocket worker,
+    # of two generations during a reload.
+    room = max(limits.SELECT_MAX_SOCKETS - 1 - 4 * max(settings.ws_workers, 1), 1)
+    if settings.max_websockets <= room:
+        return settings
+    log.info("the WebSocket hub's select() takes %d sockets: --max-websockets lowered from %d to %d",
+             limits.SELECT_MAX_SOCKETS, settings.max_websockets, room)
+    return replace(settings, max_websockets=room)
 
 
 class _SignalFlags:
@@ -186,7 +214,8 @@ class _SignalFlags:
         self.hup = False
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
-        signal.signal(signal.SIGHUP, self._on_hup)
+        if not portable.ACTIVE:  # Windows has no SIGHUP
+            signal.signal(signal.SIGHUP, self._on_hup)
 
     def _on_stop(self, *_: Any) -> None:
         self.stop = True

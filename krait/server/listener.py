@@ -12,6 +12,9 @@
 # request (a letter) gets a cleartext 400 first. drain() is the graceful part of a stop
 # (krait/server/lifecycle.py): wake idle keep-alive connections so they close, send WebSockets a 1001
 # close, and let requests in flight finish within --graceful-timeout. Every access log field is escaped.
+# The port is bound with SO_REUSEADDR (a restart need not wait for old connections' TIME_WAIT), except on
+# portable paths (krait/portable.py): on Windows that option lets another program bind the same port and
+# take its connections, so the port gets SO_EXCLUSIVEADDRUSE there instead.
 
 from __future__ import annotations
 
@@ -22,11 +25,12 @@ import re
 import socket
 import socketserver
 import ssl
+import sys
 import threading
 import time
 from typing import Any
 
-from krait import limits
+from krait import limits, portable
 from krait.http.writers import build_head
 from krait.server.bodies import BodySpool
 from krait.server.channel import Channel
@@ -45,7 +49,7 @@ _TLS_RECORD_HANDSHAKE = b"\x16"  # the first byte of a TLS ClientHello (RFC 8446
 
 class Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
-    allow_reuse_address = True
+    allow_reuse_address = not portable.ACTIVE
     block_on_close = False
     request_queue_size = limits.LISTEN_BACKLOG
 
@@ -58,6 +62,8 @@ class Server(socketserver.ThreadingTCPServer):
         super().__init__((settings.host, settings.port), None, bind_and_activate=False)  # type: ignore[arg-type]
         if reuse_port:
             self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if sys.platform == "win32":
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)
         try:
             self.server_bind()
         except BaseException:
@@ -283,7 +289,7 @@ def _address(client_address: Any) -> str:
 def _spare() -> int | None:
     """A descriptor held in reserve to accept (and refuse) a client when none is left."""
     try:
-        return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        return os.open(os.devnull, os.O_RDONLY)  # not inherited by child processes (PEP 446)
     except OSError:
         return None
 

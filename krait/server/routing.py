@@ -198,7 +198,7 @@ class CodeInodes:
                         folders.append((entry.path, private))
                     elif (private or entry.name.lower().endswith(_CODE_EXTENSIONS)) \
                             and entry.is_file(follow_symlinks=False):
-                        st = entry.stat(follow_symlinks=False)
+                        st = os.lstat(entry.path)  # Windows' DirEntry.stat() has no st_ino, st_nlink
                         if st.st_nlink > 1:
                             found.append((st.st_dev, st.st_ino))
                 except OSError:  # vanished while we looked

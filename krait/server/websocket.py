@@ -7,6 +7,8 @@
 # the hub then closes it (docs/websockets.md).
 # TLS sockets work the same way: OpenSSL's "want read" / "want write" are the non-blocking socket's
 # "try again later", and bytes OpenSSL already decrypted are read before the next select.
+# Queued frames go out with one sendmsg(), or one send() each over TLS and on portable paths
+# (krait/portable.py: Windows has no sendmsg).
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import time
 from collections import deque
 from typing import Any
 
-from krait import limits
+from krait import limits, portable
 from krait.http.websocket import (
     OPEN,
     BinaryMessage,
@@ -28,6 +30,7 @@ from krait.http.websocket import (
 )
 
 _IOV_MAX = 64  # buffers handed to one sendmsg()
+_SENDMSG = not portable.ACTIVE
 _WANT = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 # What read() returns for the controller: (MESSAGE, text, payload) or (CLOSED, code, reason), the
@@ -132,7 +135,7 @@ class WsClient:
             return True  # not attached yet: kept until then
         try:
             while out:
-                if self.tls:
+                if self.tls or not _SENDMSG:
                     sent = sock.send(out[0])
                 else:
                     sent = sock.sendmsg(list(itertools.islice(out, _IOV_MAX)))

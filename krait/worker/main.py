@@ -4,11 +4,10 @@
 # hand the pipe to the pool's loop for this kind of worker: krait/pool/serve.py with run.run_job for a
 # script worker (which also hears when a template compiles), krait/pool/wsserve.py with
 # websocket.open_session for a WebSocket worker. Both kinds get krait.websockets.publish() wired to their
-# pipe. The server decides when a worker stops, so SIGINT
-# and SIGHUP are ignored here. Whatever site code prints goes to the server's standard error, its log,
-# line by line (docs/configuration.md): file descriptor 1 becomes a copy of 2, so output of child
-# processes and C code goes there too, and the server's standard output carries only its ready line and
-# the access log.
+# pipe. The server decides when a worker stops, so SIGINT and SIGHUP (none on Windows: krait/portable.py)
+# are ignored here. Whatever site code prints goes to the server's standard error, its log, line by line
+# (docs/configuration.md): file descriptor 1 becomes a copy of 2, so output of child processes and C code
+# goes there too, and the server's standard output carries only its ready line and the access log.
 
 from __future__ import annotations
 
@@ -21,6 +20,7 @@ from typing import Any
 
 import krait
 import krait.websockets
+from krait import portable
 from krait.pool import serve, wsserve
 from krait.pool.pipe import MessagePipe
 from krait.worker.run import error_report, run_job
@@ -34,7 +34,8 @@ def main(ends: tuple[Any, Any], settings: Any, kind: str) -> None:
     send_lock = threading.Lock()
     krait.websockets._publisher = serve.publisher(pipe, send_lock)  # before the Site saves the modules
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    if not portable.ACTIVE:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         os.dup2(2, 1)
         sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # print() reaches the log promptly

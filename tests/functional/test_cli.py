@@ -16,8 +16,8 @@ import requests
 from tests.helpers import READY, ROOT, write_site
 
 
-def run_krait(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+def run_krait(*args: str, timeout: float = 60, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
     return subprocess.run([sys.executable, "-m", "krait", *args], capture_output=True, text=True, timeout=timeout,
                           env=env, stdin=subprocess.DEVNULL)
 
@@ -95,6 +95,17 @@ def test_an_invalid_option_value_is_one_line_and_status_2(tmp_path, args, messag
     assert r.stderr.startswith("krait: error: " + message) and r.stderr.count("\n") == 1, r.stderr
 
 
+def test_processes_are_refused_in_one_line_where_a_port_cannot_be_shared(tmp_path):
+    # Portable paths stand for Windows; macOS is refused the same way (krait/portable.py SHARES_PORT).
+    marker = tmp_path / "init-ran"
+    site = write_site(tmp_path / "site", {".py/init.py": "open(%r, 'w').close()\n" % str(marker)})
+    r = run_krait(str(site), "--port", "0", "--processes", "2", env={"KRAIT_PORTABLE": "1"})
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr == ("krait: error: --processes is refused with KRAIT_PORTABLE=1: only Linux spreads the "
+                        "connections of one port across processes (SO_REUSEPORT); run one process\n")
+    assert not marker.exists()
+
+
 def _installed_krait_env() -> dict:
     """The environment of a user who installed this Krait: no PYTHONPATH leading to it (it would hide
     what the working directory does to the import path)."""
@@ -126,6 +137,7 @@ def _serve_from(cwd, command: list[str], site, env: dict) -> tuple[str, str]:
     return pages, err.read_text()
 
 
+@pytest.mark.portable  # spawned workers import the same Krait (krait/pool/process.py)
 @pytest.mark.parametrize("holding", ["an empty krait folder", "a clone of this repository"])
 def test_krait_runs_from_a_folder_holding_a_folder_named_krait(tmp_path, holding):
     env = _installed_krait_env()

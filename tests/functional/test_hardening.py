@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from tests.helpers import write_site
+from tests.helpers import needs_shared_port, needs_sighup, write_site
 from tests.idle_clients import open_idle, rss_kib
 
 SITE = {
@@ -165,6 +165,7 @@ def test_slowloris_and_idle_connections_do_not_delay_a_normal_client(site, krait
     assert_normal(srv.port)
 
 
+@pytest.mark.portable  # kernel socket timeouts, as on Windows
 def test_idle_keepalive_timeout_closes_silently(site, krait_server):
     srv = krait_server(site, "--keepalive-timeout", "0.5")
     with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
@@ -178,6 +179,7 @@ def test_idle_keepalive_timeout_closes_silently(site, krait_server):
     assert_normal(srv.port)
 
 
+@pytest.mark.portable
 def test_header_deadline_is_total_not_per_byte(site, krait_server):
     srv = krait_server(site, "--header-timeout", "1")
     with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
@@ -363,6 +365,7 @@ def _wrk_problems(output: str) -> list[str]:
     return problems
 
 
+@needs_sighup
 def test_sighup_under_wrk_fails_no_request(site, krait_server):
     wrk = shutil.which("wrk")
     if wrk is None:
@@ -392,6 +395,7 @@ def test_sighup_under_wrk_fails_no_request(site, krait_server):
 # --- multi-core --------------------------------------------------------------------------------
 
 
+@needs_shared_port
 def test_processes_share_the_port(site, krait_server):
     srv = krait_server(site, "--workers", "1", "--processes", "2")
     pids = {get(srv.port, "/pid.py")[2] for _ in range(40)}

@@ -9,7 +9,9 @@ import time
 import pytest
 import requests
 
-from tests.helpers import start_krait, write_site
+from tests.helpers import needs_sighup, start_krait, write_site
+
+pytestmark = pytest.mark.portable  # run again on portable paths (tests/server/test_portable.py)
 
 INIT = '''
 import os, sqlite3, krait
@@ -251,6 +253,7 @@ def test_queue_full_gives_503(tmp_path, krait_server):
     assert requests.get(srv.url + "/sleep?s=0", timeout=10).text == "slept"
 
 
+@needs_sighup
 def test_sighup_reload_while_requests_in_flight(tmp_path, krait_server):
     root = write_site(tmp_path / "site", {
         ".py/init.py": "import os\nstarted_by = os.getpid()\n",

@@ -12,7 +12,7 @@ import time
 
 import requests
 
-from tests.helpers import write_site
+from tests.helpers import needs_shared_port, write_site
 
 INIT = """\
 import krait
@@ -108,6 +108,7 @@ def test_a_session_counter_across_four_workers_and_a_restart(tmp_path, krait_ser
     assert os.listdir(state_folder(again)) == [os.listdir(state_folder(again))[0]]  # one folder for the site
 
 
+@needs_shared_port
 def test_a_session_is_shared_by_several_server_processes(tmp_path, krait_server):
     site = write_site(tmp_path / "site", SITE)
     srv = krait_server(site, "--processes", "2", "--workers", "1")

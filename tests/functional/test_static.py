@@ -14,6 +14,8 @@ import requests
 
 from tests.helpers import write_site
 
+pytestmark = pytest.mark.portable  # run again on portable paths (tests/server/test_portable.py)
+
 INIT = """
 import krait
 krait.config.routes = [

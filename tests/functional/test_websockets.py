@@ -36,6 +36,8 @@ from tests.functional.test_ws_conformance import (
 )
 from tests.helpers import start_krait, write_site
 
+pytestmark = pytest.mark.portable  # run again on portable paths (tests/server/test_portable.py)
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):

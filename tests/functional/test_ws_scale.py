@@ -20,7 +20,7 @@ import websocket
 
 from krait import limits
 from tests.functional.test_ws_conformance import BINARY, CLOSE, PING, PONG, TEXT, RawWS, close_body, upgrade_request
-from tests.helpers import start_krait, write_site
+from tests.helpers import needs_shared_port, start_krait, write_site
 
 INIT = """
 import krait
@@ -345,6 +345,7 @@ def test_a_script_publishes_to_the_room(server):
             ws.close()
 
 
+@needs_shared_port
 def test_publish_crosses_server_processes(tmp_path):
     srv = start_krait(write_site(tmp_path / "site", SITE), "--processes", "2", "--ws-workers", "1",
                       workdir=tmp_path / "run")

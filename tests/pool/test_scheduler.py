@@ -4,6 +4,7 @@ A job only waits in a busy worker's pipe when it arrives within PIPELINE_STALL o
 start, which HTTP clients cannot time reliably; these tests drive JobPool directly and widen that
 window, so the jobs behind a fault are certainly in the dying worker's pipe. The HTTP-level fault
 tests (504, 500, 503, reload, --max-requests) are in test_scripts.py and test_hardening.py.
+Marked `portable`: scripts/test runs them again on portable paths (spawned workers, Python's timeouts).
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ import time
 
 import pytest
 
-from krait import limits
+from krait import limits, portable
 from krait.errors import ConfigError, GatewayTimeout, InternalError, Reloaded
 from krait.pool import jobs
 from krait.pool.scheduler import JobPool
 from krait.pool.sessions import WsWorkers
 from krait.settings import Settings
+
+pytestmark = pytest.mark.portable
 
 SCRIPTS = {
     "hello.py": 'krait.response = krait.Response("HTTP/1.1", 200, [], "hi " + krait.request.query_string)\n',
@@ -321,12 +324,16 @@ def test_a_file_known_to_be_slow_gets_nothing_queued_behind_it(pool, monkeypatch
 
 def test_script_workers_use_socketpairs_and_websocket_workers_pipes(pool, tmp_path):
     # Script workers wait for answers with deadlines (kernel socket timeouts); a WebSocket worker's
-    # messages have none, and a pipe costs the kernel less per message (krait/pool/pipe.py).
+    # messages have none, and a pipe costs the kernel less per message (krait/pool/pipe.py). On portable
+    # paths (Windows selects sockets only), WebSocket workers get socketpairs too.
     assert isinstance(pool(workers=1)._lanes[0].proc.pipe.sock, socket.socket)
     workers = WsWorkers(Settings(site_root=str(tmp_path)), 1, lambda worker, generation: None)
     worker = workers.start()
     try:
         pipe = worker.proc.pipe
-        assert all(stat.S_ISFIFO(os.fstat(end.fd).st_mode) for end in (pipe.sock, pipe.out))
+        if portable.ACTIVE:
+            assert all(isinstance(end, socket.socket) for end in (pipe.sock, pipe.out))
+        else:
+            assert all(stat.S_ISFIFO(os.fstat(end.fd).st_mode) for end in (pipe.sock, pipe.out))
     finally:
         worker.kill()
