@@ -72,7 +72,7 @@ def _expected_gen(n: int) -> bytes:
     return b"".join(("%08d" % i).encode() * 65536 for i in range(n))
 
 
-@pytest.mark.portable  # run again on portable paths (send without sendmsg, no sendfile path)
+@pytest.mark.portable  # run again on portable paths (tests/server/test_portable.py)
 def test_a_large_upload_is_spooled_to_a_file_the_script_reads_and_deleted_after(krait_server, make_site, tmp_path):
     spool = tmp_path / "tmp"
     spool.mkdir()
@@ -125,7 +125,7 @@ def test_a_burst_then_silence_buys_no_time_the_body_is_cut_after_one_window(krai
     assert requests.get(srv.url + "/hello.txt", timeout=10).text == "hello\n"
 
 
-@pytest.mark.portable  # run again on portable paths (send without sendmsg, no sendfile path)
+@pytest.mark.portable  # run again on portable paths (tests/server/test_portable.py)
 def test_a_streamed_generator_body_is_chunked_and_head_does_not_run_it(krait_server, make_site, tmp_path):
     root = make_site(SITE)
     srv = krait_server(root)
@@ -225,7 +225,7 @@ def test_a_client_reading_too_slowly_is_dropped_by_the_total_send_deadline(krait
     assert requests.get(srv.url + "/hello.txt", timeout=10).text == "hello\n"
 
 
-@pytest.mark.portable  # run again on portable paths (send without sendmsg, no sendfile path)
+@pytest.mark.portable  # run again on portable paths (tests/server/test_portable.py)
 def test_response_file_is_sent_by_the_server(krait_server, make_site):
     srv = krait_server(make_site(SITE))
     r = requests.get(srv.url + "/file.py", timeout=20)
