@@ -8,16 +8,21 @@
 # a struct timeval on Linux, macOS and the BSDs, and a DWORD of milliseconds on Windows.
 # socketpair(): AF_UNIX where there is one; Windows builds the pair over loopback TCP, where Nagle's
 # algorithm would hold a small write back until the previous one is acknowledged, so it is turned off.
+# send_queued(): one write of queued output (a client's frames, a pipe's records) that keeps its order.
 
 from __future__ import annotations
 
+import itertools
 import socket
 import struct
 import sys
+from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 _TIMEVAL = struct.Struct("@ll")  # struct timeval on Linux and the BSDs
 _DWORD_MAX = 0xFFFFFFFF
+_IOV_MAX = 64  # buffers handed to one sendmsg()
 
 
 def _timeval(seconds: float | None) -> bytes:
@@ -51,3 +56,24 @@ def socketpair() -> tuple[socket.socket, socket.socket]:
         for end in pair:
             end.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return pair
+
+
+def send_queued(end: Any, parts: deque, gather: bool) -> int:
+    """Write the front of `parts` (bytes and memoryviews, in order) with one call, without waiting if `end`
+    is non-blocking: with `gather`, sendmsg() of up to _IOV_MAX of them, else send() of the first. What
+    went out leaves `parts` (a part sent in part is replaced by the view of its rest). Returns the bytes
+    sent; the call's exceptions (BlockingIOError...) pass through."""
+    if gather:
+        sent = end.sendmsg(list(itertools.islice(parts, _IOV_MAX)))
+    else:
+        sent = end.send(parts[0])
+    left = sent
+    while left:
+        first = parts[0]
+        if left >= len(first):
+            left -= len(first)
+            parts.popleft()
+        else:
+            parts[0] = memoryview(first)[left:]
+            left = 0
+    return sent

@@ -32,7 +32,6 @@
 
 from __future__ import annotations
 
-import itertools
 import marshal
 import os
 import pickle
@@ -58,7 +57,6 @@ _BIG_FRAME = 1 << 18  # frames at least this large get a buffer of their own (no
 # Capacity asked for each os.pipe(): about a socketpair's, so a 1 MiB message crosses in as few wake-ups
 # (the default 64 KiB took four times as many).
 _PIPE_SIZE = 1 << 18
-_IOV_MAX = 64  # buffers handed to one sendmsg()/writev()
 _SENDMSG = not portable.ACTIVE  # several buffers with one sendmsg() (see the module comment)
 
 
@@ -385,19 +383,7 @@ class PipeWriter:
         parts = self._parts
         while parts:
             try:
-                if _SENDMSG:
-                    sent = self.end.sendmsg(list(itertools.islice(parts, _IOV_MAX)))
-                else:
-                    sent = self.end.send(parts[0])
+                self.pending -= sockopt.send_queued(self.end, parts, _SENDMSG)
             except (BlockingIOError, InterruptedError):
                 return False
-            self.pending -= sent
-            while sent:
-                first = parts[0]
-                if sent >= len(first):
-                    sent -= len(first)
-                    parts.popleft()
-                else:
-                    parts[0] = memoryview(first)[sent:]
-                    sent = 0
         return True

@@ -12,13 +12,12 @@
 
 from __future__ import annotations
 
-import itertools
 import ssl
 import time
 from collections import deque
 from typing import Any
 
-from krait import limits, portable
+from krait import limits, portable, sockopt
 from krait.http.websocket import (
     OPEN,
     BinaryMessage,
@@ -29,7 +28,6 @@ from krait.http.websocket import (
     WebSocketConnection,
 )
 
-_IOV_MAX = 64  # buffers handed to one sendmsg()
 _SENDMSG = not portable.ACTIVE
 _WANT = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
@@ -135,21 +133,10 @@ class WsClient:
             return True  # not attached yet: kept until then
         try:
             while out:
-                if self.tls or not _SENDMSG:
-                    sent = sock.send(out[0])
-                else:
-                    sent = sock.sendmsg(list(itertools.islice(out, _IOV_MAX)))
+                sent = sockopt.send_queued(sock, out, _SENDMSG and not self.tls)
                 self.unsent -= sent
                 if sent:
                     self.last_taken = time.monotonic()
-                while sent:
-                    first = out[0]
-                    if sent >= len(first):
-                        sent -= len(first)
-                        out.popleft()
-                    else:
-                        out[0] = memoryview(first)[sent:]
-                        sent = 0
         except _WANT:
             return True
         except OSError:
