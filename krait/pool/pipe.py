@@ -271,11 +271,15 @@ class _PipeEnd:
             while view:
                 view = view[os.write(self.fd, view):]
 
+    def send(self, data: Any) -> int:
+        return os.write(self.fd, data)
+
     def sendmsg(self, parts: list) -> int:
         return os.writev(self.fd, parts)
 
     def setblocking(self, flag: bool) -> None:
         os.set_blocking(self.fd, flag)
+        self._timeout = None  # as for a socket: a non-blocking end waits for nothing
 
     def fileno(self) -> int:
         return self.fd
@@ -313,39 +317,54 @@ def encode_message(kind: str, conn: int, payload: bytes) -> list[bytes]:
 
 class PipeReader:
     """The read side of a pipe for a selector loop: read() takes what is there, never waits, and
-    returns every whole message (EOFError when the peer is gone)."""
+    returns every whole message (EOFError when the peer is gone).
 
-    __slots__ = ("end", "_buf")
+    It reads into one buffer of its own, allocated once: a fresh buffer of the pipe's size for every
+    read cost malloc an mmap, an mremap and a munmap per message. Whole frames are decoded where they
+    lie; only the start of an unfinished frame is kept, in `_rest`, until the reads that complete it.
+    """
+
+    __slots__ = ("end", "_rest", "_view")
 
     def __init__(self, end: Any) -> None:
         self.end = end
         end.setblocking(False)
-        self._buf = bytearray()
+        self._rest = bytearray()
+        self._view = memoryview(bytearray(_PIPE_SIZE))
 
     def fileno(self) -> int:
         return self.end.fileno()
 
     def read(self) -> list:
         try:
-            chunk = self.end.recv(_PIPE_SIZE)
+            count = self.end.recv_into(self._view)
         except (BlockingIOError, InterruptedError):
             return []
         except (ConnectionResetError, BrokenPipeError):
             raise EOFError("pipe closed") from None
-        if not chunk:
+        if not count:
             raise EOFError("pipe closed")
-        buf = self._buf
-        buf += chunk
+        rest = self._rest
+        if rest:
+            rest += self._view[:count]
+            data: Any = memoryview(rest)
+            count = len(rest)
+        else:
+            data = self._view[:count]
         messages = []
         start = 0
-        while len(buf) - start >= 5:
-            size, tag = _HEADER.unpack_from(buf, start)
-            end = start + 5 + size
-            if end > len(buf):
-                break
-            messages.append(_decode(tag, memoryview(buf)[start + 5:end]))
-            start = end
-        del buf[:start]
+        with data:
+            while count - start >= 5:
+                size, tag = _HEADER.unpack_from(data, start)
+                end = start + 5 + size
+                if end > count:
+                    break
+                messages.append(_decode(tag, data[start + 5:end]))
+                start = end
+            left = bytes(data[start:count]) if start < count else b""
+        if rest:
+            rest.clear()
+        rest += left
         return messages
 
 
@@ -369,7 +388,23 @@ class PipeWriter:
         self._queue((header, data))
 
     def send_message(self, kind: str, conn: int, payload: bytes) -> None:
-        self._queue(encode_message(kind, conn, payload))
+        if len(payload) < _GATHER:  # a short one is copied behind its header and written at once
+            self._write(_MSG_HEADER.pack(len(payload) + 4, _TAG_OF[kind], conn) + payload)
+        else:
+            self._queue(encode_message(kind, conn, payload))
+
+    def _write(self, frame: bytes) -> None:
+        # The usual case for a selector loop: nothing waits before this frame, so it goes out with one
+        # write and no queue (what the pipe does not take now is queued for flush()).
+        if self._parts:
+            self._queue((frame,))
+            return
+        try:
+            sent = self.end.send(frame)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        if sent < len(frame):
+            self._queue((memoryview(frame)[sent:],))
 
     def _queue(self, parts: Any) -> None:
         for part in parts:

@@ -282,11 +282,11 @@ class WebSocketHub:
                     worker.send(client.conn, a, b)
             else:  # CLOSED: the session is over on the client's side
                 self._tell_worker(client, a, b)
-        if heard and not client.told_worker:
+        if heard and worker.writer.pending and not client.told_worker:
             self._want_write(worker)
         if client.sock is not None and not client.is_open and not client.unsent:
             self._drop(client, 1006)  # closed: the echo of its close (if any) is out
-        else:
+        elif client.unsent or client.writing:
             self._update_write(client)
 
     def _client_writable(self, client: WsClient) -> None:
@@ -309,12 +309,12 @@ class WebSocketHub:
 
     def _queue(self, client: WsClient, frame: bytes) -> None:
         """Send a message frame to a client; one that does not read is closed (1008)."""
-        if client.too_slow(time.monotonic()):
+        if client.unsent and client.too_slow(time.monotonic()):
             self._too_slow(client)
             return
         if not client.send(frame):
             self._drop(client, 1006)
-        else:
+        elif client.unsent or client.writing:
             self._update_write(client)
 
     def _too_slow(self, client: WsClient) -> None:

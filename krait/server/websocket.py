@@ -120,7 +120,21 @@ class WsClient:
             unsent > limits.WS_SLOW_UNSENT and now - self.last_taken > limits.WS_SEND_STALL)
 
     def send(self, data: bytes) -> bool:
-        """Queue `data` and write what the socket takes now; False when the client is gone."""
+        """Write `data` as far as the socket takes it now and queue the rest; False when the client is
+        gone."""
+        sock = self.sock
+        if not self.out and sock is not None:  # nothing waits before it: one send(), no queue
+            try:
+                sent = sock.send(data)
+            except _WANT:  # over TLS the same bytes must be offered again: all of them wait
+                sent = 0
+            except OSError:
+                return False
+            if sent:
+                self.last_taken = time.monotonic()
+                if sent == len(data):
+                    return True
+                data = memoryview(data)[sent:]
         self.out.append(data)
         self.unsent += len(data)
         return self.flush()

@@ -228,3 +228,24 @@ def test_an_empty_message_through_the_non_blocking_writer(ends):
     assert worker.recv(5) == ("text", 8, b"next")
     server.close()
     worker.close()
+
+
+def test_the_non_blocking_reader_ignores_an_earlier_deadline(ends):
+    # A worker's pipe is first read with a deadline (its start-up report); the hub's reader later
+    # takes the same end and must never wait on it.
+    server, worker = ends()
+    with pytest.raises(TimeoutError):
+        server.recv(0.01)
+    reader = PipeReader(server.sock)
+    started = time.monotonic()
+    assert reader.read() == []
+    assert time.monotonic() - started < 0.5
+    worker.send_message("text", 3, b"one")
+    worker.send(("close", 3, 1000, ""))
+    deadline = time.monotonic() + 5
+    messages: list = []
+    while len(messages) < 2 and time.monotonic() < deadline:
+        messages += reader.read()
+    assert messages == [("text", 3, b"one"), ("close", 3, 1000, "")]
+    server.close()
+    worker.close()
