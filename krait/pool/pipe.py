@@ -361,10 +361,10 @@ class PipeReader:
                     break
                 messages.append(_decode(tag, data[start + 5:end]))
                 start = end
-            left = bytes(data[start:count]) if start < count else b""
         if rest:
-            rest.clear()
-        rest += left
+            del rest[:start]
+        elif start < count:
+            rest += self._view[start:count]
         return messages
 
 
