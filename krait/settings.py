@@ -15,33 +15,59 @@ from krait import limits
 
 
 def usable_cpus(proc_cgroup: str = "/proc/self/cgroup", cgroup_root: str = "/sys/fs/cgroup") -> int:
-    """The CPUs this process may use: its affinity mask (taskset, cpusets), capped by the cgroup v2 CPU
-    quota of its cgroup or of any cgroup above it (a container's, a systemd unit's CPUQuota=), rounded up;
-    at least 1."""
+    """The CPUs this process may use: its affinity mask (taskset, cpusets), capped by the CPU quota of its
+    cgroup or of any cgroup above it (a container's, a systemd unit's CPUQuota=), rounded up; at least 1.
+    Both cgroup versions count: v2's cpu.max, and v1's cpu.cfs_quota_us / cpu.cfs_period_us in the
+    hierarchy that holds the cpu controller."""
+    count: int | float
     try:
         count = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         count = os.cpu_count() or 1
     try:
         with open(proc_cgroup, encoding="utf-8") as f:
-            path = next((line[3:].strip() for line in f if line.startswith("0::")), "/")
+            lines = f.read().splitlines()
     except OSError:
-        path = "/"
-    root = os.path.normpath(cgroup_root)
+        lines = ["0::/"]
+    for line in lines:  # "0::/path" (v2) or "4:cpu,cpuacct:/path" (v1)
+        _, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        if not controllers:
+            count = min(count, _quota(cgroup_root, path, _v2_quota))
+        elif "cpu" in controllers.split(","):
+            count = min(count, _quota(os.path.join(cgroup_root, controllers), path, _v1_quota))
+    return max(1, int(count))
+
+
+def _quota(root: str, path: str, read) -> int | float:
+    """The smallest quota, in CPUs rounded up, of the cgroup `path` and those above it, under the
+    hierarchy mounted at `root` (a path outside this namespace's view counts as the root)."""
+    root = os.path.normpath(root)
     folder = os.path.normpath(os.path.join(root, path.lstrip("/")))
-    if folder != root and not folder.startswith(root + os.sep):  # outside this namespace's view: the root
+    if folder != root and not folder.startswith(root + os.sep):
         folder = root
+    found: int | float = math.inf
     while True:
         try:
-            with open(os.path.join(folder, "cpu.max"), encoding="ascii") as f:
-                quota, period = f.read().split()[:2]
-            if quota != "max":  # "max 100000": no quota here
-                count = min(count, math.ceil(int(quota) / int(period)))
-        except (OSError, ValueError):
+            found = min(found, read(folder))
+        except (OSError, ValueError):  # no such file, or not a number: no quota here
             pass
         if folder == root:
-            return max(1, count)
+            return found
         folder = os.path.dirname(folder)
+
+
+def _v2_quota(folder: str) -> int | float:
+    with open(os.path.join(folder, "cpu.max"), encoding="ascii") as f:
+        quota, period = f.read().split()[:2]
+    return math.inf if quota == "max" else math.ceil(int(quota) / int(period))  # "max 100000": none
+
+
+def _v1_quota(folder: str) -> int | float:
+    with open(os.path.join(folder, "cpu.cfs_quota_us"), encoding="ascii") as f:
+        quota = int(f.read())
+    with open(os.path.join(folder, "cpu.cfs_period_us"), encoding="ascii") as f:
+        period = int(f.read())
+    return math.inf if quota < 0 else math.ceil(quota / period)  # -1: none
 
 
 @dataclass(frozen=True)

@@ -119,7 +119,7 @@ class WsClient:
         return unsent > limits.WS_MAX_UNSENT or (
             unsent > limits.WS_SLOW_UNSENT and now - self.last_taken > limits.WS_SEND_STALL)
 
-    def send(self, data: bytes) -> bool:
+    def send(self, data: bytes | memoryview) -> bool:
         """Write `data` as far as the socket takes it now and queue the rest; False when the client is
         gone."""
         sock = self.sock

@@ -1,5 +1,6 @@
 """krait/settings.py: the default worker count is the number of CPUs this process may use, from its
-affinity mask and the cgroup v2 CPU quotas on the way to its cgroup, read from files in a temp folder."""
+affinity mask and the cgroup CPU quotas (v2 and v1) on the way to its cgroup, read from files in a temp
+folder."""
 
 import os
 
@@ -40,3 +41,20 @@ def test_usable_cpus(tmp_path, own, quotas, expected):
 
 def test_usable_cpus_without_cgroup_files(tmp_path):
     assert usable_cpus(str(tmp_path / "none"), str(tmp_path / "none-either")) == AFFINITY
+
+
+@pytest.mark.parametrize("quota, period, expected", [
+    ("-1", "100000", AFFINITY),  # v1 without a quota
+    ("100000", "100000", 1),  # docker --cpus 1 on a cgroup v1 host
+    ("150000", "100000", min(2, AFFINITY)),
+])
+def test_usable_cpus_cgroup_v1(tmp_path, quota, period, expected):
+    # cgroup v1: the quota sits in the hierarchy named after the cpu controller (here joined with
+    # cpuacct, as most distributions mount it), and a memory hierarchy line is ignored.
+    proc = tmp_path / "cgroup"
+    proc.write_text("5:memory:/docker/abc\n4:cpu,cpuacct:/docker/abc\n")
+    folder = tmp_path / "fs" / "cpu,cpuacct" / "docker" / "abc"
+    folder.mkdir(parents=True)
+    (folder / "cpu.cfs_quota_us").write_text(quota + "\n")
+    (folder / "cpu.cfs_period_us").write_text(period + "\n")
+    assert usable_cpus(str(proc), str(tmp_path / "fs")) == expected
