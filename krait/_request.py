@@ -47,6 +47,9 @@ _QUOTED_PAIR_RE = re.compile(r"\\(.)", re.S)
 # RFC 2046 section 5.1.1: boundary := 0*69<bchars> bcharsnospace (1 to 70 characters).
 _BOUNDARY_RE = re.compile(r"[0-9A-Za-z'()+_,./:=? -]{0,69}[0-9A-Za-z'()+_,./:=?-]")
 _DEFAULT_PART_TYPE = "text/plain"  # RFC 7578 section 4.4
+# The charsets of an RFC 8187 ext-value (filename*) that recipients must support (section 3.2.1); an
+# empty one is taken as UTF-8, as before.
+_EXT_CHARSETS = {"utf-8": "utf-8", "iso-8859-1": "latin-1", "": "utf-8"}
 
 
 def parse_header_params(value: str) -> tuple[str, dict[str, str]]:
@@ -183,10 +186,12 @@ class Request:
         if not self.body:
             raise InvalidJSON("the request body is empty, not JSON")
         try:
-            return json.loads(self.body.decode("utf-8"))
+            text = self.body.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise InvalidJSON("the request body is not UTF-8: %s" % exc) from None
-        except json.JSONDecodeError as exc:
+        try:
+            return json.loads(text)
+        except ValueError as exc:  # JSONDecodeError, and an integer past sys.get_int_max_str_digits()
             raise InvalidJSON("the request body is not valid JSON: %s" % exc) from None
         except RecursionError:
             raise InvalidJSON("the request body's JSON is nested too deeply") from None
@@ -318,8 +323,10 @@ def _parse_part(body: bytes | mmap.mmap, start: int, end: int) -> MultipartFormD
     if ext is not None:
         charset, _, rest = ext.partition("'")
         _, _, encoded = rest.partition("'")
-        try:
-            filename = unquote_to_bytes(encoded).decode(charset or "utf-8")
-        except (LookupError, UnicodeDecodeError):
-            pass
+        codec = _EXT_CHARSETS.get(charset.lower())  # a client's name is never handed to codecs.lookup()
+        if codec is not None:
+            try:
+                filename = unquote_to_bytes(encoded).decode(codec)
+            except UnicodeDecodeError:
+                pass
     return MultipartFormData(body[hend + 4:end], params["name"], filename, ctype)

@@ -53,9 +53,13 @@ class Session(MutableMapping[str, Any]):
     _regenerate = False
     _cleared = False
     _dropped: str | None = None  # the id of the stored session clear() emptied (deleted by _end)
+    _finished = False  # _end() ran: the request is over
 
     def _values(self) -> dict[str, Any]:
         data = self._data
+        if self._finished:
+            raise RuntimeError("krait.session belongs to a request that has ended (a WebSocket controller "
+                               "keeps what it needs from its route script's session)")
         if data is None:
             data = {}
             sid = cookie.get_cookie(COOKIE_NAME)
@@ -107,11 +111,14 @@ class Session(MutableMapping[str, Any]):
             self._dropped = self._sid
         self._data, self._loaded, self._sid, self._cleared = {}, {}, None, True
 
-    def _end(self, scheme: str) -> None:
-        """For the worker, after the site code ran: store the changes, send the cookie if needed."""
+    def _end(self, scheme: str) -> tuple[tuple[str, str], ...]:
+        """For the worker, once the site code ran and its response was checked: store the changes. Returns
+        the header fields to add to the response: the session's cookie when it must be sent, else ().
+        The session is finished: later use (a WebSocket controller's) raises RuntimeError."""
         data = self._data
+        self._finished = True
         if data is None:  # never used: no store, no cookie
-            return
+            return ()
         loaded = self._loaded
         changed = {key: value for key, value in data.items() if _json_text(key, value) != loaded.get(key)}
         deleted = [key for key in loaded if key not in data]
@@ -122,14 +129,15 @@ class Session(MutableMapping[str, Any]):
             _store.store().touch(sid, self._expires)
         elif sid is not None or changed:
             new_sid = sid if sid is not None and not self._regenerate else secrets.token_urlsafe(16)
-            _store.store().write(sid, new_sid, changed, deleted)
-            if new_sid != sid:
-                _send_cookie(new_sid, scheme)
+            stored = _store.store().write(sid, new_sid, changed, deleted)
+            if stored != sid:
+                return _cookie_field(stored, scheme)
         elif self._cleared and self._had_cookie:
-            _send_cookie("", scheme, delete=True)
+            return _cookie_field("", scheme, delete=True)
+        return ()
 
 
-def _send_cookie(value: str, scheme: str, delete: bool = False) -> None:
+def _cookie_field(value: str, scheme: str, delete: bool = False) -> tuple[tuple[str, str], ...]:
     session_cookie = cookie.Cookie(COOKIE_NAME, value)
     session_cookie.set_path("/")
     session_cookie.set_http_only(True)
@@ -138,4 +146,4 @@ def _send_cookie(value: str, scheme: str, delete: bool = False) -> None:
         session_cookie.set_secure(True)
     if delete:
         session_cookie.set_max_age(0)
-    cookie.set_cookie(session_cookie)
+    return (("Set-Cookie", str(session_cookie)),)

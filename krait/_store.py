@@ -26,6 +26,7 @@ import json
 import os
 import secrets
 import sqlite3
+import threading
 import time
 from typing import Any, NamedTuple
 
@@ -70,8 +71,11 @@ class SessionStore:
         if now + self.max_age - expires >= self.touch_after:
             self.conn.execute("UPDATE krait_sessions SET expires = ? WHERE id = ?", (now + self.max_age, sid))
 
-    def write(self, sid: str | None, new_sid: str, changed: dict[str, Any], deleted: list[str]) -> None:
-        """Merge one request's changes into session `sid` (None: a new session) and store it as `new_sid`."""
+    def write(self, sid: str | None, new_sid: str, changed: dict[str, Any], deleted: list[str]) -> str:
+        """Merge one request's changes into session `sid` (None: a new session) and store it as `new_sid`;
+        returns the id it was stored under. A session that ended while the request ran (another request
+        cleared or renamed it, or it expired) is not brought back under its old id: the changes start a
+        new session under a new id."""
         now = time.time()
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")  # the write lock first, so nobody writes between our read and write
@@ -81,6 +85,8 @@ class SessionStore:
                 row = conn.execute("SELECT data, expires FROM krait_sessions WHERE id = ?", (sid,)).fetchone()
                 if row is not None and row[1] > now:
                     values = json.loads(row[0])
+                elif new_sid == sid:
+                    new_sid = secrets.token_urlsafe(16)
                 if new_sid != sid:
                     conn.execute("DELETE FROM krait_sessions WHERE id = ?", (sid,))
             for key in deleted:
@@ -91,6 +97,7 @@ class SessionStore:
             if now - self.purged >= limits.SESSION_PURGE_INTERVAL:
                 conn.execute("DELETE FROM krait_sessions WHERE expires <= ?", (now,))
                 self.purged = now
+        return new_sid
 
     def delete(self, sid: str) -> None:
         self.conn.execute("DELETE FROM krait_sessions WHERE id = ?", (sid,))
@@ -190,20 +197,24 @@ def existing_store() -> SessionStore | None:
     return store()
 
 
-def secret_key() -> bytes:
-    """The key of signed cookies: krait.config.secret_key, else the one generated for the site."""
+def secret_key(create: bool = True) -> bytes | None:
+    """The key of signed cookies: krait.config.secret_key, else the one generated for the site. With
+    `create` False (checking a signature) a key not generated yet is None: nothing can have been signed
+    with it, and reading creates nothing."""
     global _key
     cfg = current()
     if cfg.secret_key is not None:
         return cfg.secret_key
     if _key is None:
+        if not create and (cfg.folder is None or not os.path.exists(os.path.join(cfg.folder, KEY_FILE))):
+            return None
         _key = _read_or_create_key(os.path.join(_folder(cfg), KEY_FILE))
     return _key
 
 
 def _read_or_create_key(path: str) -> bytes:
     if not os.path.exists(path):
-        tmp = "%s.%d.tmp" % (path, os.getpid())
+        tmp = "%s.%d.%d.tmp" % (path, os.getpid(), threading.get_ident())  # threads of one process too
         with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
             f.write(secrets.token_hex(limits.SECRET_KEY_BYTES) + "\n")
             f.flush()

@@ -350,26 +350,33 @@ def set_cookie(cookie) -> None:
     krait.extra_headers.append(("Set-Cookie", str(cookie)))
 
 
-def _signature(name: str, value: str) -> str:
+def _signature(key: bytes, name: str, value: str) -> str:
     text = ("%s=%s" % (name, value)).encode("utf-8", "surrogatepass")
-    digest = hmac.new(_store.secret_key(), text, hashlib.sha256).digest()
+    digest = hmac.new(key, text, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
 def set_signed_cookie(cookie) -> None:
     """Send this cookie with its value signed (HMAC-SHA256 with krait.config.secret_key); the cookie
     object itself is left as it is. Read it back with get_signed_cookie()."""
-    value = "%s.%s" % (cookie.value, _signature(cookie.name, cookie.value))
+    key = _store.secret_key()
+    assert key is not None  # made when missing
+    value = "%s.%s" % (cookie.value, _signature(key, cookie.name, cookie.value))
     set_cookie(Cookie(cookie.name, value, list(cookie.attributes)))
 
 
 def get_signed_cookie(name, default=None):
     """The value of the first request cookie called `name` whose signature is valid (as given to
     set_signed_cookie()), or `default` when there is none: a forged or altered value reads as `default`."""
+    key = None
     for cookie in get_cookies():
         if cookie.name == name:
+            if key is None:
+                key = _store.secret_key(create=False)
+                if key is None:  # no key was ever made here: nothing was signed with it
+                    return default
             value, dot, signature = cookie.value.rpartition(".")
-            if dot and signature.isascii() and hmac.compare_digest(signature, _signature(name, value)):
+            if dot and signature.isascii() and hmac.compare_digest(signature, _signature(key, name, value)):
                 return value
     return default
 

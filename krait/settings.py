@@ -70,12 +70,15 @@ def _v1_quota(folder: str) -> int | float:
     return math.inf if quota < 0 else math.ceil(quota / period)  # -1: none
 
 
+_CPUS = usable_cpus()  # the default count of both kinds of worker
+
+
 @dataclass(frozen=True)
 class Settings:
     site_root: str
     host: str = "127.0.0.1"
     port: int = 8080
-    workers: int = usable_cpus()
+    workers: int = _CPUS
     processes: int = 1
     timeout: float = limits.SCRIPT_TIMEOUT
     debug: bool = False
@@ -98,7 +101,7 @@ class Settings:
     graceful_timeout: float = limits.GRACEFUL_TIMEOUT
     max_websockets: int = limits.MAX_WEBSOCKETS
     max_ws_message: int = limits.MAX_WS_MESSAGE
-    ws_workers: int = os.cpu_count() or 2
+    ws_workers: int = _CPUS
     ws_ping_interval: float = limits.WS_PING_INTERVAL
     ws_ping_timeout: float = limits.WS_PING_TIMEOUT
     access_log: str | None = None

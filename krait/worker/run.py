@@ -281,18 +281,22 @@ def _run(site: Site, job: jobs.Job, ns: dict[str, Any]) -> tuple[jobs.Result, It
         run.run_file(job.path)
     else:
         run.run_script(job.path)
-    session._end(job.scheme)  # store what the site code changed in krait.session (may set its cookie)
-    extra = _checked_headers(krait.extra_headers)
-    if job.kind == jobs.WEBSOCKET and krait.websockets.response is not None and krait.response is None:
+    upgrade = job.kind == jobs.WEBSOCKET and krait.websockets.response is not None and krait.response is None
+    headers = extra = _checked_headers(krait.extra_headers)
+    if krait.response is not None and not upgrade:
+        status, reason, own, body = response_parts(krait.response)
+        headers = _checked_headers((*own, *extra))  # the whole block, for its caps
+    # Only a response that passed its checks stores what the site code changed in krait.session (changes
+    # made later, while a streamed body is produced, are not stored: docs/sessions.md).
+    headers += session._end(job.scheme)
+    if upgrade:
         proto = krait.websockets.response.protocol
-        return jobs.Result(101, "Switching Protocols", extra, b"", None, None, proto), None
+        return jobs.Result(101, "Switching Protocols", headers, b"", None, None, proto), None
     if krait.response is not None:
-        status, reason, headers, body = response_parts(krait.response)
-        headers = _checked_headers((*headers, *extra))  # the whole block, for its caps
         if isinstance(krait.response, ResponseFile):
             return jobs.Result(status, reason, headers, b"", None, file=krait.response.path), None
     else:
-        status, reason, headers = 200, "OK", extra
+        status, reason = 200, "OK"
         body = "".join(run.out).encode("utf-8")
     content_type = _content_type(job, run.view_path)
     if type(body) is bytes and len(body) < limits.STREAM_CHUNK:

@@ -270,3 +270,23 @@ def test_an_intact_signed_cookie_reads_back_and_a_forged_one_reads_as_default(ke
         assert kc.get_signed_cookie("other") is None
     with_cookie_header("user=forged.xyz; user=" + good)  # the first cookie of that name with a valid signature
     assert kc.get_signed_cookie("user") == "ana"
+
+
+def test_reading_a_signed_cookie_before_any_key_exists_creates_nothing(tmp_path, monkeypatch):
+    # With no secret_key set and no key generated yet, nothing was ever signed here: the cookie reads
+    # as the default, and no store folder or key file appears (docs/sessions.md).
+    from krait import _store
+
+    monkeypatch.setattr(krait, "site_root", str(tmp_path / "site"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    _store.configure(str(tmp_path / "site"))
+    try:
+        with_cookie_header("user=ana.c2lnbmF0dXJl")
+        assert kc.get_signed_cookie("user", "guest") == "guest"
+        assert not (tmp_path / "state").exists()
+        krait.extra_headers = []
+        kc.set_signed_cookie(kc.Cookie("user", "ana"))  # signing makes the key, once
+        with_cookie_header(krait.extra_headers[0][1].split(";")[0])
+        assert kc.get_signed_cookie("user") == "ana"
+    finally:
+        _store._config = _store._store = _store._key = None

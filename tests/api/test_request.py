@@ -109,6 +109,7 @@ def test_get_json_parses_utf8_whatever_the_content_type():
     (b"name=Ana", "the request body is not valid JSON: Expecting value: line 1 column 1 (char 0)"),
     (b'"caf\xe9"', "the request body is not UTF-8: 'utf-8' codec can't decode byte 0xe9 in position 4"),
     (b"[" * 100000, "the request body's JSON is nested too deeply"),
+    (b"1" * 5000, "the request body is not valid JSON: Exceeds the limit"),  # sys.get_int_max_str_digits()
 ])
 def test_get_json_refuses_what_is_not_json_with_a_400_naming_the_problem(body, says):
     with pytest.raises(InvalidJSON) as info:
@@ -180,6 +181,14 @@ def test_multipart_filename_star():
     body = multipart([([b"Content-Disposition: form-data; name=f; filename=plain; filename*=bogus''x%ff",
                         b"X-Extra: ignored"], b"x")])
     assert form(body) == [krait.MultipartFormData(b"x", "f", "plain", "text/plain")]
+    body = multipart([([b"Content-Disposition: form-data; name=f; filename*=iso-8859-1''caf%E9"], b"x")])
+    assert form(body)[0].filename == "caf\u00e9"
+    # A client's charset name never reaches the codec registry: codecs that raise other errors, or run
+    # on anything (unicode_escape), leave the plain filename.
+    for charset in (b"undefined", b"idna", b"unicode_escape", b"a\x00b"):
+        body = multipart([([b"Content-Disposition: form-data; name=f; filename=plain; filename*=" + charset
+                            + b"''%80%5Cx41"], b"x")])
+        assert form(body)[0].filename == "plain", charset
 
 
 @pytest.mark.parametrize("body", [

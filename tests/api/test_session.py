@@ -46,8 +46,7 @@ def begin(sid=None, cookie_header=None):
 
 def end(session=None, scheme="http"):
     """Finish the request as the worker does; returns its Set-Cookie values."""
-    (session or krait.session)._end(scheme)
-    return [value for name, value in krait.extra_headers if name == "Set-Cookie"]
+    return [value for name, value in (session or krait.session)._end(scheme) if name == "Set-Cookie"]
 
 
 def new_id(set_cookies):
@@ -182,6 +181,33 @@ def test_clear_deletes_the_session_and_drops_the_cookie(site):
     cleared_then_set.clear()
     cleared_then_set["flash"] = "bye"
     assert new_id(end()) != sid
+
+
+def test_a_session_ended_by_another_request_is_never_brought_back_under_its_id(site):
+    # One request still running when another signs the visitor out (clear) or in (regenerate): its
+    # changes start a new session under a new id, and the ended id stays empty.
+    for ending in ("clear", "regenerate"):
+        begin()["user"] = "ana"
+        sid = new_id(end())
+        running, other = begin(sid), begin(sid)
+        running.get("user")
+        getattr(other, ending)()
+        if ending == "regenerate":
+            other["user"] = "ana again"
+        end(other)
+        running["cart"] = [1]
+        fresh = new_id(end(running))
+        assert fresh != sid and stored(sid) is None, ending
+        assert stored(fresh) == {"cart": [1]}, ending
+
+
+def test_a_finished_session_refuses_use(site):
+    # What a WebSocket controller would see of krait.session after its route script's request ended.
+    session = begin()
+    session["user"] = "ana"
+    end()
+    with pytest.raises(RuntimeError, match="request that has ended"):
+        session.get("user")
 
 
 def test_a_read_only_request_moves_the_expiry_at_most_every_touch_interval(site):

@@ -3,6 +3,8 @@ affinity mask and the cgroup CPU quotas (v2 and v1) on the way to its cgroup, re
 folder."""
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -58,3 +60,13 @@ def test_usable_cpus_cgroup_v1(tmp_path, quota, period, expected):
     (folder / "cpu.cfs_quota_us").write_text(quota + "\n")
     (folder / "cpu.cfs_period_us").write_text(period + "\n")
     assert usable_cpus(str(proc), str(tmp_path / "fs")) == expected
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to pin to one")
+def test_both_worker_counts_follow_the_cpus_krait_may_use():
+    # Pinned to one CPU (taskset -c 0), as a benchmark or a container's cpuset does.
+    code = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+            "from krait.settings import Settings; s = Settings(site_root='.'); print(s.workers, s.ws_workers)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    assert out.stdout.split() == ["1", "1"]

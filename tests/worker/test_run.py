@@ -143,6 +143,8 @@ def test_the_session_is_stored_after_the_site_code_and_only_when_it_succeeds(mak
                              "krait.session.regenerate()\nkrait.response = krait.ResponseRedirect('/')\n",
                  "page.html": "@krait.session.get('user', 'nobody')@",
                  "broken.py": "import krait\nkrait.session['user'] = 'mallory'\nraise RuntimeError('boom')\n",
+                 "bad_header.py": "import krait\nkrait.session['user'] = 'trudy'\n"
+                                  "krait.response = krait.Response('HTTP/1.1', 200, [('X-A', 'a\\nb')], 'x')\n",
                  "rebind.py": "import krait\nkrait.session['user'] = 'eve'\nkrait.session = {}\n"})
     assert handle(site, job(site, "page.html")).headers == ()  # read only: no cookie
     login = handle(site, job(site, "login.py", "user=ana", scheme="https"))
@@ -154,6 +156,9 @@ def test_the_session_is_stored_after_the_site_code_and_only_when_it_succeeds(mak
     broken = handle(site, job(site, "broken.py", headers=cookie))
     assert broken.status == 500 and broken.headers == ()
     assert handle(site, job(site, "page.html", headers=cookie)).body == b"ana", "a failed request stores nothing"
+    bad_header = handle(site, job(site, "bad_header.py", headers=cookie))
+    assert bad_header.status == 500 and bad_header.headers == ()
+    assert handle(site, job(site, "page.html", headers=cookie)).body == b"ana", "nor does a refused response"
     handle(site, job(site, "rebind.py", headers=cookie))
     assert handle(site, job(site, "page.html", headers=cookie)).body == b"eve"
 
