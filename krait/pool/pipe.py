@@ -370,15 +370,18 @@ class PipeReader:
 
 class PipeWriter:
     """The write side of a pipe for a selector loop: messages are queued in order and written as far
-    as the pipe takes them now; flush() writes more once the loop sees the pipe writable."""
+    as the pipe takes them now; flush() writes more once the loop sees the pipe writable. A peer that
+    is gone raises nothing here: what was queued is dropped, `gone` is set and later messages are
+    ignored (the loop learns of the end from the read side's EOF)."""
 
-    __slots__ = ("end", "_parts", "pending")
+    __slots__ = ("end", "_parts", "pending", "gone")
 
     def __init__(self, end: Any) -> None:
         self.end = end
         end.setblocking(False)
         self._parts: deque[bytes | memoryview] = deque()
         self.pending = 0  # bytes queued and not written yet
+        self.gone = False
 
     def fileno(self) -> int:
         return self.end.fileno()
@@ -396,17 +399,22 @@ class PipeWriter:
     def _write(self, frame: bytes) -> None:
         # The usual case for a selector loop: nothing waits before this frame, so it goes out with one
         # write and no queue (what the pipe does not take now is queued for flush()).
-        if self._parts:
+        if self._parts or self.gone:
             self._queue((frame,))
             return
         try:
             sent = self.end.send(frame)
         except (BlockingIOError, InterruptedError):
             sent = 0
+        except OSError:  # EPIPE, ECONNRESET: the peer is gone
+            self._lost()
+            return
         if sent < len(frame):
             self._queue((memoryview(frame)[sent:],))
 
     def _queue(self, parts: Any) -> None:
+        if self.gone:
+            return
         for part in parts:
             if part:  # an empty part would be "written" forever
                 self._parts.append(part)
@@ -414,11 +422,18 @@ class PipeWriter:
         self.flush()
 
     def flush(self) -> bool:
-        """Write what the pipe takes without waiting; True when nothing is left (OSError: peer gone)."""
+        """Write what the pipe takes without waiting; True when nothing is left to write."""
         parts = self._parts
         while parts:
             try:
                 self.pending -= sockopt.send_queued(self.end, parts, _SENDMSG)
             except (BlockingIOError, InterruptedError):
                 return False
+            except OSError:
+                self._lost()
         return True
+
+    def _lost(self) -> None:
+        self.gone = True
+        self._parts.clear()
+        self.pending = 0

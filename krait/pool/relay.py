@@ -58,10 +58,7 @@ class Relay:
         for index, (reader, writer) in enumerate(self._ends):
             if index == source:
                 continue
-            try:
-                writer.send(record)
-            except OSError:  # that server is gone
-                continue
+            writer.send(record)  # nothing, once that server is gone
             if writer.pending:
                 try:
                     self._selector.modify(reader.end, selectors.EVENT_READ | selectors.EVENT_WRITE, index)

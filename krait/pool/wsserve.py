@@ -11,8 +11,10 @@
 #   has drained its connection's mailbox. So a controller that blocks for seconds delays only its own
 #   connection; the others wait at most about WS_CALLBACK_STALL.
 # - Route scripts (WS_OPEN) run one at a time on the upgrade thread, because they see the module globals
-#   krait.request and krait.websockets.request, as scripts do in a script worker; a slow one delays the
-#   upgrades behind it in this worker, never messages.
+#   krait.request and krait.websockets.request, as scripts do in a script worker. An accepted
+#   connection's on_start() runs there too, right after, with what its client sent meanwhile held in
+#   its mailbox, so no message reaches a controller before on_start(). A slow one delays the upgrades
+#   behind it in this worker, never the messages of other connections.
 # - Any thread may send; send_lock keeps each record whole on the pipe, and a controller's items leave in
 #   the order it pushed them (SessionLink).
 # The worker side gives serve_sessions() `open_session(job, link) -> (Result, session or None)`; a
@@ -148,7 +150,7 @@ class SessionHost:
             elif tag == jobs.WS_OPEN:
                 self._upgrades.put(record)
 
-    def _deliver(self, conn: int, item: tuple, leader: threading.Thread | None) -> None:
+    def _deliver(self, conn: int, item: tuple, leader: threading.Thread) -> None:
         """Run `item` for `conn` in this thread, or queue it behind the callback already running."""
         with self._lock:
             hosted = self._hosted.get(conn)
@@ -158,17 +160,23 @@ class SessionHost:
                 hosted.mailbox.append(item)
                 return
             hosted.running = True
-            if leader is not None:
-                self._busy_since = time.monotonic()
-        while True:
-            self._call(conn, hosted, item)
+            self._busy_since = time.monotonic()
+        self._run(conn, hosted, item, leader)
+
+    def _run(self, conn: int, hosted: _Hosted, item: tuple, leader: threading.Thread | None) -> None:
+        """Run `item` and then whatever arrives in the mailbox meanwhile (the caller set `running`)."""
+        try:
+            while True:
+                self._call(conn, hosted, item)
+                with self._lock:
+                    if not hosted.mailbox:
+                        return
+                    item = hosted.mailbox.popleft()
+        finally:
             with self._lock:
-                if not hosted.mailbox:
-                    hosted.running = False
-                    if leader is not None and self._leader is leader:
-                        self._busy_since = 0.0
-                    return
-                item = hosted.mailbox.popleft()
+                hosted.running = False
+                if leader is not None and self._leader is leader:
+                    self._busy_since = 0.0
 
     def _call(self, conn: int, hosted: _Hosted, item: tuple) -> None:
         kind = item[0]
@@ -210,16 +218,21 @@ class SessionHost:
             conn = record[1]
             link = SessionLink(self.pipe, self.send_lock, conn)
             result, session = self.open_session(jobs.job_from_wire(record[2]), link)
+            hosted = None
             if session is not None:
+                # Running from the start: what the client sends once it has the 101 waits in the mailbox
+                # until on_start() has run.
+                hosted = _Hosted(session, link)
+                hosted.running = True
                 with self._lock:
-                    self._hosted[conn] = _Hosted(session, link)
+                    self._hosted[conn] = hosted
             with self.send_lock:
                 try:
                     self.pipe.send((jobs.WS_RESULT, conn, jobs.result_to_wire(result)))
                 except (OSError, ValueError):
                     return
-            if session is not None:
-                self._deliver(conn, (_START,), None)
+            if hosted is not None:
+                self._run(conn, hosted, (_START,), None)
 
     # --- the end ----------------------------------------------------------------------------
 

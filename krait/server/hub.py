@@ -169,19 +169,22 @@ class WebSocketHub:
         while self._running:
             for key, mask in select(max(next_tick - time.monotonic(), 0.0)):
                 kind, obj = key.data
-                if kind == "client":
-                    if mask & _READ:
-                        self._client_readable(obj)
-                    if mask & _WRITE and obj.sock is not None:
-                        self._client_writable(obj)
-                elif kind == "worker":
-                    self._worker_readable(obj)
-                elif kind == "worker-out":
-                    self._worker_writable(obj)
-                elif kind == "wake":
-                    self._run_commands()
-                else:
-                    self._relay_io(mask)
+                try:
+                    if kind == "client":
+                        if mask & _READ and obj.sock is not None:  # (an earlier event may have dropped it)
+                            self._client_readable(obj)
+                        if mask & _WRITE and obj.sock is not None:
+                            self._client_writable(obj)
+                    elif kind == "worker":
+                        self._worker_readable(obj)
+                    elif kind == "worker-out":
+                        self._worker_writable(obj)
+                    elif kind == "wake":
+                        self._run_commands()
+                    else:
+                        self._relay_io(mask)
+                except Exception:  # a bug in one connection's handling must not end every WebSocket
+                    log.exception("WebSocket hub: error while handling %s", kind)
             if time.monotonic() >= next_tick:
                 self._tick()
                 next_tick = time.monotonic() + _TICK
@@ -196,7 +199,10 @@ class WebSocketHub:
         commands = self._commands
         while commands:
             fn, args = commands.popleft()
-            fn(*args)
+            try:
+                fn(*args)
+            except Exception:  # as in the loop: the other commands still run
+                log.exception("WebSocket hub: error in %s", getattr(fn, "__name__", fn))
 
     # --- upgrades -------------------------------------------------------------------------
 
@@ -249,8 +255,8 @@ class WebSocketHub:
 
     def _attach(self, conn: int, sock: socket.socket, leftover: bytes) -> None:
         client = self.clients.get(conn)
-        if client is None or client.told_worker:  # the worker died or stopped meanwhile
-            sock.close()
+        if client is None or (client.told_worker and not client.unsent):
+            sock.close()  # the worker died meanwhile, or the session ended with nothing left to say
             return
         client.attach(sock)
         client.last_seen = time.monotonic()
@@ -420,11 +426,8 @@ class WebSocketHub:
                 pass
 
     def _worker_writable(self, worker: WsWorker) -> None:
-        try:
-            if worker.writer.flush():
-                self._selector.unregister(worker.writer)
-        except OSError:
-            self._worker_lost(worker)
+        if worker.writer.flush():  # all written, or the worker is gone (its pipe's EOF says so)
+            self._selector.unregister(worker.writer)
 
     def _worker_readable(self, worker: WsWorker) -> None:
         try:

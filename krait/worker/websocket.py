@@ -9,8 +9,8 @@
 # controller's out-listener: items are taken and sent under the link's lock, so they leave in queue
 # order and no thread hand-off delays a message.
 #
-# Rules: an exception in on_in_message closes the connection with 1011 and no details (RFC 6455
-# section 7.4.1); the traceback goes to the log (stderr). So does one in the controller's thread
+# Rules: an exception in on_start or on_in_message closes the connection with 1011 and no details (RFC
+# 6455 section 7.4.1); the traceback goes to the log (stderr). So does one in the controller's thread
 # (krait/websockets.py).
 
 from __future__ import annotations
@@ -45,15 +45,21 @@ class ControllerSession:
         controller._set_out_listener(self._flush)
         self._flush()  # anything pushed before (e.g. in __init__), before any later push
         controller._attach(self.link)
-        controller.on_start()
+        try:
+            controller.on_start()
+        except BaseException:  # SystemExit from site code is a controller error too
+            self._failed()
 
     def message(self, text: bool, payload: bytes) -> None:
         try:
             # the server checked the UTF-8 (RFC 6455 section 8.1), so decoding cannot fail
             self.controller.on_in_message_internal(payload.decode("utf-8") if text else payload)
-        except Exception:
-            traceback.print_exc()
-            self.controller.close(1011, "")
+        except BaseException:
+            self._failed()
+
+    def _failed(self) -> None:
+        traceback.print_exc()
+        self.controller.close(1011, "")
 
     def close(self, code: int, reason: str, timeout: float) -> bool:
         """The connection ended (the client closed, or it was lost): stop the controller; False when it
@@ -62,7 +68,7 @@ class ControllerSession:
         try:
             controller.on_stop()
             stopped = controller.wait_stopped(timeout)
-        except Exception:
+        except BaseException:
             traceback.print_exc()
             stopped = True
         self._flush()  # what the controller queued before stopping

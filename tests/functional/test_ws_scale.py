@@ -43,12 +43,15 @@ from krait import websockets
 
 class Echo(websockets.WebsocketsCtrlBase):
     # Event model (no queue, no thread of its own), with commands for the tests.
-    def __init__(self, first):
+    def __init__(self, first, fail_start=False):
         super().__init__(use_in_message_queue=False)
         self.first = first
+        self.fail_start = fail_start
 
     def on_start(self):
         super().on_start()
+        if self.fail_start:
+            raise RuntimeError("a failing on_start")
         self.push_out_message(self.first)
 
     def on_in_message(self, message):
@@ -92,7 +95,7 @@ class Threaded(Echo):
 query = krait.request.query
 time.sleep(float(query.get("slow", "0")))  # a slow route script: another upgrade may come meanwhile
 seen = "tag:%s same:%s" % (krait.request.query.get("tag"), krait.websockets.request.http_request is krait.request)
-controller = (Threaded if query.get("mode") == "thread" else Echo)(seen)
+controller = (Threaded if query.get("mode") == "thread" else Echo)(seen, query.get("fail") == "start")
 if query.get("join"):
     controller.join(query["join"])  # in __init__'s time: takes effect when the connection opens
 krait.websockets.response = krait.websockets.WebsocketsResponse(controller)
@@ -202,6 +205,21 @@ def test_a_blocking_controller_delays_only_its_own_connection(server):
         assert all(ask(ws, "still here") == "still here" for ws in socks[1:])
         assert time.monotonic() - started < 2.0  # not held up the 3 s of the blocked one
         assert blocked.recv() == "unblocked"
+    finally:
+        for ws in socks:
+            ws.close()
+
+
+def test_an_exception_in_on_start_closes_only_its_connection_and_upgrades_go_on(server):
+    with RawWS(server.port, "/ws?fail=start") as failing:
+        frame = failing.read_frame()
+        assert (frame.opcode, frame.payload) == (CLOSE, close_body(1011))
+        failing.send_frame(CLOSE, close_body(1011))
+        failing.expect_eof()
+    socks = [connect(server) for _ in range(6)]  # both WebSocket workers get some: neither is wedged
+    try:
+        assert all(ask(ws, "ok") == "ok" for ws in socks)
+        assert "RuntimeError: a failing on_start" in server.log()
     finally:
         for ws in socks:
             ws.close()

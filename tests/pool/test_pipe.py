@@ -249,3 +249,18 @@ def test_the_non_blocking_reader_ignores_an_earlier_deadline(ends):
     assert messages == [("text", 3, b"one"), ("close", 3, 1000, "")]
     server.close()
     worker.close()
+
+
+def test_the_non_blocking_writer_outlives_its_peer(ends):
+    # A worker that died: writing to its pipe is EPIPE. The hub's loop must not see an exception; the
+    # writer drops what it held and ignores what comes after, and the read side reports the EOF.
+    server, worker = ends()
+    writer, reader = PipeWriter(server.out), PipeReader(server.sock)
+    worker.close()
+    writer.send_message("text", 1, b"x")
+    writer.send_message("binary", 2, b"y" * 300000)
+    writer.send(("close", 1, 1000, ""))
+    assert writer.gone and writer.pending == 0 and writer.flush()
+    with pytest.raises(EOFError):
+        reader.read()
+    server.close()

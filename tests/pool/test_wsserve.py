@@ -32,6 +32,8 @@ class Echoing:
             self.link.send([item])
 
     def start(self):
+        if self.link.conn >= 100:  # a slow on_start
+            time.sleep(0.3)
         self._send(("text", b"started"))
 
     def message(self, text, payload):
@@ -136,3 +138,11 @@ def test_rooms_travel_as_records(host):
     host.send_message(jobs.WS_TEXT, 7, b"join lobby")
     host.send_message(jobs.WS_TEXT, 7, b"leave lobby")
     assert receive(host, 2) == [(jobs.WS_JOIN, 7, "lobby"), (jobs.WS_LEAVE, 7, "lobby")]
+
+
+def test_nothing_reaches_a_session_before_its_start(host):
+    # The client may send as soon as it has the 101, while on_start() still runs: that message waits.
+    host.send((jobs.WS_OPEN, 100, jobs.job_to_wire(JOB)))
+    assert host.recv(5)[:2] == (jobs.WS_RESULT, 100)
+    host.send_message(jobs.WS_TEXT, 100, b"early")
+    assert receive(host, 2) == [(jobs.WS_TEXT, 100, b"started"), (jobs.WS_TEXT, 100, b"early")]
