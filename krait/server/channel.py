@@ -256,6 +256,7 @@ class Channel:
                 body = self.server.bodies.body(head.content_length)
                 try:
                     if not self.read_body(conn, body):
+                        body.close()  # its spool file and its share of the memory budget
                         return False
                 except BaseException:
                     body.close()
@@ -333,6 +334,8 @@ class Channel:
                           error_page(500, str(exc), None, self.settings.debug), None, None, str(exc))
             self.sendall(conn.send_full(500, [("Date", http_date()), SERVER_HEADER, _CLOSE, *reply.headers],
                                         reply.body))
+        finally:
+            self.pace = None  # the next thing sent (a 100 Continue, an error) starts its own deadline
         self.server.log_access(req.remote_addr if req and req.remote_addr else self.addr, req, reply, started)
 
     def send_stream(self, conn: Connection, stream: Any) -> None:

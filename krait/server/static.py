@@ -168,6 +168,9 @@ def parse_range(value: str, size: int) -> tuple[int, int] | str | None:
     if not dash:
         return None
     first_s, last_s = first_s.strip(), last_s.strip()
+    # ASCII digits only (RFC 9110 section 14.1.2: 1*DIGIT); str.isdigit() also takes "²"
+    if not (first_s.isascii() and last_s.isascii()):
+        return None
     if not (first_s.isdigit() or first_s == "") or not (last_s.isdigit() or last_s == ""):
         return None
     if first_s == "":

@@ -92,6 +92,13 @@ def test_a_large_upload_is_spooled_to_a_file_the_script_reads_and_deleted_after(
     assert r.text == "%d %s" % (len(data), hashlib.sha256(data).hexdigest())
     assert r.headers["X-Spool"].startswith(str(spool))
     assert not any(spool.rglob("*.body"))
+    # A chunked upload that breaks off with a bad chunk line past the threshold: 400, and its spool file
+    # goes too.
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as sock:
+        sock.sendall(b"POST /upload.py HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     + b"%x\r\n" % (2 * MiB) + data[:2 * MiB] + b"\r\nnot-hex\r\n")
+        assert read_all(sock).startswith(b"HTTP/1.1 400 ")
+    assert not any(spool.rglob("*.body"))
 
 
 def test_multipart_and_urlencoded_forms_work_on_spooled_bodies(krait_server, make_site):

@@ -96,6 +96,7 @@ def test_a_range_of_a_streamed_file_is_a_file_range(tmp_path):
     ("bytes=0-0", (0, 0)), ("bytes=5-", (5, 9)), ("bytes=-20", (0, 9)), ("bytes=3-100", (3, 9)),
     ("bytes=10-", "unsatisfiable"), ("bytes=-0", "unsatisfiable"), ("bytes=4-2", None), ("items=0-1", None),
     ("bytes=a-b", None), ("bytes=-", None), ("bytes=1", None), ("bytes=1-2,3-4", None),
+    ("bytes=\u00b2-", None), ("bytes=-\u0663", None),  # digits, but not ASCII ones: no ValueError
 ])
 def test_parse_range(value, expected):
     assert parse_range(value, 10) == expected
