@@ -153,6 +153,10 @@ class MessagePipe:
         if frames:
             self.out.sendall(frames)
 
+    def buffered(self) -> bytes:
+        """What was read and not yet returned, for a PipeReader that takes over this pipe's read end."""
+        return bytes(self._buf)
+
     def pending(self) -> bool:
         """Whether a whole frame is already buffered (recv() would not wait)."""
         buf = self._buf
@@ -302,12 +306,18 @@ def _encode(obj: Any) -> tuple[bytes, bytes]:
 
 
 def _decode(tag: int, data: Any) -> Any:
-    if tag == _MARSHAL:
-        return marshal.loads(data)
-    kind = _RECORD_OF.get(tag)
-    if kind is not None:
-        return kind, _CONN.unpack_from(data)[0], bytes(memoryview(data)[4:])
-    return pickle.loads(data)
+    """A message's record. One that cannot be decoded (corrupt, or a pickle naming what this process
+    cannot import) raises EOFError: every reader then treats the peer as gone, as it would after a crash,
+    instead of dying of an unexpected exception."""
+    try:
+        if tag == _MARSHAL:
+            return marshal.loads(data)
+        kind = _RECORD_OF.get(tag)
+        if kind is not None:
+            return kind, _CONN.unpack_from(data)[0], bytes(memoryview(data)[4:])
+        return pickle.loads(data)
+    except Exception as exc:
+        raise EOFError("a message that cannot be decoded (%s: %s)" % (type(exc).__name__, exc)) from None
 
 
 def encode_message(kind: str, conn: int, payload: bytes) -> list[bytes]:
@@ -326,27 +336,30 @@ class PipeReader:
 
     __slots__ = ("end", "_rest", "_view")
 
-    def __init__(self, end: Any) -> None:
+    def __init__(self, end: Any, buffered: bytes = b"") -> None:
         self.end = end
         end.setblocking(False)
-        self._rest = bytearray()
+        self._rest = bytearray(buffered)  # what a MessagePipe on the same end read ahead (MessagePipe.buffered())
         self._view = memoryview(bytearray(_PIPE_SIZE))
 
     def fileno(self) -> int:
         return self.end.fileno()
 
     def read(self) -> list:
+        rest = self._rest
         try:
             count = self.end.recv_into(self._view)
         except (BlockingIOError, InterruptedError):
-            return []
+            if not rest:
+                return []
+            count = -1  # nothing new, but whole messages may wait in `rest` (see __init__)
         except (ConnectionResetError, BrokenPipeError):
             raise EOFError("pipe closed") from None
         if not count:
             raise EOFError("pipe closed")
-        rest = self._rest
         if rest:
-            rest += self._view[:count]
+            if count > 0:
+                rest += self._view[:count]
             data: Any = memoryview(rest)
             count = len(rest)
         else:

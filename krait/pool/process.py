@@ -24,6 +24,7 @@ import importlib
 import multiprocessing
 import os
 import sys
+import time
 from typing import Any
 
 import krait
@@ -105,8 +106,11 @@ class WorkerProcess:
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> jobs.WorkerReady:
         """The worker's start-up report; kills it and raises ConfigError when init.py failed."""
+        deadline = time.monotonic() + timeout
         try:
             ready = self.pipe.recv(timeout)
+            while not isinstance(ready, jobs.WorkerReady):  # e.g. a publish() from init.py: nobody to hear it
+                ready = self.pipe.recv(max(deadline - time.monotonic(), 0.001))
         except TimeoutError:
             self.kill()
             raise ConfigError("a worker process did not finish starting (init.py) within %ds" % timeout) from None

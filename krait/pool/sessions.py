@@ -93,7 +93,7 @@ class WsWorker:
 
     def __init__(self, proc: WorkerProcess) -> None:
         self.proc = proc
-        self.reader = PipeReader(proc.pipe.sock)
+        self.reader = PipeReader(proc.pipe.sock, proc.pipe.buffered())  # records sent right after start-up
         self.writer = PipeWriter(proc.pipe.out)
         self.conns: set[int] = set()  # connections opened on it and not done
         self.stuck = False  # a route script overran: no new connections; replaced

@@ -398,6 +398,7 @@ class WebSocketHub:
 
     def _add_worker(self, worker: WsWorker) -> None:
         self._selector.register(worker.reader, _READ, ("worker", worker))
+        self._worker_readable(worker)  # what it sent right after its start-up report (no event will say)
 
     def _worker_started(self, worker: WsWorker | None, generation: int) -> None:
         self.call(self._started, worker, generation)  # from the start thread

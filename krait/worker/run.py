@@ -118,6 +118,7 @@ def _view_of(ctrl: Any) -> str:
 def _content_type(job: jobs.Job, view_path: str | None) -> str:
     explicit = krait._content_type
     if explicit:
+        explicit = str(explicit)
         if explicit.startswith("ext/"):
             return mime.for_extension(explicit[4:])
         return explicit
@@ -285,12 +286,14 @@ def _run(site: Site, job: jobs.Job, ns: dict[str, Any]) -> tuple[jobs.Result, It
     headers = extra = _checked_headers(krait.extra_headers)
     if krait.response is not None and not upgrade:
         status, reason, own, body = response_parts(krait.response)
+        status, reason = int(status), str(reason)  # plain types cross the pipe (an IntEnum would not)
         headers = _checked_headers((*own, *extra))  # the whole block, for its caps
     # Only a response that passed its checks stores what the site code changed in krait.session (changes
     # made later, while a streamed body is produced, are not stored: docs/sessions.md).
     headers += session._end(job.scheme)
     if upgrade:
         proto = krait.websockets.response.protocol
+        proto = None if proto is None else str(proto)
         return jobs.Result(101, "Switching Protocols", headers, b"", None, None, proto), None
     if krait.response is not None:
         if isinstance(krait.response, ResponseFile):

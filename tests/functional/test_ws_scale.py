@@ -495,3 +495,19 @@ def test_an_edit_under_py_reaches_new_connections_and_a_broken_one_takes_nothing
         for ws in socks:
             ws.close()
         srv.stop()
+
+
+def test_a_publish_from_init_py_does_not_stop_the_server_starting(tmp_path):
+    # init.py runs in every worker before its start-up report; a publish there reaches nobody.
+    site = dict(SITE)
+    site[".py/init.py"] = INIT + "krait.websockets.publish('news', 'starting')\n"
+    srv = start_krait(write_site(tmp_path / "site", site), "--workers", "1", workdir=tmp_path / "run")
+    try:
+        ws = connect(srv)
+        try:
+            assert ask(ws, "ok") == "ok"
+        finally:
+            ws.close()
+        assert requests.get(srv.url + "/hello.txt", timeout=10).text == "hello\n"
+    finally:
+        srv.stop()

@@ -264,3 +264,36 @@ def test_the_non_blocking_writer_outlives_its_peer(ends):
     with pytest.raises(EOFError):
         reader.read()
     server.close()
+
+
+def test_a_message_that_cannot_be_decoded_is_the_peer_gone(ends):
+    # A pickle naming a module this process cannot import, and a marshal frame cut short: EOFError,
+    # which every reader handles as a worker that died.
+    import pickle
+    import struct
+
+    server, worker = ends()
+    broken = pickle.dumps(int).replace(b"builtins", b"nowhere_x")
+    for data, tag in ((broken, b"p"), (b"\xe9", b"m")):
+        worker.out.sendall(struct.pack("!I", len(data)) + tag + data)
+        with pytest.raises(EOFError):
+            server.recv(5)
+    server.close()
+    worker.close()
+
+
+def test_a_reader_taking_over_gets_what_the_blocking_pipe_read_ahead(ends):
+    # A WebSocket worker's first records can arrive in the same read as its start-up report.
+    server, worker = ends()
+    worker.send(("ready",))
+    worker.send_message("text", 4, b"right after")
+    worker.send(("half",))
+    time.sleep(0.1)
+    assert server.recv(5) == ("ready",)
+    reader = PipeReader(server.sock, server.buffered())
+    got = reader.read()
+    assert got[0] == ("text", 4, b"right after")
+    got += [] if len(got) > 1 else reader.read()
+    assert got == [("text", 4, b"right after"), ("half",)]
+    server.close()
+    worker.close()

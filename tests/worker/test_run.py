@@ -246,3 +246,19 @@ def test_response_file_names_its_file_and_a_spooled_body_is_read_from_its_file(m
     spooled.write_bytes(b"spooled body")
     result = handle(site, job(site, "echo.py", method="POST")._replace(body_file=str(spooled)))
     assert result.body == b"spooled body"
+
+
+def test_what_site_code_gives_as_a_status_or_type_crosses_the_pipe_as_plain_data(make):
+    # An IntEnum status or a str subclass would make marshal fail (and the pipe fall back to pickle,
+    # which the server must not unpickle); the Result carries int and str.
+    import marshal
+
+    site = make({"e.py": "import enum, krait\n"
+                         "class S(enum.IntEnum):\n    CREATED = 201\n"
+                         "class T(str):\n    pass\n"
+                         "krait.set_content_type(T('text/x-thing'))\n"
+                         "krait.response = krait.Response('HTTP/1.1', S.CREATED, [], 'x')\n"})
+    result = handle(site, job(site, "e.py"))
+    assert (result.status, type(result.status), result.content_type) == (201, int, "text/x-thing")
+    assert type(result.content_type) is str
+    marshal.dumps(jobs.result_to_wire(result))
