@@ -393,6 +393,12 @@ class Channel:
             reply = app.error_reply(exc.status_hint, str(exc), list(exc.headers) + [_CLOSE], req)
             self.respond(conn, req, reply, started)
             return False
+        if req.headers.get("transfer-encoding") or req.headers.get("content-length", "0") != "0":
+            # An upgrade carries no body (RFC 6455 section 4.1: a GET); after the 101 it would be read
+            # as frames.
+            self.respond(conn, req, app.error_reply(400, "a WebSocket upgrade has no body", [_CLOSE], req),
+                         started)
+            return False
         routed = app.route(req, websocket=True)
         if type(routed) is Reply:
             self.respond(conn, req, routed._replace(headers=routed.headers + [_CLOSE]), started)
@@ -422,9 +428,10 @@ class Channel:
             return False
         try:
             self.respond(conn, req, Reply(101, list(headers)), started)
-        except OSError:
+            leftover = conn.switch_protocol()
+        except BaseException:
             hub.release(session)
             raise
-        hub.attach(session, self.sock, conn.switch_protocol())
+        hub.attach(session, self.sock, leftover)
         self.handed_off = True
         return False

@@ -20,7 +20,7 @@ import websocket
 
 from krait import limits
 from tests.functional.test_ws_conformance import BINARY, CLOSE, PING, PONG, TEXT, RawWS, close_body, upgrade_request
-from tests.helpers import needs_shared_port, start_krait, write_site
+from tests.helpers import needs_shared_port, read_all, start_krait, write_site
 
 INIT = """
 import krait
@@ -511,3 +511,17 @@ def test_a_publish_from_init_py_does_not_stop_the_server_starting(tmp_path):
         assert requests.get(srv.url + "/hello.txt", timeout=10).text == "hello\n"
     finally:
         srv.stop()
+
+
+def test_an_upgrade_with_a_body_is_refused_and_holds_no_connection(server):
+    # The body would be read as frames after the 101, and its session was never released.
+    for extra in ({"Content_Length": "1"}, {"Transfer_Encoding": "chunked"}):
+        body = b"x" if "Content_Length" in extra else b"1\r\nx\r\n0\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(upgrade_request("/ws", base64.b64encode(os.urandom(16)).decode(), **extra) + body)
+            assert read_all(sock).startswith(b"HTTP/1.1 400 "), extra
+    ws = connect(server)
+    try:
+        assert ask(ws, "ok") == "ok"
+    finally:
+        ws.close()
