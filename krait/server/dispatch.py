@@ -192,6 +192,8 @@ class App:
         elif outcome.error is not None:
             log.error("error page .errors/%d.html failed: %s\n%s", reply.status, report_text(outcome.error),
                       outcome.error.traceback.rstrip("\n"))
+        elif outcome.pieces is not None:  # a page of STREAM_CHUNK or more comes in pieces: send them
+            reply = reply._replace(body=b"", stream=outcome.pieces)
         else:
             reply = reply._replace(body=outcome.body)
         return self.finish(req, reply)

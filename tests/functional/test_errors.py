@@ -137,3 +137,14 @@ def test_print_goes_to_standard_error(tmp_path, krait_server):
     for text in ("printed by init.py", "printed by a script", "written to stdout"):
         assert text in srv.log() and text not in srv.stdout()
     assert srv.stdout().count("\n") == 1  # the ready line only
+
+
+def test_a_large_error_page_is_sent_whole_and_frees_its_worker(tmp_path, krait_server):
+    # A page of 256 KiB or more comes from the worker in pieces, like any large response.
+    big = "<p>" + "lost " * 60000 + "</p>"
+    root = write_site(tmp_path / "site", {".errors/404.html": big, "hi.py": "print('x')\n"})
+    srv = krait_server(root, "--workers", "1", "--timeout", "5")
+    for _ in range(3):  # one worker: each page must have let it go
+        r = requests.get(srv.url + "/missing", timeout=30)
+        assert (r.status_code, r.text) == (404, big)
+    assert requests.get(srv.url + "/hi.py", timeout=30).status_code == 200
