@@ -145,10 +145,12 @@ def run_one(settings: Settings, reuse_port: bool = False, ready_fd: int | None =
     watcher_stop.set()
     log.info("stopping: finishing requests in flight (up to %.0fs)", settings.graceful_timeout)
     server.shutdown()
-    server.server_close()
+    server.server_close(keep_spool=True)
     deadline = time.monotonic() + settings.graceful_timeout
     hub.go_away()
     server.drain(settings.graceful_timeout)
+    if server.bodies is not None:
+        server.bodies.close()
     while hub.count() and time.monotonic() < deadline:  # WebSockets finish their closing handshakes
         time.sleep(0.05)
     hub.stop()

@@ -215,9 +215,11 @@ class Server(socketserver.ThreadingTCPServer):
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.exception("unexpected error for %s", client_address)
 
-    def server_close(self) -> None:
+    def server_close(self, keep_spool: bool = False) -> None:
+        """Close the listening socket; and the body spool unless `keep_spool` (a graceful stop closes it
+        after drain(), as the requests in flight still use it)."""
         super().server_close()
-        if self.bodies is not None:
+        if self.bodies is not None and not keep_spool:
             self.bodies.close()
         if self._spare_fd is not None:
             os.close(self._spare_fd)

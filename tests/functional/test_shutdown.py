@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 
 import pytest
+import requests
 import websocket
 
 from krait import portable
@@ -55,3 +58,22 @@ def test_repeated_signals_never_deadlock_the_stop(tmp_path, krait_server):
     for sig in (*hup, signal.SIGTERM, signal.SIGTERM, signal.SIGINT, signal.SIGTERM):
         srv.proc.send_signal(sig)
     assert srv.proc.wait(20) == 0
+
+
+def test_a_spooled_upload_in_flight_is_served_during_a_graceful_stop(tmp_path, krait_server):
+    # The body's spool file must outlive the listening socket: the request finishes within the grace time.
+    site = write_site(tmp_path / "site3", {
+        ".py/init.py": "import krait\nfrom krait.config import Route\n"
+                       "krait.config.routes = [Route('POST', url='/slow.py', target='/slow.py'), Route()]\n",
+        "slow.py": (
+        "import time, krait\ntime.sleep(1.0)\n"
+        "krait.response = krait.Response('HTTP/1.1', 200, [], str(len(krait.request.body_file.read())))\n")})
+    srv = krait_server(site, "--max-body-size", str(8 << 20), env={"TMPDIR": str(tmp_path)})
+    answer: dict = {}
+    thread = threading.Thread(target=lambda: answer.update(
+        r=requests.post(srv.url + "/slow.py", data=b"x" * (3 << 20), timeout=30)))
+    thread.start()
+    time.sleep(0.5)  # the body is spooled, the script sleeps
+    srv.proc.send_signal(signal.SIGTERM)
+    thread.join(30)
+    assert (answer["r"].status_code, answer["r"].text) == (200, str(3 << 20))
