@@ -266,8 +266,10 @@ class Channel:
             self.enter_gate()
         else:
             self.enter_gate()
-            routed = app.route(req)
+            routed = None
         try:
+            if routed is None:
+                routed = app.route(req)  # inside the try: an error here must still leave the gate
             answer = app.dispatch(req, routed)
             while type(answer) is Pending:
                 self.leave_gate()  # waiting for a worker must not block static files
