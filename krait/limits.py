@@ -92,15 +92,17 @@ MAX_CONNECTIONS_PER_IP = 0
 #: and no spare descriptor is left to refuse the waiting client with (krait/server/listener.py).
 ACCEPT_BACKOFF = 0.1
 
-#: Threads that run requests (static files and waiting on script workers). Connections idle
-#: between requests do not hold one of these.
-REQUEST_THREADS = 32
-
 #: Requests processed at the same moment by the server process (a request waiting for a script worker
 #: does not count). Connection threads past it wait in arrival order (krait/server/gate.py), which keeps tail
 #: latency low under load (measured with 50 clients on one core: 4 slots gave p99 9.9 ms, 2 slots
 #: 4.2 ms, no gate 58 ms).
 GATE_SLOTS = 2
+
+#: Seconds before a failed start of a script worker that replaces a dead one is tried again; the wait
+#: doubles after each failure, up to WORKER_RESTART_MAX (krait/pool/scheduler.py). In between, requests
+#: that find no script worker get 503.
+WORKER_RESTART_DELAY = 0.5
+WORKER_RESTART_MAX = 30.0
 
 #: Listen backlog passed to listen(2).
 LISTEN_BACKLOG = 1024

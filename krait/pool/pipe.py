@@ -83,12 +83,22 @@ class MessagePipe:
         paths."""
         if not pipes or portable.ACTIVE:
             to_worker, worker_in = sockopt.socketpair()
-            worker_out, from_worker = sockopt.socketpair()
+            try:
+                worker_out, from_worker = sockopt.socketpair()
+            except OSError:  # out of descriptors, say: the first pair must not leak
+                to_worker.close()
+                worker_in.close()
+                raise
             return cls(from_worker, to_worker), (worker_in, worker_out)
         import fcntl  # POSIX only, like os.pipe() ends in a selector
 
         read_in, write_in = os.pipe()
-        read_out, write_out = os.pipe()
+        try:
+            read_out, write_out = os.pipe()
+        except OSError:
+            os.close(read_in)
+            os.close(write_in)
+            raise
         for fd in (read_in, read_out):
             try:
                 fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)

@@ -98,10 +98,15 @@ class WorkerProcess:
         """Start a script worker ("http", reached over socketpairs) or a WebSocket worker ("ws", over
         os.pipe()s but on portable paths: krait/pool/pipe.py says why)."""
         ours, theirs = MessagePipe.pair(pipes=kind == "ws")
-        process = context().Process(target=_child, args=(theirs, settings, kind, _environment()), daemon=True)
-        process.start()
-        for end in theirs:
-            end.close()
+        try:
+            process = context().Process(target=_child, args=(theirs, settings, kind, _environment()), daemon=True)
+            process.start()
+        except BaseException:  # no process (fork refused, say): nobody will ever close our end
+            ours.close()
+            raise
+        finally:
+            for end in theirs:
+                end.close()
         return cls(process, ours, generation)
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> jobs.WorkerReady:
@@ -154,8 +159,10 @@ def start_all(settings: Any, count: int, generation: int, kind: str = "http") ->
     Raises:
         ConfigError: one failed (all of them are killed).
     """
-    starting = [WorkerProcess.start(settings, generation, kind) for _ in range(count)]
+    starting: list[WorkerProcess] = []
     try:
+        for _ in range(count):
+            starting.append(WorkerProcess.start(settings, generation, kind))
         return [(worker, worker.wait_ready().config) for worker in starting]
     except Exception:
         for worker in starting:

@@ -70,6 +70,7 @@ class JobPool(AnswerReader):
         self._took: dict[str, float] = {}  # rel_path -> seconds its last job took in a worker
         self._numbered = -1  # the last generation number given out
         self._closed = False
+        self._closing = threading.Event()  # set with _closed: wakes a replacement waiting to try again
         self.on_publish: Callable[[str, str, bytes], None] | None = None  # the server's WebSocket rooms
 
     # --- life cycle -----------------------------------------------------------------------
@@ -129,6 +130,7 @@ class JobPool(AnswerReader):
         with self._lock:
             self._closed = True
             lanes = list(self._lanes)
+        self._closing.set()
         self._strand("the server is shutting down")
         for lane in lanes:
             self._retire(lane)
@@ -144,18 +146,35 @@ class JobPool(AnswerReader):
         threading.Thread(target=self._replace, args=(token, recycled), name="krait-replace", daemon=True).start()
 
     def _replace(self, token: object, recycled: Lane | None) -> None:
-        """Start a worker for a dead one, or for `recycled` (which is retired once it is ready)."""
-        try:
-            proc = WorkerProcess.start(self.settings, self.generation)
-            proc.wait_ready()
-        except Exception as exc:
-            log.error("could not start a replacement worker: %s", exc)
+        """Start a worker for a dead one, or for `recycled` (which is retired once it is ready).
+
+        A failed start for a dead worker (init.py failing for a while, a fork refused) is tried again
+        WORKER_RESTART_DELAY seconds later, and twice as late after each failure up to WORKER_RESTART_MAX,
+        for as long as its generation serves; meanwhile requests that find no worker get 503."""
+        generation = self.generation
+        delay = limits.WORKER_RESTART_DELAY
+        while True:
+            try:
+                proc = WorkerProcess.start(self.settings, generation)
+                proc.wait_ready()
+                break
+            except Exception as exc:
+                again = "" if recycled is not None else "; trying again in %.1fs" % delay
+                log.error("could not start a replacement worker: %s%s", exc, again)
             with self._lock:
                 self._starting.discard(token)
                 if recycled is not None:  # it serves on, and tries again after --max-requests more jobs
                     recycled.served, recycled.recycling = 0, False
             self._strand_if_orphaned()
-            return
+            if recycled is not None:
+                return
+            if self._closing.wait(delay):
+                return
+            with self._lock:
+                if generation != self.generation:  # a reload started a whole new generation meanwhile
+                    return
+                self._starting.add(token)
+            delay = min(2 * delay, limits.WORKER_RESTART_MAX)
         self._adopt(proc, token)
         if recycled is not None:
             self._retire(recycled)
@@ -230,6 +249,8 @@ class JobPool(AnswerReader):
                 raise ServiceUnavailable("the server is shutting down")
             if generation is not None and generation != self.generation:
                 raise Reloaded()
+            if not (self._lanes or self._starting):  # none would ever take it (see _replace)
+                raise ServiceUnavailable("no script worker is running")
             lane = self._choose(entry)
             if lane is None or lane.inflight:  # it will wait: in the queue or behind a running job
                 waiting = len(self._queue) + sum(max(len(other.inflight) - 1, 0) for other in self._lanes)

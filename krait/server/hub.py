@@ -226,6 +226,10 @@ class WebSocketHub:
 
     def _abandon(self, opening: _Opening) -> None:
         opening.abandoned = True
+        if opening.done.is_set():  # answered just after the HTTP thread stopped waiting: no 101 will go out
+            if opening.result is not None and opening.result.status == 101:
+                self._release(opening.conn)
+            return
         if opening in self._waiting:
             self._waiting.remove(opening)
             return

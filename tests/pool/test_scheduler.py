@@ -18,7 +18,7 @@ import time
 import pytest
 
 from krait import limits, portable
-from krait.errors import ConfigError, GatewayTimeout, InternalError, Reloaded
+from krait.errors import ConfigError, GatewayTimeout, InternalError, Reloaded, ServiceUnavailable
 from krait.pool import jobs
 from krait.pool.scheduler import JobPool
 from krait.pool.sessions import WsWorkers
@@ -337,3 +337,55 @@ def test_script_workers_use_socketpairs_and_websocket_workers_pipes(pool, tmp_pa
             assert all(stat.S_ISFIFO(os.fstat(end.fd).st_mode) for end in (pipe.sock, pipe.out))
     finally:
         worker.kill()
+
+
+def test_a_replacement_that_fails_to_start_is_tried_again_and_meanwhile_requests_get_503(pool, tmp_path,
+                                                                                        monkeypatch):
+    # init.py fails while the flag file exists (a database that is down for a while, say): the dead
+    # worker's replacement cannot start, and is tried again until it can.
+    monkeypatch.setattr(limits, "WORKER_RESTART_DELAY", 3.0)
+    flag = tmp_path / "refuse"
+    init = tmp_path / ".py" / "init.py"
+    init.parent.mkdir()
+    init.write_text("import os\nif os.path.exists(%r):\n    raise RuntimeError('not now')\n" % str(flag))
+    p = pool(workers=1, timeout=5.0)
+    site = p.settings.site_root
+    flag.touch()
+    with pytest.raises(InternalError):
+        p.run(job(site, "crash.py", "crash"), 5)
+    deadline = time.monotonic() + 30
+    while p._starting:  # until the first start has failed (the next comes 3 s later)
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    started = time.monotonic()
+    with pytest.raises(ServiceUnavailable, match="no script worker"):
+        p.run(job(site, "hello.py", "x"), 5)
+    assert time.monotonic() - started < 1.5  # at once, not when the next start fails
+    flag.unlink()
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            assert p.run(job(site, "hello.py", "back"), 5).body == b"hi back"
+            break
+        except ServiceUnavailable:
+            assert time.monotonic() < deadline, "the replacement was never tried again"
+            time.sleep(0.05)
+
+
+def test_workers_started_before_one_fails_to_start_are_killed(tmp_path, monkeypatch):
+    from krait.pool import process
+
+    real = process.WorkerProcess.start.__func__
+    started = []
+
+    def start(cls, *args, **kwargs):
+        if len(started) == 2:
+            raise OSError(24, "Too many open files")  # what fork or socketpair says when out of descriptors
+        started.append(real(cls, *args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(process.WorkerProcess, "start", classmethod(start))
+    with pytest.raises(OSError):
+        process.start_all(Settings(site_root=str(tmp_path)), 3, 0)
+    assert len(started) == 2
+    assert not any(worker.process.is_alive() for worker in started)
