@@ -8,6 +8,7 @@
 # server is a Process: its output drained into a short tail, stopped by PID, then its process group.
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -26,6 +27,8 @@ REPO = os.path.dirname(BENCH)
 PYPROJECT = os.path.join(REPO, "pyproject.toml")
 BENCH_VENV = os.path.join(BENCH, ".venv")
 PEER_PACKAGES = ["waitress", "gunicorn", "jinja2", "websockets"]
+SITE = os.path.join(BENCH, "sites", "krait")
+STATIC_FILES = {"static-1k.bin": 1024, "static-1m.bin": 1024 * 1024}
 READY_LINE = re.compile(r"Krait (\S+) serving (.+) at http://([^/\s]+):(\d+)/")
 
 
@@ -113,6 +116,16 @@ def pinned(cpu, argv, ctx):
 
 
 # --- setup --------------------------------------------------------------------------------
+
+
+def ensure_static_files():
+    """Create the bench site's static test files if absent (deterministic bytes; the 1 MiB one is not
+    committed)."""
+    for name, size in STATIC_FILES.items():
+        path = os.path.join(SITE, name)
+        if not (os.path.isfile(path) and os.path.getsize(path) == size):
+            with open(path, "wb") as f:
+                f.write(random.Random(size).randbytes(size))
 
 
 def ensure_wrk():

@@ -30,7 +30,7 @@ import statistics
 import subprocess
 import sys
 
-from bench_setup import BENCH_VENV, ensure_venv, use_bench_venv
+from bench_setup import BENCH_VENV, ensure_static_files, ensure_venv, use_bench_venv
 from ws_paired import HERE, SITE, add_env_option, free_port, report, run_rounds, side_envs, start
 
 PEERS = os.path.join(HERE, "peers")
@@ -73,6 +73,7 @@ def main() -> None:
     sides = [s if s in PEER_NAMES else os.path.abspath(s) for s in (args.a, args.b)]
     use_bench_venv()
     ensure_venv(BENCH_VENV)
+    ensure_static_files()
     other = peer(next((s for s in sides if s in PEER_NAMES), "waitress"), shlex.split(args.peer_args))
     ports = [free_port(), free_port()]
     servers = [start(side, port, other, tuple(shlex.split(args.krait_args)), env)

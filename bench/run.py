@@ -29,7 +29,6 @@ import dataclasses
 import http.client
 import json
 import os
-import random
 import re
 import shlex
 import shutil
@@ -39,11 +38,20 @@ import sys
 import tempfile
 
 from bench_results import Row, clip, judge, load_average, median_rows, print_table, table, targets_text, write_results
-from bench_setup import BENCH, REPO, BenchError, Process, ensure_venv, ensure_wrk, free_port, pinned
+from bench_setup import (
+    BENCH,
+    REPO,
+    SITE,
+    BenchError,
+    Process,
+    ensure_static_files,
+    ensure_venv,
+    ensure_wrk,
+    free_port,
+    pinned,
+)
 
-SITE = os.path.join(BENCH, "sites", "krait")
 PEERS = os.path.join(BENCH, "peers")
-STATIC_FILES = {"static-1k.bin": 1024, "static-1m.bin": 1024 * 1024}
 
 # (id, label, path, kind) in table order.
 TESTS = [
@@ -133,15 +141,6 @@ SERVERS = [
            "-k gthread --threads 8", extra=True),
 ]
 SERVER_KEYS = [s.key for s in SERVERS]
-
-
-def ensure_static_files():
-    """Create the static test files if absent (deterministic bytes, never committed)."""
-    for name, size in STATIC_FILES.items():
-        path = os.path.join(SITE, name)
-        if not (os.path.isfile(path) and os.path.getsize(path) == size):
-            with open(path, "wb") as f:
-                f.write(random.Random(size).randbytes(size))
 
 
 # --- measuring ----------------------------------------------------------------------------
