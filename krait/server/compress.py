@@ -93,7 +93,9 @@ def gz_tag(etag: str) -> str:
 
 
 def accepts_gzip(accept: str) -> bool:
-    """Whether an Accept-Encoding value lists "gzip" (or "*") with a non-zero q (RFC 9110 section 12.5.3)."""
+    """Whether an Accept-Encoding value accepts gzip with a non-zero q (RFC 9110 section 12.5.3): by name
+    ("gzip" or "x-gzip"), or else through "*", which stands for every coding not listed by name."""
+    wildcard = None
     for item in accept.split(","):
         coding, _, params = item.strip().partition(";")
         coding = coding.strip().lower()
@@ -107,5 +109,7 @@ def accepts_gzip(accept: str) -> bool:
                     q = float(val)
                 except ValueError:
                     q = 0.0
-        return q > 0
-    return False
+        if coding != "*":
+            return q > 0
+        wildcard = q > 0
+    return bool(wildcard)

@@ -393,6 +393,7 @@ def test_gzip_for_compressible_types_above_threshold(site, krait_server):
 @pytest.mark.parametrize("path, headers, vary", [
     ("/big.txt", {}, True),  # client did not ask
     ("/big.txt", {"Accept-Encoding": "gzip;q=0, deflate"}, True),  # refused explicitly
+    ("/big.txt", {"Accept-Encoding": "*, gzip;q=0"}, True),  # refused by name: "*" means the others
     ("/big.txt", {"Accept-Encoding": "identity"}, True),
     ("/small.txt", GZ, False),  # under limits.GZIP_MIN_SIZE
     ("/big.png", GZ, False),  # already compressed
