@@ -18,8 +18,9 @@
 # (Reply.stream) is sent piece by piece as the worker produces it, outside the gate; if the client or the
 # worker fails mid-way, the connection ends (the response is incomplete) and the stream is given up.
 # The FairGate (krait/server/gate.py) bounds how many connection threads work on requests at once; a
-# request leaves it while it waits for a worker (also for an error page), while a large file streams, and
-# for a WebSocket's life.
+# request leaves it while it waits for a worker (also for an error page) and before any byte of its
+# response is sent (a client that does not read must not hold a slot), and never takes one for a
+# WebSocket.
 # A ProtocolError from the core gets a minimal error response with Connection: close and the connection
 # ends: nothing after a rejected request is parsed. A WebSocket upgrade waits for its route script
 # outside the gate; once accepted, the socket belongs to the WebSocket hub (krait/server/hub.py) and
@@ -312,6 +313,7 @@ class Channel:
         if self.closing and reply.status != 101:  # a graceful stop: tell the client not to send more here
             headers.append(_CLOSE)
         self.pace = None
+        self.leave_gate()  # a client that does not read blocks only its own thread, never the gate's slots
         try:
             if reply.file_range is None and reply.stream is None:
                 data = conn.send_full(reply.status, headers, reply.body, reply.reason)
@@ -320,7 +322,6 @@ class Channel:
                 self.pace = Pace(self.settings.min_send_rate, self.settings.send_timeout)
                 try:
                     self.sendall(conn.send(Response(reply.status, headers, reply.reason)))
-                    self.leave_gate()  # a large file or a stream may take long: let others go first
                     if reply.stream is not None:
                         self.send_stream(conn, reply.stream)
                     elif req is not None and req.method != "HEAD":

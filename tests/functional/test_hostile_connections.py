@@ -33,6 +33,7 @@ SITE = {
     "many.py": "import krait\nfor i in range(500):\n    krait.extra_headers.append(('X-%d' % i, 'v'))\n"
                "krait.response = krait.Response('HTTP/1.1', 200, [], 'SENT')\n",
     "fine.py": "krait.response = krait.Response('HTTP/1.1', 200, [('X-A', ' caf\\xe9\\tok ')], 'fine')\n",
+    "200k.bin": "x" * 200_000,  # served from the memory cache (under 256 KiB), like most static files
 }
 REQUEST = b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n"
 
@@ -233,3 +234,23 @@ def test_one_client_cannot_take_every_slot_with_the_per_address_limit(site, krai
         assert_quiet(srv.proc.pid)
     finally:
         close_all(socks)
+
+
+def test_clients_that_do_not_read_their_responses_hold_up_no_one_else(site, krait_server):
+    # Two clients pipeline 40 requests for a 200 KB file each and read nothing: their threads block in
+    # send() until --send-timeout. With the request gate's two slots held meanwhile, everyone waited.
+    srv = krait_server(site, "--send-timeout", "20")
+    attackers = []
+    try:
+        for _ in range(2):
+            s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.sendall(b"GET /200k.bin HTTP/1.1\r\nHost: x\r\n\r\n" * 40)
+            attackers.append(s)
+        time.sleep(1.0)  # both threads are stuck in send() by now
+        started = time.monotonic()
+        with ask(srv.port, source="127.0.0.2") as other:
+            assert status(answer(other)) == 200
+        assert time.monotonic() - started < 3.0
+    finally:
+        close_all(attackers)
