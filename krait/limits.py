@@ -196,6 +196,11 @@ CODE_SCAN_CLOCK_SLACK = 0.1
 #: Smallest response body worth gzipping.
 GZIP_MIN_SIZE = 1024
 
+#: Largest response body gzipped. Larger files are sent with sendfile() and larger script bodies stream,
+#: neither held whole to compress; one rule for every body keeps a 304 or a 206 saying what its 200 says
+#: (its entity tag and Vary, RFC 9110 sections 15.4.5 and 15.3.7).
+GZIP_MAX_SIZE = STATIC_CACHE_FILE_SIZE
+
 #: zlib level for gzip responses (6 is zlib's default trade-off).
 GZIP_LEVEL = 6
 

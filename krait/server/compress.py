@@ -1,8 +1,8 @@
 # gzip content coding for replies held in memory (RFC 9110 section 8.4.1.3).
 #
 # Rules:
-# - A 200 whose type is compressible (krait/mime.py) and whose body is at least GZIP_MIN_SIZE bytes is
-#   sent gzipped when the client accepts gzip (section 12.5.3: "gzip" or "*" with a non-zero q), and
+# - A 200 whose type is compressible (krait/mime.py) and whose body is GZIP_MIN_SIZE to GZIP_MAX_SIZE
+#   bytes is sent gzipped when the client accepts gzip (section 12.5.3: "gzip" or "*" with a non-zero q), and
 #   carries `Vary: Accept-Encoding` either way (section 12.5.5). A 206 of such a file, sent uncompressed,
 #   carries the same Vary as its 200 (section 15.3.7).
 # - The gzip representation is a different representation, so it gets a different entity tag: the
@@ -63,7 +63,7 @@ class Gzip:
     def not_modified(reply: Reply, accept_encoding: str) -> Reply:
         """A 304 names the representation the client would get: the gzip one carries the -gz tag."""
         ctype = next((v for n, v in reply.headers if n == "Content-Type"), "")
-        size = next((int(v) for n, v in reply.headers if n == "Content-Length"), 0)
+        size = _size(next((v for n, v in reply.headers if n == "Content-Length"), ""))
         if not _worth_it(ctype, size):
             return reply
         headers = [(n, v) for n, v in reply.headers if n != "Content-Length"] + [("Vary", "Accept-Encoding")]
@@ -76,7 +76,7 @@ class Gzip:
     def partial(reply: Reply) -> Reply:
         """A 206 of a file carries the Vary its 200 carries (RFC 9110 section 15.3.7)."""
         ctype = next((v for n, v in reply.headers if n == "Content-Type"), "")
-        size = next((int(v.rpartition("/")[2]) for n, v in reply.headers if n == "Content-Range"), 0)
+        size = _size(next((v for n, v in reply.headers if n == "Content-Range"), "").rpartition("/")[2])
         if not _worth_it(ctype, size):
             return reply
         return reply._replace(headers=reply.headers + [("Vary", "Accept-Encoding")])
@@ -84,7 +84,13 @@ class Gzip:
 
 def _worth_it(ctype: str, size: int) -> bool:
     """Whether a body of this type and size is gzipped for clients that accept it."""
-    return size >= limits.GZIP_MIN_SIZE and mime.is_compressible(ctype)
+    return limits.GZIP_MIN_SIZE <= size <= limits.GZIP_MAX_SIZE and mime.is_compressible(ctype)
+
+
+def _size(value: str) -> int:
+    """A length from a header a script may have set (a 304's Content-Length, a 206's complete length, which
+    may be "*"): 0 when it is not a plain number, which nothing is gzipped for."""
+    return int(value) if value.isdigit() and value.isascii() and len(value) <= 18 else 0
 
 
 def gz_tag(etag: str) -> str:

@@ -228,6 +228,8 @@ def test_conditional_requests(server):
     old = email.utils.formatdate(time.time() - 10 * 365 * 86400, usegmt=True)
     assert get(server, "/a.txt", headers={"If-Modified-Since": old}).status_code == 200
     assert get(server, "/a.txt", headers={"If-Modified-Since": "garbage"}).status_code == 200
+    huge_offset = "Mon, 01 Jan 2000 00:00:00 +99999999999999999"  # a date past what datetime holds
+    assert get(server, "/a.txt", headers={"If-Modified-Since": huge_offset}).status_code == 200
     # If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2)
     assert get(server, "/a.txt", headers={"If-None-Match": '"x"', "If-Modified-Since": lm}).status_code == 200
     # dynamic responses are never 304 from the source file's tag
@@ -258,6 +260,12 @@ def test_ranges(server):
     assert r.status_code == 416 and r.headers["Content-Range"] == "bytes */7"
     assert get(server, "/a.txt", headers={"Range": "bytes=0-1,3-4"}).status_code == 200
     assert get(server, "/a.txt", headers={"Range": "items=0-1"}).status_code == 200
+    # Positions of any length (int() refuses over 4,300 digits; the header line holds 8 KiB)
+    many = "1" * 5000
+    assert get(server, "/a.txt", headers={"Range": "bytes=0-" + many}).content == b"plain a"
+    assert get(server, "/a.txt", headers={"Range": "bytes=" + many + "-"}).status_code == 416
+    assert get(server, "/a.txt", headers={"Range": "bytes=-" + many}).content == b"plain a"
+    assert get(server, "/a.txt", headers={"Range": "bytes=" + "0" * 5000 + "1-"}).content == b"lain a"
     etag = get(server, "/a.txt").headers["ETag"]
     assert get(server, "/a.txt", headers={"Range": "bytes=0-0", "If-Range": etag}).status_code == 206
     assert get(server, "/a.txt", headers={"Range": "bytes=0-0", "If-Range": '"old"'}).status_code == 200

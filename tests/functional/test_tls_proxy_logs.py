@@ -50,6 +50,9 @@ SITE = {
     "big.png": TEXT,  # already-compressed type by name: never gzipped whatever the bytes
     "big.gz": TEXT,
     "small.txt": b"x" * 500,
+    "huge.txt": TEXT * 70,  # ~280 KiB: past GZIP_MAX_SIZE, sent with sendfile
+    "part.py": "krait.response = krait.Response('HTTP/1.1', 206, [('Content-Type', 'text/plain'), "
+               "('Content-Range', 'bytes 0-1999/*')], 'p' * 2000)\n",
     "who.py": "import json\nr = krait.request\n"
               "krait.response = krait.Response('HTTP/1.1', 200, [('Content-Type', 'application/json')], "
               "json.dumps({'addr': list(r.remote_addr) if r.remote_addr else None, 'scheme': r.scheme}))\n",
@@ -412,6 +415,20 @@ def test_no_gzip_for_ranges(site, krait_server):
     status, h, body = get(srv.port, "/big.txt", headers={"Accept-Encoding": "gzip", "Range": "bytes=10-109"})
     assert status == 206 and "content-encoding" not in h and body == TEXT[10:110]
     assert h["content-range"] == "bytes 10-109/%d" % len(TEXT)
+    assert_normal(srv.port)
+
+
+def test_a_304_or_206_says_what_its_200_says(site, krait_server):
+    # A file too large to gzip is sent as it is, with no Vary; its 304 must not name a gzip representation
+    # (caches update their stored headers from a 304, RFC 9110 section 15.4.5).
+    srv = krait_server(site)
+    status, h, body = get(srv.port, "/huge.txt", headers=GZ)
+    assert status == 200 and "content-encoding" not in h and "vary" not in h and len(body) == len(TEXT * 70)
+    status, h304, _ = get(srv.port, "/huge.txt", headers={**GZ, "If-None-Match": h["etag"]})
+    assert status == 304 and h304["etag"] == h["etag"] and "vary" not in h304
+    # A script's 206 whose complete length is unknown ("*", RFC 9110 section 14.4) is sent as it is.
+    status, h, body = get(srv.port, "/part.py", headers=GZ)
+    assert status == 206 and h["content-range"] == "bytes 0-1999/*" and body == b"p" * 2000
     assert_normal(srv.port)
 
 
