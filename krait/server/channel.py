@@ -259,10 +259,10 @@ class Channel:
                     if not self.read_body(conn, body):
                         body.close()  # its spool file and its share of the memory budget
                         return False
+                    data, path = body.finish()  # may fail too (a full disk)
                 except BaseException:
                     body.close()
                     raise
-                data, path = body.finish()
                 req = req._replace(body=data, body_file=path)
             self.enter_gate()
         else:
@@ -342,9 +342,17 @@ class Channel:
         self.server.log_access(req.remote_addr if req and req.remote_addr else self.addr, req, reply, started)
 
     def send_stream(self, conn: Connection, stream: Any) -> None:
-        """Send a worker's streamed body as it comes; a failure of the worker ends the connection."""
+        """Send a worker's streamed body as it comes; a failure of the worker ends the connection. The time
+        the worker takes for a piece is --timeout's, and does not count against the client's pace."""
+        pace, pieces = self.pace, iter(stream)
+        assert pace is not None  # respond() starts the response's pace before its head
         try:
-            for piece in stream:
+            while True:
+                asked = time.monotonic()
+                piece = next(pieces, None)
+                if piece is None:
+                    return
+                pace.hold(time.monotonic() - asked)
                 self.sendall(conn.send(Data(piece)))
         except HttpError as exc:  # the worker failed or stalled mid-way: the response cannot be completed
             log.error("response cut: %s", exc)

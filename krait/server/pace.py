@@ -31,6 +31,11 @@ class Pace:
             self.moved = 0
             self.due = time.monotonic() + self.window
 
+    def hold(self, seconds: float) -> None:
+        """`seconds` during which the transfer waited on our side (a worker producing the next piece), not
+        on the peer: they do not count against the window."""
+        self.due += seconds
+
     def wanted(self) -> int:
         """The bytes that would meet the current window's quota."""
         return self.need - self.moved

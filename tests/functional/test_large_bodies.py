@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from tests.helpers import read_all
+from tests.idle_clients import rss_kib
 
 MiB = 1024 * 1024
 INIT = ('import krait\nfrom krait.config import Route\n'
@@ -65,6 +66,14 @@ SITE = {
     "nofile.py": "krait.response = krait.ResponseFile('.private/missing.bin')\n",
     ".private/export.bin": bytes(range(256)) * 12000,
     "hello.txt": "hello\n",
+    "drip.py": (
+        "import time\n"
+        "def pieces():\n"
+        "    for i in range(6):\n"
+        "        time.sleep(0.5)\n"
+        "        yield 'x' * 100\n"
+        "krait.response = krait.Response('HTTP/1.1', 200, [], pieces())\n"
+    ),
 }
 
 
@@ -274,3 +283,35 @@ def test_streams_queued_behind_each_other_on_one_worker_all_complete(krait_serve
             assert body == bytes(range(256)) * (12 * 4096)
         else:
             assert body.startswith(b"0 ")
+
+
+def test_a_slowly_produced_stream_is_not_cut_while_the_client_keeps_up(krait_server, make_site):
+    # 100 bytes every 0.5 s for 3 s: far below --min-send-rate, but the wait is the worker's (--timeout
+    # counts it), not the client's, who takes every piece at once.
+    srv = krait_server(make_site(SITE), "--send-timeout", "2")
+    r = requests.get(srv.url + "/drip.py", timeout=20)
+    assert r.status_code == 200 and r.content == b"x" * 600
+
+
+def test_a_chunked_body_of_tiny_chunks_costs_its_bytes_not_an_object_each(krait_server, make_site):
+    # 400,000 chunks of 2 bytes (800 KB, under the spool threshold, so held in memory): a list of the
+    # pieces cost about 22 MB of the server's memory.
+    srv = krait_server(make_site(SITE), "--workers", "1")
+    payload = b"ab" * 400_000
+    request = (b"POST /upload.py HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+               + b"2\r\nab\r\n" * 400_000 + b"0\r\n\r\n")
+    before = peak = rss_kib(srv.proc.pid)
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=60) as sock:
+        sock.sendall(request)
+        sock.settimeout(0.02)
+        reply = b""
+        while not reply.endswith(hashlib.sha256(payload).hexdigest().encode()):
+            peak = max(peak, rss_kib(srv.proc.pid))
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                continue
+            assert chunk, reply
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 200 ")
+    assert (peak - before) * 1024 < 10_000_000, "the server grew by %d KiB" % (peak - before)

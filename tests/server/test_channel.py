@@ -2,6 +2,8 @@
 worker pool: a request whose job a reload handed back (Reloaded) is routed again with the server's new App
 and run on the new generation, never answered by a mix of the two."""
 
+import errno
+import os
 import socket
 import threading
 
@@ -69,3 +71,40 @@ def test_a_request_handed_back_by_a_reload_is_routed_again_with_the_new_app(tmp_
         response = read_all(ours)
     assert response.startswith(b"HTTP/1.1 200 OK\r\n") and response.endswith(b"\r\n\r\nnew.py")
     assert pool.ran == [("old.py", 0), ("new.py", 1)]
+
+
+def test_a_body_whose_spool_file_cannot_be_finished_is_deleted(tmp_path, monkeypatch):
+    # A full disk fails the spool file's last flush (in Body.finish()): its file must go all the same.
+    from krait.server import bodies
+
+    site = write_site(tmp_path / "site", {"up.py": ""})
+    settings = Settings(site_root=str(site))
+    server = Server(App(settings, SiteConfig(routes=(Route("POST", url="/up", target="/up.py").as_tuple(),)), 0),
+                    None, settings)
+    server.bodies = bodies.BodySpool(threshold=10)
+    spooled = []
+
+    def full_disk(suffix, dir):
+        path = os.path.join(dir, "spooled" + suffix)
+        open(path, "wb").close()
+        spooled.append(path)
+        return os.open("/dev/full", os.O_WRONLY), path  # every write to it fails with ENOSPC
+
+    monkeypatch.setattr(bodies.tempfile, "mkstemp", full_disk)
+    failures = []
+
+    def serve(sock):
+        try:
+            Channel(server, sock, ("127.0.0.1", 1)).run()
+        except OSError as exc:
+            failures.append(exc)
+
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        ours.sendall(b"POST /up HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\n" + b"x" * 100)
+        thread = threading.Thread(target=serve, args=(theirs,))
+        thread.start()
+        thread.join(10)
+    assert failures and failures[0].errno == errno.ENOSPC
+    assert spooled and not os.path.exists(spooled[0])
+    server.bodies.close()
