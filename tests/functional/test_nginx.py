@@ -160,9 +160,11 @@ def test_two_instances_behind_nginx_survive_a_kill(tmp_path, krait_server, nginx
     base = "http://127.0.0.1:%d" % port
 
     # 1. Proxy headers. The client connects from 127.0.0.2 (still loopback) and claims a forged
-    #    X-Forwarded-For; nginx appends the real address, and Krait believes only that last entry.
+    #    X-Forwarded-For; nginx appends the real address, and Krait believes only that last entry. A forged
+    #    Forwarded (which Krait would prefer) is removed by nginx.
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=("127.0.0.2", 0))
-    conn.request("GET", "/who.py", headers={"X-Forwarded-For": "203.0.113.9"})
+    conn.request("GET", "/who.py", headers={"X-Forwarded-For": "203.0.113.9",
+                                            "Forwarded": "for=198.51.100.7;proto=https"})
     resp = conn.getresponse()
     assert resp.status == 200
     who = json.loads(resp.read())
