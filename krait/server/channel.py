@@ -65,7 +65,7 @@ class Channel:
         self.sock = sock
         self.addr = addr if isinstance(addr, tuple) else ("", 0)
         self.closing = False  # set by the server on graceful shutdown
-        self.busy = False  # a request is being handled (graceful shutdown waits for these)
+        self.busy = False  # a request has begun and is not answered yet (a graceful stop waits for these)
         self.handed_off = False  # the socket now belongs to the WebSocket hub
         self.in_gate = False  # holds a slot of the server's FairGate
         self.kernel_timeouts = not server.tls  # see the I/O helpers below
@@ -182,6 +182,7 @@ class Channel:
                         data = self.recv(self.settings.keepalive_timeout)
                         header_deadline = time.monotonic() + self.settings.header_timeout
                         fresh = False
+                        self.busy = True  # a request has begun: a graceful stop waits for it
                     else:
                         data = self.recv(header_deadline - time.monotonic())
                 except _Timeout:

@@ -152,7 +152,11 @@ class Server(socketserver.ThreadingTCPServer):
         # that became a WebSocket belongs to the hub from then on.
         thread = threading.Thread(target=self.finish_request, args=(request, client_address),
                                   name="krait-conn", daemon=True)
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError as exc:  # no thread to be had (a thread or memory limit): give the place back
+            self._closed(address)
+            self._refuse(request, "no thread for the connection: %s" % exc)
 
     def _refuse(self, sock: socket.socket, why: str) -> None:
         log.warning("connection refused: %s", why)
@@ -173,12 +177,15 @@ class Server(socketserver.ThreadingTCPServer):
         try:
             self._serve(request, client_address)
         finally:
-            address = _address(client_address)
-            with self._lock:
-                self.open_count -= 1
-                left = self.per_address.pop(address, 0) - 1
-                if left > 0:
-                    self.per_address[address] = left
+            self._closed(_address(client_address))
+
+    def _closed(self, address: str) -> None:
+        """A counted connection from `address` is gone."""
+        with self._lock:
+            self.open_count -= 1
+            left = self.per_address.pop(address, 0) - 1
+            if left > 0:
+                self.per_address[address] = left
 
     def _serve(self, request: socket.socket, client_address: Any) -> None:
         try:
@@ -332,7 +339,10 @@ def _speaks_tls(sock: socket.socket, address: str) -> bool:
 
 
 def _shutdown(sock: socket.socket, how: int) -> None:
+    """Shut the TCP connection under `sock`. For a TLS socket this is socket.socket's shutdown, not
+    SSLSocket's, which also drops the TLS state, so that whatever the channel sends next would go out in
+    cleartext."""
     try:
-        sock.shutdown(how)
+        socket.socket.shutdown(sock, how)
     except OSError:
         pass

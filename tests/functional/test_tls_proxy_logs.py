@@ -12,6 +12,7 @@ import http.client
 import json
 import re
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -161,6 +162,25 @@ def test_https_scheme_wss_and_stalled_handshakes(site, cert, krait_server):
 def _threads(pid: int) -> int:
     with open("/proc/%d/status" % pid) as f:
         return int(next(line for line in f if line.startswith("Threads:")).split()[1])
+
+
+def test_a_request_half_sent_when_a_graceful_stop_begins_is_answered_over_tls(site, cert, krait_server):
+    # The stop waits for a request that has begun, and never drops the connection's TLS state (an
+    # SSLSocket's shutdown() does: what was sent next went out in cleartext).
+    crt, key = cert
+    srv = krait_server(site, "--certfile", str(crt), "--keyfile", str(key))
+    tls = ssl.create_default_context(cafile=str(crt))
+    with tls.wrap_socket(socket.create_connection(("127.0.0.1", srv.port), timeout=10),
+                         server_hostname="127.0.0.1") as s:
+        s.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n")
+        time.sleep(0.3)
+        srv.signal(signal.SIGTERM)
+        time.sleep(0.5)  # past the stop's 0.2 s for idle connections to notice
+        s.sendall(b"\r\n")
+        reply = read_all(s)
+    assert reply.startswith(b"HTTP/1.1 200 ") and reply.endswith(b"hello\n"), reply
+    assert b"\r\nConnection: close\r\n" in reply
+    assert srv.proc.wait(10) == 0
 
 
 def test_tls_handshakes_count_against_the_connection_limit(site, cert, krait_server):
