@@ -14,7 +14,9 @@
 #   queues it to every member in this process, and is passed to the relay once when it started here.
 # - Timers: every second the hub pings clients silent for --ws-ping-interval, closes (1011) those whose
 #   pong has not come within --ws-ping-timeout, and drops connections whose closing handshake has taken
-#   longer than WS_CLOSE_TIMEOUT.
+#   longer than WS_CLOSE_TIMEOUT. A session the client ended (its Close frame, EOF, a protocol error)
+#   while output to it was still queued gets the same WS_CLOSE_TIMEOUT to take that output (a closing
+#   client may read its echo); after EOF its socket is watched for writing only.
 # - The selector is the system's best (epoll on Linux), or select() on portable paths (krait/portable.py):
 #   Windows has nothing else, and select() there takes SELECT_MAX_SOCKETS sockets (krait/limits.py).
 
@@ -264,6 +266,7 @@ class WebSocketHub:
             return
         client.attach(sock)
         client.last_seen = time.monotonic()
+        client.events = _READ
         self._selector.register(sock, _READ, ("client", client))
         if not client.flush():  # what the controller sent before the 101 went out
             self._drop(client, 1006)
@@ -294,9 +297,13 @@ class WebSocketHub:
                 self._tell_worker(client, a, b)
         if heard and worker.writer.pending and not client.told_worker:
             self._want_write(worker)
-        if client.sock is not None and not client.is_open and not client.unsent:
-            self._drop(client, 1006)  # closed: the echo of its close (if any) is out
-        elif client.unsent or client.writing:
+        if client.sock is not None and not client.is_open:
+            if not client.unsent:
+                self._drop(client, 1006)  # closed: the echo of its close (if any) is out
+                return
+            if not client.deadline:  # what is queued (its close echo too) must leave in time
+                client.deadline = time.monotonic() + limits.WS_CLOSE_TIMEOUT
+        if client.unsent or client.events != _READ or client.eof:
             self._update_write(client)
 
     def _client_writable(self, client: WsClient) -> None:
@@ -309,13 +316,15 @@ class WebSocketHub:
             self._update_write(client)
 
     def _update_write(self, client: WsClient) -> None:
+        """Watch the socket for output while some is queued, and for input until the client's EOF (a
+        client at EOF with nothing queued is dropped by the caller)."""
         sock = client.sock
         if sock is None:
             return
-        writing = client.unsent > 0
-        if writing != client.writing:
-            client.writing = writing
-            self._selector.modify(sock, _READ | _WRITE if writing else _READ, ("client", client))
+        events = (0 if client.eof else _READ) | (_WRITE if client.unsent else 0)
+        if events != client.events and events:
+            client.events = events
+            self._selector.modify(sock, events, ("client", client))
 
     def _queue(self, client: WsClient, frame: bytes) -> None:
         """Send a message frame to a client; one that does not read is closed (1008)."""
@@ -324,7 +333,7 @@ class WebSocketHub:
             return
         if not client.send(frame):
             self._drop(client, 1006)
-        elif client.unsent or client.writing:
+        elif client.unsent or client.events & _WRITE:
             self._update_write(client)
 
     def _too_slow(self, client: WsClient) -> None:

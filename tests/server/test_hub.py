@@ -3,8 +3,13 @@ functional test cannot reach on purpose."""
 
 from __future__ import annotations
 
+import socket
 import time
 
+import pytest
+
+from krait import limits
+from krait.http.websocket import WebSocketConnection
 from krait.pool import jobs
 from krait.server.hub import WebSocketHub, _Opening
 from krait.settings import Settings
@@ -19,6 +24,60 @@ class Quiet(krait.websockets.WebsocketsCtrlBase):
 
 krait.websockets.response = krait.websockets.WebsocketsResponse(Quiet())
 """
+
+
+def _job(root, script: str = "ws.py") -> jobs.Job:
+    return jobs.Job(jobs.WEBSOCKET, str(root / script), script, "GET", "/ws", "/ws", "", "HTTP/1.1", {}, b"",
+                    ("127.0.0.1", 1), "http", ())
+
+
+def _wait(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return predicate()
+
+
+@pytest.fixture
+def hub(tmp_path):
+    (tmp_path / "ws.py").write_text(ROUTE)
+    hub = WebSocketHub(Settings(site_root=str(tmp_path), ws_workers=1))
+    hub.start()
+    yield hub
+    hub.stop()
+
+
+def _connect(hub, root, script: str = "ws.py", sndbuf: int = 0) -> tuple[int, socket.socket, WebSocketConnection]:
+    """A connection accepted by the route script, its server end attached to the hub: (number, client
+    end, the client's sans-IO session)."""
+    result, conn = hub.open(_job(root, script), 30)
+    assert result.status == 101
+    server_end, client_end = socket.socketpair()
+    if sndbuf:
+        server_end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+        client_end.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, sndbuf)
+    hub.attach(conn, server_end, b"")
+    return conn, client_end, WebSocketConnection(client=True)
+
+
+@pytest.mark.parametrize("how", ["eof", "close frame"])
+def test_a_closed_client_that_does_not_take_its_output_is_dropped_without_spinning(hub, tmp_path, monkeypatch,
+                                                                                     how):
+    # Pings sent without reading the pongs leave output queued in the hub; the client then ends the
+    # session. The hub must neither spin on the readable-at-EOF socket nor hold the connection for ever.
+    monkeypatch.setattr(limits, "WS_CLOSE_TIMEOUT", 1.0)
+    conn, sock, ws = _connect(hub, tmp_path, sndbuf=4096)
+    sock.sendall(ws.send_ping(b"x" * 125) * 3000)  # ~380 KB of pongs, never read
+    assert _wait(lambda: hub.clients[conn].unsent > 100000, 10)
+    if how == "eof":
+        sock.shutdown(socket.SHUT_WR)
+    else:
+        sock.sendall(ws.send_close(1000, "bye"))
+    time.sleep(0.3)
+    cpu = time.process_time()
+    assert _wait(lambda: conn not in hub.clients, limits.WS_CLOSE_TIMEOUT + 3)
+    assert time.process_time() - cpu < 0.5  # the hub slept in select() meanwhile
+    sock.close()
 
 
 def test_an_upgrade_accepted_just_after_its_thread_gave_up_waiting_is_released(tmp_path):
