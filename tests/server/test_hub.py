@@ -26,6 +26,52 @@ krait.websockets.response = krait.websockets.WebsocketsResponse(Quiet())
 """
 
 
+ECHO = """import krait
+
+
+class Echo(krait.websockets.WebsocketsCtrlBase):
+    def __init__(self):
+        super().__init__(use_in_message_queue=False)
+
+    def on_in_message(self, message):
+        self.push_out_message("echo: " + message)
+
+
+krait.websockets.response = krait.websockets.WebsocketsResponse(Echo())
+"""
+
+# Controllers broken by their site code, beyond raising from a callback: each must cost only its own
+# connection (1011), never its worker.
+BROKEN = {
+    "forgets the base __init__": """import krait
+
+
+class Forgetful(krait.websockets.WebsocketsCtrlBase):
+    def __init__(self):
+        self.count = 0
+
+
+krait.websockets.response = krait.websockets.WebsocketsResponse(Forgetful())
+""",
+    "overrides close() and fails": """import krait
+
+
+class OwnClose(krait.websockets.WebsocketsCtrlBase):
+    def __init__(self):
+        super().__init__(use_in_message_queue=False)
+
+    def on_in_message(self, message):
+        raise ValueError(message)
+
+    def close(self):
+        pass
+
+
+krait.websockets.response = krait.websockets.WebsocketsResponse(OwnClose())
+""",
+}
+
+
 def _job(root, script: str = "ws.py") -> jobs.Job:
     return jobs.Job(jobs.WEBSOCKET, str(root / script), script, "GET", "/ws", "/ws", "", "HTTP/1.1", {}, b"",
                     ("127.0.0.1", 1), "http", ())
@@ -45,6 +91,23 @@ def hub(tmp_path):
     hub.start()
     yield hub
     hub.stop()
+
+
+def _events(sock: socket.socket, ws: WebSocketConnection, count: int = 1, timeout: float = 10) -> list:
+    """The next `count` events of the client's session (fewer if the server closes or time runs out)."""
+    got: list = []
+    deadline = time.monotonic() + timeout
+    while len(got) < count and time.monotonic() < deadline:
+        sock.settimeout(max(deadline - time.monotonic(), 0.01))
+        try:
+            data = sock.recv(65536)
+        except (TimeoutError, ConnectionError):
+            break
+        ws.receive_data(data)
+        got += ws.events()
+        if not data:
+            break
+    return got
 
 
 def _connect(hub, root, script: str = "ws.py", sndbuf: int = 0) -> tuple[int, socket.socket, WebSocketConnection]:
@@ -78,6 +141,28 @@ def test_a_closed_client_that_does_not_take_its_output_is_dropped_without_spinni
     assert _wait(lambda: conn not in hub.clients, limits.WS_CLOSE_TIMEOUT + 3)
     assert time.process_time() - cpu < 0.5  # the hub slept in select() meanwhile
     sock.close()
+
+
+@pytest.mark.parametrize("fault", list(BROKEN))
+def test_a_broken_controller_closes_only_its_own_connection(hub, tmp_path, fault):
+    (tmp_path / "echo.py").write_text(ECHO)
+    (tmp_path / "broken.py").write_text(BROKEN[fault])
+    pid = hub.workers.workers[0].proc.pid
+    _, good, good_ws = _connect(hub, tmp_path, "echo.py")
+    _, bad, bad_ws = _connect(hub, tmp_path, "broken.py")
+    try:
+        bad.sendall(bad_ws.send_text("boom"))
+    except OSError:
+        pass  # closed already
+    assert [(type(e).__name__, e.code) for e in _events(bad, bad_ws)] == [("CloseReceived", 1011)]
+    good.sendall(good_ws.send_text("still there"))
+    assert [getattr(e, "data", e) for e in _events(good, good_ws)] == ["echo: still there"]
+    _, late, late_ws = _connect(hub, tmp_path, "echo.py")  # the worker takes upgrades on
+    late.sendall(late_ws.send_text("late"))
+    assert [getattr(e, "data", e) for e in _events(late, late_ws)] == ["echo: late"]
+    assert [w.proc.pid for w in hub.workers.workers] == [pid]
+    for sock in (good, bad, late):
+        sock.close()
 
 
 def test_an_upgrade_accepted_just_after_its_thread_gave_up_waiting_is_released(tmp_path):
