@@ -4,9 +4,10 @@
 # here blocks. read() feeds what the socket holds to the sans-IO krait.http.websocket core and returns
 # what the controller must hear; send() queues frames and writes as much as the socket takes now.
 # too_slow() says when a client that does not read holds too much (krait/limits.py WS_SLOW_UNSENT), and
-# the hub then closes it (docs/websockets.md). `eof` says the client's side is shut: the hub stops
-# watching it for input (a socket at EOF is always readable), and output still queued then gets
-# WS_CLOSE_TIMEOUT to leave.
+# the hub then closes it (docs/websockets.md); its clock starts when the socket is attached (what a
+# controller sends before the 101 is out waits for the socket without counting as unread).
+# `eof` says the client's side is shut: the hub stops watching it for input (a socket at EOF is always
+# readable), and output still queued then gets WS_CLOSE_TIMEOUT to leave.
 # TLS sockets work the same way: OpenSSL's "want read" / "want write" are the non-blocking socket's
 # "try again later", and bytes OpenSSL already decrypted are read before the next select.
 # Queued frames go out with one sendmsg(), or one send() each over TLS and on portable paths
@@ -61,7 +62,7 @@ class WsClient:
         self.worker_done = False  # the worker is finished with it (or died)
         self.events = 0  # what the hub's selector watches the socket for (EVENT_READ, EVENT_WRITE)
         self.eof = False  # the client's side is shut (or broken): nothing more to read
-        self.last_taken = 0.0  # when the socket last took some of the output
+        self.last_taken = 0.0  # when the socket last took some of the output (from attach() on)
 
     def attach(self, sock: Any) -> None:
         sock.setblocking(False)
@@ -122,7 +123,7 @@ class WsClient:
         """Whether the client does not read (see the module comment): the hub closes it."""
         unsent = self.unsent
         return unsent > limits.WS_MAX_UNSENT or (
-            unsent > limits.WS_SLOW_UNSENT and now - self.last_taken > limits.WS_SEND_STALL)
+            unsent > limits.WS_SLOW_UNSENT and self.sock is not None and now - self.last_taken > limits.WS_SEND_STALL)
 
     def send(self, data: bytes | memoryview) -> bool:
         """Write `data` as far as the socket takes it now and queue the rest; False when the client is

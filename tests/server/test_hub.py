@@ -110,15 +110,18 @@ def _events(sock: socket.socket, ws: WebSocketConnection, count: int = 1, timeou
     return got
 
 
-def _connect(hub, root, script: str = "ws.py", sndbuf: int = 0) -> tuple[int, socket.socket, WebSocketConnection]:
-    """A connection accepted by the route script, its server end attached to the hub: (number, client
-    end, the client's sans-IO session)."""
+def _connect(hub, root, script: str = "ws.py", sndbuf: int = 0,
+             delay: float = 0.0) -> tuple[int, socket.socket, WebSocketConnection]:
+    """A connection accepted by the route script, its server end attached to the hub `delay` seconds
+    later (as the HTTP thread does once the 101 is out): (number, client end, the client's sans-IO
+    session)."""
     result, conn = hub.open(_job(root, script), 30)
     assert result.status == 101
     server_end, client_end = socket.socketpair()
     if sndbuf:
         server_end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
         client_end.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, sndbuf)
+    time.sleep(delay)
     hub.attach(conn, server_end, b"")
     return conn, client_end, WebSocketConnection(client=True)
 
@@ -163,6 +166,33 @@ def test_a_broken_controller_closes_only_its_own_connection(hub, tmp_path, fault
     assert [w.proc.pid for w in hub.workers.workers] == [pid]
     for sock in (good, bad, late):
         sock.close()
+
+
+SNAPSHOT = """import krait
+
+
+class Snapshot(krait.websockets.WebsocketsCtrlBase):
+    def __init__(self):
+        super().__init__(use_in_message_queue=False)
+
+    def on_start(self):
+        for _ in range(3):
+            self.push_out_message(b"s" * 600000)
+
+
+krait.websockets.response = krait.websockets.WebsocketsResponse(Snapshot())
+"""
+
+
+def test_output_sent_before_the_socket_is_attached_is_not_taken_for_a_slow_reader(hub, tmp_path):
+    # on_start() runs as soon as the route script accepts, before the HTTP thread has sent the 101 and
+    # attached the socket: more than WS_SLOW_UNSENT may wait for it. The slow-reader clock starts at
+    # attach(), so a brand-new connection is never closed 1008 for that.
+    (tmp_path / "snapshot.py").write_text(SNAPSHOT)
+    _, sock, ws = _connect(hub, tmp_path, "snapshot.py", delay=0.3)
+    got = _events(sock, ws, 3)
+    assert [(type(e).__name__, len(getattr(e, "data", b""))) for e in got] == [("BinaryMessage", 600000)] * 3
+    sock.close()
 
 
 def test_an_upgrade_accepted_just_after_its_thread_gave_up_waiting_is_released(tmp_path):
