@@ -12,11 +12,14 @@
 # - Rooms live here, where the sockets are: a worker tells the hub which room a connection joins or
 #   leaves; a publish (from a controller, a script, or another server process) builds its frame once and
 #   queues it to every member in this process, and is passed to the relay once when it started here.
-# - Timers: every second the hub pings clients silent for --ws-ping-interval, closes (1011) those whose
-#   pong has not come within --ws-ping-timeout, and drops connections whose closing handshake has taken
-#   longer than WS_CLOSE_TIMEOUT. A session the client ended (its Close frame, EOF, a protocol error)
-#   while output to it was still queued gets the same WS_CLOSE_TIMEOUT to take that output (a closing
-#   client may read its echo); after EOF its socket is watched for writing only.
+# - Timers: every second the hub kills a worker whose route script has run past --timeout, as a script
+#   worker is killed with its job (its connections close with 1011 and it is replaced: a looping script
+#   would otherwise hold a CPU and every later upgrade sent to that worker for good), pings clients
+#   silent for --ws-ping-interval, closes (1011) those whose pong has not come within --ws-ping-timeout,
+#   and drops connections whose closing handshake has taken longer than WS_CLOSE_TIMEOUT. A session the
+#   client ended (its Close frame, EOF, a protocol error) while output to it was still queued gets the
+#   same WS_CLOSE_TIMEOUT to take that output (a closing client may read its echo); after EOF its socket
+#   is watched for writing only.
 # - The selector is the system's best (epoll on Linux), or select() on portable paths (krait/portable.py):
 #   Windows has nothing else, and select() there takes SELECT_MAX_SOCKETS sockets (krait/limits.py).
 
@@ -234,14 +237,8 @@ class WebSocketHub:
             return
         if opening in self._waiting:
             self._waiting.remove(opening)
-            return
-        client = self.clients.get(opening.conn)
-        if client is not None and client.opening is opening and not client.worker.stuck:
-            # A route script overran: its worker takes no new connections and is replaced.
-            log.error("a WebSocket route script ran past %.0fs; its worker takes no new connections",
-                      self.settings.timeout)
-            client.worker.stuck = True
-            self.workers.choose()
+        # Otherwise its route script still runs: the worker answers at last (the session is then released,
+        # see _opened), or it is killed when the script has run past --timeout (_tick).
 
     def _opened(self, event: Opened) -> None:
         client = self.clients.get(event.conn)
@@ -479,12 +476,13 @@ class WebSocketHub:
             else:
                 self._opened(event)
 
-    def _worker_lost(self, worker: WsWorker) -> None:
-        """A WebSocket worker died: only its connections close (1011), and it is replaced."""
+    def _worker_lost(self, worker: WsWorker, why: str = "") -> None:
+        """A WebSocket worker died, or is killed (`why`): only its connections close (1011), and it is
+        replaced."""
         if worker not in self.workers.workers:
             return
-        log.error("WebSocket worker %d died (exit code %s); its %d connections are closed",
-                  worker.proc.pid, worker.proc.exitcode, len(worker.conns))
+        log.error("WebSocket worker %d %s; its %d connections are closed", worker.proc.pid,
+                  why or "died (exit code %s)" % worker.proc.exitcode, len(worker.conns))
         for selector_key in (worker.reader, worker.writer):
             try:
                 self._selector.unregister(selector_key)
@@ -506,8 +504,8 @@ class WebSocketHub:
         self.workers.lost(worker)
 
     def _retire_if_idle(self, worker: WsWorker) -> None:
-        # An old generation's worker, or a stuck one, is stopped once it holds no connection.
-        if worker.conns or (worker.generation == self.workers.generation and not worker.stuck):
+        # An old generation's worker is stopped once it holds no connection.
+        if worker.conns or worker.generation == self.workers.generation:
             return
         self._selector.unregister(worker.reader)
         worker.stop()
@@ -542,6 +540,9 @@ class WebSocketHub:
 
     def _tick(self) -> None:
         now = time.monotonic()
+        for worker in list(self.workers.workers):
+            if worker.script_overran(now, self.settings.timeout):
+                self._worker_lost(worker, "is killed: a route script ran past %.0fs" % self.settings.timeout)
         interval, timeout = self.settings.ws_ping_interval, self.settings.ws_ping_timeout
         for client in list(self.clients.values()):
             if client.sock is None:

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from krait import limits
+from krait.errors import GatewayTimeout
 from krait.http.websocket import WebSocketConnection
 from krait.pool import jobs
 from krait.server.hub import WebSocketHub, _Opening
@@ -193,6 +194,30 @@ def test_output_sent_before_the_socket_is_attached_is_not_taken_for_a_slow_reade
     got = _events(sock, ws, 3)
     assert [(type(e).__name__, len(getattr(e, "data", b""))) for e in got] == [("BinaryMessage", 600000)] * 3
     sock.close()
+
+
+def test_a_worker_whose_route_script_overran_is_killed_and_replaced(tmp_path):
+    # As a script worker is killed with a job past --timeout: a looping route script must not keep its
+    # worker spinning for good. Its other connections close with 1011; the next upgrade gets a new worker.
+    (tmp_path / "echo.py").write_text(ECHO)
+    (tmp_path / "loop.py").write_text("while True:\n    pass\n")
+    hub = WebSocketHub(Settings(site_root=str(tmp_path), ws_workers=1, timeout=1.0))
+    hub.start()
+    try:
+        _, sock, ws = _connect(hub, tmp_path, "echo.py")
+        worker = hub.workers.workers[0]
+        with pytest.raises(GatewayTimeout):
+            hub.open(_job(tmp_path, "loop.py"), 1.0)
+        assert _wait(lambda: not worker.proc.process.is_alive(), 5)
+        assert [(type(e).__name__, e.code) for e in _events(sock, ws)] == [("CloseReceived", 1011)]
+        _, late, late_ws = _connect(hub, tmp_path, "echo.py")
+        late.sendall(late_ws.send_text("late"))
+        assert [getattr(e, "data", e) for e in _events(late, late_ws)] == ["echo: late"]
+        assert hub.workers.workers[0] is not worker
+        sock.close()
+        late.close()
+    finally:
+        hub.stop()
 
 
 def test_an_upgrade_accepted_just_after_its_thread_gave_up_waiting_is_released(tmp_path):
