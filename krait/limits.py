@@ -219,8 +219,8 @@ MAX_WEBSOCKETS = 10000
 #: up with a warning in the log, and the controller's thread is left to end on its own.
 WS_STOP_TIMEOUT = 5.0
 
-#: Seconds to wait for the client's Close frame after the server sent one; then the TCP connection is
-#: dropped.
+#: Seconds to wait for the client's Close frame after the server sent one, or for a client that closed
+#: (its Close frame, or EOF) to take the output still queued for it; then the TCP connection is dropped.
 WS_CLOSE_TIMEOUT = 5.0
 
 #: Seconds one controller callback (on_in_message, on_start, on_stop) may hold a WebSocket worker's pipe

@@ -26,6 +26,10 @@
 #   1007-1011, 3000-4999); the reason must fit a control frame: 123 UTF-8 bytes (section 5.5).
 # - Queues are guarded by locks; the out-listener callback runs outside every lock.
 # - Room names are non-empty str of at most WS_MAX_ROOM bytes in UTF-8.
+# - What crosses to the server is plain data: a str subclass (a StrEnum room name or close reason) is
+#   taken as its plain str, an int subclass (an IntEnum close code) as its int, a bytes subclass as bytes.
+#   The pipe's fast codec (marshal) refuses subclasses, and its pickle fallback would name a site class
+#   the server cannot import (krait/pool/pipe.py).
 
 from __future__ import annotations
 
@@ -192,11 +196,15 @@ class WebsocketsCtrlBase:
 
         Raises:
             ValueError: a code an endpoint may not send, or a reason that is too long.
+            TypeError: a reason that is not a str.
         """
         if isinstance(code, bool) or not isinstance(code, int) or not (
             code in _SENDABLE_CODES or 3000 <= code <= 4999
         ):
             raise ValueError(f"close code {code!r} may not be sent (RFC 6455 section 7.4)")
+        if not isinstance(reason, str):
+            raise TypeError(f"a close reason is a str, not {type(reason).__name__}")
+        code, reason = int(code), str.__str__(reason)  # plain types (see the module comment)
         if len(reason.encode("utf-8")) > _MAX_REASON_BYTES:
             raise ValueError(f"close reason is longer than {_MAX_REASON_BYTES} bytes in UTF-8")
         with self._out_lock:
@@ -285,7 +293,7 @@ def _room(room) -> str:
         raise TypeError(f"a room name is a non-empty str, not {room!r}")
     if len(room.encode("utf-8")) > limits.WS_MAX_ROOM:
         raise ValueError(f"room names are at most {limits.WS_MAX_ROOM} bytes in UTF-8")
-    return room
+    return str.__str__(room)  # a plain str, even of a StrEnum (see the module comment)
 
 
 def _item(message) -> tuple:

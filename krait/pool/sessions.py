@@ -5,9 +5,13 @@
 # - WsWorker is one WebSocket worker process: the read side of its pipe (PipeReader) and the write side
 #   (PipeWriter), the connections it holds, and read(), which turns what arrived into the events below.
 #   The hub (krait/server/hub.py) registers its two descriptors in its selector and never blocks on it.
+#   It also knows which route script runs: the worker runs them one at a time, in the order sent, each
+#   after the on_start() of the connection before it, so `script_since` is when the oldest unanswered
+#   one began, and the hub kills a worker whose route script has run past --timeout.
 # - WsWorkers is the policy: a new connection goes to the worker of the current generation holding the
 #   fewest connections; while every worker already holds some, another one is started in the background,
-#   up to `size`; a worker that dies, or whose route script overran, is replaced; reload() starts a worker
+#   up to `size`; a worker that dies, or is killed because its route script overran, is replaced (with
+#   its connections closed, as a script worker is killed with its job); reload() starts a worker
 #   of a new generation, and once it has run init.py, new connections go to the new generation while the
 #   old workers finish the connections they hold. If the new worker fails to start, the old generation
 #   goes on serving, and the next reload tries again.
@@ -17,6 +21,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -89,14 +95,15 @@ def publish_record(event: Published) -> tuple:
 class WsWorker:
     """One WebSocket worker process, for a selector loop."""
 
-    __slots__ = ("proc", "reader", "writer", "conns", "stuck")
+    __slots__ = ("proc", "reader", "writer", "conns", "openings", "script_since")
 
     def __init__(self, proc: WorkerProcess) -> None:
         self.proc = proc
         self.reader = PipeReader(proc.pipe.sock, proc.pipe.buffered())  # records sent right after start-up
         self.writer = PipeWriter(proc.pipe.out)
         self.conns: set[int] = set()  # connections opened on it and not done
-        self.stuck = False  # a route script overran: no new connections; replaced
+        self.openings: deque[int] = deque()  # connections whose route script has not answered, in order
+        self.script_since = 0.0  # when the route script of openings[0] began (see the module comment)
 
     @property
     def generation(self) -> int:
@@ -105,7 +112,14 @@ class WsWorker:
     def open(self, conn: int, job: jobs.Job) -> None:
         """Run an upgrade's route script for connection `conn` (answered by an Opened event)."""
         self.conns.add(conn)
+        self.openings.append(conn)
+        if len(self.openings) == 1:
+            self.script_since = time.monotonic()
         self.writer.send((jobs.WS_OPEN, conn, jobs.job_to_wire(job)))
+
+    def script_overran(self, now: float, timeout: float) -> bool:
+        """Whether the route script running now began more than `timeout` seconds ago."""
+        return bool(self.openings) and now - self.script_since > timeout
 
     def send(self, conn: int, text: bool, payload: bytes) -> None:
         """A client's message to its controller (text as its checked UTF-8 bytes)."""
@@ -128,6 +142,11 @@ class WsWorker:
                 result = jobs.result_from_wire(record[2])
                 if result.status != 101:
                     self.conns.discard(record[1])
+                openings = self.openings
+                if record[1] in openings:
+                    openings.remove(record[1])  # the first: route scripts answer in order
+                    if openings:  # the next one begins now
+                        self.script_since = time.monotonic()
                 events.append(Opened(record[1], result))
             elif tag == jobs.WS_DONE:
                 self.conns.discard(record[1])
@@ -181,7 +200,7 @@ class WsWorkers:
 
     def choose(self) -> WsWorker | None:
         """The worker for a new connection (None: none is ready yet; one is starting)."""
-        usable = [w for w in self.workers if w.generation == self.generation and not w.stuck]
+        usable = self.usable()
         best = min(usable, key=lambda w: len(w.conns), default=None)
         if (best is None or best.conns) and len(usable) + self.starting < self.size:
             self._start_one()
@@ -221,14 +240,15 @@ class WsWorkers:
         return idle
 
     def lost(self, worker: WsWorker) -> None:
-        """The worker died, or it is stuck and holds no connection any more: replace it."""
+        """The worker died or was killed, or it is an old generation's and holds no connection any more:
+        replace it when the current generation has none."""
         if worker in self.workers:
             self.workers.remove(worker)
         if worker.generation == self.generation and self.starting == 0 and not self.usable():
             self._start_one()
 
     def usable(self) -> list[WsWorker]:
-        return [w for w in self.workers if w.generation == self.generation and not w.stuck]
+        return [w for w in self.workers if w.generation == self.generation]
 
     def reload(self) -> None:
         """Start a worker of a new generation (re-running init.py); see the module comment."""

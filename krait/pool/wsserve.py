@@ -17,6 +17,11 @@
 #   behind it in this worker, never the messages of other connections.
 # - Any thread may send; send_lock keeps each record whole on the pipe, and a controller's items leave in
 #   the order it pushed them (SessionLink).
+# - A session's failure is its connection's alone: an exception out of start() or message() is logged
+#   with its traceback and closes that connection with 1011; one out of close() still ends the
+#   connection (WS_DONE); one out of a route script's open_session() answers the upgrade with 500. The
+#   threads that read the pipe and run the upgrades never die of it, so the worker's other connections go
+#   on. (The worker's sessions, krait/worker/websocket.py, catch the site's own errors first.)
 # The worker side gives serve_sessions() `open_session(job, link) -> (Result, session or None)`; a
 # session has start(), message(text, payload) and close(code, reason, timeout) -> bool (False when its
 # controller would not stop in time).
@@ -73,6 +78,11 @@ class SessionLink:
             except (OSError, ValueError):  # the server is gone; the worker is ending
                 self.closed = True
                 return
+
+    def close(self, code: int, reason: str = "") -> None:
+        """Close the connection now, unless a close went out already (takes `lock`)."""
+        with self.lock:
+            self.send(((CLOSE, code, reason),))
 
     def join(self, room: str) -> None:
         self._tell(jobs.WS_JOIN, room)
@@ -180,12 +190,22 @@ class SessionHost:
 
     def _call(self, conn: int, hosted: _Hosted, item: tuple) -> None:
         kind = item[0]
-        if kind == _MESSAGE:
-            hosted.session.message(item[1], item[2])
-        elif kind == _START:
-            hosted.session.start()
+        if kind != _CLOSE:
+            try:
+                if kind == _MESSAGE:
+                    hosted.session.message(item[1], item[2])
+                else:
+                    hosted.session.start()
+            except Exception:  # see the module comment: this connection ends, the others go on
+                log.exception("WebSocket connection %d failed; it is closed (1011)", conn)
+                hosted.link.close(1011)
         else:
-            if not hosted.session.close(item[1], item[2], limits.WS_STOP_TIMEOUT):
+            try:
+                stopped = hosted.session.close(item[1], item[2], limits.WS_STOP_TIMEOUT)
+            except Exception:
+                log.exception("WebSocket connection %d failed while stopping", conn)
+                stopped = True
+            if not stopped:
                 log.warning("WebSocket controller of connection %d did not stop within %.0fs", conn,
                             limits.WS_STOP_TIMEOUT)
             with self._lock:
@@ -217,7 +237,11 @@ class SessionHost:
                 return
             conn = record[1]
             link = SessionLink(self.pipe, self.send_lock, conn)
-            result, session = self.open_session(jobs.job_from_wire(record[2]), link)
+            try:
+                result, session = self.open_session(jobs.job_from_wire(record[2]), link)
+            except Exception:
+                log.exception("WebSocket upgrade of connection %d failed", conn)
+                result, session = jobs.Result(500, "", (), b"", None), None
             hosted = None
             if session is not None:
                 # Running from the start: what the client sends once it has the 101 waits in the mailbox

@@ -12,9 +12,14 @@
 # - Rooms live here, where the sockets are: a worker tells the hub which room a connection joins or
 #   leaves; a publish (from a controller, a script, or another server process) builds its frame once and
 #   queues it to every member in this process, and is passed to the relay once when it started here.
-# - Timers: every second the hub pings clients silent for --ws-ping-interval, closes (1011) those whose
-#   pong has not come within --ws-ping-timeout, and drops connections whose closing handshake has taken
-#   longer than WS_CLOSE_TIMEOUT.
+# - Timers: every second the hub kills a worker whose route script has run past --timeout, as a script
+#   worker is killed with its job (its connections close with 1011 and it is replaced: a looping script
+#   would otherwise hold a CPU and every later upgrade sent to that worker for good), pings clients
+#   silent for --ws-ping-interval, closes (1011) those whose pong has not come within --ws-ping-timeout,
+#   and drops connections whose closing handshake has taken longer than WS_CLOSE_TIMEOUT. A session the
+#   client ended (its Close frame, EOF, a protocol error) while output to it was still queued gets the
+#   same WS_CLOSE_TIMEOUT to take that output (a closing client may read its echo); after EOF its socket
+#   is watched for writing only.
 # - The selector is the system's best (epoll on Linux), or select() on portable paths (krait/portable.py):
 #   Windows has nothing else, and select() there takes SELECT_MAX_SOCKETS sockets (krait/limits.py).
 
@@ -232,14 +237,8 @@ class WebSocketHub:
             return
         if opening in self._waiting:
             self._waiting.remove(opening)
-            return
-        client = self.clients.get(opening.conn)
-        if client is not None and client.opening is opening and not client.worker.stuck:
-            # A route script overran: its worker takes no new connections and is replaced.
-            log.error("a WebSocket route script ran past %.0fs; its worker takes no new connections",
-                      self.settings.timeout)
-            client.worker.stuck = True
-            self.workers.choose()
+        # Otherwise its route script still runs: the worker answers at last (the session is then released,
+        # see _opened), or it is killed when the script has run past --timeout (_tick).
 
     def _opened(self, event: Opened) -> None:
         client = self.clients.get(event.conn)
@@ -264,6 +263,7 @@ class WebSocketHub:
             return
         client.attach(sock)
         client.last_seen = time.monotonic()
+        client.events = _READ
         self._selector.register(sock, _READ, ("client", client))
         if not client.flush():  # what the controller sent before the 101 went out
             self._drop(client, 1006)
@@ -294,9 +294,13 @@ class WebSocketHub:
                 self._tell_worker(client, a, b)
         if heard and worker.writer.pending and not client.told_worker:
             self._want_write(worker)
-        if client.sock is not None and not client.is_open and not client.unsent:
-            self._drop(client, 1006)  # closed: the echo of its close (if any) is out
-        elif client.unsent or client.writing:
+        if client.sock is not None and not client.is_open:
+            if not client.unsent:
+                self._drop(client, 1006)  # closed: the echo of its close (if any) is out
+                return
+            if not client.deadline:  # what is queued (its close echo too) must leave in time
+                client.deadline = time.monotonic() + limits.WS_CLOSE_TIMEOUT
+        if client.unsent or client.events != _READ or client.eof:
             self._update_write(client)
 
     def _client_writable(self, client: WsClient) -> None:
@@ -309,13 +313,15 @@ class WebSocketHub:
             self._update_write(client)
 
     def _update_write(self, client: WsClient) -> None:
+        """Watch the socket for output while some is queued, and for input until the client's EOF (a
+        client at EOF with nothing queued is dropped by the caller)."""
         sock = client.sock
         if sock is None:
             return
-        writing = client.unsent > 0
-        if writing != client.writing:
-            client.writing = writing
-            self._selector.modify(sock, _READ | _WRITE if writing else _READ, ("client", client))
+        events = (0 if client.eof else _READ) | (_WRITE if client.unsent else 0)
+        if events != client.events and events:
+            client.events = events
+            self._selector.modify(sock, events, ("client", client))
 
     def _queue(self, client: WsClient, frame: bytes) -> None:
         """Send a message frame to a client; one that does not read is closed (1008)."""
@@ -324,7 +330,7 @@ class WebSocketHub:
             return
         if not client.send(frame):
             self._drop(client, 1006)
-        elif client.unsent or client.writing:
+        elif client.unsent or client.events & _WRITE:
             self._update_write(client)
 
     def _too_slow(self, client: WsClient) -> None:
@@ -470,12 +476,13 @@ class WebSocketHub:
             else:
                 self._opened(event)
 
-    def _worker_lost(self, worker: WsWorker) -> None:
-        """A WebSocket worker died: only its connections close (1011), and it is replaced."""
+    def _worker_lost(self, worker: WsWorker, why: str = "") -> None:
+        """A WebSocket worker died, or is killed (`why`): only its connections close (1011), and it is
+        replaced."""
         if worker not in self.workers.workers:
             return
-        log.error("WebSocket worker %d died (exit code %s); its %d connections are closed",
-                  worker.proc.pid, worker.proc.exitcode, len(worker.conns))
+        log.error("WebSocket worker %d %s; its %d connections are closed", worker.proc.pid,
+                  why or "died (exit code %s)" % worker.proc.exitcode, len(worker.conns))
         for selector_key in (worker.reader, worker.writer):
             try:
                 self._selector.unregister(selector_key)
@@ -497,8 +504,8 @@ class WebSocketHub:
         self.workers.lost(worker)
 
     def _retire_if_idle(self, worker: WsWorker) -> None:
-        # An old generation's worker, or a stuck one, is stopped once it holds no connection.
-        if worker.conns or (worker.generation == self.workers.generation and not worker.stuck):
+        # An old generation's worker is stopped once it holds no connection.
+        if worker.conns or worker.generation == self.workers.generation:
             return
         self._selector.unregister(worker.reader)
         worker.stop()
@@ -533,6 +540,9 @@ class WebSocketHub:
 
     def _tick(self) -> None:
         now = time.monotonic()
+        for worker in list(self.workers.workers):
+            if worker.script_overran(now, self.settings.timeout):
+                self._worker_lost(worker, "is killed: a route script ran past %.0fs" % self.settings.timeout)
         interval, timeout = self.settings.ws_ping_interval, self.settings.ws_ping_timeout
         for client in list(self.clients.values()):
             if client.sock is None:

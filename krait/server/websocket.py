@@ -4,7 +4,10 @@
 # here blocks. read() feeds what the socket holds to the sans-IO krait.http.websocket core and returns
 # what the controller must hear; send() queues frames and writes as much as the socket takes now.
 # too_slow() says when a client that does not read holds too much (krait/limits.py WS_SLOW_UNSENT), and
-# the hub then closes it (docs/websockets.md).
+# the hub then closes it (docs/websockets.md); its clock starts when the socket is attached (what a
+# controller sends before the 101 is out waits for the socket without counting as unread).
+# `eof` says the client's side is shut: the hub stops watching it for input (a socket at EOF is always
+# readable), and output still queued then gets WS_CLOSE_TIMEOUT to leave.
 # TLS sockets work the same way: OpenSSL's "want read" / "want write" are the non-blocking socket's
 # "try again later", and bytes OpenSSL already decrypted are read before the next select.
 # Queued frames go out with one sendmsg(), or one send() each over TLS and on portable paths
@@ -40,7 +43,7 @@ class WsClient:
     """One WebSocket connection of this server process (its fields belong to the hub's thread)."""
 
     __slots__ = ("conn", "worker", "sock", "ws", "tls", "out", "unsent", "rooms", "last_seen", "ping_sent",
-                 "deadline", "opening", "told_worker", "worker_done", "writing", "last_taken")
+                 "deadline", "opening", "told_worker", "worker_done", "events", "eof", "last_taken")
 
     def __init__(self, conn: int, worker: Any, max_message: int, opening: Any) -> None:
         self.conn = conn  # the number the worker knows it by
@@ -57,8 +60,9 @@ class WsClient:
         self.opening = opening  # the HTTP thread's pending upgrade, until the route script answers
         self.told_worker = False  # the controller was told the connection is closing
         self.worker_done = False  # the worker is finished with it (or died)
-        self.writing = False  # registered for EVENT_WRITE
-        self.last_taken = 0.0  # when the socket last took some of the output
+        self.events = 0  # what the hub's selector watches the socket for (EVENT_READ, EVENT_WRITE)
+        self.eof = False  # the client's side is shut (or broken): nothing more to read
+        self.last_taken = 0.0  # when the socket last took some of the output (from attach() on)
 
     def attach(self, sock: Any) -> None:
         sock.setblocking(False)
@@ -77,6 +81,8 @@ class WsClient:
             return []
         except OSError:
             count = 0
+        if not count:
+            self.eof = True
         data: Any = view[:count]
         if self.tls:
             while count and self.sock.pending():  # OpenSSL holds more decrypted bytes: select won't tell
@@ -117,7 +123,7 @@ class WsClient:
         """Whether the client does not read (see the module comment): the hub closes it."""
         unsent = self.unsent
         return unsent > limits.WS_MAX_UNSENT or (
-            unsent > limits.WS_SLOW_UNSENT and now - self.last_taken > limits.WS_SEND_STALL)
+            unsent > limits.WS_SLOW_UNSENT and self.sock is not None and now - self.last_taken > limits.WS_SEND_STALL)
 
     def send(self, data: bytes | memoryview) -> bool:
         """Write `data` as far as the socket takes it now and queue the rest; False when the client is

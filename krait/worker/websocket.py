@@ -11,7 +11,9 @@
 #
 # Rules: an exception in on_start or on_in_message closes the connection with 1011 and no details (RFC
 # 6455 section 7.4.1); the traceback goes to the log (stderr). So does one in the controller's thread
-# (krait/websockets.py).
+# (krait/websockets.py). Site code may break the controller itself (an __init__ that skips
+# WebsocketsCtrlBase's, a close() overridden with another meaning): the 1011 then goes out through the
+# link directly, and nothing a controller raises ever leaves a session's start(), message() or close().
 
 from __future__ import annotations
 
@@ -42,10 +44,10 @@ class ControllerSession:
 
     def start(self) -> None:
         controller = self.controller
-        controller._set_out_listener(self._flush)
-        self._flush()  # anything pushed before (e.g. in __init__), before any later push
-        controller._attach(self.link)
-        try:
+        try:  # the controller's own parts are site code too: its __init__ may have skipped the base's
+            controller._set_out_listener(self._flush)
+            self._flush()  # anything pushed before (e.g. in __init__), before any later push
+            controller._attach(self.link)
             controller.on_start()
         except BaseException:  # SystemExit from site code is a controller error too
             self._failed()
@@ -58,8 +60,13 @@ class ControllerSession:
             self._failed()
 
     def _failed(self) -> None:
+        # 1011 behind what the controller pushed before; at once when its close() fails (see Rules)
         traceback.print_exc()
-        self.controller.close(1011, "")
+        try:
+            self.controller.close(1011, "")
+        except BaseException:
+            pass
+        self.link.close(1011)  # nothing when the controller's close went out
 
     def close(self, code: int, reason: str, timeout: float) -> bool:
         """The connection ended (the client closed, or it was lost): stop the controller; False when it
@@ -71,8 +78,11 @@ class ControllerSession:
         except BaseException:
             traceback.print_exc()
             stopped = True
-        self._flush()  # what the controller queued before stopping
-        controller._set_out_listener(None)
+        try:
+            self._flush()  # what the controller queued before stopping
+            controller._set_out_listener(None)
+        except BaseException:  # both ran in start() too, where such a failure was printed
+            pass
         return stopped
 
 

@@ -265,6 +265,66 @@ def test_text_that_is_not_unicode_is_refused_at_push_and_the_session_goes_on(ser
         ws.close()
 
 
+ENUM_SITE = {
+    ".py/init.py": """import krait
+from krait.config import Route
+
+krait.config.routes = [Route("WEBSOCKET", url="/room", target="/room.py"), Route()]
+""",
+    ".py/names.py": """import enum
+
+
+class Room(enum.StrEnum):
+    CHAT = "chat"
+
+
+class Code(enum.IntEnum):
+    DONE = 4000
+""",
+    "room.py": """import krait
+from names import Code, Room
+
+
+class Member(krait.websockets.WebsocketsCtrlBase):
+    def __init__(self):
+        super().__init__(use_in_message_queue=False)
+        self.join(Room.CHAT)
+
+    def on_in_message(self, message):
+        if message == "bye":
+            self.close(Code.DONE, Room.CHAT)
+        else:
+            krait.websockets.publish(Room.CHAT, message)
+
+
+krait.websockets.response = krait.websockets.WebsocketsResponse(Member())
+""",
+    "pub.py": """import krait
+from names import Room
+
+krait.websockets.publish(Room.CHAT, "from a script")
+""",
+}
+
+
+def test_enum_room_names_close_codes_and_reasons_are_taken_as_plain_values(krait_server, make_site):
+    # marshal refuses a str or int subclass and pickle names a site class the server cannot import:
+    # that record killed its worker. The API sends the plain value instead.
+    srv = krait_server(make_site(ENUM_SITE))
+    ws = websocket.create_connection("ws://127.0.0.1:%d/room" % srv.port, timeout=10)
+    try:
+        ws.send("hello")
+        assert ws.recv() == "hello"  # joined Room.CHAT, and published to it from the controller
+        assert requests.get(srv.url + "/pub.py", timeout=10).status_code == 200
+        assert ws.recv() == "from a script"
+        ws.send("bye")
+        opcode, frame = ws.recv_data_frame(True)
+        assert (opcode, frame.data) == (websocket.ABNF.OPCODE_CLOSE, struct.pack("!H", 4000) + b"chat")
+    finally:
+        ws.close()
+    assert "died" not in srv.log()
+
+
 def test_controller_close_rejects_unsendable_codes(server):
     ws = connect(server, "/ws/cmd")
     try:

@@ -37,6 +37,8 @@ class Echoing:
         self._send(("text", b"started"))
 
     def message(self, text, payload):
+        if payload == b"raise":
+            raise RuntimeError("a bug in the session")
         if payload == b"block":
             time.sleep(1.0)
         elif payload.startswith((b"join ", b"leave ")):
@@ -47,6 +49,8 @@ class Echoing:
 
     def close(self, code, reason, timeout):
         Echoing.closed.append((self.link.conn, code))
+        if code == 4000:
+            raise RuntimeError("a bug while stopping")
         return True
 
 
@@ -146,3 +150,14 @@ def test_nothing_reaches_a_session_before_its_start(host):
     assert host.recv(5)[:2] == (jobs.WS_RESULT, 100)
     host.send_message(jobs.WS_TEXT, 100, b"early")
     assert receive(host, 2) == [(jobs.WS_TEXT, 100, b"started"), (jobs.WS_TEXT, 100, b"early")]
+
+
+def test_a_failing_session_closes_only_its_own_connection(host):
+    open_conns(host, 1, 2)
+    host.send_message(jobs.WS_TEXT, 1, b"raise")
+    assert host.recv(5) == (jobs.WS_CLOSE, 1, 1011, "")
+    host.send((jobs.WS_CLOSE, 1, 4000, ""))  # its close() fails too: the connection still ends
+    assert host.recv(5) == (jobs.WS_DONE, 1)
+    host.send_message(jobs.WS_TEXT, 2, b"on")
+    assert host.recv(5) == (jobs.WS_TEXT, 2, b"on")
+    open_conns(host, 3)  # the upgrade thread goes on too
