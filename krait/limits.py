@@ -133,6 +133,10 @@ RESULT_HOLD = 0.001
 #: How often (seconds) a pool's reader thread looks at the running job's deadline when no answer comes.
 POOL_POLL_INTERVAL = 0.25
 
+#: Seconds a retired script worker (a reload, --max-requests) gets to exit after its stop message; then it
+#: is killed. A thread that init.py started and did not make a daemon would keep it alive for ever.
+WORKER_STOP_GRACE = 5.0
+
 #: Extra seconds a request waits for a queued job before it gives up with 503 (beyond 2x --timeout).
 QUEUE_WAIT_SLACK = 5.0
 

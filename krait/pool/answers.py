@@ -14,6 +14,9 @@
 #   STREAM_END; nothing new is queued behind it. Each piece must come within --timeout of being asked for.
 #   A stream given up before its end (the client left, or was too slow) kills the worker, which would
 #   otherwise go on producing it, and a fresh one replaces it.
+# - A retired worker (see krait/pool/scheduler.py) is sent the stop message once its pipe is empty, and its
+#   reader thread waits for the EOF of its exit: WORKER_STOP_GRACE at most, then it is killed (a thread of
+#   init.py's that is not a daemon would keep it alive for ever).
 # - Faults stay with the job that caused them. The running job passes its deadline: the worker is killed,
 #   that caller gets GatewayTimeout. The pipe hits EOF (os._exit, a segfault, the OOM killer):
 #   InternalError. Either way the jobs behind it never started, so they go back to the front of the queue,
@@ -113,13 +116,20 @@ class AnswerReader:
                     raise TimeoutError
                 message = pipe.recv(wait)
             except TimeoutError:
-                if head is None or time.monotonic() < lane.deadline():
+                if head is None:
+                    if lane.stopped and time.monotonic() - lane.stopped >= limits.WORKER_STOP_GRACE:
+                        self._stop_overdue(lane)
+                        return
                     continue  # nothing due yet: look again
+                if time.monotonic() < lane.deadline():
+                    continue
                 self._timed_out(lane, head)
                 return
             except (EOFError, OSError):
                 if lane.retiring and not lane.inflight:  # the EOF after the stop message
-                    lane.proc.process.join(2)
+                    lane.proc.process.join(max(lane.stopped + limits.WORKER_STOP_GRACE - time.monotonic(), 0.0))
+                    if lane.proc.process.is_alive():
+                        self._stop_overdue(lane)
                     pipe.close()
                     return
                 self._died(lane, head)
@@ -193,7 +203,14 @@ class AnswerReader:
                   running.rel_path if running else "nothing", lane.proc.exitcode)
         self._fail(lane, InternalError("the worker process running the script died"))
 
+    def _stop_overdue(self, lane: Lane) -> None:
+        """A retired worker did not exit within WORKER_STOP_GRACE of its stop message: kill it."""
+        log.warning("retired worker %d did not exit within %gs of being stopped (a thread that is not a daemon, "
+                    "started by init.py?); killed", lane.proc.pid, limits.WORKER_STOP_GRACE)
+        lane.proc.kill()
+
     def _send_stop(self, lane: Lane) -> None:
+        lane.stopped = time.monotonic()
         with lane.send_lock:
             try:
                 lane.proc.pipe.send(None)  # the worker exits; its reader sees EOF and returns

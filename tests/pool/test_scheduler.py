@@ -389,3 +389,25 @@ def test_workers_started_before_one_fails_to_start_are_killed(tmp_path, monkeypa
         process.start_all(Settings(site_root=str(tmp_path)), 3, 0)
     assert len(started) == 2
     assert not any(worker.process.is_alive() for worker in started)
+
+
+def test_a_retired_worker_that_does_not_exit_is_killed_after_its_grace(pool, tmp_path, monkeypatch):
+    # init.py starts a thread that is not a daemon: after the stop message the worker's interpreter waits
+    # for it, and the worker would never exit (nor close its pipe).
+    monkeypatch.setattr(limits, "WORKER_STOP_GRACE", 0.5, raising=False)
+    init = tmp_path / ".py" / "init.py"
+    init.parent.mkdir()
+    init.write_text("import threading, time\nthreading.Thread(target=time.sleep, args=(3600,)).start()\n")
+    p = pool(workers=1, timeout=5.0)
+    site = p.settings.site_root
+    old = p._lanes[0].proc
+    try:
+        assert p.run(job(site, "hello.py", "1"), 5).body == b"hi 1"
+        p.commit(p.prepare())  # a reload: the old worker is retired, and stopped at once (its pipe is empty)
+        assert p.run(job(site, "hello.py", "2"), 5).body == b"hi 2"
+        deadline = time.monotonic() + 3
+        while old.process.is_alive() and time.monotonic() < deadline:  # (the reader thread reaps it)
+            time.sleep(0.05)
+        assert not old.process.is_alive()
+    finally:
+        old.kill()
