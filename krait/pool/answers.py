@@ -20,7 +20,10 @@
 # - Faults stay with the job that caused them. The running job passes its deadline: the worker is killed,
 #   that caller gets GatewayTimeout. The pipe hits EOF (os._exit, a segfault, the OOM killer):
 #   InternalError. Either way the jobs behind it never started, so they go back to the front of the queue,
-#   and a replacement worker starts.
+#   and a replacement worker starts. A worker sends each answer before it starts the next job
+#   (krait/pool/serve.py), but may do so just as the server's wait for it runs out: so the answers it sent
+#   before it was killed are read and delivered, and the job after them, which may have started, gets
+#   InternalError instead of running again.
 
 from __future__ import annotations
 
@@ -88,7 +91,9 @@ class AnswerReader:
                 self._note(lane, message)
         except TimeoutError:
             self._timed_out(lane, entry)
-            raise entry.error from None  # type: ignore[misc]
+            if entry.error is None:  # it answered as its deadline passed (see _timed_out)
+                return entry.result  # type: ignore[return-value]
+            raise entry.error from None
         except (EOFError, OSError):
             self._died(lane, entry)
             raise entry.error from None  # type: ignore[misc]
@@ -194,9 +199,39 @@ class AnswerReader:
             self._fail(lane, GatewayTimeout("the template did not compile within %.0f seconds"
                                             % limits.COMPILE_TIMEOUT))
             return
+        answers = [] if running.streaming else self._last_answers(lane)
+        if answers:  # it answered as its deadline passed, and the next job may have started
+            log.error("script %s answered as its %.0fs timeout passed; worker %d killed", running.rel_path,
+                      running.timeout, lane.proc.pid)
+            self._fail(lane, InternalError("the worker process was killed as the script started"), answers)
+            return
         log.error("script %s exceeded the %.0fs timeout; worker %d killed", running.rel_path, running.timeout,
                   lane.proc.pid)
         self._fail(lane, GatewayTimeout("the script did not finish within %.0f seconds" % running.timeout))
+
+    def _last_answers(self, lane: Lane) -> list[jobs.Result]:
+        """Kill a worker whose running job passed its deadline, and read the answers it sent before it died
+        (see the module comment)."""
+        try:
+            lane.proc.process.kill()
+        except Exception:  # already gone
+            pass
+        lane.proc.process.join(1.0)
+        pipe = lane.proc.pipe
+        results: list[jobs.Result] = []
+        try:
+            while len(results) < len(lane.inflight):
+                message = pipe.recv(0.05)  # the dead worker's end is closed: what it sent, then EOF
+                if type(message[0]) is str:
+                    self._note(lane, message)
+                    continue
+                result = jobs.result_from_wire(message)
+                if result.stream is not None:  # its body can no longer come whole
+                    break
+                results.append(result)
+        except (TimeoutError, EOFError, OSError):
+            pass
+        return results
 
     def _died(self, lane: Lane, running: Entry | None) -> None:
         log.error("worker %d died while running %s (exit code %s); replaced", lane.proc.pid,
@@ -217,9 +252,10 @@ class AnswerReader:
             except OSError:
                 pass
 
-    def _fail(self, lane: Lane, error: Exception | None) -> None:
-        """The worker is dead or must die: answer its running job with `error` (None: the running job
-        never reached the worker, requeue it too), requeue the rest, replace the worker."""
+    def _fail(self, lane: Lane, error: Exception | None, answers: list[jobs.Result] | None = None) -> None:
+        """The worker is dead or must die: deliver `answers` (read after its death) to its oldest jobs,
+        answer the job it was running with `error` (None: the running job never reached the worker,
+        requeue it too), requeue the rest, replace the worker."""
         try:  # first, so that a writer blocked on its full pipe gets EPIPE and lets go of send_lock
             lane.proc.process.kill()
         except Exception:  # already gone
@@ -231,6 +267,7 @@ class AnswerReader:
             if serving:
                 self._lanes.remove(lane)
             lane.retiring = True
+            answered = [lane.inflight.popleft() for _ in (answers or ())]
             running = lane.inflight.popleft() if lane.inflight and error is not None else None
             requeue = list(lane.inflight)
             lane.inflight.clear()
@@ -239,6 +276,8 @@ class AnswerReader:
         if replace:
             self._start_replacement()
         lane.proc.kill()
+        for entry, result in zip(answered, answers or ()):
+            entry.finish(result)
         if running is not None and not running.streaming:  # a stream's caller has its answer and reads on
             running.finish(error=error)
         self._requeue(requeue)

@@ -4,8 +4,9 @@
 # - A request thread calls run(job). The job goes to the least loaded worker, or waits in one FIFO queue
 #   shared by all workers when none may take it now.
 # - Pipelining: a busy worker may hold up to PIPELINE_DEPTH jobs in its pipe, so under load it reads
-#   several jobs per wake-up and answers several per write. It still runs them one at a time and in
-#   order, so the oldest unanswered job is always the running one. A job only queues behind a worker
+#   several jobs per wake-up and never sleeps between them. It still runs them one at a time and in
+#   order, and answers each before it starts the next (krait/pool/serve.py), so the oldest unanswered
+#   job is always the running one. A job only queues behind a worker
 #   whose running job started less than PIPELINE_STALL ago and whose pipe holds only jobs of files
 #   known to be fast (every answer says how long its job took); a file that was slow last time, or has
 #   not run yet, is the last job in its pipe. So a fast request never waits behind a slow script.
