@@ -3,7 +3,8 @@
 # Design:
 # - Who reads a worker's pipe is the lane's Reader (krait/pool/lanes.py): a request thread that found the
 #   worker idle reads its own answer; otherwise the lane's reader thread reads every answer of a batch,
-#   hands each to its caller and refills the pipe with one write.
+#   hands each to its caller and refills the pipe with one write, which never waits (the worker may be
+#   waiting for its answers to be read: krait/pool/scheduler.py).
 # - Between answers a worker may send records that are no answer: PUBLISH (krait.websockets.publish()
 #   from a script), and COMPILING / COMPILED around a template's compilation, which moves the running
 #   job's deadline (Lane.deadline(): compilation has COMPILE_TIMEOUT of its own and --timeout counts the
@@ -54,7 +55,7 @@ class AnswerReader:
     on_publish: Callable[[str, str, bytes], None] | None
 
     if TYPE_CHECKING:  # JobPool's own
-        def _feed(self, lane: Lane) -> None: ...
+        def _feed(self, lane: Lane, reading: bool = False) -> None: ...
         def _start_replacement(self, recycled: Lane | None = None) -> None: ...
         def _strand_if_orphaned(self) -> None: ...
 
@@ -173,7 +174,7 @@ class AnswerReader:
             for entry, result in zip(entries, results):
                 took[entry.rel_path] = result.took
         if not lane.retiring:
-            self._feed(lane)
+            self._feed(lane, reading=True)
         with self._lock:
             self._set_reader(lane, Reader.THREAD if lane.inflight or lane.retiring else Reader.NONE)
             stop = lane.retiring and not lane.inflight

@@ -81,7 +81,9 @@ class Lane:
         self.dead = False  # failed: the reader thread exits
         self.reader = Reader.NONE
         self.wake = threading.Condition(mutex)  # wakes the reader thread
-        self.send_lock = threading.Lock()  # held while writing to the pipe (outside the pool lock)
+        # Held while writing to the pipe (taken outside the pool lock, or tried under it by a reader, and let
+        # go under it); a reader hands it with what the pipe did not take to a writer thread (scheduler.py).
+        self.send_lock = threading.Lock()
 
     def unsure(self) -> bool:
         """Whether a job in the pipe is of a file not known to be fast (nothing may queue behind it)."""

@@ -263,7 +263,7 @@ def test_no_job_overtakes_the_direct_job_of_an_idle_worker(pool):
                               daemon=True)
     held = []
 
-    def held_write(lane):
+    def held_write(lane, *args):
         if not held:  # the direct caller's write
             held.append(lane)
             second.start()
@@ -271,7 +271,7 @@ def test_no_job_overtakes_the_direct_job_of_an_idle_worker(pool):
             while time.monotonic() < deadline and not p._queue and len(lane.inflight) < 2:
                 time.sleep(0.001)  # until the second caller has chosen: queued, or placed behind
             time.sleep(0.05)  # and, when placed behind, has written both jobs itself
-        return write(lane)
+        return write(lane, *args)
 
     p._write = held_write
     answers["a"] = p.run(job(site, "hello.py", "a"), 5).body
@@ -445,3 +445,66 @@ def test_a_retired_worker_that_does_not_exit_is_killed_after_its_grace(pool, tmp
         assert not old.process.is_alive()
     finally:
         old.kill()
+
+
+BIG = "import krait\nkrait.response = krait.Response('HTTP/1.1', 200, [], b'x' * 250000)\n"
+
+
+def _post_big(p, count, out, first=0):
+    post = job(p.settings.site_root, "big.py")._replace(method="POST", body=b"b" * 30000)
+    return [run_in_thread(p, post, 5.0, out, first + i) for i in range(count)]
+
+
+def _all_answered(p, threads, out):
+    deadline = time.monotonic() + 8
+    for t in threads:
+        t.join(max(deadline - time.monotonic(), 0))
+    stuck = sum(t.is_alive() for t in threads)
+    if stuck:
+        p._lanes[0].proc.process.kill()  # lets the threads go
+    assert not stuck
+    assert [len(out[i][0].body) for i in out if isinstance(i, int)] == [250000] * (len(threads) - ("first" in out))
+
+
+def test_a_worker_whose_pipe_is_full_both_ways_is_still_served(pool, tmp_path):
+    # Jobs with 30 KB bodies fill the worker's side of the pipe while 250 KB answers fill the server's:
+    # request threads that write jobs behind the running one wait for the worker, which waits for the
+    # server to read its answers. The reader thread waited for their send lock to feed the worker.
+    # Here fifteen of them wait in the pipe behind a job held at a gate, and their writers with them.
+    (tmp_path / "big.py").write_text(BIG)
+    p = pool(workers=1, timeout=5.0, max_queued_jobs=1000)
+    site = p.settings.site_root
+    teach(p, "big.py")
+    p.run(job(site, "hold.py", site), 5)  # the folder exists: hold.py is known to be fast
+    gate = tmp_path / "gate"
+    out: dict = {}
+    first = run_in_thread(p, job(site, "hold.py", str(gate)), 5.0, out, "first")
+    time.sleep(0.1)
+    threads = _post_big(p, 40, out)
+    deadline = time.monotonic() + 2
+    while len(p._queue) < 25 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(p._lanes[0].inflight) == 16 and len(p._queue) == 25
+    gate.touch()
+    _all_answered(p, threads + [first], out)
+
+
+def test_the_thread_that_reads_answers_never_waits_to_write_jobs(pool, tmp_path):
+    # Twenty such jobs wait in the queue behind a job of a file not known to be fast. Its answer is read by
+    # its caller, which feeds the worker sixteen of them (480 KB): more than the pipe takes while the
+    # worker, on the first of them, waits for its answer to be read. That write waited for ever.
+    (tmp_path / "big.py").write_text(BIG)
+    p = pool(workers=1, timeout=5.0, max_queued_jobs=1000)
+    teach(p, "big.py")
+    gate = tmp_path / "gate"
+    out: dict = {}
+    first = run_in_thread(p, job(p.settings.site_root, "hold.py", str(gate)), 5.0, out, "first")
+    time.sleep(0.1)
+    threads = _post_big(p, 20, out)
+    deadline = time.monotonic() + 2
+    while len(p._queue) < 20 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(p._queue) == 20
+    gate.touch()
+    _all_answered(p, threads + [first], out)
+    assert out["first"][0].body == b"held"
