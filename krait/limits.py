@@ -125,13 +125,12 @@ PIPELINE_STALL = 0.002
 #: Jobs with a request body this large (bytes) or larger only go to an idle worker.
 PIPELINE_MAX_BODY = 32768
 
-#: A worker with another job already in its pipe holds finished answers back (to send several with one
-#: system call) only while the next job, going by how long its file took last time, would end within
-#: this many seconds of the first answer held: no answer waits longer than about this for the others.
-RESULT_HOLD = 0.001
-
 #: How often (seconds) a pool's reader thread looks at the running job's deadline when no answer comes.
 POOL_POLL_INTERVAL = 0.25
+
+#: Seconds a retired script worker (a reload, --max-requests) gets to exit after its stop message; then it
+#: is killed. A thread that init.py started and did not make a daemon would keep it alive for ever.
+WORKER_STOP_GRACE = 5.0
 
 #: Extra seconds a request waits for a queued job before it gives up with 503 (beyond 2x --timeout).
 QUEUE_WAIT_SLACK = 5.0

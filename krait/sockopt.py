@@ -58,15 +58,17 @@ def socketpair() -> tuple[socket.socket, socket.socket]:
     return pair
 
 
-def send_queued(end: Any, parts: deque, gather: bool) -> int:
+def send_queued(end: Any, parts: deque, gather: bool, flags: int = 0) -> int:
     """Write the front of `parts` (bytes and memoryviews, in order) with one call, without waiting if `end`
-    is non-blocking: with `gather`, sendmsg() of up to _IOV_MAX of them, else send() of the first. What
-    went out leaves `parts` (a part sent in part is replaced by the view of its rest). Returns the bytes
-    sent; the call's exceptions (BlockingIOError...) pass through."""
+    is non-blocking (or `flags` has MSG_DONTWAIT, for a socket): with `gather`, sendmsg() of up to
+    _IOV_MAX of them, else send() of the first. What went out leaves `parts` (a part sent in part is
+    replaced by the view of its rest). Returns the bytes sent; the call's exceptions (BlockingIOError...)
+    pass through."""
     if gather:
-        sent = end.sendmsg(list(itertools.islice(parts, _IOV_MAX)))
+        buffers = list(itertools.islice(parts, _IOV_MAX))
+        sent = end.sendmsg(buffers, (), flags) if flags else end.sendmsg(buffers)
     else:
-        sent = end.send(parts[0])
+        sent = end.send(parts[0], flags) if flags else end.send(parts[0])
     left = sent
     while left:
         first = parts[0]

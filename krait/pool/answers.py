@@ -3,7 +3,8 @@
 # Design:
 # - Who reads a worker's pipe is the lane's Reader (krait/pool/lanes.py): a request thread that found the
 #   worker idle reads its own answer; otherwise the lane's reader thread reads every answer of a batch,
-#   hands each to its caller and refills the pipe with one write.
+#   hands each to its caller and refills the pipe with one write, which never waits (the worker may be
+#   waiting for its answers to be read: krait/pool/scheduler.py).
 # - Between answers a worker may send records that are no answer: PUBLISH (krait.websockets.publish()
 #   from a script), and COMPILING / COMPILED around a template's compilation, which moves the running
 #   job's deadline (Lane.deadline(): compilation has COMPILE_TIMEOUT of its own and --timeout counts the
@@ -14,10 +15,16 @@
 #   STREAM_END; nothing new is queued behind it. Each piece must come within --timeout of being asked for.
 #   A stream given up before its end (the client left, or was too slow) kills the worker, which would
 #   otherwise go on producing it, and a fresh one replaces it.
+# - A retired worker (see krait/pool/scheduler.py) is sent the stop message once its pipe is empty, and its
+#   reader thread waits for the EOF of its exit: WORKER_STOP_GRACE at most, then it is killed (a thread of
+#   init.py's that is not a daemon would keep it alive for ever).
 # - Faults stay with the job that caused them. The running job passes its deadline: the worker is killed,
 #   that caller gets GatewayTimeout. The pipe hits EOF (os._exit, a segfault, the OOM killer):
 #   InternalError. Either way the jobs behind it never started, so they go back to the front of the queue,
-#   and a replacement worker starts.
+#   and a replacement worker starts. A worker sends each answer before it starts the next job
+#   (krait/pool/serve.py), but may do so just as the server's wait for it runs out: so the answers it sent
+#   before it was killed are read and delivered, and the job after them, which may have started, gets
+#   InternalError instead of running again.
 
 from __future__ import annotations
 
@@ -48,7 +55,7 @@ class AnswerReader:
     on_publish: Callable[[str, str, bytes], None] | None
 
     if TYPE_CHECKING:  # JobPool's own
-        def _feed(self, lane: Lane) -> None: ...
+        def _feed(self, lane: Lane, reading: bool = False) -> None: ...
         def _start_replacement(self, recycled: Lane | None = None) -> None: ...
         def _strand_if_orphaned(self) -> None: ...
 
@@ -85,7 +92,9 @@ class AnswerReader:
                 self._note(lane, message)
         except TimeoutError:
             self._timed_out(lane, entry)
-            raise entry.error from None  # type: ignore[misc]
+            if entry.error is None:  # it answered as its deadline passed (see _timed_out)
+                return entry.result  # type: ignore[return-value]
+            raise entry.error from None
         except (EOFError, OSError):
             self._died(lane, entry)
             raise entry.error from None  # type: ignore[misc]
@@ -113,13 +122,20 @@ class AnswerReader:
                     raise TimeoutError
                 message = pipe.recv(wait)
             except TimeoutError:
-                if head is None or time.monotonic() < lane.deadline():
+                if head is None:
+                    if lane.stopped and time.monotonic() - lane.stopped >= limits.WORKER_STOP_GRACE:
+                        self._stop_overdue(lane)
+                        return
                     continue  # nothing due yet: look again
+                if time.monotonic() < lane.deadline():
+                    continue
                 self._timed_out(lane, head)
                 return
             except (EOFError, OSError):
                 if lane.retiring and not lane.inflight:  # the EOF after the stop message
-                    lane.proc.process.join(2)
+                    lane.proc.process.join(max(lane.stopped + limits.WORKER_STOP_GRACE - time.monotonic(), 0.0))
+                    if lane.proc.process.is_alive():
+                        self._stop_overdue(lane)
                     pipe.close()
                     return
                 self._died(lane, head)
@@ -158,7 +174,7 @@ class AnswerReader:
             for entry, result in zip(entries, results):
                 took[entry.rel_path] = result.took
         if not lane.retiring:
-            self._feed(lane)
+            self._feed(lane, reading=True)
         with self._lock:
             self._set_reader(lane, Reader.THREAD if lane.inflight or lane.retiring else Reader.NONE)
             stop = lane.retiring and not lane.inflight
@@ -184,25 +200,63 @@ class AnswerReader:
             self._fail(lane, GatewayTimeout("the template did not compile within %.0f seconds"
                                             % limits.COMPILE_TIMEOUT))
             return
+        answers = [] if running.streaming else self._last_answers(lane)
+        if answers:  # it answered as its deadline passed, and the next job may have started
+            log.error("script %s answered as its %.0fs timeout passed; worker %d killed", running.rel_path,
+                      running.timeout, lane.proc.pid)
+            self._fail(lane, InternalError("the worker process was killed as the script started"), answers)
+            return
         log.error("script %s exceeded the %.0fs timeout; worker %d killed", running.rel_path, running.timeout,
                   lane.proc.pid)
         self._fail(lane, GatewayTimeout("the script did not finish within %.0f seconds" % running.timeout))
+
+    def _last_answers(self, lane: Lane) -> list[jobs.Result]:
+        """Kill a worker whose running job passed its deadline, and read the answers it sent before it died
+        (see the module comment)."""
+        try:
+            lane.proc.process.kill()
+        except Exception:  # already gone
+            pass
+        lane.proc.process.join(1.0)
+        pipe = lane.proc.pipe
+        results: list[jobs.Result] = []
+        try:
+            while len(results) < len(lane.inflight):
+                message = pipe.recv(0.05)  # the dead worker's end is closed: what it sent, then EOF
+                if type(message[0]) is str:
+                    self._note(lane, message)
+                    continue
+                result = jobs.result_from_wire(message)
+                if result.stream is not None:  # its body can no longer come whole
+                    break
+                results.append(result)
+        except (TimeoutError, EOFError, OSError):
+            pass
+        return results
 
     def _died(self, lane: Lane, running: Entry | None) -> None:
         log.error("worker %d died while running %s (exit code %s); replaced", lane.proc.pid,
                   running.rel_path if running else "nothing", lane.proc.exitcode)
         self._fail(lane, InternalError("the worker process running the script died"))
 
+    def _stop_overdue(self, lane: Lane) -> None:
+        """A retired worker did not exit within WORKER_STOP_GRACE of its stop message: kill it."""
+        log.warning("retired worker %d did not exit within %gs of being stopped (a thread that is not a daemon, "
+                    "started by init.py?); killed", lane.proc.pid, limits.WORKER_STOP_GRACE)
+        lane.proc.kill()
+
     def _send_stop(self, lane: Lane) -> None:
+        lane.stopped = time.monotonic()
         with lane.send_lock:
             try:
                 lane.proc.pipe.send(None)  # the worker exits; its reader sees EOF and returns
             except OSError:
                 pass
 
-    def _fail(self, lane: Lane, error: Exception | None) -> None:
-        """The worker is dead or must die: answer its running job with `error` (None: the running job
-        never reached the worker, requeue it too), requeue the rest, replace the worker."""
+    def _fail(self, lane: Lane, error: Exception | None, answers: list[jobs.Result] | None = None) -> None:
+        """The worker is dead or must die: deliver `answers` (read after its death) to its oldest jobs,
+        answer the job it was running with `error` (None: the running job never reached the worker,
+        requeue it too), requeue the rest, replace the worker."""
         try:  # first, so that a writer blocked on its full pipe gets EPIPE and lets go of send_lock
             lane.proc.process.kill()
         except Exception:  # already gone
@@ -214,6 +268,7 @@ class AnswerReader:
             if serving:
                 self._lanes.remove(lane)
             lane.retiring = True
+            answered = [lane.inflight.popleft() for _ in (answers or ())]
             running = lane.inflight.popleft() if lane.inflight and error is not None else None
             requeue = list(lane.inflight)
             lane.inflight.clear()
@@ -222,6 +277,8 @@ class AnswerReader:
         if replace:
             self._start_replacement()
         lane.proc.kill()
+        for entry, result in zip(answered, answers or ()):
+            entry.finish(result)
         if running is not None and not running.streaming:  # a stream's caller has its answer and reads on
             running.finish(error=error)
         self._requeue(requeue)

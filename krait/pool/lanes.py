@@ -65,8 +65,8 @@ class Entry:
 class Lane:
     """One worker process with its scheduling state (fields under the pool lock unless noted)."""
 
-    __slots__ = ("proc", "inflight", "outbox", "started", "compiling", "served", "recycling", "retiring", "dead",
-                 "reader", "wake", "send_lock")
+    __slots__ = ("proc", "inflight", "outbox", "started", "compiling", "served", "recycling", "retiring", "stopped",
+                 "dead", "reader", "wake", "send_lock")
 
     def __init__(self, proc: WorkerProcess, mutex: Any) -> None:
         self.proc = proc
@@ -77,10 +77,13 @@ class Lane:
         self.served = 0  # jobs written to it (--max-requests)
         self.recycling = False  # its replacement is starting (--max-requests)
         self.retiring = False  # takes no new jobs; stopped when its pipe is empty
+        self.stopped = 0.0  # when it was sent the stop message (0: not yet); killed WORKER_STOP_GRACE later
         self.dead = False  # failed: the reader thread exits
         self.reader = Reader.NONE
         self.wake = threading.Condition(mutex)  # wakes the reader thread
-        self.send_lock = threading.Lock()  # held while writing to the pipe (outside the pool lock)
+        # Held while writing to the pipe (taken outside the pool lock, or tried under it by a reader, and let
+        # go under it); a reader hands it with what the pipe did not take to a writer thread (scheduler.py).
+        self.send_lock = threading.Lock()
 
     def unsure(self) -> bool:
         """Whether a job in the pipe is of a file not known to be fast (nothing may queue behind it)."""

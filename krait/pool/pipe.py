@@ -26,6 +26,10 @@
 #   serves many pipes (the server's WebSocket hub) uses PipeReader and PipeWriter instead: the same
 #   frames, read and written without ever blocking, with the unsent rest kept in order.
 #
+# - send_some() writes only what the pipe takes at once and hands back the rest for send_rest(): for a
+#   thread that must not wait on the peer because the peer may be waiting for it (a pool's reader,
+#   krait/pool/scheduler.py).
+#
 # Rules: one thread may send while another receives; two senders must hold a lock. After
 # use_kernel_timeouts() the receive deadline is the kernel's, so the reader's changing timeouts never
 # apply to a sender. EOF raises EOFError.
@@ -36,6 +40,7 @@ import marshal
 import os
 import pickle
 import select
+import socket
 import struct
 from collections import deque
 from multiprocessing.connection import Connection
@@ -58,6 +63,7 @@ _BIG_FRAME = 1 << 18  # frames at least this large get a buffer of their own (no
 # (the default 64 KiB took four times as many).
 _PIPE_SIZE = 1 << 18
 _SENDMSG = not portable.ACTIVE  # several buffers with one sendmsg() (see the module comment)
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)  # a send that never waits (send_some()); not on Windows
 
 
 class MessagePipe:
@@ -148,20 +154,37 @@ class MessagePipe:
             self.out.sendall(rest)
 
     def send_many(self, objs: list) -> None:
-        """Several messages with one system call (large ones are written on their own)."""
-        frames = bytearray()
-        for obj in objs:
-            header, data = _encode(obj)
-            if len(data) >= _GATHER:
-                if frames:
-                    self.out.sendall(frames)
-                    frames.clear()
-                self._write_large(header, data)
-                continue
-            frames += header
-            frames += data
-        if frames:
-            self.out.sendall(frames)
+        """Several messages with one system call (large payloads gathered behind their headers, not copied)."""
+        self.send_rest(_frames(objs))
+
+    def send_some(self, objs: list) -> deque:
+        """Write what the pipe takes now of several messages, without waiting: returns the parts left, in
+        order (empty when all went), for send_rest(). For a thread that must never wait on the peer,
+        because the peer may be waiting for it (krait/pool/scheduler.py). Script workers' pipes only
+        (sockets)."""
+        parts = _frames(objs)
+        out = self.out
+        try:
+            if self._kernel and _DONTWAIT:  # a blocking socket: one flag, no system call more
+                while parts:
+                    sockopt.send_queued(out, parts, _SENDMSG, _DONTWAIT)
+                return parts
+            saved = out.gettimeout()  # Python's deadline (portable paths) would wait: none for this write
+            out.settimeout(0.0)
+            try:
+                while parts:
+                    sockopt.send_queued(out, parts, _SENDMSG)
+            finally:
+                out.settimeout(saved)
+        except (BlockingIOError, InterruptedError):  # full
+            pass
+        return parts
+
+    def send_rest(self, parts: deque) -> None:
+        """Write `parts` (what send_some() left), in order, waiting as long as the pipe needs."""
+        out = self.out
+        while parts:
+            sockopt.send_queued(out, parts, _SENDMSG)
 
     def buffered(self) -> bytes:
         """What was read and not yet returned, for a PipeReader that takes over this pipe's read end."""
@@ -302,6 +325,27 @@ class _PipeEnd:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+def _frames(objs: list) -> deque:
+    """The frames of several messages as the parts to write, in order: small ones copied together, a large
+    payload as it is behind its header."""
+    parts: deque = deque()
+    frames = bytearray()
+    for obj in objs:
+        header, data = _encode(obj)
+        if len(data) >= _GATHER:
+            if frames:
+                parts.append(frames)
+                frames = bytearray()
+            parts.append(header)
+            parts.append(data)
+            continue
+        frames += header
+        frames += data
+    if frames:
+        parts.append(frames)
+    return parts
 
 
 def _encode(obj: Any) -> tuple[bytes, bytes]:

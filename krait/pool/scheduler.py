@@ -4,8 +4,9 @@
 # - A request thread calls run(job). The job goes to the least loaded worker, or waits in one FIFO queue
 #   shared by all workers when none may take it now.
 # - Pipelining: a busy worker may hold up to PIPELINE_DEPTH jobs in its pipe, so under load it reads
-#   several jobs per wake-up and answers several per write. It still runs them one at a time and in
-#   order, so the oldest unanswered job is always the running one. A job only queues behind a worker
+#   several jobs per wake-up and never sleeps between them. It still runs them one at a time and in
+#   order, and answers each before it starts the next (krait/pool/serve.py), so the oldest unanswered
+#   job is always the running one. A job only queues behind a worker
 #   whose running job started less than PIPELINE_STALL ago and whose pipe holds only jobs of files
 #   known to be fast (every answer says how long its job took); a file that was slow last time, or has
 #   not run yet, is the last job in its pipe. So a fast request never waits behind a slow script.
@@ -13,6 +14,13 @@
 #   Jobs are placed under the pool lock and written, in placement order, under the lane's send lock,
 #   so the order on the wire is the order of `inflight` whatever thread writes. Loads and counts are
 #   read off these lists, never kept on the side.
+# - The thread that reads a worker's answers never waits to write to it: a worker whose pipe is full
+#   writes no more answers until they are read, and a writer waiting on it would wait for ever (jobs
+#   with large bodies, answers with large ones). So whoever holds the send lock writes the outbox until
+#   it is empty and lets go of the lock under the pool lock; a reader that feeds the worker only tries
+#   the lock (its holder writes the reader's jobs too), writes what the pipe takes at once, and leaves
+#   the rest, with the lock, to a writer thread of its own. Request threads that place a job on a busy
+#   worker write it themselves and may wait: the reader goes on reading.
 # - Reading answers, streamed bodies and worker faults are krait/pool/answers.py's half of the class; the
 #   records both halves work on are krait/pool/lanes.py's. More than `max_queued` jobs waiting:
 #   ServiceUnavailable.
@@ -269,7 +277,7 @@ class JobPool(AnswerReader):
                     lane.reader = Reader.CALLER
         if lane is None:
             return self._wait(entry)
-        written = self._write(lane)
+        written = self._write(lane, direct)
         if not direct:
             return self._wait(entry)
         if not written:
@@ -299,29 +307,65 @@ class JobPool(AnswerReader):
         lane.inflight.append(entry)
         lane.outbox.append(entry)
 
-    def _write(self, lane: Lane) -> bool:
-        """Write the lane's outbox, in order, with one system call; False when the write failed."""
-        written = True
-        with lane.send_lock:
+    def _write(self, lane: Lane, reading: bool = False) -> bool:
+        """Write the lane's outbox, in order; False when a write failed. `reading`: the calling thread reads
+        the lane's answers, so it must never wait to write (see the module comment)."""
+        if reading:
             with self._lock:
-                batch, lane.outbox = lane.outbox, []
-                if batch and batch[0] is lane.inflight[0]:
-                    lane.started = time.monotonic()  # the pipe was empty: the first of them runs now
-                lane.served += len(batch)
-                limit = self.settings.max_requests
-                recycle = bool(limit) and lane.served >= limit and not (lane.recycling or lane.retiring)
-                lane.recycling = lane.recycling or recycle
-            if batch:
-                try:
-                    lane.proc.pipe.send_many([entry.wire for entry in batch])
-                except OSError:
-                    written = False  # a dead pipe: whoever reads it sees EOF and answers every entry
-        if recycle:  # --max-requests
-            self._start_replacement(lane)
-        return written
+                if not lane.send_lock.acquire(blocking=False):
+                    return True  # the thread that holds it writes the outbox before it lets go
+        else:
+            lane.send_lock.acquire()
+        return self._write_held(lane, reading)
 
-    def _feed(self, lane: Lane) -> None:
-        """Give `lane` queued jobs up to its pipeline depth (none while it is on a slow job)."""
+    def _write_held(self, lane: Lane, reading: bool) -> bool:
+        """_write() with the lane's send lock held: batch after batch until the outbox is empty, then the
+        lock is let go (under the pool lock, so that no job is left behind). A reader's write takes what
+        the pipe takes at once; the rest, and the lock, go to a writer thread of their own."""
+        pipe = lane.proc.pipe
+        recycle = False
+        try:
+            while True:
+                with self._lock:
+                    batch, lane.outbox = lane.outbox, []
+                    if not batch:
+                        lane.send_lock.release()
+                        break
+                    if batch[0] is lane.inflight[0]:
+                        lane.started = time.monotonic()  # the pipe was empty: the first of them runs now
+                    lane.served += len(batch)
+                    limit = self.settings.max_requests
+                    if limit and lane.served >= limit and not (lane.recycling or lane.retiring):
+                        lane.recycling = recycle = True
+                wires = [entry.wire for entry in batch]
+                if not reading:
+                    pipe.send_many(wires)
+                    continue
+                rest = pipe.send_some(wires)
+                if rest:  # a full pipe: waiting here could wait for ever (the worker waits for us to read)
+                    threading.Thread(target=self._write_rest, args=(lane, rest), name="krait-pool-writer",
+                                     daemon=True).start()
+                    break
+        except OSError:  # a dead pipe: whoever reads it sees EOF and answers every entry
+            lane.send_lock.release()
+            return False
+        finally:
+            if recycle:  # --max-requests
+                self._start_replacement(lane)
+        return True
+
+    def _write_rest(self, lane: Lane, rest: deque) -> None:
+        """A writer thread, given the send lock: the rest of a reader's batch, then the outbox."""
+        try:
+            lane.proc.pipe.send_rest(rest)
+        except OSError:
+            lane.send_lock.release()
+            return
+        self._write_held(lane, False)
+
+    def _feed(self, lane: Lane, reading: bool = False) -> None:
+        """Give `lane` queued jobs up to its pipeline depth (none while it is on a slow job). `reading`: as
+        for _write()."""
         take = False
         late: list[Entry] = []
         now = time.monotonic()
@@ -342,7 +386,7 @@ class JobPool(AnswerReader):
         for entry in late:
             entry.finish(error=ServiceUnavailable("no worker became free within %.0fs" % entry.timeout))
         if take:
-            self._write(lane)
+            self._write(lane, reading)
 
     def _wait(self, entry: Entry) -> jobs.Result:
         timeout = entry.timeout
