@@ -244,6 +244,12 @@ WS_SLOW_UNSENT = 1024 * 1024
 WS_SEND_STALL = 10.0
 WS_MAX_UNSENT = 16 * 1024 * 1024
 
+#: The other way round: a connection whose controller has not taken this many bytes of its client's
+#: messages (waiting while its callback runs, or in the input queue of a controller that does not pop it)
+#: is closed with 1008, so a client that sends faster than its controller handles cannot grow a
+#: WebSocket worker's memory without bound (docs/websockets.md).
+WS_MAX_UNREAD = 16 * 1024 * 1024
+
 #: Longest room name, in UTF-8 bytes (krait.websockets.publish(), WebsocketsCtrlBase.join()).
 WS_MAX_ROOM = 256
 

@@ -104,6 +104,7 @@ class WebsocketsCtrlBase:
     def __init__(self, use_in_message_queue=True):
         self._in_lock = threading.RLock()
         self._in_queue: deque | None = deque() if use_in_message_queue else None
+        self._in_bytes = 0  # the size of what _in_queue holds (-1: past WS_MAX_UNREAD, closed)
         self._out_lock = threading.Lock()
         self._out_queue: deque = deque()
         self._close_requested = False
@@ -156,9 +157,18 @@ class WebsocketsCtrlBase:
 
     def on_in_message(self, message) -> None:
         """Handle a message from the client (str for text, bytes for binary). The default queues
-        it for pop_in_message(); override it when the queue is disabled."""
-        if self._in_queue is not None:
+        it for pop_in_message(); override it when the queue is disabled. A queue that holds more than
+        WS_MAX_UNREAD bytes closes the connection with 1008 (docs/websockets.md)."""
+        if self._in_queue is None or self._in_bytes < 0:
+            return
+        self._in_bytes += len(message)
+        if self._in_bytes <= limits.WS_MAX_UNREAD:
             self._in_queue.append(message)
+            return
+        # Nothing pops the queue fast enough: the connection ends before the worker's memory does.
+        self._in_queue.clear()
+        self._in_bytes = -1
+        self.close(1008, "messages sent faster than they are handled")
 
     def on_in_message_internal(self, message) -> None:
         """Called by Krait for each incoming message: takes the input lock, calls on_in_message."""
@@ -174,7 +184,12 @@ class WebsocketsCtrlBase:
         if self._in_queue is None:
             raise RuntimeError("this controller does not use an input message queue")
         with self._in_lock:
-            return self._in_queue.popleft() if self._in_queue else None
+            if not self._in_queue:
+                return None
+            message = self._in_queue.popleft()
+            if self._in_bytes > 0:
+                self._in_bytes -= len(message)
+            return message
 
     # --- outgoing messages -------------------------------------------------------------------
 

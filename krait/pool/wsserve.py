@@ -15,6 +15,10 @@
 #   connection's on_start() runs there too, right after, with what its client sent meanwhile held in
 #   its mailbox, so no message reaches a controller before on_start(). A slow one delays the upgrades
 #   behind it in this worker, never the messages of other connections.
+# - A mailbox holds at most WS_MAX_UNREAD bytes of messages: past that, its connection is closed with 1008
+#   and its waiting messages dropped, so a client that sends faster than its controller handles cannot
+#   grow this process's memory without bound (the controller's own input queue has the same cap,
+#   krait/websockets.py).
 # - Any thread may send; send_lock keeps each record whole on the pipe, and a controller's items leave in
 #   the order it pushed them (SessionLink).
 # - A session's failure is its connection's alone: an exception out of start() or message() is logged
@@ -102,12 +106,13 @@ class SessionLink:
 class _Hosted:
     """One connection in this worker: its session, and the records waiting while a callback runs."""
 
-    __slots__ = ("session", "link", "mailbox", "running")
+    __slots__ = ("session", "link", "mailbox", "unread", "running")
 
     def __init__(self, session: Any, link: SessionLink) -> None:
         self.session = session
         self.link = link
         self.mailbox: deque[tuple] = deque()
+        self.unread = 0  # bytes of the messages in `mailbox` (-1: past WS_MAX_UNREAD, closed; more are dropped)
         self.running = False  # a thread is running this connection's callbacks
 
 
@@ -167,11 +172,32 @@ class SessionHost:
             if hosted is None:
                 return  # the connection is gone already
             if hosted.running:
-                hosted.mailbox.append(item)
-                return
-            hosted.running = True
-            self._busy_since = time.monotonic()
-        self._run(conn, hosted, item, leader)
+                overflow = item[0] == _MESSAGE and self._unread(hosted, len(item[2]))
+                if item[0] != _MESSAGE or hosted.unread >= 0:
+                    hosted.mailbox.append(item)
+            else:
+                hosted.running = True
+                self._busy_since = time.monotonic()
+                overflow = None
+        if overflow is None:
+            self._run(conn, hosted, item, leader)
+        elif overflow:
+            log.warning("WebSocket connection %d: its controller took none of %d bytes sent meanwhile; closed "
+                        "(1008)", conn, limits.WS_MAX_UNREAD)
+            hosted.link.close(1008, "messages sent faster than they are handled")
+
+    @staticmethod
+    def _unread(hosted: _Hosted, size: int) -> bool:
+        """Count a message into the mailbox (the caller holds the lock); True when that takes it past
+        WS_MAX_UNREAD: the messages waiting are dropped, and so are the ones still to come."""
+        if hosted.unread < 0:
+            return False
+        hosted.unread += size
+        if hosted.unread <= limits.WS_MAX_UNREAD:
+            return False
+        hosted.mailbox = deque(item for item in hosted.mailbox if item[0] != _MESSAGE)
+        hosted.unread = -1
+        return True
 
     def _run(self, conn: int, hosted: _Hosted, item: tuple, leader: threading.Thread | None) -> None:
         """Run `item` and then whatever arrives in the mailbox meanwhile (the caller set `running`)."""
@@ -182,6 +208,8 @@ class SessionHost:
                     if not hosted.mailbox:
                         return
                     item = hosted.mailbox.popleft()
+                    if item[0] == _MESSAGE and hosted.unread > 0:
+                        hosted.unread -= len(item[2])
         finally:
             with self._lock:
                 hosted.running = False

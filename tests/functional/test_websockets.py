@@ -325,6 +325,55 @@ def test_enum_room_names_close_codes_and_reasons_are_taken_as_plain_values(krait
     assert "died" not in srv.log()
 
 
+FLOOD_SITE = {
+    ".py/init.py": """import krait
+from krait.config import Route
+
+krait.config.routes = [Route("WEBSOCKET", url="/hoard", target="/hoard.py"),
+                       Route("WEBSOCKET", url="/slow", target="/slow.py"), Route()]
+""",
+    # Queues every message for pop_in_message() and never pops.
+    "hoard.py": """import krait
+krait.websockets.response = krait.websockets.WebsocketsResponse(krait.websockets.WebsocketsCtrlBase())
+""",
+    # Takes a second per message: what the client sends meanwhile waits in the worker.
+    "slow.py": """import time
+import krait
+
+
+class Slow(krait.websockets.WebsocketsCtrlBase):
+    def __init__(self):
+        super().__init__(use_in_message_queue=False)
+
+    def on_in_message(self, message):
+        time.sleep(5)
+
+
+krait.websockets.response = krait.websockets.WebsocketsResponse(Slow())
+""",
+}
+
+
+@pytest.mark.parametrize("path, handled", [("/hoard", 0), ("/slow", 1)])
+def test_a_client_sending_faster_than_its_controller_handles_is_closed(krait_server, make_site, path, handled):
+    # Unread input is capped (WS_MAX_UNREAD) like unsent output: past it the connection closes with 1008
+    # instead of the worker's memory growing without bound; the worker serves on. The client sends just
+    # enough to pass the cap (the slow controller is busy with its first message), then reads.
+    srv = krait_server(make_site(FLOOD_SITE))
+    ws = websocket.create_connection("ws://127.0.0.1:%d%s" % (srv.port, path), timeout=20)
+    try:
+        block = b"x" * (1024 * 1024)
+        for _ in range(limits.WS_MAX_UNREAD // len(block) + 1 + handled):
+            ws.send_binary(block)
+        opcode, frame = ws.recv_data_frame(True)
+        assert (opcode, frame.data[:2]) == (websocket.ABNF.OPCODE_CLOSE, struct.pack("!H", 1008))
+    finally:
+        ws.close()
+    other = websocket.create_connection("ws://127.0.0.1:%d/hoard" % srv.port, timeout=10)
+    other.close()
+    assert "died" not in srv.log()
+
+
 def test_controller_close_rejects_unsendable_codes(server):
     ws = connect(server, "/ws/cmd")
     try:
