@@ -294,7 +294,7 @@ class WebSocketHub:
                 self._tell_worker(client, a, b)
         if heard and worker.writer.pending and not client.told_worker:
             self._want_write(worker)
-        if client.sock is not None and not client.is_open:
+        if client.sock is not None and client.is_closed:
             if not client.unsent:
                 self._drop(client, 1006)  # closed: the echo of its close (if any) is out
                 return
@@ -307,7 +307,7 @@ class WebSocketHub:
         if not client.flush():
             self._drop(client, 1006)
             return
-        if not client.unsent and not client.is_open:
+        if not client.unsent and client.is_closed:
             self._drop(client, 1006)  # our close frame is out, and the session was over
         else:
             self._update_write(client)

@@ -21,6 +21,7 @@ from collections import deque
 from typing import Any
 
 from krait import limits, portable, sockopt
+from krait.http.websocket import CLOSED as SESSION_CLOSED
 from krait.http.websocket import (
     OPEN,
     BinaryMessage,
@@ -170,6 +171,11 @@ class WsClient:
     @property
     def is_open(self) -> bool:
         return self.ws.state == OPEN
+
+    @property
+    def is_closed(self) -> bool:
+        """Both Close frames were exchanged, or the session failed (not CLOSING: waiting for the client's)."""
+        return self.ws.state == SESSION_CLOSED
 
     def close(self) -> None:
         try:

@@ -241,3 +241,37 @@ def test_an_upgrade_accepted_just_after_its_thread_gave_up_waiting_is_released(t
         assert hub.count() == 0
     finally:
         hub.stop()
+
+
+CLOSER = """import krait
+
+
+class Closer(krait.websockets.WebsocketsCtrlBase):
+    def __init__(self):
+        super().__init__(use_in_message_queue=False)
+
+    def on_in_message(self, message):
+        self.close(4000, "done")
+
+
+krait.websockets.response = krait.websockets.WebsocketsResponse(Closer())
+"""
+
+
+def test_after_its_close_the_hub_waits_for_the_clients_close_and_ignores_data_meanwhile(hub, tmp_path):
+    # RFC 6455 section 5.5.1: a client may send data frames before it has read our Close. Dropping the
+    # connection on them reset it, and the reset could destroy the Close frame on its way to the client.
+    (tmp_path / "closer.py").write_text(CLOSER)
+    _, sock, ws = _connect(hub, tmp_path, "closer.py")
+    sock.sendall(ws.send_text("first"))
+    assert [(type(e).__name__, e.code) for e in _events(sock, ws)] == [("CloseReceived", 4000)]
+    sock.sendall(WebSocketConnection(client=True).send_text("sent before it read the close"))
+    time.sleep(0.3)
+    sock.setblocking(False)
+    with pytest.raises(BlockingIOError):  # still open: the hub waits for the client's Close
+        sock.recv(1)
+    sock.setblocking(True)
+    sock.sendall(ws.data_to_send())  # the client's Close, echoing ours
+    sock.settimeout(3)
+    assert sock.recv(1) == b""  # then the hub closes the connection
+    sock.close()
