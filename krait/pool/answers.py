@@ -213,10 +213,7 @@ class AnswerReader:
     def _last_answers(self, lane: Lane) -> list[jobs.Result]:
         """Kill a worker whose running job passed its deadline, and read the answers it sent before it died
         (see the module comment)."""
-        try:
-            lane.proc.process.kill()
-        except Exception:  # already gone
-            pass
+        lane.proc.kill_now()
         lane.proc.process.join(1.0)
         pipe = lane.proc.pipe
         results: list[jobs.Result] = []
@@ -257,10 +254,7 @@ class AnswerReader:
         """The worker is dead or must die: deliver `answers` (read after its death) to its oldest jobs,
         answer the job it was running with `error` (None: the running job never reached the worker,
         requeue it too), requeue the rest, replace the worker."""
-        try:  # first, so that a writer blocked on its full pipe gets EPIPE and lets go of send_lock
-            lane.proc.process.kill()
-        except Exception:  # already gone
-            pass
+        lane.proc.kill_now()  # first, so that a writer blocked on its full pipe gets EPIPE and lets go of send_lock
         with lane.send_lock, self._lock:
             lane.dead = True
             lane.wake.notify()  # a sleeping reader thread exits

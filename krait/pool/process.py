@@ -133,12 +133,17 @@ class WorkerProcess:
 
     def kill(self) -> None:
         """Kill the process at once and close the pipe."""
+        self.kill_now()
+        self.process.join(2)
+        self.pipe.close()
+
+    def kill_now(self) -> None:
+        """Send SIGKILL, without waiting for the end or closing the pipe (what the worker sent before it
+        died can still be read)."""
         try:
             self.process.kill()
         except Exception:  # already gone
             pass
-        self.process.join(2)
-        self.pipe.close()
 
     def stop(self, timeout: float = 2.0) -> None:
         """Ask the worker to exit after its current job; kill it if it has not within `timeout`."""

@@ -279,16 +279,22 @@ def test_no_job_overtakes_the_direct_job_of_an_idle_worker(pool):
     assert answers == {"a": b"hi a", "b": b"hi b"}
 
 
+def write_note(root, slow_query: str, seconds: float):
+    """note.py: logs each run's query string to ran.log (returned), and takes `seconds` for `slow_query`."""
+    ran = root / "ran.log"
+    (root / "note.py").write_text(
+        "import krait, time\nopen(%r, 'a').write(krait.request.query_string + '\\n')\n"
+        "time.sleep(%r if krait.request.query_string == %r else 0)\n" % (str(ran), seconds, slow_query))
+    return ran
+
+
 def test_a_finished_job_is_never_timed_for_the_next_one_nor_that_one_run_twice(pool, tmp_path):
     # Three jobs in one worker's pipe, all of files known to be fast; the third is slow this time. The
     # first two finished long before: their answers must not wait for the third (a held answer was timed
     # for its overrun and got 504), and the third, which had started, must not run again elsewhere.
     p = pool(workers=1, timeout=1.0)
     site = p.settings.site_root
-    ran = tmp_path / "ran.log"
-    (tmp_path / "note.py").write_text(
-        "import krait, time\nopen(%r, 'a').write(krait.request.query_string + '\\n')\n"
-        "time.sleep(1.5 if krait.request.query_string == 'slow' else 0)\n" % str(ran))
+    ran = write_note(tmp_path, "slow", 1.5)
     gate = tmp_path / "gate"
     teach(p, "hello.py", "note.py")
     p.run(job(site, "hold.py", site), 5)  # the folder exists: hold.py is fast too
@@ -316,10 +322,7 @@ def test_an_answer_sent_as_the_deadline_passes_is_delivered_and_the_next_job_not
     # the reader then kills it. Held back here for 0.3 s at that instant, so the answer is certainly sent.
     p = pool(workers=1, timeout=1.0)
     site = p.settings.site_root
-    ran = tmp_path / "ran.log"
-    (tmp_path / "note.py").write_text(
-        "import krait, time\nopen(%r, 'a').write(krait.request.query_string + '\\n')\n"
-        "time.sleep(1.0 if krait.request.query_string == 'next' else 0)\n" % str(ran))
+    ran = write_note(tmp_path, "next", 1.0)
     teach(p, "sleep.py", "note.py")
     timed_out = p._timed_out
 
