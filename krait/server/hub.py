@@ -248,7 +248,7 @@ class WebSocketHub:
         accepted = event.result.status == 101
         if opening is None or opening.abandoned:
             if accepted:
-                self._tell_worker(client, 1006)  # nobody will get the 101
+                self._release(event.conn)  # nobody will get the 101
             else:
                 self._forget(client)
             return
@@ -277,6 +277,7 @@ class WebSocketHub:
     def _release(self, conn: int) -> None:
         client = self.clients.get(conn)
         if client is not None:
+            client.drop_output()  # no socket will come for it
             self._tell_worker(client, 1006)
 
     # --- clients --------------------------------------------------------------------------
@@ -364,7 +365,9 @@ class WebSocketHub:
         self._tell_worker(client, code)
 
     def _forget_if_done(self, client: WsClient) -> None:
-        if client.worker_done and client.sock is None and client.opening is None:
+        # Output with no socket yet waits for the one the HTTP thread is about to attach (a controller that
+        # closed at once: its Close frame); a closed socket's output is dropped (WsClient.close()).
+        if client.worker_done and client.sock is None and client.opening is None and not client.unsent:
             self._forget(client)
 
     def _forget(self, client: WsClient) -> None:

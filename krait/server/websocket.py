@@ -183,3 +183,4 @@ class WsClient:
         except OSError:
             pass
         self.sock = None
+        self.drop_output()

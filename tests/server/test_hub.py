@@ -275,3 +275,25 @@ def test_after_its_close_the_hub_waits_for_the_clients_close_and_ignores_data_me
     sock.settimeout(3)
     assert sock.recv(1) == b""  # then the hub closes the connection
     sock.close()
+
+
+FAILS_AT_START = """import krait
+
+
+class FailsAtStart(krait.websockets.WebsocketsCtrlBase):
+    def on_start(self):
+        raise RuntimeError("at once")
+
+
+krait.websockets.response = krait.websockets.WebsocketsResponse(FailsAtStart())
+"""
+
+
+def test_a_close_decided_before_the_socket_is_attached_still_reaches_the_client(hub, tmp_path):
+    # on_start() fails as soon as the route script accepts: the worker's 1011 and its end of the session
+    # can both reach the hub before the HTTP thread has sent the 101 and attached the socket. The client
+    # must still get the Close, not a bare EOF.
+    (tmp_path / "fails.py").write_text(FAILS_AT_START)
+    _, sock, ws = _connect(hub, tmp_path, "fails.py", delay=0.5)
+    assert [(type(e).__name__, e.code) for e in _events(sock, ws)] == [("CloseReceived", 1011)]
+    sock.close()
