@@ -93,9 +93,10 @@ MAX_CONNECTIONS_PER_IP = 0
 ACCEPT_BACKOFF = 0.1
 
 #: Requests processed at the same moment by the server process (a request waiting for a script worker
-#: does not count). Connection threads past it wait in arrival order (krait/server/gate.py), which keeps tail
-#: latency low under load (measured with 50 clients on one core: 4 slots gave p99 9.9 ms, 2 slots
-#: 4.2 ms, no gate 58 ms).
+#: does not count) where connection threads cannot be SCHED_BATCH (krait/portable.py; on Linux they are,
+#: and there is no gate). Connection threads past it wait in arrival order (krait/server/gate.py), which
+#: keeps tail latency low under load (measured with 50 clients on one core: 4 slots gave p99 9.9 ms, 2
+#: slots 4.2 ms, no gate 58 ms).
 GATE_SLOTS = 2
 
 #: Seconds before a failed start of a script worker that replaces a dead one is tried again; the wait

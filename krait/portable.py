@@ -13,7 +13,8 @@
 # - no SIGHUP (an edit under SITE/.py reloads), no open-file rlimit, and the listening socket takes no
 #   SO_REUSEADDR (krait/server/lifecycle.py, krait/server/listener.py).
 # What follows the kernel's interface rather than a choice of path (the encoding of socket timeouts,
-# Nagle's algorithm on Windows' TCP socketpairs, SO_EXCLUSIVEADDRUSE) goes by the platform itself.
+# Nagle's algorithm on Windows' TCP socketpairs, SO_EXCLUSIVEADDRUSE, batch scheduling) goes by the
+# platform itself.
 
 from __future__ import annotations
 
@@ -26,3 +27,25 @@ ACTIVE = sys.platform == "win32" or os.environ.get("KRAIT_PORTABLE") == "1"
 # --processes N: the servers are forked and bind one port with SO_REUSEPORT, which spreads its connections
 # across them on Linux only (on macOS and the BSDs one socket takes them all; Windows has neither).
 SHARES_PORT = not ACTIVE and sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
+
+
+# Linux's SCHED_BATCH policy for the server's busiest threads (see batch_scheduling()); not on portable
+# paths, so that the request gate that stands in for it elsewhere (krait/server/gate.py) is tested too.
+BATCH_THREADS = not ACTIVE and hasattr(os, "SCHED_BATCH")
+
+
+def batch_scheduling() -> None:
+    """Give the calling thread SCHED_BATCH where BATCH_THREADS holds (elsewhere: nothing).
+
+    A thread of that policy, woken, does not preempt the running one: it waits until that one sleeps or
+    uses up its time slice (a few milliseconds at most; docs/architecture.md, "Fairness under load").
+    Connection threads take it (krait/server/listener.py): a thread woken by its client's request waits
+    for the running one to finish its request instead of taking the CPU from it and then waiting for the
+    GIL, and the woken threads run in turn. The pool's reader threads take it too
+    (krait/pool/answers.py): a worker that wrote an answer runs on to its next jobs, and the reader takes
+    their answers with one wake-up. Threads that these threads start inherit the policy."""
+    if BATCH_THREADS:
+        try:
+            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))  # 0: the calling thread
+        except OSError:  # refused (a sandbox): the normal policy is as correct, only slower
+            pass

@@ -4,7 +4,11 @@
 # - Who reads a worker's pipe is the lane's Reader (krait/pool/lanes.py): a request thread that found the
 #   worker idle reads its own answer; otherwise the lane's reader thread reads every answer of a batch,
 #   hands each to its caller and refills the pipe with one write, which never waits (the worker may be
-#   waiting for its answers to be read: krait/pool/scheduler.py).
+#   waiting for its answers to be read: krait/pool/scheduler.py). On Linux the reader thread is
+#   SCHED_BATCH (krait/portable.py): woken by an answer, it does not preempt the worker, which runs on
+#   to its next jobs while their answers gather in the pipe, so one wake-up of the reader takes several
+#   (hello.py +12% on one CPU, bench/README.md). It waits at most for the worker to sleep or use up its
+#   time slice, a few milliseconds.
 # - Between answers a worker may send records that are no answer: PUBLISH (krait.websockets.publish()
 #   from a script), and COMPILING / COMPILED around a template's compilation, which moves the running
 #   job's deadline (Lane.deadline(): compilation has COMPILE_TIMEOUT of its own and --timeout counts the
@@ -35,7 +39,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from krait import limits
+from krait import limits, portable
 from krait.errors import GatewayTimeout, InternalError, Reloaded
 from krait.pool import jobs
 from krait.pool.lanes import Entry, Lane, Reader
@@ -106,6 +110,7 @@ class AnswerReader:
 
     def _read_answers(self, lane: Lane) -> None:
         """The lane's reader thread: deliver each answer to its caller; handle timeouts, crash, retirement."""
+        portable.batch_scheduling()  # the worker's answers gather until it sleeps (see the module comment)
         pipe = lane.proc.pipe
         poll = limits.POOL_POLL_INTERVAL
         while True:

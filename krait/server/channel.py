@@ -17,10 +17,10 @@
 # in a spooled file when large), which is closed once the request is answered. A body a worker streams
 # (Reply.stream) is sent piece by piece as the worker produces it, outside the gate; if the client or the
 # worker fails mid-way, the connection ends (the response is incomplete) and the stream is given up.
-# The FairGate (krait/server/gate.py) bounds how many connection threads work on requests at once; a
-# request leaves it while it waits for a worker (also for an error page) and before any byte of its
-# response is sent (a client that does not read must not hold a slot), and never takes one for a
-# WebSocket.
+# Where connection threads cannot be SCHED_BATCH (krait/portable.py: not on Linux, or on portable paths),
+# the FairGate (krait/server/gate.py) bounds how many of them work on requests at once; a request leaves
+# it while it waits for a worker (also for an error page) and before any byte of its response is sent (a
+# client that does not read must not hold a slot), and never takes one for a WebSocket.
 # A ProtocolError from the core gets a minimal error response with Connection: close and the connection
 # ends: nothing after a rejected request is parsed. A WebSocket upgrade waits for its route script
 # outside the gate; once accepted, the socket belongs to the WebSocket hub (krait/server/hub.py) and
@@ -298,8 +298,10 @@ class Channel:
             return exc
 
     def enter_gate(self) -> None:
-        self.server.gate.enter()
-        self.in_gate = True
+        gate = self.server.gate
+        if gate is not None:  # None: the threads are SCHED_BATCH (krait/portable.py)
+            gate.enter()
+            self.in_gate = True
 
     def leave_gate(self) -> None:
         if self.in_gate:

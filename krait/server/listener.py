@@ -84,8 +84,9 @@ class Server(socketserver.ThreadingTCPServer):
         self.per_address: dict[str, int] = {}  # the same, per client address (--max-connections-per-ip)
         self._spare_fd = _spare()
         self._fd_warned = -_FD_WARN_INTERVAL
-        # Requests handled at once; a request waiting for a script worker gives its slot up meanwhile.
-        self.gate = FairGate(limits.GATE_SLOTS)
+        # Requests handled at once, where connection threads cannot be SCHED_BATCH (krait/portable.py);
+        # a request waiting for a script worker gives its slot up meanwhile.
+        self.gate = None if portable.BATCH_THREADS else FairGate(limits.GATE_SLOTS)
         self.bodies = BodySpool()
         self._lock = threading.Lock()
         self.stopping = False
@@ -174,6 +175,7 @@ class Server(socketserver.ThreadingTCPServer):
         self.shutdown_request(sock)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
+        portable.batch_scheduling()  # this connection's thread (docs/architecture.md, "Fairness under load")
         try:
             self._serve(request, client_address)
         finally:
