@@ -251,6 +251,12 @@ WS_MAX_UNSENT = 16 * 1024 * 1024
 #: WebSocket worker's memory without bound (docs/websockets.md).
 WS_MAX_UNREAD = 16 * 1024 * 1024
 
+#: Bytes of client messages the server holds for one WebSocket worker whose pipe does not take them (a
+#: worker that stopped reading it: stopped, or stuck in C code that holds the GIL). Past it the hub stops
+#: reading that worker's clients, and TCP holds them back, until half of it is written
+#: (krait/server/hub.py); so the server's memory stays bounded whatever the clients send meanwhile.
+WS_MAX_TO_WORKER = 16 * 1024 * 1024
+
 #: Longest room name, in UTF-8 bytes (krait.websockets.publish(), WebsocketsCtrlBase.join()).
 WS_MAX_ROOM = 256
 

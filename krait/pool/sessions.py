@@ -95,7 +95,7 @@ def publish_record(event: Published) -> tuple:
 class WsWorker:
     """One WebSocket worker process, for a selector loop."""
 
-    __slots__ = ("proc", "reader", "writer", "conns", "openings", "script_since")
+    __slots__ = ("proc", "reader", "writer", "conns", "openings", "script_since", "paused")
 
     def __init__(self, proc: WorkerProcess) -> None:
         self.proc = proc
@@ -104,6 +104,7 @@ class WsWorker:
         self.conns: set[int] = set()  # connections opened on it and not done
         self.openings: deque[int] = deque()  # connections whose route script has not answered, in order
         self.script_since = 0.0  # when the route script of openings[0] began (see the module comment)
+        self.paused = False  # its clients are not read: its pipe has WS_MAX_TO_WORKER waiting (krait/server/hub.py)
 
     @property
     def generation(self) -> int:

@@ -315,14 +315,22 @@ class WebSocketHub:
 
     def _update_write(self, client: WsClient) -> None:
         """Watch the socket for output while some is queued, and for input until the client's EOF (a
-        client at EOF with nothing queued is dropped by the caller)."""
+        client at EOF with nothing queued is dropped by the caller) unless its worker is paused; a socket
+        watched for nothing is taken out of the selector (client.events 0) until it is again."""
         sock = client.sock
         if sock is None:
             return
-        events = (0 if client.eof else _READ) | (_WRITE if client.unsent else 0)
-        if events != client.events and events:
-            client.events = events
+        reading = not client.eof and not client.worker.paused
+        events = (_READ if reading else 0) | (_WRITE if client.unsent else 0)
+        if events == client.events or (not events and client.eof):
+            return
+        if not events:
+            self._selector.unregister(sock)
+        elif not client.events:
+            self._selector.register(sock, events, ("client", client))
+        else:
             self._selector.modify(sock, events, ("client", client))
+        client.events = events
 
     def _queue(self, client: WsClient, frame: bytes) -> None:
         """Send a message frame to a client; one that does not read is closed (1008)."""
@@ -360,7 +368,8 @@ class WebSocketHub:
     def _drop(self, client: WsClient, code: int) -> None:
         """The client's socket is done: close it, and tell the controller if nobody has."""
         if client.sock is not None:
-            self._selector.unregister(client.sock)
+            if client.events:  # 0: out of the selector (_update_write)
+                self._selector.unregister(client.sock)
             client.close()
         self._tell_worker(client, code)
 
@@ -438,10 +447,24 @@ class WebSocketHub:
                 self._selector.register(writer, _WRITE, ("worker-out", worker))
             except KeyError:  # registered already
                 pass
+            if writer.pending > limits.WS_MAX_TO_WORKER and not worker.paused:
+                log.warning("WebSocket worker %d has taken none of %d bytes of its clients' messages; its "
+                            "clients are not read until it does", worker.proc.pid, writer.pending)
+                self._pause(worker, True)
 
     def _worker_writable(self, worker: WsWorker) -> None:
         if worker.writer.flush():  # all written, or the worker is gone (its pipe's EOF says so)
             self._selector.unregister(worker.writer)
+        if worker.paused and worker.writer.pending <= limits.WS_MAX_TO_WORKER // 2:
+            self._pause(worker, False)
+
+    def _pause(self, worker: WsWorker, paused: bool) -> None:
+        """Stop or resume reading the clients of a worker (see WS_MAX_TO_WORKER)."""
+        worker.paused = paused
+        for conn in worker.conns:
+            client = self.clients.get(conn)
+            if client is not None:
+                self._update_write(client)
 
     def _worker_readable(self, worker: WsWorker) -> None:
         try:
@@ -492,6 +515,7 @@ class WebSocketHub:
             except (KeyError, ValueError):
                 pass
         worker.kill()
+        worker.paused = False  # its clients' Close frames must be read
         for client in [c for c in self.clients.values() if c.worker is worker]:
             client.worker_done = True
             client.told_worker = True

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import struct
 import threading
@@ -30,6 +31,7 @@ from tests.functional.test_ws_conformance import (
     TEXT,
     RawWS,
     close_body,
+    frame,
     open_ws,
     parse_response,
     upgrade_request,
@@ -330,7 +332,33 @@ FLOOD_SITE = {
 from krait.config import Route
 
 krait.config.routes = [Route("WEBSOCKET", url="/hoard", target="/hoard.py"),
-                       Route("WEBSOCKET", url="/slow", target="/slow.py"), Route()]
+                       Route("WEBSOCKET", url="/slow", target="/slow.py"),
+                       Route("WEBSOCKET", url="/stop", target="/stop.py"), Route()]
+""",
+    # Says its worker's pid; "stop" stops that worker (SIGSTOP); "count" answers the bytes received.
+    "stop.py": """import os
+import signal
+import krait
+
+
+class Stop(krait.websockets.WebsocketsCtrlBase):
+    def __init__(self):
+        super().__init__(use_in_message_queue=False)
+        self.received = 0
+
+    def on_start(self):
+        self.push_out_message(str(os.getpid()))
+
+    def on_in_message(self, message):
+        if message == "stop":
+            os.kill(os.getpid(), signal.SIGSTOP)
+        elif message == "count":
+            self.push_out_message(str(self.received))
+        else:
+            self.received += len(message)
+
+
+krait.websockets.response = krait.websockets.WebsocketsResponse(Stop())
 """,
     # Queues every message for pop_in_message() and never pops.
     "hoard.py": """import krait
@@ -372,6 +400,54 @@ def test_a_client_sending_faster_than_its_controller_handles_is_closed(krait_ser
     other = websocket.create_connection("ws://127.0.0.1:%d/hoard" % srv.port, timeout=10)
     other.close()
     assert "died" not in srv.log()
+
+
+def _rss(pid: int) -> int:
+    with open("/proc/%d/status" % pid) as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+
+
+def _state(pid: int) -> str:
+    with open("/proc/%d/stat" % pid) as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+def test_a_worker_that_reads_nothing_holds_its_clients_back_not_the_servers_memory(krait_server, make_site):
+    # A WebSocket worker that stops reading its pipe (stopped here; stuck in C code that holds the GIL
+    # is the same): past WS_MAX_TO_WORKER of messages waiting for it, the server stops reading its
+    # clients, so a client that sends on meets TCP's flow control and the server's memory stays bounded.
+    # Once the worker goes on, so does everything, and nothing was lost.
+    srv = krait_server(make_site(FLOOD_SITE))
+    ws = RawWS(srv.port, "/stop", timeout=30)
+    kind, pid = ws.read_message()
+    pid = int(pid)
+    try:
+        ws.send_frame(TEXT, b"stop")
+        assert wait_for(lambda: _state(pid) == "T", 10)
+        before = _rss(srv.proc.pid)
+        message = b"x" * (1024 * 1024)
+        data = memoryview(frame(BINARY, message) * 8)
+        ws.sock.settimeout(2)
+        sent = 0
+        while sent < 200 * len(message):
+            try:
+                sent += ws.sock.send(data[sent % len(data):])
+            except (TimeoutError, BlockingIOError):
+                break
+        else:
+            pytest.fail("the server read 200 MiB meant for a worker that reads nothing")
+        assert _rss(srv.proc.pid) - before < 2 * limits.WS_MAX_TO_WORKER
+        assert "has taken none of" in srv.log()
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    ws.sock.settimeout(30)
+    whole, part = divmod(sent, len(data) // 8)
+    if part:  # the rest of the message it was sending
+        ws.sock.sendall(data[sent % len(data):sent % len(data) + len(data) // 8 - part])
+        whole += 1
+    ws.send_frame(TEXT, b"count")
+    assert ws.read_message() == (TEXT, str(whole * len(message)).encode())
+    ws.close()
 
 
 def test_controller_close_rejects_unsendable_codes(server):
