@@ -5,9 +5,11 @@ slow.py (sleeps 0.2 s), requests /slow.py three times a second from a background
 `wrk -t1 -c50 --latency` on /hello for the same time. Prints hello.py's req/s, p50 and p99. Jobs
 queued in a worker's pipe behind a slow job would wait for it and show up in the p99.
 
-    python bench/mixed_latency.py [--seconds 6] [--slow-rate 3] [--krait-dir DIR]
+    python bench/mixed_latency.py [--seconds 6] [--slow-rate 3] [--krait-dir DIR] [--busy]
 
 --krait-dir runs another checkout of Krait (e.g. a git worktree of an older commit) for an A/B.
+--busy makes slow.py keep the CPU busy for 0.05 s instead of sleeping, and pins Krait (one worker) to
+CPU 0 and wrk to CPU 1: the fast requests then compete for the one CPU the slow script holds.
 Linux only; needs wrk.
 """
 
@@ -25,6 +27,8 @@ import urllib.request
 
 HELLO = 'krait.response = krait.Response("HTTP/1.1", 200, [("Content-Type", "text/plain")], "Hello, world!\\n")\n'
 SLOW = 'import time\ntime.sleep(0.2)\nkrait.response = krait.Response("HTTP/1.1", 200, [], "slow")\n'
+BUSY = ('import time\nend = time.perf_counter() + 0.05\nwhile time.perf_counter() < end:\n    pass\n'
+        'krait.response = krait.Response("HTTP/1.1", 200, [], "slow")\n')
 
 
 def free_port() -> int:
@@ -38,14 +42,16 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=6)
     ap.add_argument("--slow-rate", type=float, default=3.0, help="slow.py requests per second")
     ap.add_argument("--krait-dir", default=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    ap.add_argument("--busy", action="store_true", help="a CPU-bound slow.py, Krait and wrk on one CPU each")
     args = ap.parse_args()
     site = tempfile.mkdtemp(prefix="krait-mixed-")
-    for name, text in (("hello.py", HELLO), ("slow.py", SLOW)):
+    for name, text in (("hello.py", HELLO), ("slow.py", BUSY if args.busy else SLOW)):
         with open(os.path.join(site, name), "w") as f:
             f.write(text)
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "krait", site, "--port", str(port), "--workers", "2",
-                               "--graceful-timeout", "1"],
+    pin, wrk_pin = (["taskset", "-c", "0"], ["taskset", "-c", "1"]) if args.busy else ([], [])
+    server = subprocess.Popen([*pin, sys.executable, "-m", "krait", site, "--port", str(port),
+                               "--workers", "1" if args.busy else "2", "--graceful-timeout", "1"],
                               cwd=args.krait_dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     stop = threading.Event()
     try:
@@ -61,7 +67,7 @@ def main() -> None:
                                  daemon=True).start()
 
         threading.Thread(target=slow_load, daemon=True).start()
-        out = subprocess.run(["wrk", "-t1", "-c50", "-d%ds" % args.seconds, "--latency", base + "/hello"],
+        out = subprocess.run([*wrk_pin, "wrk", "-t1", "-c50", "-d%ds" % args.seconds, "--latency", base + "/hello"],
                              capture_output=True, text=True).stdout
         rate = re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)
         p50 = re.search(r"\s50%\s+(\S+)", out).group(1)
