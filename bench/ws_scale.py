@@ -15,7 +15,8 @@ client (this script, stdlib only, one selector loop for every socket) runs on CP
     python bench/ws_scale.py [--steps 1000,5000,10000] [--publishes 20] [--servers krait,asyncio,sync]
                              [--venv bench/.venv] [--krait-cmd "python -m krait"]
 
-The peers need the websockets package: --venv names a venv holding it (bench/run.py --venv makes one).
+Everything runs with the python of --venv (default bench/.venv, made when missing with the peers and
+Krait's requirements, as bench/run.py --venv makes one): a fresh clone's system python has no ply.
 Linux only (taskset, /proc). Opening 10,000 connections needs a soft open-file limit above 10,000 for
 this process (raised to the hard limit here) and for the server (Krait raises its own).
 """
@@ -33,8 +34,9 @@ import socket
 import statistics
 import struct
 import subprocess
-import sys
 import time
+
+from bench_setup import ensure_venv
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -246,11 +248,14 @@ def main() -> None:
     ap.add_argument("--publishes", type=int, default=20)
     ap.add_argument("--servers", default="krait,asyncio,sync")
     ap.add_argument("--venv", default=os.path.join(HERE, ".venv"))
-    ap.add_argument("--krait-cmd", default="%s -m krait" % shlex.quote(sys.executable))
+    ap.add_argument("--krait-cmd", help="what starts Krait (default: the venv's python -m krait)")
     ap.add_argument("--server-cpu", type=int, default=0)
     ap.add_argument("--client-cpu", type=int, default=1)
     args = ap.parse_args()
     args.steps = [int(s) for s in args.steps.split(",")]
+    ensure_venv(args.venv)
+    if args.krait_cmd is None:
+        args.krait_cmd = "%s -m krait" % shlex.quote(os.path.join(args.venv, "bin", "python"))
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     os.sched_setaffinity(0, {args.client_cpu})
