@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import sys
@@ -29,13 +30,28 @@ ACTIVE = sys.platform == "win32" or os.environ.get("KRAIT_PORTABLE") == "1"
 SHARES_PORT = not ACTIVE and sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
 
 
-# Linux's SCHED_BATCH policy for the server's busiest threads (see batch_scheduling()); not on portable
-# paths, so that the request gate that stands in for it elsewhere (krait/server/gate.py) is tested too.
-BATCH_THREADS = not ACTIVE and hasattr(os, "SCHED_BATCH")
+
+@functools.cache
+def batch_threads() -> bool:
+    """Whether the server's busiest threads take Linux's SCHED_BATCH policy (see batch_scheduling()):
+    not on portable paths, so that the request gate that stands in for it elsewhere
+    (krait/server/gate.py) is tested too, and not where the kernel refuses it (a sandbox) or the server
+    runs under another policy than the normal one (a real-time one, chosen by whoever started it).
+    Tried once on the calling thread, whose policy is put back."""
+    if ACTIVE or not hasattr(os, "SCHED_BATCH"):
+        return False
+    try:
+        if os.sched_getscheduler(0) != os.SCHED_OTHER:
+            return False
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))  # 0: the calling thread
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    except OSError:
+        return False
+    return True
 
 
 def batch_scheduling() -> None:
-    """Give the calling thread SCHED_BATCH where BATCH_THREADS holds (elsewhere: nothing).
+    """Give the calling thread SCHED_BATCH where batch_threads() holds (elsewhere: nothing).
 
     A thread of that policy, woken, does not preempt the running one: it waits until that one sleeps or
     uses up its time slice (a few milliseconds at most; docs/architecture.md, "Fairness under load").
@@ -44,8 +60,8 @@ def batch_scheduling() -> None:
     GIL, and the woken threads run in turn. The pool's reader threads take it too
     (krait/pool/answers.py): a worker that wrote an answer runs on to its next jobs, and the reader takes
     their answers with one wake-up. Threads that these threads start inherit the policy."""
-    if BATCH_THREADS:
+    if batch_threads():
         try:
-            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))  # 0: the calling thread
-        except OSError:  # refused (a sandbox): the normal policy is as correct, only slower
+            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+        except OSError:  # allowed when batch_threads() tried it: nothing to do but go on as we are
             pass

@@ -6,9 +6,8 @@
 #   hands each to its caller and refills the pipe with one write, which never waits (the worker may be
 #   waiting for its answers to be read: krait/pool/scheduler.py). On Linux the reader thread is
 #   SCHED_BATCH (krait/portable.py): woken by an answer, it does not preempt the worker, which runs on
-#   to its next jobs while their answers gather in the pipe, so one wake-up of the reader takes several
-#   (hello.py +12% on one CPU, bench/README.md). It waits at most for the worker to sleep or use up its
-#   time slice, a few milliseconds.
+#   to its next jobs while their answers gather in the pipe, so one wake-up of the reader takes several.
+#   It waits at most for the worker to sleep or use up its time slice, a few milliseconds.
 # - Between answers a worker may send records that are no answer: PUBLISH (krait.websockets.publish()
 #   from a script), and COMPILING / COMPILED around a template's compilation, which moves the running
 #   job's deadline (Lane.deadline(): compilation has COMPILE_TIMEOUT of its own and --timeout counts the

@@ -20,6 +20,9 @@
 #   client ended (its Close frame, EOF, a protocol error) while output to it was still queued gets the
 #   same WS_CLOSE_TIMEOUT to take that output (a closing client may read its echo); after EOF its socket
 #   is watched for writing only.
+# - A worker that takes nothing from its pipe (stopped, or stuck in C code holding the GIL) would let its
+#   clients' messages pile up here: past WS_MAX_TO_WORKER waiting for it, the hub stops reading its
+#   clients (they are taken out of the selector, and TCP holds them back) until half of that is written.
 # - The selector is the system's best (epoll on Linux), or select() on portable paths (krait/portable.py):
 #   Windows has nothing else, and select() there takes SELECT_MAX_SOCKETS sockets (krait/limits.py).
 
@@ -268,7 +271,7 @@ class WebSocketHub:
         if not client.flush():  # what the controller sent before the 101 went out
             self._drop(client, 1006)
             return
-        self._update_write(client)
+        self._watch(client)
         if self._going_away:
             self._close(client, 1001, "server shutting down")
         if leftover:  # bytes that came right behind the upgrade request
@@ -302,7 +305,7 @@ class WebSocketHub:
             if not client.deadline:  # what is queued (its close echo too) must leave in time
                 client.deadline = time.monotonic() + limits.WS_CLOSE_TIMEOUT
         if client.unsent or client.events != _READ or client.eof:
-            self._update_write(client)
+            self._watch(client)
 
     def _client_writable(self, client: WsClient) -> None:
         if not client.flush():
@@ -311,9 +314,9 @@ class WebSocketHub:
         if not client.unsent and client.is_closed:
             self._drop(client, 1006)  # our close frame is out, and the session was over
         else:
-            self._update_write(client)
+            self._watch(client)
 
-    def _update_write(self, client: WsClient) -> None:
+    def _watch(self, client: WsClient) -> None:
         """Watch the socket for output while some is queued, and for input until the client's EOF (a
         client at EOF with nothing queued is dropped by the caller) unless its worker is paused; a socket
         watched for nothing is taken out of the selector (client.events 0) until it is again."""
@@ -340,7 +343,7 @@ class WebSocketHub:
         if not client.send(frame):
             self._drop(client, 1006)
         elif client.unsent or client.events & _WRITE:
-            self._update_write(client)
+            self._watch(client)
 
     def _too_slow(self, client: WsClient) -> None:
         client.drop_output()
@@ -352,7 +355,7 @@ class WebSocketHub:
         if client.is_open:
             client.send(client.ws.send_close(code, reason))
             client.deadline = time.monotonic() + limits.WS_CLOSE_TIMEOUT
-            self._update_write(client)
+            self._watch(client)
         if code in (1008, 1011):  # the server decided: the controller hears the same code
             self._tell_worker(client, code, reason)
 
@@ -368,7 +371,7 @@ class WebSocketHub:
     def _drop(self, client: WsClient, code: int) -> None:
         """The client's socket is done: close it, and tell the controller if nobody has."""
         if client.sock is not None:
-            if client.events:  # 0: out of the selector (_update_write)
+            if client.events:  # 0: out of the selector (_watch)
                 self._selector.unregister(client.sock)
             client.close()
         self._tell_worker(client, code)
@@ -464,7 +467,7 @@ class WebSocketHub:
         for conn in worker.conns:
             client = self.clients.get(conn)
             if client is not None:
-                self._update_write(client)
+                self._watch(client)
 
     def _worker_readable(self, worker: WsWorker) -> None:
         try:
@@ -589,7 +592,7 @@ class WebSocketHub:
             elif now - client.last_seen > interval:
                 client.ping_sent = now
                 if client.send(client.ws.send_ping(b"krait")):
-                    self._update_write(client)
+                    self._watch(client)
                 else:
                     self._drop(client, 1006)
 

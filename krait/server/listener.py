@@ -86,7 +86,7 @@ class Server(socketserver.ThreadingTCPServer):
         self._fd_warned = -_FD_WARN_INTERVAL
         # Requests handled at once, where connection threads cannot be SCHED_BATCH (krait/portable.py);
         # a request waiting for a script worker gives its slot up meanwhile.
-        self.gate = None if portable.BATCH_THREADS else FairGate(limits.GATE_SLOTS)
+        self.gate = None if portable.batch_threads() else FairGate(limits.GATE_SLOTS)
         self.bodies = BodySpool()
         self._lock = threading.Lock()
         self.stopping = False

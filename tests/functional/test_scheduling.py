@@ -14,7 +14,7 @@ import pytest
 
 from krait import portable
 
-pytestmark = pytest.mark.skipif(not portable.BATCH_THREADS, reason="SCHED_BATCH is Linux's, and not on portable paths")
+pytestmark = pytest.mark.skipif(not portable.batch_threads(), reason="SCHED_BATCH: Linux, not on portable paths")
 
 POLICY = "import os\nkrait.response = krait.Response('HTTP/1.1', 200, [], str(os.sched_getscheduler(0)))\n"
 

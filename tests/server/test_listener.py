@@ -25,3 +25,28 @@ def test_a_connection_no_thread_can_be_started_for_is_refused_and_its_place_give
         ours.close()
         server.bodies.close()
         server.server_close()
+
+
+def test_where_the_kernel_refuses_sched_batch_the_request_gate_stands_in(tmp_path, monkeypatch):
+    # A sandbox may refuse SCHED_BATCH (krait/portable.py): connection threads then keep the normal
+    # policy, and the FairGate keeps the tail latency low instead.
+    import os
+
+    from krait import portable
+    from krait.server.gate import FairGate
+
+    def refused(*args):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "sched_setscheduler", refused, raising=False)
+    portable.batch_threads.cache_clear()
+    try:
+        server = Server(Settings(site_root=str(tmp_path), port=0))
+        try:
+            assert isinstance(server.gate, FairGate)
+        finally:
+            server.bodies.close()
+            server.server_close()
+    finally:
+        monkeypatch.undo()
+        portable.batch_threads.cache_clear()
