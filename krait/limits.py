@@ -178,6 +178,10 @@ STATIC_CACHE_FILE_SIZE = 256 * 1024
 #: Total bytes of file content kept in the static cache.
 STATIC_CACHE_BYTES = 64 * 1024 * 1024
 
+#: Bytes of finished replies kept to answer plain GET and HEAD requests for static files and code-free
+#: pages again without routing them (krait/server/replies.py), counting 512 per reply besides its body.
+PLAIN_REPLY_BYTES = 16 * 1024 * 1024
+
 #: Total bytes of code-free template output the server process keeps to serve such pages itself
 #: (krait/server/pages.py); a page larger than STATIC_CACHE_FILE_SIZE is never kept, and goes to a
 #: worker on every request.

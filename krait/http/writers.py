@@ -88,8 +88,9 @@ def build_head(status: int, headers, reason: str | None, body_length: int | None
     parts = [line]
     append = parts.append
     length = transfer = None
+    names = _NAMES
     for name, value in headers:
-        low = _lower_name(name)
+        low = names.get(name) or _lower_name(name)  # a name seen before costs no call
         if low in _OWNED:
             if low == _CONTENT_LENGTH:
                 if length is not None or not (type(value) is str and value.isdigit()

@@ -248,6 +248,15 @@ class Channel:
         if handshake.is_upgrade_request(head.headers):
             return self.handle_upgrade(conn, req, started)  # never in the gate: it may wait for a worker
         app: App = self.server.app
+        if not (head.chunked or head.content_length):
+            kept = app.plain_reply(req)  # a static file or code-free page asked for just so before
+            if kept is not None:
+                self.enter_gate()
+                try:
+                    self.respond(conn, req, kept, started)
+                finally:
+                    self.leave_gate()
+                return conn.keep_alive
         body: Body | None = None
         if head.chunked or (head.content_length or 0) > 0:
             # Routed before the body is read, outside the gate: a slow upload holds no slot, a 404 never

@@ -25,6 +25,7 @@ import functools
 import html
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 from krait import config as site_config
@@ -35,8 +36,9 @@ from krait.pool import jobs
 from krait.server.compress import Gzip
 from krait.server.pages import CodeFreePages
 from krait.server.records import Incoming, Pending, Reply
+from krait.server.replies import PlainReplies, plain_key
 from krait.server.routing import SCRIPT, STATIC, Router, Target
-from krait.server.static import StaticFiles, version_reply
+from krait.server.static import FileVersion, StaticFiles, version_reply
 from krait.urls import decode_path
 
 log = logging.getLogger("krait")
@@ -56,6 +58,7 @@ class App:
         self.static = StaticFiles(lambda rel: site_config.cache_control(rel, False, cfg))
         self.pages = CodeFreePages(lambda rel: site_config.cache_control(rel, False, cfg))
         self.gzip = Gzip() if settings.gzip else None
+        self.plain = None if settings.debug else PlainReplies()
 
     # --- the request path ---------------------------------------------------------------------
 
@@ -76,14 +79,32 @@ class App:
             if target.kind != SCRIPT and req.method in ("GET", "HEAD"):
                 page = self.pages.get(target.path)
                 if page is not None:  # a code-free template, unchanged since a worker rendered it
-                    return self.finish(req, version_reply(page, req.method, req.headers))
+                    return self.kept(req, functools.partial(self.pages.get, target.path), page)
             job = self.job(req, target, jobs.SCRIPT if target.kind == SCRIPT else jobs.TEMPLATE)
             return Pending(job, self.generation, functools.partial(self.complete, req, target))
+        current = functools.partial(self.static.version, target.path, target.rel_path)
         try:
-            reply = self.static.reply(target.path, target.rel_path, req.method, req.headers)
+            version = current()
         except OSError as exc:  # the file vanished or became unreadable since routing
             return self.answer(req, self.error_reply(404, "file unavailable: %s" % exc.strerror, [], req))
-        return self.finish(req, reply)
+        return self.kept(req, current, version)
+
+    def kept(self, req: Incoming, current: Callable[[], FileVersion | None], version: FileVersion) -> Reply:
+        """The reply for a version of a static file or code-free page; a plain request's 200 is kept to
+        answer the same request again (krait/server/replies.py)."""
+        reply = self.finish(req, version_reply(version, req.method, req.headers))
+        if self.plain is not None and reply.status == 200 and reply.file_range is None:
+            key = plain_key(req.method, req.target, req.headers)
+            if key is not None:
+                self.plain.put(key, current, version, reply)
+        return reply
+
+    def plain_reply(self, req: Incoming) -> Reply | None:
+        """The kept reply of a plain request without a body, if there is one (krait/server/replies.py)."""
+        if self.plain is None:
+            return None
+        key = plain_key(req.method, req.target, req.headers)
+        return None if key is None else self.plain.get(key)
 
     def job(self, req: Incoming, target: Target, kind: str) -> jobs.Job:
         return jobs.Job(kind, target.path, target.rel_path, req.method, req.url, target.decoded_path, req.query,

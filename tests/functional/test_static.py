@@ -363,3 +363,40 @@ def test_the_server_serves_a_code_free_template_once_a_worker_rendered_it(krait_
     r = get(srv, "/plain.html")
     assert r.text == "<p>2</p>" and "ETag" not in r.headers
     assert r.headers["Cache-Control"] == "no-cache, no-store, must-revalidate"
+
+
+@pytest.mark.parametrize("path", ["/a.txt", "/page.html", "/kept.css", "/kept.bin"])
+def test_a_request_asked_again_gets_the_same_response(server, site, path):
+    # The second of each is answered from the reply kept for the first (krait/server/replies.py), the
+    # third too: byte for byte the same, Date aside, for HTTP/1.1 and 1.0, GET and HEAD, with and
+    # without gzip (kept.css is worth it; kept.bin is too large to keep and is streamed every time).
+    if not (site / "kept.css").exists():
+        (site / "kept.css").write_text("p { color: red }\n" * 200)
+        (site / "kept.bin").write_bytes(bytes(range(256)) * 1200)
+    for version in ("HTTP/1.1", "HTTP/1.0"):
+        for method in ("GET", "HEAD"):
+            for coding in ("", "Accept-Encoding: gzip\r\n"):
+                ask = ("%s %s %s\r\nHost: x\r\n%sConnection: close\r\n\r\n" % (method, path, version, coding)).encode()
+                first = _without_date(server.raw(ask))
+                assert first.startswith(b"HTTP/1.1 200 ")  # RFC 9110 section 2.5: our version
+                assert _without_date(server.raw(ask)) == first == _without_date(server.raw(ask))
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        bodies = []
+        for _ in range(3):  # one connection: the kept reply keeps it alive as the first did
+            conn.request("GET", path)
+            response = conn.getresponse()
+            bodies.append(response.read())
+            assert response.status == 200 and not response.will_close
+        assert bodies[0] == bodies[1] == bodies[2]
+    finally:
+        conn.close()
+
+
+def test_an_upgrade_to_a_file_asked_for_before_is_not_answered_with_the_file(server):
+    get(server, "/a.txt")
+    get(server, "/a.txt")
+    upgrade = (b"GET /a.txt HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+    answer = server.raw(upgrade)
+    assert not answer.startswith(b"HTTP/1.1 200 ") and b"plain a" not in answer

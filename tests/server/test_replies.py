@@ -1,0 +1,93 @@
+"""krait/server/replies.py and its use by the App: the finished reply of a plain GET or HEAD for a static
+file or a code-free page is kept, and answers the same request again only while the file is unchanged,
+for RESOLVE_TTL at most, never for a request that is not plain, and never in --debug."""
+
+import os
+
+import pytest
+
+from krait.config import SiteConfig
+from krait.server import replies
+from krait.server.dispatch import App
+from krait.server.records import Reply
+from krait.server.replies import PlainReplies, plain_key
+from krait.server.static import StaticFiles
+from krait.settings import Settings
+from tests.helpers import write_site
+from tests.server.test_dispatch import CSS, incoming
+
+
+@pytest.fixture
+def site(tmp_path):
+    return write_site(tmp_path / "site", {"style.css": CSS, "run.py": ""})
+
+
+def served(a, req):
+    reply = a.dispatch(req, a.route(req))
+    assert type(reply) is Reply and reply.status == 200
+    return reply
+
+
+def test_a_plain_request_is_answered_again_with_the_reply_built_for_it(site):
+    a = App(Settings(site_root=str(site)), SiteConfig())
+    for method in ("GET", "HEAD"):
+        for headers in ({}, {"accept-encoding": "gzip"}):
+            req = incoming("/style.css", method, headers)
+            assert a.plain_reply(req) is None
+            reply = served(a, req)
+            assert a.plain_reply(req) is reply
+    gzipped = a.plain_reply(incoming("/style.css", headers={"accept-encoding": "gzip"}))
+    assert dict(gzipped.headers)["Content-Encoding"] == "gzip"  # each Accept-Encoding its own reply
+    assert "Content-Encoding" not in dict(a.plain_reply(incoming("/style.css")).headers)
+
+
+@pytest.mark.parametrize("headers", [{"if-none-match": '"x"'}, {"if-modified-since": "Thu, 01 Jan 1970 00:00:00 GMT"},
+                                     {"range": "bytes=0-1"}, {"upgrade": "websocket"}])
+def test_requests_that_are_not_plain_are_neither_kept_nor_answered_from_what_is(site, headers):
+    a = App(Settings(site_root=str(site)), SiteConfig())
+    served(a, incoming("/style.css"))
+    assert plain_key("GET", "/style.css", headers) is None
+    assert a.plain_reply(incoming("/style.css", headers=headers)) is None
+    assert plain_key("POST", "/style.css", {}) is None
+
+
+def test_an_edited_file_is_served_anew_at_once(site):
+    a = App(Settings(site_root=str(site)), SiteConfig())
+    req = incoming("/style.css")
+    served(a, req)
+    path = os.path.join(site, "style.css")
+    with open(path, "w") as f:
+        f.write("p { }\n")
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))  # a new version even on a coarse clock
+    assert a.plain_reply(req) is None
+    assert served(a, req).body == b"p { }\n"
+
+
+def test_a_kept_reply_lasts_resolve_ttl_at_most(site, monkeypatch):
+    a = App(Settings(site_root=str(site)), SiteConfig())
+    req = incoming("/style.css")
+    served(a, req)
+    now = replies.time.monotonic()
+    monkeypatch.setattr(replies.time, "monotonic", lambda: now + replies.RESOLVE_TTL + 0.01)
+    assert a.plain_reply(req) is None
+
+
+def test_debug_keeps_nothing(site):
+    a = App(Settings(site_root=str(site), debug=True), SiteConfig())
+    req = incoming("/style.css")
+    served(a, req)
+    assert a.plain_reply(req) is None
+
+
+def test_the_kept_replies_are_bounded_in_bytes(site):
+    static = StaticFiles(lambda rel: "")
+    path = os.path.join(site, "style.css")
+    kept = PlainReplies(max_bytes=3 * (len(CSS) + 512))
+    for n in range(10):
+        version = static.version(path, "style.css")
+        kept.put(("GET", "/style.css?%d" % n, None), lambda: static.version(path, "style.css"), version,
+                 Reply(200, [], version.data, None))
+        assert kept._bytes <= 3 * (len(CSS) + 512)
+    assert kept.get(("GET", "/style.css?9", None)) is not None
+    assert kept.get(("GET", "/style.css?0", None)) is None
