@@ -36,7 +36,7 @@ from bench_setup import use_bench_venv  # noqa: E402
 
 use_bench_venv()  # a fresh clone's system python has no ply: go on in bench/.venv
 
-from krait import limits  # noqa: E402
+from krait import limits, portable  # noqa: E402
 from krait.pool import jobs  # noqa: E402
 from krait.server import cli  # noqa: E402
 from krait.server.channel import Channel  # noqa: E402
@@ -97,7 +97,7 @@ class _Server:
         self.app = app
         self.pool = _AnsweringPool()
         self.settings = settings
-        self.gate = FairGate(limits.GATE_SLOTS)
+        self.gate = None if portable.batch_threads() else FairGate(limits.GATE_SLOTS)  # as the server has it
 
     def log_access(self, *args: object) -> None:
         pass
