@@ -99,6 +99,9 @@ class _Server:
         self.settings = settings
         self.gate = None if portable.batch_threads() else FairGate(limits.GATE_SLOTS)  # as the server has it
 
+    def logs_access(self) -> bool:
+        return False
+
     def log_access(self, *args: object) -> None:
         pass
 

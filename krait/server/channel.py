@@ -244,19 +244,19 @@ class Channel:
     def handle(self, conn: Connection, head: Request) -> bool:
         """Answer one request; returns whether the connection may carry another."""
         started = time.monotonic()
-        req = self.incoming(head)
-        if handshake.is_upgrade_request(head.headers):
-            return self.handle_upgrade(conn, req, started)  # never in the gate: it may wait for a worker
         app: App = self.server.app
         if not (head.chunked or head.content_length):
-            kept = app.plain_reply(req)  # a static file or code-free page asked for just so before
-            if kept is not None:
+            kept = app.plain_reply(head.method, head.target, head.headers)  # asked for just so before
+            if kept is not None:  # a 200 held in memory: of the request, only the access log needs more
                 self.enter_gate()
                 try:
-                    self.respond(conn, req, kept, started)
+                    self.respond(conn, self.incoming(head) if self.server.logs_access() else None, kept, started)
                 finally:
                     self.leave_gate()
                 return conn.keep_alive
+        req = self.incoming(head)
+        if handshake.is_upgrade_request(head.headers):
+            return self.handle_upgrade(conn, req, started)  # never in the gate: it may wait for a worker
         body: Body | None = None
         if head.chunked or (head.content_length or 0) > 0:
             # Routed before the body is read, outside the gate: a slow upload holds no slot, a 404 never

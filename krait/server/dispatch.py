@@ -99,11 +99,11 @@ class App:
                 self.plain.put(key, current, version, reply)
         return reply
 
-    def plain_reply(self, req: Incoming) -> Reply | None:
+    def plain_reply(self, method: str, target: str, headers: dict[str, str]) -> Reply | None:
         """The kept reply of a plain request without a body, if there is one (krait/server/replies.py)."""
         if self.plain is None:
             return None
-        key = plain_key(req.method, req.target, req.headers)
+        key = plain_key(method, target, headers)
         return None if key is None else self.plain.get(key)
 
     def job(self, req: Incoming, target: Target, kind: str) -> jobs.Job:

@@ -236,8 +236,13 @@ class Server(socketserver.ThreadingTCPServer):
 
     # --- logging ---------------------------------------------------------------------------
 
+    @staticmethod
+    def logs_access() -> bool:
+        """Whether requests are logged (--access-log)."""
+        return access_log.isEnabledFor(logging.INFO)
+
     def log_access(self, remote: Any, req: Incoming | None, reply: Reply, started: float) -> None:
-        if not access_log.isEnabledFor(logging.INFO):
+        if not self.logs_access():
             return
         headers = req.headers if req is not None else {}
         line = '%s %s %s' % (req.method, req.target, "HTTP/" + req.http_version) if req is not None else "-"

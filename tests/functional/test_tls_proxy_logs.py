@@ -459,3 +459,20 @@ def test_gzip_etag_revalidates(site, krait_server):
     status, h, body = get(srv.port, "/big.txt", headers={**GZ, "If-None-Match": tag})
     assert status == 304 and body == b"" and h["etag"] == tag
     assert_normal(srv.port)
+
+
+def test_a_request_answered_from_a_kept_reply_is_logged_like_the_first(site, krait_server, tmp_path):
+    # The second request is answered from the reply kept for the first (krait/server/replies.py).
+    log = tmp_path / "access.log"
+    srv = krait_server(site, "--access-log", str(log))
+    headers = {"User-Agent": "probe/2.0", "X-Forwarded-For": "198.51.100.8"}
+    for _ in range(2):
+        assert get(srv.port, "/hello.txt?kept", headers=headers)[0] == 200
+    lines = _wait_lines(log, 2)
+    fields = [CLF.match(line).groupdict() for line in lines]
+    for f in fields:
+        f.pop("time")
+        f.pop("ms")
+    assert fields[0] == fields[1]
+    assert (fields[0]["host"], fields[0]["line"], fields[0]["size"], fields[0]["agent"]) == \
+        ("198.51.100.8", "GET /hello.txt?kept HTTP/1.1", "6", "probe/2.0")

@@ -29,6 +29,9 @@ class Server:
         self.app, self.pool, self.settings = app, pool, settings
         self.gate = FairGate(limits.GATE_SLOTS)
 
+    def logs_access(self):
+        return False
+
     def log_access(self, *args):
         pass
 
