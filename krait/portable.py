@@ -18,10 +18,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import socket
 import sys
+from collections.abc import Iterator
 
 ACTIVE = sys.platform == "win32" or os.environ.get("KRAIT_PORTABLE") == "1"
 
@@ -65,3 +67,18 @@ def batch_scheduling() -> None:
             os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
         except OSError:  # allowed when batch_threads() tried it: nothing to do but go on as we are
             pass
+
+
+@contextlib.contextmanager
+def normal_scheduling() -> Iterator[None]:
+    """Run the block under the normal policy when the calling thread is SCHED_BATCH, then put it back: a
+    process started there (or a fork server restarted there, which forks every later worker) would
+    inherit the policy, and site code must not (krait/pool/process.py)."""
+    batch = batch_threads() and os.sched_getscheduler(0) == os.SCHED_BATCH
+    if batch:
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    try:
+        yield
+    finally:
+        if batch:
+            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))

@@ -100,7 +100,8 @@ class WorkerProcess:
         ours, theirs = MessagePipe.pair(pipes=kind == "ws")
         try:
             process = context().Process(target=_child, args=(theirs, settings, kind, _environment()), daemon=True)
-            process.start()
+            with portable.normal_scheduling():  # site code runs under the normal policy (krait/portable.py)
+                process.start()
         except BaseException:  # no process (fork refused, say): nobody will ever close our end
             ours.close()
             raise

@@ -286,6 +286,8 @@ class WebSocketHub:
     # --- clients --------------------------------------------------------------------------
 
     def _client_readable(self, client: WsClient) -> None:
+        if client.worker.paused:  # ready in the same select() as the read that paused its worker
+            return
         self._heard(client, client.read(self._buf, time.monotonic()))
 
     def _heard(self, client: WsClient, heard: list[tuple]) -> None:

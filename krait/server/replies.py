@@ -10,7 +10,8 @@
 # that lookup still gives the same version, and for RESOLVE_TTL at most: routing keeps what it found that
 # long (krait/server/routing.py), so a new file that takes the target over, or an edit that gives a page
 # code, is seen within twice that time, and a changed file at once.
-# Bounded: PLAIN_REPLY_BYTES of bodies and keys in all (then the whole table is dropped); the bodies are
+# Bounded: PLAIN_REPLY_BYTES of bodies and keys in all (then the whole table is dropped; a key's target
+# and Accept-Encoding are the client's, up to the header limits, so they count too); the bodies are
 # mostly the FileVersions' own, which their caches hold anyway. Off in --debug, where routing keeps
 # nothing either.
 
@@ -25,7 +26,7 @@ from krait import limits
 from krait.server.records import Reply
 from krait.server.routing import RESOLVE_TTL
 
-_ENTRY_COST = 512  # bytes counted per entry besides its body: the key, the headers, the tuple
+_ENTRY_COST = 512  # bytes counted per entry besides its body and its key's strings: the headers, the tuples
 _NOT_PLAIN = ("range", "if-none-match", "if-modified-since", "upgrade")
 
 
@@ -63,7 +64,7 @@ class PlainReplies:
 
     def put(self, key: tuple, current: Callable[[], Any], version: Any, reply: Reply) -> None:
         """Keep `reply`, built from `version`, which `current()` gives while the file is unchanged."""
-        size = len(reply.body) + _ENTRY_COST
+        size = len(reply.body) + len(key[1]) + len(key[2] or "") + _ENTRY_COST  # the client chose the key
         with self._lock:
             old = self._entries.pop(key, None)
             if old is not None:

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import http.client
 import os
+import signal
 import time
 
 import pytest
+import requests
 
 from krait import portable
+from tests.functional.test_nginx import descendants
 
 pytestmark = pytest.mark.skipif(not portable.batch_threads(), reason="SCHED_BATCH: Linux, not on portable paths")
 
@@ -54,3 +57,20 @@ def test_connection_threads_and_pool_readers_are_batch_and_site_code_is_not(make
     finally:
         for conn in conns:
             conn.close()
+
+
+def test_workers_started_again_from_a_batch_thread_keep_the_normal_policy(make_site, krait_server):
+    # The fork server and the worker killed: a connection or reader thread (SCHED_BATCH) starts both
+    # again, and a process inherits its parent's policy; site code must still run under the normal one.
+    server = krait_server(make_site({"policy.py": POLICY}), "--workers", "1")
+    assert requests.get(server.url + "/policy.py", timeout=10).text == str(os.SCHED_OTHER)
+    for pid in descendants(server.proc.pid):
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while True:
+        response = requests.get(server.url + "/policy.py", timeout=10)
+        if response.status_code == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert response.text == str(os.SCHED_OTHER)
+    assert all(os.sched_getscheduler(pid) == os.SCHED_OTHER for pid in descendants(server.proc.pid))

@@ -23,7 +23,7 @@ import pytest
 import requests
 import websocket
 
-from krait import limits
+from krait import limits, portable
 from tests.functional.test_ws_conformance import (
     BINARY,
     CLOSE,
@@ -448,6 +448,38 @@ def test_a_worker_that_reads_nothing_holds_its_clients_back_not_the_servers_memo
     ws.send_frame(TEXT, b"count")
     assert ws.read_message() == (TEXT, str(whole * len(message)).encode())
     ws.close()
+
+
+@pytest.mark.skipif(portable.ACTIVE, reason="600 sockets: more than one select() takes on portable paths")
+def test_clients_ready_together_are_not_read_past_the_pause(krait_server, make_site):
+    # Many clients of one stopped worker whose messages are all waiting when the hub wakes up (the server
+    # is stopped meanwhile, so one select() reports them all): the hub stops reading at the pause, not
+    # after every client that select() reported.
+    srv = krait_server(make_site(FLOOD_SITE), "--ws-workers", "1")
+    first = RawWS(srv.port, "/stop", timeout=30)
+    pid = int(first.read_message()[1])
+    clients = [first] + [RawWS(srv.port, "/stop", timeout=30) for _ in range(599)]
+    try:
+        for ws in clients[1:]:
+            ws.read_message()
+        first.send_frame(TEXT, b"stop")
+        assert wait_for(lambda: _state(pid) == "T", 10)
+        before = _rss(srv.proc.pid)
+        data = frame(BINARY, b"x" * 64000)
+        os.kill(srv.proc.pid, signal.SIGSTOP)
+        try:
+            for ws in clients:
+                ws.sock.settimeout(5)
+                ws.sock.sendall(data)
+        finally:
+            os.kill(srv.proc.pid, signal.SIGCONT)
+        assert wait_for(lambda: "has taken none of" in srv.log(), 10)
+        time.sleep(1)
+        assert _rss(srv.proc.pid) - before < 1.5 * limits.WS_MAX_TO_WORKER  # 600 x 64 kB were sent
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        for ws in clients:
+            ws.close()
 
 
 def test_controller_close_rejects_unsendable_codes(server):

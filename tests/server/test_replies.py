@@ -91,3 +91,17 @@ def test_the_kept_replies_are_bounded_in_bytes(site):
         assert kept._bytes <= 3 * (len(CSS) + 512)
     assert kept.get(("GET", "/style.css?9", None)) is not None
     assert kept.get(("GET", "/style.css?0", None)) is None
+
+
+def test_the_clients_target_and_accept_encoding_count_against_the_bound(site):
+    # A body of a few bytes under ever-new long targets: without counting the key, the table would hold
+    # thousands of them (megabytes of targets) under a bound meant for bodies.
+    static = StaticFiles(lambda rel: "")
+    path = os.path.join(site, "style.css")
+    kept = PlainReplies(max_bytes=1024 * 1024)
+    version = static.version(path, "style.css")
+    for n in range(40):
+        key = ("GET", "/style.css?%d&%s" % (n, "x" * 60_000), "gzip, " + "y" * 20_000)
+        kept.put(key, lambda: static.version(path, "style.css"), version, Reply(200, [], version.data, None))
+        assert kept._bytes <= 1024 * 1024
+        assert sum(len(k[1]) + len(k[2]) for k in kept._entries) <= 1024 * 1024
