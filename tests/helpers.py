@@ -47,6 +47,16 @@ def three_ways(run: Callable[[list[bytes]], Any], data: bytes, trailing: bytes |
     return whole
 
 
+def wait_for(predicate: Callable[[], Any], timeout: float, step: float = 0.02) -> bool:
+    """Whether `predicate()` holds within `timeout` seconds (asked every `step`, and once more at the end)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return bool(predicate())
+
+
 def read_all(s: socket.socket) -> bytes:
     """Everything the peer sends until it closes (or resets, or the socket's timeout passes)."""
     chunks = []

@@ -36,7 +36,7 @@ from tests.functional.test_ws_conformance import (
     parse_response,
     upgrade_request,
 )
-from tests.helpers import start_krait, write_site
+from tests.helpers import start_krait, wait_for, write_site
 
 pytestmark = pytest.mark.portable  # run again on portable paths (tests/server/test_portable.py)
 
@@ -56,15 +56,6 @@ def ws_url(server, path: str) -> str:
 
 def connect(server, path: str = "/ws/echo", **kw) -> websocket.WebSocket:
     return websocket.create_connection(ws_url(server, path), timeout=10, **kw)
-
-
-def wait_for(predicate, timeout: float, step: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
 
 
 def marker_lines(path) -> list[str]:
