@@ -287,6 +287,7 @@ class WebSocketHub:
 
     def _client_readable(self, client: WsClient) -> None:
         if client.worker.paused:  # ready in the same select() as the read that paused its worker
+            self._watch(client)  # not read, so not watched for input either: epoll would report it again
             return
         self._heard(client, client.read(self._buf, time.monotonic()))
 
@@ -466,10 +467,8 @@ class WebSocketHub:
     def _pause(self, worker: WsWorker, paused: bool) -> None:
         """Stop or resume reading the clients of a worker (see WS_MAX_TO_WORKER)."""
         worker.paused = paused
-        for conn in worker.conns:
-            client = self.clients.get(conn)
-            if client is not None:
-                self._watch(client)
+        for client in [c for c in self.clients.values() if c.worker is worker]:  # closing ones too
+            self._watch(client)
 
     def _worker_readable(self, worker: WsWorker) -> None:
         try:
@@ -533,6 +532,7 @@ class WebSocketHub:
                 self._forget(client)
             else:
                 self._close(client, 1011, "")
+                self._watch(client)  # read again if a pause had stopped it
         self.workers.lost(worker)
 
     def _retire_if_idle(self, worker: WsWorker) -> None:

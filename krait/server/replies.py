@@ -10,9 +10,10 @@
 # that lookup still gives the same version, and for RESOLVE_TTL at most: routing keeps what it found that
 # long (krait/server/routing.py), so a new file that takes the target over, or an edit that gives a page
 # code, is seen within twice that time, and a changed file at once.
-# Bounded: PLAIN_REPLY_BYTES of bodies and keys in all (then the whole table is dropped; a key's target
-# and Accept-Encoding are the client's, up to the header limits, so they count too); the bodies are
-# mostly the FileVersions' own, which their caches hold anyway. Off in --debug, where routing keeps
+# Bounded: PLAIN_REPLY_BYTES of what the entries hold in all (then the whole table is dropped): the body,
+# the FileVersion's content where it is not the body (a gzipped reply, a HEAD's empty one: an old version
+# lives on in its entry after the file changes), and the key, whose target and Accept-Encoding are the
+# client's, up to the header limits. Off in --debug, where routing keeps
 # nothing either.
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 from krait import limits
 from krait.server.records import Reply
 from krait.server.routing import RESOLVE_TTL
+from krait.server.static import FileVersion
 
 _ENTRY_COST = 512  # bytes counted per entry besides its body and its key's strings: the headers, the tuples
 _NOT_PLAIN = ("range", "if-none-match", "if-modified-since", "upgrade")
@@ -62,9 +64,11 @@ class PlainReplies:
         self._drop(key)
         return None
 
-    def put(self, key: tuple, current: Callable[[], Any], version: Any, reply: Reply) -> None:
+    def put(self, key: tuple, current: Callable[[], Any], version: FileVersion, reply: Reply) -> None:
         """Keep `reply`, built from `version`, which `current()` gives while the file is unchanged."""
         size = len(reply.body) + len(key[1]) + len(key[2] or "") + _ENTRY_COST  # the client chose the key
+        if version.data is not None and version.data is not reply.body:
+            size += len(version.data)
         with self._lock:
             old = self._entries.pop(key, None)
             if old is not None:

@@ -326,7 +326,8 @@ krait.config.routes = [Route("WEBSOCKET", url="/hoard", target="/hoard.py"),
                        Route("WEBSOCKET", url="/slow", target="/slow.py"),
                        Route("WEBSOCKET", url="/stop", target="/stop.py"), Route()]
 """,
-    # Says its worker's pid; "stop" stops that worker (SIGSTOP); "count" answers the bytes received.
+    # Says its worker's pid; "stop" stops that worker (SIGSTOP); "count" answers the bytes received;
+    # "bye" closes the connection (1011).
     "stop.py": """import os
 import signal
 import krait
@@ -345,6 +346,8 @@ class Stop(krait.websockets.WebsocketsCtrlBase):
             os.kill(os.getpid(), signal.SIGSTOP)
         elif message == "count":
             self.push_out_message(str(self.received))
+        elif message == "bye":
+            self.close(1011, "bye")
         else:
             self.received += len(message)
 
@@ -471,6 +474,48 @@ def test_clients_ready_together_are_not_read_past_the_pause(krait_server, make_s
         os.kill(pid, signal.SIGCONT)
         for ws in clients:
             ws.close()
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def test_a_closing_client_of_a_paused_worker_does_not_make_the_hub_spin(krait_server, make_site):
+    # A client whose session its controller ended (so its worker no longer counts it) but that has not
+    # answered the close yet is still watched; if it sends while its worker is paused, the hub must stop
+    # watching it too rather than be told again and again that it is readable (level-triggered).
+    srv = krait_server(make_site(FLOOD_SITE), "--ws-workers", "1")
+    flooder = RawWS(srv.port, "/stop", timeout=30)
+    pid = int(flooder.read_message()[1])
+    closing = RawWS(srv.port, "/stop", timeout=30)
+    closing.read_message()
+    try:
+        closing.send_frame(TEXT, b"bye")
+        f = closing.read_frame()
+        assert (f.opcode, f.payload[:2]) == (CLOSE, struct.pack("!H", 1011))  # and it does not answer
+        time.sleep(0.3)  # the worker's word that the session is over arrives
+        flooder.send_frame(TEXT, b"stop")
+        assert wait_for(lambda: _state(pid) == "T", 10)
+        data = memoryview(frame(BINARY, b"x" * (1024 * 1024)) * 4)
+        flooder.sock.settimeout(0.5)
+        sent = 0
+        try:
+            while not ("has taken none of" in srv.log() and sent > 2 * limits.WS_MAX_TO_WORKER):
+                sent += flooder.sock.send(data[sent % len(data):])
+        except (TimeoutError, BlockingIOError):
+            pass
+        assert wait_for(lambda: "has taken none of" in srv.log(), 5)
+        closing.sock.sendall(frame(TEXT, b"still here"))
+        time.sleep(0.2)
+        before = _cpu_seconds(srv.proc.pid)
+        time.sleep(1)
+        assert _cpu_seconds(srv.proc.pid) - before < 0.5  # a spinning hub takes all of one core
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        flooder.close()
+        closing.close()
 
 
 def test_controller_close_rejects_unsendable_codes(server):

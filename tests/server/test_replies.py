@@ -105,3 +105,20 @@ def test_the_clients_target_and_accept_encoding_count_against_the_bound(site):
         kept.put(key, lambda: static.version(path, "style.css"), version, Reply(200, [], version.data, None))
         assert kept._bytes <= 1024 * 1024
         assert sum(len(k[1]) + len(k[2]) for k in kept._entries) <= 1024 * 1024
+
+
+def test_an_old_version_held_by_a_gzipped_reply_counts_against_the_bound(site):
+    # A gzipped reply's body is not the version's content, yet its entry keeps that version (and its
+    # content) alive after the file changes: rewritten under ever-new query strings, the table would
+    # hold every old version while counting only the small gzipped bodies.
+    path = os.path.join(site, "style.css")
+    bound = 64 * 1024
+    kept = PlainReplies(max_bytes=bound)
+    for n in range(40):
+        with open(path, "wb") as f:
+            f.write(b"%d " % n + b"p { margin: 0 }\n" * 1000)  # 16 kB, gzips to a few hundred bytes
+        version = StaticFiles(lambda rel: "").version(path, "style.css")
+        key = ("GET", "/style.css?%d" % n, "gzip")
+        kept.put(key, lambda: None, version, Reply(200, [], b"gzipped", None))
+        held = sum(len(e[3].body) + len(e[2].data) for e in kept._entries.values())
+        assert held <= kept._bytes <= bound
