@@ -32,7 +32,6 @@ ACTIVE = sys.platform == "win32" or os.environ.get("KRAIT_PORTABLE") == "1"
 SHARES_PORT = not ACTIVE and sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
 
 
-
 @functools.cache
 def batch_threads() -> bool:
     """Whether the server's busiest threads take Linux's SCHED_BATCH policy (see batch_scheduling()):

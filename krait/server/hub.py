@@ -22,7 +22,8 @@
 #   is watched for writing only.
 # - A worker that takes nothing from its pipe (stopped, or stuck in C code holding the GIL) would let its
 #   clients' messages pile up here: past WS_MAX_TO_WORKER waiting for it, the hub stops reading its
-#   clients (they are taken out of the selector, and TCP holds them back) until half of that is written.
+#   clients (they are taken out of the selector, and TCP holds them back) until half of that is written;
+#   meanwhile they are not pinged, as their pongs would not be read.
 # - The selector is the system's best (epoll on Linux), or select() on portable paths (krait/portable.py):
 #   Windows has nothing else, and select() there takes SELECT_MAX_SOCKETS sockets (krait/limits.py).
 
@@ -467,7 +468,10 @@ class WebSocketHub:
     def _pause(self, worker: WsWorker, paused: bool) -> None:
         """Stop or resume reading the clients of a worker (see WS_MAX_TO_WORKER)."""
         worker.paused = paused
+        now = time.monotonic()
         for client in [c for c in self.clients.values() if c.worker is worker]:  # closing ones too
+            if not paused:  # the server did not read it meanwhile: its silence was ours (pings, _tick)
+                client.last_seen, client.ping_sent = now, 0.0
             self._watch(client)
 
     def _worker_readable(self, worker: WsWorker) -> None:
@@ -586,7 +590,7 @@ class WebSocketHub:
             if client.unsent and client.too_slow(now):
                 self._too_slow(client)
                 continue
-            if not interval or not client.is_open:
+            if not interval or not client.is_open or client.worker.paused:  # paused: its pong is not read
                 continue
             if client.ping_sent:
                 if now - client.ping_sent > timeout:

@@ -13,8 +13,7 @@
 # Bounded: PLAIN_REPLY_BYTES of what the entries hold in all (then the whole table is dropped): the body,
 # the FileVersion's content where it is not the body (a gzipped reply, a HEAD's empty one: an old version
 # lives on in its entry after the file changes), and the key, whose target and Accept-Encoding are the
-# client's, up to the header limits. Off in --debug, where routing keeps
-# nothing either.
+# client's, up to the header limits. Off in --debug, where routing keeps nothing either.
 
 from __future__ import annotations
 
@@ -45,7 +44,7 @@ def plain_key(method: str, target: str, headers: dict[str, str]) -> tuple | None
 class PlainReplies:
     def __init__(self, max_bytes: int = limits.PLAIN_REPLY_BYTES) -> None:
         self._max = max_bytes
-        self._entries: dict[tuple, tuple[float, Callable[[], Any], Any, Reply, int]] = {}
+        self._entries: dict[tuple, tuple[float, Callable[[], Any], FileVersion, Reply, int]] = {}
         self._bytes = 0
         self._lock = threading.Lock()
 

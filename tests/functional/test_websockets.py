@@ -27,6 +27,8 @@ from krait import limits, portable
 from tests.functional.test_ws_conformance import (
     BINARY,
     CLOSE,
+    PING,
+    PONG,
     SITE_FILES,
     TEXT,
     RawWS,
@@ -516,6 +518,44 @@ def test_a_closing_client_of_a_paused_worker_does_not_make_the_hub_spin(krait_se
         os.kill(pid, signal.SIGCONT)
         flooder.close()
         closing.close()
+
+
+def test_the_clients_of_a_paused_worker_are_not_closed_for_pongs_the_server_did_not_read(krait_server, make_site):
+    # While the hub reads none of a paused worker's clients, their pongs wait unread: a client that
+    # answers every ping must not be closed for a ping timeout (1011) that was the server's doing.
+    srv = krait_server(make_site(FLOOD_SITE), "--ws-workers", "1", "--ws-ping-interval", "0.5",
+                       "--ws-ping-timeout", "1")
+    flooder = RawWS(srv.port, "/stop", timeout=30)
+    pid = int(flooder.read_message()[1])
+    idle = RawWS(srv.port, "/stop", timeout=30)
+    idle.read_message()
+    try:
+        flooder.send_frame(TEXT, b"stop")
+        assert wait_for(lambda: _state(pid) == "T", 10)
+        data = memoryview(frame(BINARY, b"x" * (1024 * 1024)) * 4)
+        flooder.sock.settimeout(0.5)
+        sent = 0
+        try:
+            while not ("has taken none of" in srv.log() and sent > 2 * limits.WS_MAX_TO_WORKER):
+                sent += flooder.sock.send(data[sent % len(data):])
+        except (TimeoutError, BlockingIOError):
+            pass
+        assert wait_for(lambda: "has taken none of" in srv.log(), 5)
+        idle.sock.settimeout(0.2)
+        until = time.monotonic() + 4  # several ping intervals and timeouts
+        while time.monotonic() < until:
+            try:
+                f = idle.read_frame()
+            except TimeoutError:
+                continue
+            assert f.opcode == PING, "closed while its pongs waited unread: %r" % (f,)
+            idle.send_frame(PONG, f.payload)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        flooder.close()
+    idle.sock.settimeout(30)
+    assert idle.roundtrip(TEXT, b"count") == (TEXT, b"0")  # still open, and served
+    idle.close()
 
 
 def test_controller_close_rejects_unsendable_codes(server):
