@@ -56,7 +56,8 @@ from krait.pool.sessions import (
     publish_record,
     published,
 )
-from krait.server.websocket import MESSAGE, WsClient
+from krait.server.rooms import Rooms
+from krait.server.websocket import MESSAGE, Opening, WsClient
 from krait.settings import Settings
 
 log = logging.getLogger("krait.ws")
@@ -64,24 +65,6 @@ log = logging.getLogger("krait.ws")
 _READ, _WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 _RECV_SIZE = 262144  # one read buffer for every client: large messages arrive in few reads
 _TICK = 1.0  # seconds between two looks at the timers
-
-
-class _Opening:
-    """An upgrade waiting for its route script; the HTTP thread that asked waits on `done`."""
-
-    __slots__ = ("job", "done", "result", "conn", "error", "abandoned")
-
-    def __init__(self, job: jobs.Job) -> None:
-        self.job = job
-        self.done = threading.Event()
-        self.result: jobs.Result | None = None
-        self.conn = 0
-        self.error: Exception | None = None
-        self.abandoned = False  # the HTTP thread gave up waiting, or could not send the 101
-
-    def finish(self, result: jobs.Result | None = None, error: Exception | None = None) -> None:
-        self.result, self.error = result, error
-        self.done.set()
 
 
 class WebSocketHub:
@@ -92,7 +75,7 @@ class WebSocketHub:
         self.max_connections = settings.max_websockets
         self.workers = WsWorkers(settings, settings.ws_workers, self._worker_started)
         self.clients: dict[int, WsClient] = {}  # every connection, from open() until both ends are done
-        self.rooms: dict[str, set[WsClient]] = {}
+        self.rooms = Rooms()
         self._ids = 0
         self._selector = selectors.SelectSelector() if portable.ACTIVE else selectors.DefaultSelector()
         self._commands: deque[tuple[Callable[..., None], tuple]] = deque()
@@ -100,7 +83,7 @@ class WebSocketHub:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._selector.register(self._wake_r, _READ, ("wake", None))
-        self._waiting: deque[_Opening] = deque()  # upgrades waiting for a worker to start
+        self._waiting: deque[Opening] = deque()  # upgrades waiting for a worker to start
         self._buf = memoryview(bytearray(_RECV_SIZE))
         self._relay: tuple[PipeReader, PipeWriter] | None = None
         if relay is not None:
@@ -134,7 +117,7 @@ class WebSocketHub:
             GatewayTimeout: the route script ran past `timeout`.
             InternalError: the worker died.
         """
-        opening = _Opening(job)
+        opening = Opening(job)
         self.call(self._open, opening)
         if not opening.done.wait(timeout):
             self.call(self._abandon, opening)
@@ -215,7 +198,7 @@ class WebSocketHub:
 
     # --- upgrades -------------------------------------------------------------------------
 
-    def _open(self, opening: _Opening) -> None:
+    def _open(self, opening: Opening) -> None:
         if self._going_away:
             opening.finish(error=ServiceUnavailable("the server is shutting down"))
             return
@@ -233,7 +216,7 @@ class WebSocketHub:
         worker.open(conn, opening.job)
         self._want_write(worker)
 
-    def _abandon(self, opening: _Opening) -> None:
+    def _abandon(self, opening: Opening) -> None:
         opening.abandoned = True
         if opening.done.is_set():  # answered just after the HTTP thread stopped waiting: no 101 will go out
             if opening.result is not None and opening.result.status == 101:
@@ -366,7 +349,7 @@ class WebSocketHub:
     def _tell_worker(self, client: WsClient, code: int, reason: str = "") -> None:
         if not client.told_worker:
             client.told_worker = True
-            self._leave_rooms(client)
+            self.rooms.leave_all(client)
             if not client.worker_done:
                 client.worker.close(client.conn, code, reason)
                 self._want_write(client.worker)
@@ -388,35 +371,17 @@ class WebSocketHub:
 
     def _forget(self, client: WsClient) -> None:
         self.clients.pop(client.conn, None)
-        self._leave_rooms(client)
+        self.rooms.leave_all(client)
 
-    # --- rooms ----------------------------------------------------------------------------
-
-    def _join(self, client: WsClient, room: str) -> None:
-        if client.told_worker:
-            return
-        client.rooms.add(room)
-        self.rooms.setdefault(room, set()).add(client)
-
-    def _leave(self, client: WsClient, room: str) -> None:
-        client.rooms.discard(room)
-        members = self.rooms.get(room)
-        if members is not None:
-            members.discard(client)
-            if not members:
-                del self.rooms[room]
-
-    def _leave_rooms(self, client: WsClient) -> None:
-        for room in list(client.rooms):
-            self._leave(client, room)
+    # --- rooms (krait/server/rooms.py) ----------------------------------------------------
 
     def _publish(self, event: Published, here: bool) -> None:
         """Deliver a published message to the room's members here; pass it on to the other server
         processes when it was published in this one."""
-        members = self.rooms.get(event.room)
+        members = self.rooms.members(event.room)
         if members:
             frame = message_frame(event.text, event.payload)  # built once for every member
-            for client in list(members):
+            for client in members:
                 if client.is_open:
                     self._queue(client, frame)
         if here and self._relay is not None:
@@ -501,12 +466,12 @@ class WebSocketHub:
                     self._close(client, event.code, event.reason)
             elif kind is Joined:
                 client = clients.get(event.conn)
-                if client is not None:
-                    self._join(client, event.room)
+                if client is not None and not client.told_worker:  # told: its session is over
+                    self.rooms.join(client, event.room)
             elif kind is Left:
                 client = clients.get(event.conn)
                 if client is not None:
-                    self._leave(client, event.room)
+                    self.rooms.leave(client, event.room)
             else:
                 self._opened(event)
 
@@ -531,7 +496,7 @@ class WebSocketHub:
             if opening is not None:
                 client.opening = None
                 opening.finish(error=InternalError("the WebSocket worker died"))
-            self._leave_rooms(client)
+            self.rooms.leave_all(client)
             if client.sock is None:
                 self._forget(client)
             else:

@@ -1,4 +1,5 @@
-# One WebSocket client in the hub: its socket, its sans-IO session, and the output it has not taken yet.
+# One WebSocket client in the hub: its socket, its sans-IO session, and the output it has not taken yet;
+# and the Opening it starts as, an upgrade whose route script has not answered.
 #
 # Design: the hub (krait/server/hub.py) owns every WsClient and calls it from its one thread; nothing
 # here blocks. read() feeds what the socket holds to the sans-IO krait.http.websocket core and returns
@@ -16,6 +17,7 @@
 from __future__ import annotations
 
 import ssl
+import threading
 import time
 from collections import deque
 from typing import Any
@@ -31,6 +33,7 @@ from krait.http.websocket import (
     TextMessage,
     WebSocketConnection,
 )
+from krait.pool import jobs
 
 _SENDMSG = not portable.ACTIVE
 _WANT = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
@@ -40,13 +43,32 @@ _WANT = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWri
 MESSAGE, CLOSED = 0, 1
 
 
+class Opening:
+    """An upgrade waiting for its route script (WebSocketHub.open()); the HTTP thread that asked waits on
+    `done`."""
+
+    __slots__ = ("job", "done", "result", "conn", "error", "abandoned")
+
+    def __init__(self, job: jobs.Job) -> None:
+        self.job = job
+        self.done = threading.Event()
+        self.result: jobs.Result | None = None
+        self.conn = 0
+        self.error: Exception | None = None
+        self.abandoned = False  # the HTTP thread gave up waiting, or could not send the 101
+
+    def finish(self, result: jobs.Result | None = None, error: Exception | None = None) -> None:
+        self.result, self.error = result, error
+        self.done.set()
+
+
 class WsClient:
     """One WebSocket connection of this server process (its fields belong to the hub's thread)."""
 
     __slots__ = ("conn", "worker", "sock", "ws", "tls", "out", "unsent", "rooms", "last_seen", "ping_sent",
                  "deadline", "opening", "told_worker", "worker_done", "events", "eof", "last_taken")
 
-    def __init__(self, conn: int, worker: Any, max_message: int, opening: Any) -> None:
+    def __init__(self, conn: int, worker: Any, max_message: int, opening: Opening | None) -> None:
         self.conn = conn  # the number the worker knows it by
         self.worker = worker  # the WsWorker hosting its controller
         self.sock: Any = None  # set by attach(), after the 101 went out

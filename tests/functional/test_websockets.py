@@ -484,6 +484,22 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
+def _pause_the_worker(srv, flooder: RawWS, pid: int) -> None:
+    """Stop the worker of `flooder` (FLOOD_SITE's /stop, its pid) and send it messages until the hub
+    stops reading its clients (WS_MAX_TO_WORKER)."""
+    flooder.send_frame(TEXT, b"stop")
+    assert wait_for(lambda: _state(pid) == "T", 10)
+    data = memoryview(frame(BINARY, b"x" * (1024 * 1024)) * 4)
+    flooder.sock.settimeout(0.5)
+    sent = 0
+    try:
+        while not ("has taken none of" in srv.log() and sent > 2 * limits.WS_MAX_TO_WORKER):
+            sent += flooder.sock.send(data[sent % len(data):])
+    except (TimeoutError, BlockingIOError):  # TCP holds the rest back: the hub reads no more
+        pass
+    assert wait_for(lambda: "has taken none of" in srv.log(), 5)
+
+
 def test_a_closing_client_of_a_paused_worker_does_not_make_the_hub_spin(krait_server, make_site):
     # A client whose session its controller ended (so its worker no longer counts it) but that has not
     # answered the close yet is still watched; if it sends while its worker is paused, the hub must stop
@@ -498,17 +514,7 @@ def test_a_closing_client_of_a_paused_worker_does_not_make_the_hub_spin(krait_se
         f = closing.read_frame()
         assert (f.opcode, f.payload[:2]) == (CLOSE, struct.pack("!H", 1011))  # and it does not answer
         time.sleep(0.3)  # the worker's word that the session is over arrives
-        flooder.send_frame(TEXT, b"stop")
-        assert wait_for(lambda: _state(pid) == "T", 10)
-        data = memoryview(frame(BINARY, b"x" * (1024 * 1024)) * 4)
-        flooder.sock.settimeout(0.5)
-        sent = 0
-        try:
-            while not ("has taken none of" in srv.log() and sent > 2 * limits.WS_MAX_TO_WORKER):
-                sent += flooder.sock.send(data[sent % len(data):])
-        except (TimeoutError, BlockingIOError):
-            pass
-        assert wait_for(lambda: "has taken none of" in srv.log(), 5)
+        _pause_the_worker(srv, flooder, pid)
         closing.sock.sendall(frame(TEXT, b"still here"))
         time.sleep(0.2)
         before = _cpu_seconds(srv.proc.pid)
@@ -530,17 +536,7 @@ def test_the_clients_of_a_paused_worker_are_not_closed_for_pongs_the_server_did_
     idle = RawWS(srv.port, "/stop", timeout=30)
     idle.read_message()
     try:
-        flooder.send_frame(TEXT, b"stop")
-        assert wait_for(lambda: _state(pid) == "T", 10)
-        data = memoryview(frame(BINARY, b"x" * (1024 * 1024)) * 4)
-        flooder.sock.settimeout(0.5)
-        sent = 0
-        try:
-            while not ("has taken none of" in srv.log() and sent > 2 * limits.WS_MAX_TO_WORKER):
-                sent += flooder.sock.send(data[sent % len(data):])
-        except (TimeoutError, BlockingIOError):
-            pass
-        assert wait_for(lambda: "has taken none of" in srv.log(), 5)
+        _pause_the_worker(srv, flooder, pid)
         idle.sock.settimeout(0.2)
         until = time.monotonic() + 4  # several ping intervals and timeouts
         while time.monotonic() < until:

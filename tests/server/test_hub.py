@@ -12,7 +12,8 @@ from krait import limits
 from krait.errors import GatewayTimeout
 from krait.http.websocket import WebSocketConnection
 from krait.pool import jobs
-from krait.server.hub import WebSocketHub, _Opening
+from krait.server.hub import WebSocketHub
+from krait.server.websocket import Opening
 from krait.settings import Settings
 
 ROUTE = """import krait
@@ -230,7 +231,7 @@ def test_an_upgrade_accepted_just_after_its_thread_gave_up_waiting_is_released(t
     try:
         job = jobs.Job(jobs.WEBSOCKET, str(tmp_path / "ws.py"), "ws.py", "GET", "/ws", "/ws", "", "HTTP/1.1",
                        {}, b"", ("127.0.0.1", 1), "http", ())
-        opening = _Opening(job)
+        opening = Opening(job)
         hub.call(hub._open, opening)
         assert opening.done.wait(30) and opening.result is not None and opening.result.status == 101
         assert hub.count() == 1
