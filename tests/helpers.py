@@ -57,6 +57,20 @@ def wait_for(predicate: Callable[[], Any], timeout: float, step: float = 0.02) -
     return bool(predicate())
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of process `pid` (every thread), from /proc/PID/stat."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def assert_quiet(pid: int) -> None:
+    """The server burns (almost) no CPU over a second in which no client talks to it."""
+    before = cpu_seconds(pid)
+    time.sleep(1.0)
+    assert cpu_seconds(pid) - before < 0.3, "the server spins"
+
+
 def read_all(s: socket.socket) -> bytes:
     """Everything the peer sends until it closes (or resets, or the socket's timeout passes)."""
     chunks = []

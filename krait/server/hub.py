@@ -270,9 +270,8 @@ class WebSocketHub:
     # --- clients --------------------------------------------------------------------------
 
     def _client_readable(self, client: WsClient) -> None:
-        if client.worker.paused:  # ready in the same select() as the read that paused its worker
-            self._watch(client)  # not read, so not watched for input either: epoll would report it again
-            return
+        if client.worker.paused:  # ready in the same select() as the read that paused its worker (which
+            return  # took every client of that worker out of the selector: _pause)
         self._heard(client, client.read(self._buf, time.monotonic()))
 
     def _heard(self, client: WsClient, heard: list[tuple]) -> None:

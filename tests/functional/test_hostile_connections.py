@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from tests.helpers import read_all, write_site
+from tests.helpers import assert_quiet, read_all, write_site
 
 SITE = {
     "hello.txt": "hello\n",
@@ -65,20 +65,6 @@ def status(response: bytes) -> int:
     m = re.match(rb"HTTP/1\.1 (\d{3}) ", response)
     assert m, response[:200]
     return int(m.group(1))
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of process `pid` (every thread), from /proc/PID/stat."""
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def assert_quiet(pid: int) -> None:
-    """The server burns (almost) no CPU over a second in which no client talks to it."""
-    before = cpu_seconds(pid)
-    time.sleep(1.0)
-    assert cpu_seconds(pid) - before < 0.3, "the server spins"
 
 
 def assert_normal(port: int) -> None:
