@@ -226,6 +226,32 @@ def test_deleted_and_rebound_module_attributes_come_back(tmp_path, krait_server)
     assert requests.get(srv.url + "/check", timeout=10).text == "SimpleCtrl False False"
 
 
+def test_init_functions_share_the_requests_namespace_and_leave_nothing_behind(tmp_path, krait_server):
+    # As in 0.5.2 (init.py and the script share one __main__ per request): a global that an init.py
+    # function sets is the calling script's, and the next visitor of the same worker starts from what
+    # init.py left, including containers of dict subclasses.
+    root = write_site(tmp_path / "site", {
+        ".py/init.py": "import collections\nimport krait\n"
+                       "current_user = None\naudit = []\nby_user = collections.defaultdict(list)\n"
+                       "ordered = collections.OrderedDict()\n"
+                       "def identify():\n"
+                       "    global current_user\n"
+                       "    current_user = krait.request.query.get('user')\n"
+                       "    audit.append(current_user)\n"
+                       "    by_user[current_user].append(1)\n"
+                       "    ordered[current_user] = 1\n",
+        "who.py": "identify()\nkrait.response = krait.Response('HTTP/1.1', 200, [], '%s %s %s %s %s' % (\n"
+                  "    current_user, audit, dict(by_user), list(ordered), type(by_user).__name__))",
+        "peek.py": "krait.response = krait.Response('HTTP/1.1', 200, [], '%s %s %s %s' % (\n"
+                   "    current_user, audit, dict(by_user), list(ordered)))",
+    })
+    srv = krait_server(root, "--workers", "1")
+    assert requests.get(srv.url + "/who?user=ana", timeout=10).text == \
+        "ana ['ana'] {'ana': [1]} ['ana'] defaultdict"
+    assert requests.get(srv.url + "/peek", timeout=10).text == "None [] {} []"
+    assert requests.get(srv.url + "/who", timeout=10).text == "None [None] {None: [1]} [None] defaultdict"
+
+
 def test_timeout_gives_504_and_server_recovers(server):
     t0 = time.monotonic()
     r = requests.get(server.url + "/sleep?s=30", timeout=20)

@@ -320,6 +320,48 @@ def test_enum_room_names_close_codes_and_reasons_are_taken_as_plain_values(krait
     assert "died" not in srv.log()
 
 
+INLINE_SITE = {
+    ".py/init.py": """import krait
+from krait.config import Route
+
+krait.config.routes = [Route("WEBSOCKET", url="/inline", target="/inline.py"), Route()]
+""",
+    # The controller is defined in the route script and uses that script's globals after it ended.
+    "inline.py": """import json
+import krait
+
+name = krait.request.query["name"]
+
+
+class Inline(krait.websockets.WebsocketsCtrlBase):
+    def __init__(self):
+        super().__init__(use_in_message_queue=False)
+
+    def on_in_message(self, message):
+        self.push_out_message(json.dumps([name, message]))
+
+
+krait.websockets.response = krait.websockets.WebsocketsResponse(Inline())
+""",
+}
+
+
+def test_a_controller_defined_in_its_route_script_keeps_that_scripts_globals(krait_server, make_site):
+    # Route scripts run in a copy of init.py's namespace (docs/scripts.md): the upgrades that follow in
+    # the same worker do not take the first controller's globals away.
+    srv = krait_server(make_site(INLINE_SITE), "--ws-workers", "1")
+    first = websocket.create_connection("ws://127.0.0.1:%d/inline?name=a" % srv.port, timeout=10)
+    second = websocket.create_connection("ws://127.0.0.1:%d/inline?name=b" % srv.port, timeout=10)
+    try:
+        first.send("x")
+        second.send("y")
+        assert json.loads(first.recv()) == ["a", "x"]
+        assert json.loads(second.recv()) == ["b", "y"]
+    finally:
+        first.close()
+        second.close()
+
+
 FLOOD_SITE = {
     ".py/init.py": """import krait
 from krait.config import Route
