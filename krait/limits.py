@@ -255,6 +255,10 @@ WS_MAX_UNSENT = 16 * 1024 * 1024
 #: WebSocket worker's memory without bound (docs/websockets.md).
 WS_MAX_UNREAD = 16 * 1024 * 1024
 
+#: Bytes counted against WS_MAX_UNREAD for each message waiting in a worker besides its payload: the
+#: objects that hold it. So a flood of empty messages is bounded too.
+WS_MESSAGE_OVERHEAD = 100
+
 #: Bytes of client messages the server holds for one WebSocket worker whose pipe does not take them (a
 #: worker that stopped reading it: stopped, or stuck in C code that holds the GIL). Past it the hub stops
 #: reading that worker's clients, and TCP holds them back, until half of it is written

@@ -33,6 +33,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import traceback
 from collections import deque
@@ -104,7 +105,7 @@ class WebsocketsCtrlBase:
     def __init__(self, use_in_message_queue=True):
         self._in_lock = threading.RLock()
         self._in_queue: deque | None = deque() if use_in_message_queue else None
-        self._in_bytes = 0  # the size of what _in_queue holds (-1: past WS_MAX_UNREAD, closed)
+        self._in_bytes = 0  # the memory of what _in_queue holds (-1: past WS_MAX_UNREAD, closed)
         self._out_lock = threading.Lock()
         self._out_queue: deque = deque()
         self._close_requested = False
@@ -161,7 +162,9 @@ class WebsocketsCtrlBase:
         WS_MAX_UNREAD bytes closes the connection with 1008 (docs/websockets.md)."""
         if self._in_queue is None or self._in_bytes < 0:
             return
-        self._in_bytes += len(message)
+        # The message's memory, not its length: a str of 4-byte characters takes four times its len(),
+        # and an empty message still takes an object.
+        self._in_bytes += sys.getsizeof(message)
         if self._in_bytes <= limits.WS_MAX_UNREAD:
             self._in_queue.append(message)
             return
@@ -188,7 +191,7 @@ class WebsocketsCtrlBase:
                 return None
             message = self._in_queue.popleft()
             if self._in_bytes > 0:
-                self._in_bytes -= len(message)
+                self._in_bytes -= sys.getsizeof(message)
             return message
 
     # --- outgoing messages -------------------------------------------------------------------

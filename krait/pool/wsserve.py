@@ -112,7 +112,8 @@ class _Hosted:
         self.session = session
         self.link = link
         self.mailbox: deque[tuple] = deque()
-        self.unread = 0  # bytes of the messages in `mailbox` (-1: past WS_MAX_UNREAD, closed; more are dropped)
+        self.unread = 0  # bytes of the messages in `mailbox`, each with WS_MESSAGE_OVERHEAD (-1: past WS_MAX_UNREAD,
+        # closed; more are dropped)
         self.running = False  # a thread is running this connection's callbacks
 
 
@@ -172,7 +173,7 @@ class SessionHost:
             if hosted is None:
                 return  # the connection is gone already
             if hosted.running:
-                overflow = item[0] == _MESSAGE and self._unread(hosted, len(item[2]))
+                overflow = item[0] == _MESSAGE and self._unread(hosted, len(item[2]) + limits.WS_MESSAGE_OVERHEAD)
                 if item[0] != _MESSAGE or hosted.unread >= 0:
                     hosted.mailbox.append(item)
             else:
@@ -209,7 +210,7 @@ class SessionHost:
                         return
                     item = hosted.mailbox.popleft()
                     if item[0] == _MESSAGE and hosted.unread > 0:
-                        hosted.unread -= len(item[2])
+                        hosted.unread -= len(item[2]) + limits.WS_MESSAGE_OVERHEAD
         finally:
             with self._lock:
                 hosted.running = False

@@ -145,6 +145,16 @@ def test_push_after_stop_still_reaches_listener():
     assert seen == [("text", b"late")]
 
 
+def test_the_input_queue_is_capped_by_the_memory_its_messages_take():
+    # A str of 4-byte characters takes four times its len(): 5 MiB of them are past the 16 MiB cap.
+    c = ws.WebsocketsCtrlBase()
+    wide = "\U0001f600" * (1024 * 1024)
+    for _ in range(5):
+        c.on_in_message_internal(wide)
+    assert c._take_out() == [("close", 1008, "messages sent faster than they are handled")]
+    assert c.pop_in_message() is None
+
+
 def test_close_validation_and_once():
     c = ws.WebsocketsCtrlBase()
     for bad in (999, 1004, 1005, 1006, 1015, 2999, 5000, True, "1000"):

@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import struct
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -437,6 +438,24 @@ def test_a_client_sending_faster_than_its_controller_handles_is_closed(krait_ser
         ws.close()
     other = websocket.create_connection("ws://127.0.0.1:%d/hoard" % srv.port, timeout=10)
     other.close()
+    assert "died" not in srv.log()
+
+
+@pytest.mark.parametrize("path, each", [("/hoard", sys.getsizeof(b"")), ("/slow", limits.WS_MESSAGE_OVERHEAD)])
+def test_empty_messages_count_against_the_cap_too(krait_server, make_site, path, each):
+    # An empty message still takes memory where it waits (an object in the input queue, an item in the
+    # mailbox): a flood of them is closed with 1008 like a flood of large ones.
+    srv = krait_server(make_site(FLOOD_SITE))
+    ws = websocket.create_connection("ws://127.0.0.1:%d%s" % (srv.port, path), timeout=30)
+    try:
+        if path == "/slow":
+            ws.send_binary(b"busy")  # the controller sleeps on this one: the rest waits in the mailbox
+        empty = bytes([0x82, 0x80, 1, 2, 3, 4])  # FIN, binary, masked, no payload
+        ws.sock.sendall(empty * (limits.WS_MAX_UNREAD // each + 2))
+        opcode, frame = ws.recv_data_frame(True)
+        assert (opcode, frame.data[:2]) == (websocket.ABNF.OPCODE_CLOSE, struct.pack("!H", 1008))
+    finally:
+        ws.close()
     assert "died" not in srv.log()
 
 
