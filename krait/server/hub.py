@@ -284,6 +284,13 @@ class WebSocketHub:
                 self._tell_worker(client, a, b)
         if heard and worker.writer.pending and not client.told_worker:
             self._want_write(worker)
+        if client.unsent > limits.WS_SLOW_UNSENT and client.too_slow(time.monotonic()):
+            # What the protocol answers by itself (pongs to a ping flood) counts too. A client already
+            # closing gets no second chance: nothing more is queued for it.
+            if not client.is_open:
+                self._drop(client, 1006)
+                return
+            self._too_slow(client)
         if client.sock is not None and client.is_closed:
             if not client.unsent:
                 self._drop(client, 1006)  # closed: the echo of its close (if any) is out

@@ -187,8 +187,15 @@ class WsClient:
         return True
 
     def drop_output(self) -> None:
-        self.out.clear()
+        """Forget the output not sent yet, except the rest of a frame already partly sent: a frame goes
+        out whole (RFC 6455 section 5.2), or the Close that follows would land inside its payload."""
+        out = self.out
+        started = out[0] if out and type(out[0]) is memoryview else None  # what a partial send left
+        out.clear()
         self.unsent = 0
+        if started is not None:
+            out.append(started)
+            self.unsent = len(started)
 
     @property
     def is_open(self) -> bool:
@@ -205,4 +212,5 @@ class WsClient:
         except OSError:
             pass
         self.sock = None
-        self.drop_output()
+        self.out.clear()
+        self.unsent = 0

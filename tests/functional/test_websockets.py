@@ -607,6 +607,55 @@ def test_the_clients_of_a_paused_worker_are_not_closed_for_pongs_the_server_did_
     idle.close()
 
 
+def _not_reading(port: int, path: str) -> RawWS:
+    """A client with a small receive buffer (set before connecting: the kernel cannot grow it) that reads
+    nothing after the handshake until told."""
+    ws = RawWS.__new__(RawWS)
+    ws.sock = socket.socket()
+    ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    ws.sock.settimeout(20)
+    ws.sock.connect(("127.0.0.1", port))
+    ws.buf = bytearray()
+    ws.sock.sendall(upgrade_request(path, "dGhlIHNhbXBsZSBub25jZQ=="))
+    while b"\r\n\r\n" not in ws.buf:
+        ws._fill()
+    del ws.buf[:ws.buf.index(b"\r\n\r\n") + 4]
+    return ws
+
+
+def test_a_client_closed_for_not_reading_gets_whole_frames_then_the_close(server):
+    # 24 MB pushed at once, past WS_MAX_UNSENT: the server drops what it has not started to send, but
+    # the frame it was in the middle of goes out whole before the Close (RFC 6455 section 5.2).
+    ws = _not_reading(server.port, "/ws/cmd")
+    try:
+        ws.send_frame(TEXT, b"burst 24 1000000")
+        time.sleep(2)
+        while True:
+            f = ws.read_frame()
+            if f.opcode == CLOSE:
+                break
+            assert (f.opcode, len(f.payload), set(f.payload)) == (BINARY, 1000000, {ord("b")})
+        assert (f.code, f.reason) == (1008, b"too slow")
+    finally:
+        ws.sock.close()
+
+
+def test_a_ping_flood_from_a_client_that_does_not_read_is_cut_off(server):
+    # Each ping queues a pong, which counts against WS_MAX_UNSENT as any output does: the connection is
+    # dropped once that much waits, not after a tick and a closing handshake's 5 s of more pongs.
+    ws = _not_reading(server.port, "/ws/fast")
+    pings = frame(PING, b"p" * 125) * 2000
+    sent = 0
+    try:
+        with pytest.raises(OSError):
+            while sent < 1024 * 1024 * 1024:
+                ws.sock.sendall(pings)
+                sent += len(pings)
+        assert sent < 4 * limits.WS_MAX_UNSENT
+    finally:
+        ws.sock.close()
+
+
 def test_controller_close_rejects_unsendable_codes(server):
     ws = connect(server, "/ws/cmd")
     try:

@@ -149,6 +149,10 @@ class Commands(WebsocketsCtrlBase):
         elif word == "many":
             for i in range(int(rest)):
                 self.push_out_message(str(i))
+        elif word == "burst":
+            count, _, size = rest.partition(" ")
+            for _ in range(int(count)):
+                self.push_out_message(b"b" * int(size))
         elif word == "raise":
             raise RuntimeError("secret detail from on_in_message")
         elif word == "threadraise":
