@@ -163,8 +163,9 @@ class WebSocketConnection:
         self._out: list[bytes] = []
         # the fragmented message being received: its opcode (None when none), parts, size so far
         self._msg_opcode: Opcode | None = None
-        self._msg_parts: list = []
-        self._msg_size = 0
+        # The payload of a fragmented message so far: one buffer, so a flood of empty or tiny fragments
+        # costs no more memory than its bytes (a list of parts cost an object each).
+        self._msg_buf = bytearray()
         self._decoder: codecs.IncrementalDecoder | None = None
 
     # --- receiving -------------------------------------------------------------------------
@@ -183,7 +184,7 @@ class WebSocketConnection:
         parser.feed(data)
         try:
             while self.state != CLOSED:
-                parser.max_payload = self.max_message_size - self._msg_size
+                parser.max_payload = self.max_message_size - len(self._msg_buf)
                 parts = parser.next_parts()
                 if parts is None:
                     break
@@ -241,44 +242,36 @@ class WebSocketConnection:
                 self._events.append(BinaryMessage(payload))
             return
         self._msg_opcode = opcode
-        self._msg_size = len(payload)
+        self._msg_buf = bytearray(payload)
         if opcode is Opcode.TEXT:
             self._decoder = _utf8_decoder()
-            self._msg_parts = [self._decode(payload, False)]
-        else:
-            self._msg_parts = [payload]
+            self._check_utf8(payload, False)
 
     def _on_continuation(self, fin: bool, payload: bytes) -> None:
         opcode = self._msg_opcode
         if opcode is None:
             raise WebSocketError("continuation frame without a message to continue", 1002)
-        self._msg_size += len(payload)
-        parts = self._msg_parts
+        self._msg_buf += payload
         if opcode is Opcode.TEXT:
-            parts.append(self._decode(payload, fin))
-            if fin:
-                self._events.append(TextMessage("".join(parts)))
-        else:
-            parts.append(payload)
-            if fin:
-                self._events.append(BinaryMessage(b"".join(parts)))
+            self._check_utf8(payload, fin)
         if fin:
+            whole = self._msg_buf
+            self._events.append(TextMessage(whole.decode("utf-8")) if opcode is Opcode.TEXT
+                                else BinaryMessage(bytes(whole)))
             self._msg_opcode = self._decoder = None
-            self._msg_parts = []
-            self._msg_size = 0
+            self._msg_buf = bytearray()
 
-    def _decode(self, payload: bytes, final: bool) -> str:
+    def _check_utf8(self, payload: bytes, final: bool) -> None:
         # Section 8.1 wants invalid text failed as soon as it is seen. CPython's incremental
         # decoder already fails at the first impossible byte, except that it keeps b"\xed" +
         # 0xA0..0xBF (the start of a UTF-16 surrogate, never valid) pending: check that here.
         decoder = self._decoder
         assert decoder is not None  # set while a text message is being received
-        text = decoder.decode(payload, final)
+        decoder.decode(payload, final)  # raises UnicodeDecodeError; the text is decoded whole at the end
         if not final:
             pending = decoder.getstate()[0]
             if len(pending) == 2 and pending[0] == 0xED and pending[1] >= 0xA0:
                 raise WebSocketError("text message is not valid UTF-8 (surrogate)", 1007)
-        return text
 
     def _on_close(self, payload: bytes) -> None:
         code, reason = parse_close(payload)
@@ -304,7 +297,7 @@ class WebSocketConnection:
         self.close_code = int(code)
         self.close_reason = reason
         self._parser.clear()
-        self._msg_parts = []
+        self._msg_buf = bytearray()
         self._decoder = None
 
     def _transition(self, trigger: str) -> None:

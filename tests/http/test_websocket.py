@@ -6,6 +6,7 @@ give the same events, the same protocol output and the same final state.
 
 import os
 import struct
+import tracemalloc
 
 import pytest
 
@@ -219,6 +220,26 @@ def test_unknown_opcode_fails_1002(opcode):
 def test_control_frame_too_long_fails_1002():
     frame = bytes((0x89, 0x80 | 126)) + struct.pack("!H", 126) + os.urandom(4) + b"x" * 126
     assert_failed(three_ways(frame), 1002)
+
+
+@pytest.mark.parametrize("opcode", [Opcode.TEXT, Opcode.BINARY])
+def test_a_flood_of_empty_fragments_takes_no_memory(opcode):
+    # Each fragment adds its bytes to the message and nothing else: 50,000 empty ones (300 kB on the
+    # wire, a message of 2 bytes) must not hold an object each while the message is open.
+    ws = WebSocketConnection()
+    ws.receive_data(c(opcode, b"a", fin=False))
+    empty = c(Opcode.CONTINUATION, b"", fin=False) * 1000
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(50):
+            ws.receive_data(empty)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 64 * 1024
+    ws.receive_data(c(Opcode.CONTINUATION, b"b"))
+    assert ws.events() == [TextMessage("ab") if opcode is Opcode.TEXT else BinaryMessage(b"ab")]
 
 
 def test_fragmented_control_frame_fails_1002():
