@@ -10,6 +10,10 @@
 #   watchdog thread then makes a new leader, which goes on reading the pipe, and the old one ends once it
 #   has drained its connection's mailbox. So a controller that blocks for seconds delays only its own
 #   connection; the others wait at most about WS_CALLBACK_STALL.
+# - A connection that ends while its callback runs: should_stop() turns True at once (a callback may be
+#   the loop that waits for it), on_stop() runs once the callback returns. One that has not returned
+#   within WS_STOP_TIMEOUT is given up, as a thread that does not stop is: the server hears that the
+#   connection is done (its slot under --max-websockets is free again) and what it still sends is dropped.
 # - Route scripts (WS_OPEN) run one at a time on the upgrade thread, because they see the module globals
 #   krait.request and krait.websockets.request, as scripts do in a script worker. An accepted
 #   connection's on_start() runs there too, right after, with what its client sent meanwhile held in
@@ -27,8 +31,8 @@
 #   threads that read the pipe and run the upgrades never die of it, so the worker's other connections go
 #   on. (The worker's sessions, krait/worker/websocket.py, catch the site's own errors first.)
 # The worker side gives serve_sessions() `open_session(job, link) -> (Result, session or None)`; a
-# session has start(), message(text, payload) and close(code, reason, timeout) -> bool (False when its
-# controller would not stop in time).
+# session has start(), message(text, payload), ending() (the connection ended while a callback runs) and
+# close(code, reason, timeout) -> bool (False when its controller would not stop in time).
 
 from __future__ import annotations
 
@@ -106,11 +110,13 @@ class SessionLink:
 class _Hosted:
     """One connection in this worker: its session, and the records waiting while a callback runs."""
 
-    __slots__ = ("session", "link", "mailbox", "unread", "running")
+    __slots__ = ("session", "link", "mailbox", "unread", "running", "ended", "given_up")
 
     def __init__(self, session: Any, link: SessionLink) -> None:
         self.session = session
         self.link = link
+        self.ended = 0.0  # when the connection ended while a callback ran (0: it did not)
+        self.given_up = False  # that callback ran past WS_STOP_TIMEOUT: the server was told it is done
         self.mailbox: deque[tuple] = deque()
         self.unread = 0  # bytes of the messages in `mailbox`, each with WS_MESSAGE_OVERHEAD (-1: past WS_MAX_UNREAD,
         # closed; more are dropped)
@@ -129,6 +135,7 @@ class SessionHost:
         self.stall = stall
         self._lock = threading.Lock()  # guards the fields below and every mailbox
         self._hosted: dict[int, _Hosted] = {}
+        self._ending: dict[int, _Hosted] = {}  # connections that ended while a callback ran (see above)
         self._leader: threading.Thread | None = None
         self._busy_since = 0.0  # when the leader's current callback began; 0 while it reads the pipe
         self._upgrades: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -176,6 +183,10 @@ class SessionHost:
                 overflow = item[0] == _MESSAGE and self._unread(hosted, len(item[2]) + limits.WS_MESSAGE_OVERHEAD)
                 if item[0] != _MESSAGE or hosted.unread >= 0:
                     hosted.mailbox.append(item)
+                if item[0] == _CLOSE and not hosted.ended:
+                    hosted.ended = time.monotonic()
+                    self._ending[conn] = hosted
+                    hosted.session.ending()
             else:
                 hosted.running = True
                 self._busy_since = time.monotonic()
@@ -239,23 +250,43 @@ class SessionHost:
                             limits.WS_STOP_TIMEOUT)
             with self._lock:
                 self._hosted.pop(conn, None)
+                self._ending.pop(conn, None)
                 hosted.mailbox.clear()
-            with self.send_lock:
-                try:
-                    self.pipe.send((jobs.WS_DONE, conn))
-                except (OSError, ValueError):
-                    pass
+                if hosted.given_up:
+                    return  # the server heard it from the watchdog
+            self._done_with(conn)
+
+    def _done_with(self, conn: int) -> None:
+        with self.send_lock:
+            try:
+                self.pipe.send((jobs.WS_DONE, conn))
+            except (OSError, ValueError):
+                pass
 
     def _watchdog(self) -> None:
-        # A leader stuck in one callback past `stall` is replaced, so the pipe keeps being read.
+        # A leader stuck in one callback past `stall` is replaced, so the pipe keeps being read; a
+        # connection whose callback did not return within WS_STOP_TIMEOUT of its end is given up.
         while not self._done.wait(self.stall / 2):
+            now = time.monotonic()
+            given_up = []
             with self._lock:
                 busy = self._busy_since
-                if busy and time.monotonic() - busy > self.stall:
+                if busy and now - busy > self.stall:
                     new = threading.Thread(target=self._lead, name="krait-ws-leader", daemon=True)
                     self._leader = new
                     self._busy_since = 0.0
                     new.start()
+                for conn, hosted in list(self._ending.items()):
+                    if now - hosted.ended > limits.WS_STOP_TIMEOUT:
+                        del self._ending[conn]
+                        self._hosted.pop(conn, None)
+                        hosted.given_up = True
+                        hosted.link.closed = True  # what the callback still sends goes nowhere
+                        given_up.append(conn)
+            for conn in given_up:
+                log.warning("WebSocket controller of connection %d did not return from its callback within "
+                            "%.0fs of the connection's end; given up", conn, limits.WS_STOP_TIMEOUT)
+                self._done_with(conn)
 
     # --- route scripts ----------------------------------------------------------------------
 

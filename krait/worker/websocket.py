@@ -68,6 +68,14 @@ class ControllerSession:
             pass
         self.link.close(1011)  # nothing when the controller's close went out
 
+    def ending(self) -> None:
+        """The connection ended while a callback of this controller runs: should_stop() turns True now,
+        on_stop() runs once the callback returns (close())."""
+        try:
+            self.controller._exit_event.set()
+        except BaseException:  # a controller whose __init__ skipped the base's: close() reports it
+            pass
+
     def close(self, code: int, reason: str, timeout: float) -> bool:
         """The connection ended (the client closed, or it was lost): stop the controller; False when it
         did not stop within `timeout`."""

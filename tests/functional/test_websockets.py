@@ -347,6 +347,64 @@ krait.websockets.response = krait.websockets.WebsocketsResponse(Inline())
 }
 
 
+LOOPING_SITE = {
+    ".py/init.py": """import krait
+from krait.config import Route
+
+krait.config.routes = [Route("WEBSOCKET", url="/loop", target="/loop.py"), Route()]
+""",
+    # on_in_message streams until the connection ends, as a thread's loop would; the marker file (path
+    # in the query string) says what Krait called.
+    "loop.py": """import time
+import krait
+
+marker = krait.request.query["marker"]
+
+
+class Looping(krait.websockets.WebsocketsCtrlBase):
+    def __init__(self):
+        super().__init__(use_in_message_queue=False)
+
+    def on_in_message(self, message):
+        while not self.should_stop():
+            self.push_out_message("tick")
+            time.sleep(0.05)
+        with open(marker, "a") as f:
+            f.write("loop ended\\n")
+
+    def on_stop(self):
+        super().on_stop()
+        with open(marker, "a") as f:
+            f.write("on_stop\\n")
+
+
+krait.websockets.response = krait.websockets.WebsocketsResponse(Looping())
+""",
+}
+
+
+def test_a_callback_looping_until_should_stop_sees_the_end_and_frees_the_slot(krait_server, make_site, tmp_path):
+    # should_stop() turns True when the connection ends, even while on_in_message runs; on_stop()
+    # follows once it returns, and the connection's --max-websockets slot is free again.
+    srv = krait_server(make_site(LOOPING_SITE), "--max-websockets", "1")
+    marker = tmp_path / "marker"
+    url = "ws://127.0.0.1:%d/loop?marker=%s" % (srv.port, quote(str(marker)))
+    ws = websocket.create_connection(url, timeout=10)
+    ws.send("go")
+    assert ws.recv() == "tick"
+    ws.close()
+    assert wait_for(lambda: marker.exists() and marker.read_text() == "loop ended\non_stop\n", 5)
+    again = None
+    deadline = time.monotonic() + 5
+    while again is None:
+        try:
+            again = websocket.create_connection(url, timeout=10)
+        except websocket.WebSocketBadStatusException:
+            assert time.monotonic() < deadline, "the slot was not freed"
+            time.sleep(0.1)
+    again.close()
+
+
 def test_a_controller_defined_in_its_route_script_keeps_that_scripts_globals(krait_server, make_site):
     # Route scripts run in a copy of init.py's namespace (docs/scripts.md): the upgrades that follow in
     # the same worker do not take the first controller's globals away.

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from krait import limits
 from krait.pool import jobs
 from krait.pool.pipe import MessagePipe
 from krait.pool.wsserve import SessionHost
@@ -21,6 +22,7 @@ class Echoing:
     """A session that echoes; b"block" makes its callback sleep for a second first."""
 
     closed: list[tuple[int, int]] = []
+    ended: set[int] = set()
     routes_at_once = 0
     most_routes_at_once = 0
 
@@ -41,11 +43,19 @@ class Echoing:
             raise RuntimeError("a bug in the session")
         if payload == b"block":
             time.sleep(1.0)
+        elif payload == b"until stopped":  # the loop a controller may run in on_in_message
+            deadline = time.monotonic() + 10
+            while self.link.conn not in Echoing.ended and time.monotonic() < deadline:
+                time.sleep(0.01)
+            return
         elif payload.startswith((b"join ", b"leave ")):
             verb, room = payload.decode().split()
             getattr(self.link, verb)(room)
             return
         self._send(("text" if text else "binary", payload))
+
+    def ending(self):
+        Echoing.ended.add(self.link.conn)
 
     def close(self, code, reason, timeout):
         Echoing.closed.append((self.link.conn, code))
@@ -67,6 +77,7 @@ def open_session(job, link):
 @pytest.fixture
 def host():
     Echoing.closed = []
+    Echoing.ended = set()
     ours, theirs = MessagePipe.pair(pipes=True)
     worker_end = MessagePipe(*theirs)
     host = SessionHost(worker_end, threading.Lock(), open_session, stall=0.05)
@@ -161,3 +172,32 @@ def test_a_failing_session_closes_only_its_own_connection(host):
     host.send_message(jobs.WS_TEXT, 2, b"on")
     assert host.recv(5) == (jobs.WS_TEXT, 2, b"on")
     open_conns(host, 3)  # the upgrade thread goes on too
+
+
+def test_a_connection_that_ends_while_its_callback_runs_is_told_at_once(host):
+    # The callback loops until should_stop() (ending() here): the end reaches it while it runs, and
+    # close() (on_stop) follows once it returns.
+    open_conns(host, 1)
+    host.send_message(jobs.WS_TEXT, 1, b"until stopped")
+    time.sleep(0.2)
+    started = time.monotonic()
+    host.send((jobs.WS_CLOSE, 1, 1000, ""))
+    assert host.recv(5) == (jobs.WS_DONE, 1)
+    assert time.monotonic() - started < 1
+    assert Echoing.ended == {1} and Echoing.closed == [(1, 1000)]
+
+
+def test_a_callback_that_does_not_return_after_the_end_is_given_up(host, monkeypatch):
+    monkeypatch.setattr(limits, "WS_STOP_TIMEOUT", 0.3)
+    open_conns(host, 1, 2)
+    host.send_message(jobs.WS_TEXT, 1, b"block")  # a second, deaf to the end
+    host.send_message(jobs.WS_TEXT, 1, b"after the block")
+    time.sleep(0.1)
+    host.send((jobs.WS_CLOSE, 1, 1000, ""))
+    assert host.recv(5) == (jobs.WS_DONE, 1)  # the server may count the slot free again
+    host.send_message(jobs.WS_TEXT, 2, b"still here")
+    assert host.recv(5) == (jobs.WS_TEXT, 2, b"still here")
+    time.sleep(1.2)  # the block ended: nothing it sends reaches the server, nor a second WS_DONE
+    host.send_message(jobs.WS_TEXT, 2, b"and here")
+    assert host.recv(5) == (jobs.WS_TEXT, 2, b"and here")
+    assert Echoing.closed == [(1, 1000)]  # on_stop still ran once the callback returned
