@@ -18,8 +18,11 @@
 #   trailing SP/HTAB, hold only VCHAR, SP, HTAB and obs-text (section 5.5). Values are str sent as
 #   Latin-1, so obs-text is U+00A0-U+00FF: the C1 controls U+0080-U+009F (U+0085 is a line break to
 #   some readers) are refused like the other controls, and so is anything beyond Latin-1. The block is
-#   capped at limits.MAX_RESPONSE_HEADER_BLOCK bytes and MAX_RESPONSE_HEADER_COUNT fields. Any of these
-#   fails the job with a 500 (logged; its headers are never sent).
+#   capped at limits.MAX_RESPONSE_HEADER_BLOCK bytes and MAX_RESPONSE_HEADER_COUNT fields. So are the
+#   Content-Type from krait.set_content_type() and the reason phrase of a raw-text response (RFC 9112
+#   section 4), and the status must be one a response can end with: no 1xx (interim responses, RFC 9110
+#   section 15.2), no body with a 204 or 304 (section 6.4.1). Any of these fails the job with a 500
+#   (logged; its headers are never sent), before krait.session's changes are stored.
 # - A template whose compiled code only writes constant text is "code-free": the Result says so, with the
 #   (mtime_ns, size) of the file version rendered, and the server serves that output itself until the
 #   file changes (docs/pympl.md).
@@ -157,6 +160,17 @@ def _checked_headers(pairs: Any) -> tuple[tuple[str, str], ...]:
     return tuple(headers)
 
 
+def _check_status(status: int, reason: str, body: Any) -> None:
+    if status < 200:
+        raise ValueError("refused to send status %d as the response: a script's response must be final "
+                         "(200-599; RFC 9110 section 15.2)" % status)
+    if status in (204, 304) and type(body) is bytes and body:
+        raise ValueError("refused to send a %d response with a body (RFC 9110 section 6.4.1)" % status)
+    if not _FIELD_VALUE.fullmatch(reason):
+        raise ValueError("refused to send reason phrase %r: a control character or a character beyond "
+                         "Latin-1 (RFC 9112 section 4)" % reason)
+
+
 def error_report(exc: BaseException, site_root: str, status: int = 500) -> jobs.ErrorReport:
     """What the server needs to log and show an exception of site code: type, message, the innermost
     site frame's file:line, and the traceback of the site's own frames."""
@@ -287,7 +301,14 @@ def _run(site: Site, job: jobs.Job, ns: dict[str, Any]) -> tuple[jobs.Result, It
     if krait.response is not None and not upgrade:
         status, reason, own, body = response_parts(krait.response)
         status, reason = int(status), str(reason)  # plain types cross the pipe (an IntEnum would not)
+        _check_status(status, reason, body)
         headers = _checked_headers((*own, *extra))  # the whole block, for its caps
+    content_type = None
+    if not upgrade and not isinstance(krait.response, ResponseFile):
+        content_type = _content_type(job, run.view_path)
+        if not _FIELD_VALUE.fullmatch(content_type):
+            raise ValueError("refused to send Content-Type %r: a control character or a character beyond "
+                             "Latin-1 (RFC 9110 section 5.5)" % content_type)
     # Only a response that passed its checks stores what the site code changed in krait.session (changes
     # made later, while a streamed body is produced, are not stored: docs/sessions.md).
     headers += session._end(job.scheme)
@@ -301,7 +322,6 @@ def _run(site: Site, job: jobs.Job, ns: dict[str, Any]) -> tuple[jobs.Result, It
     else:
         status, reason = 200, "OK"
         body = "".join(run.out).encode("utf-8")
-    content_type = _content_type(job, run.view_path)
     if type(body) is bytes and len(body) < limits.STREAM_CHUNK:
         code_free = None
         if job.kind == jobs.TEMPLATE and _code_free(run.first_code):

@@ -33,6 +33,11 @@ SITE = {
     "many.py": "import krait\nfor i in range(500):\n    krait.extra_headers.append(('X-%d' % i, 'v'))\n"
                "krait.response = krait.Response('HTTP/1.1', 200, [], 'SENT')\n",
     "fine.py": "krait.response = krait.Response('HTTP/1.1', 200, [('X-A', ' caf\\xe9\\tok ')], 'fine')\n",
+    "ctype.py": "krait.set_content_type(raw='text/plain\\x0bX-A: 1')\n"
+                "krait.response = krait.Response('HTTP/1.1', 200, [], 'SENT')\n",
+    "reason.py": "krait.response = 'HTTP/1.1 200 O\\x0cK\\r\\nX-A: 1\\r\\n\\r\\nSENT'\n",
+    "interim.py": "krait.response = krait.Response('HTTP/1.1', 103, [('X-A', 'early')], 'SENT')\n",
+    "nobody.py": "krait.response = krait.Response('HTTP/1.1', 204, [('X-A', '1')], 'SENT')\n",
     "200k.bin": "x" * 200_000,  # served from the memory cache (under 256 KiB), like most static files
 }
 REQUEST = b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -192,6 +197,30 @@ def test_script_headers_outside_rfc_9110_or_too_big_are_a_logged_500(site, krait
         reply = answer(s)
     assert status(reply) == 200 and b"\r\nX-A: caf\xe9\tok\r\n" in reply
     assert_normal(srv.port)
+
+
+def test_a_script_response_that_cannot_be_sent_as_it_is_is_a_logged_500(site, krait_server):
+    # A Content-Type or reason phrase with a control character, an interim (1xx) status as the response,
+    # a 204 with a body: refused in the worker like a bad header, and the next request on the same
+    # connection is answered.
+    srv = krait_server(site)
+    expected = {
+        "/ctype.py": "refused to send Content-Type 'text/plain\\x0bX-A: 1'",
+        "/reason.py": "refused to send reason phrase 'O\\x0cK'",
+        "/interim.py": "refused to send status 103 as the response",
+        "/nobody.py": "refused to send a 204 response with a body",
+    }
+    for path in expected:
+        request = b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path.encode()
+        with ask(srv.port, request=request + REQUEST) as s:
+            s.shutdown(socket.SHUT_WR)
+            reply = read_all(s)
+        assert status(reply) == 500, (path, reply[:300])
+        assert b"SENT" not in reply and b"X-A" not in reply, path
+        assert reply.endswith(b"hello\n"), path  # the pipelined request behind it
+    log = srv.log()
+    for path, message in expected.items():
+        assert "GET %s -> 500: ValueError: %s" % (path, message) in log, path
 
 
 def test_one_client_cannot_take_every_slot_with_the_per_address_limit(site, krait_server):

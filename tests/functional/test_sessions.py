@@ -55,6 +55,8 @@ krait.response = krait.ResponseJSON({"before": before, "waited": os.path.exists(
 """,
     "login.py": "import krait\nkrait.session['user'] = krait.request.query['user']\nkrait.session.regenerate()\n",
     "logout.py": "import krait\nkrait.session.clear()\n",
+    # Changes the session, then sets a Content-Type that cannot be sent: a 500, and nothing stored.
+    "refused.py": "import krait\nkrait.session['role'] = 'admin'\nkrait.set_content_type(raw='text/plain\\r\\nX: 1')\n",
     "sign.py": "import krait\nfrom krait import cookie\n"
                "c = cookie.Cookie('user', krait.request.query['user'])\nc.set_path('/')\n"
                "cookie.set_signed_cookie(c)\n",
@@ -141,6 +143,14 @@ def test_nothing_is_stored_until_written_and_a_tampered_id_starts_afresh(tmp_pat
         assert r.status_code == 200 and r.json()["n"] == 1, forged
         assert session_cookie(r) not in (None, sid, forged)
     assert owner.get(srv.url + "/count", timeout=30).json()["n"] == 3  # the real session is untouched
+
+
+def test_a_response_that_krait_refuses_to_send_stores_nothing(tmp_path, krait_server):
+    srv = krait_server(write_site(tmp_path / "site", SITE), "--workers", "1")
+    browser = client()
+    browser.get(srv.url + "/put?key=role&value=user", timeout=30)
+    assert browser.get(srv.url + "/refused", timeout=30).status_code == 500
+    assert browser.get(srv.url + "/peek", timeout=30).json() == {"role": "user"}
 
 
 def test_two_concurrent_requests_of_one_session_keep_both_writes(tmp_path, krait_server):
