@@ -9,7 +9,9 @@
 #   file's tag with "-gz" before its closing quote (section 8.8.3). A 304 names the representation the
 #   client would get, so it carries the same tag and Vary.
 # - Bodies with an entity tag (static files, code-free templates) are compressed once per tag, content
-#   type and body; dynamic bodies every time.
+#   type and body; dynamic bodies every time. A script's reply that carries its own ETag is not gzipped
+#   (dispatch.py): the script compares If-None-Match with the tag it made, and a "-gz" tag would never
+#   match it.
 
 from __future__ import annotations
 

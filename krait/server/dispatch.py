@@ -132,7 +132,7 @@ class App:
 
     def finish(self, req: Incoming, reply: Reply) -> Reply:
         """What every reply gets last: gzip (and its Vary on a 206), and no representation metadata on a 304."""
-        if self.gzip is not None and reply.file_range is None and reply.stream is None:
+        if self.gzip is not None and reply.file_range is None and reply.stream is None and not reply.own_tag:
             if reply.status == 200:
                 reply = self.gzip.reply(reply, req.headers.get("accept-encoding", ""))
             elif reply.status == 304:
@@ -168,7 +168,9 @@ class App:
             if result.stream is not None and result.stream >= 0:
                 headers.append(("Content-Length", str(result.stream)))
             return Reply(result.status, headers, b"", None, result.reason or None, stream=result.pieces)
-        return Reply(result.status, headers, result.body, None, result.reason or None)
+        # A script that validates its own responses (it set an ETag, and answers If-None-Match itself)
+        # gets them sent as it made them: gzip would change the tag the client sends back to it.
+        return Reply(result.status, headers, result.body, None, result.reason or None, own_tag="etag" in names)
 
     def code_free_reply(self, reply: Reply, target: Target, req: Incoming, source: tuple[int, int]) -> Reply:
         """A code-free template's output, kept to serve it like a static file from now on, and answered the

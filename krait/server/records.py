@@ -45,6 +45,7 @@ class Reply(NamedTuple):
     reason: str | None = None
     error: str | None = None  # what went wrong, for the log
     stream: Any = None
+    own_tag: bool = False  # a script's reply with its own ETag: sent as the script made it, never gzipped
 
 
 class Pending(NamedTuple):

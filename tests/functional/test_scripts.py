@@ -252,6 +252,31 @@ def test_init_functions_share_the_requests_namespace_and_leave_nothing_behind(tm
     assert requests.get(srv.url + "/who", timeout=10).text == "None [None] {None: [1]} [None] defaultdict"
 
 
+def test_a_script_that_sets_its_own_etag_gets_its_reply_as_it_made_it(tmp_path, krait_server):
+    # gzip would turn "v1" into "v1-gz", which the script never sees again: a script's own validator
+    # and its 304 go out as the script made them; a script reply without one is still gzipped.
+    page = "<p>" + "tagged " * 400 + "</p>"
+    root = write_site(tmp_path / "site", {
+        "tagged.py": "import krait\n"
+                     "if krait.request.headers.get('if-none-match') == '\"v1\"':\n"
+                     "    krait.response = krait.Response('HTTP/1.1', 304, [('ETag', '\"v1\"')], '')\n"
+                     "else:\n"
+                     "    krait.response = krait.Response('HTTP/1.1', 200, [('ETag', '\"v1\"'),\n"
+                     "        ('Content-Type', 'text/html')], %r)\n" % page,
+        "plain.py": "import krait\nkrait.response = krait.Response('HTTP/1.1', 200, "
+                    "[('Content-Type', 'text/html')], %r)\n" % page,
+    })
+    srv = krait_server(root)
+    gz = {"Accept-Encoding": "gzip"}
+    r = requests.get(srv.url + "/tagged", headers=gz, timeout=10)
+    assert (r.status_code, r.headers["ETag"], r.text) == (200, '"v1"', page)
+    assert "Content-Encoding" not in r.headers
+    r = requests.get(srv.url + "/tagged", headers={**gz, "If-None-Match": r.headers["ETag"]}, timeout=10)
+    assert (r.status_code, r.headers["ETag"]) == (304, '"v1"')
+    r = requests.get(srv.url + "/plain", headers=gz, timeout=10)
+    assert (r.status_code, r.headers["Content-Encoding"], r.text) == (200, "gzip", page)
+
+
 def test_timeout_gives_504_and_server_recovers(server):
     t0 = time.monotonic()
     r = requests.get(server.url + "/sleep?s=30", timeout=20)
