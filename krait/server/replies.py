@@ -2,14 +2,15 @@
 # request again without routing it or building its reply.
 #
 # Design: a plain request is a GET or HEAD with no Upgrade and no conditional or Range field
-# (If-None-Match, If-Modified-Since, Range); the channel asks only for requests without a body. Its reply
-# depends on nothing but its method, its target, its Accept-Encoding (gzip, krait/server/compress.py) and
-# the version of the file. So dispatch (krait/server/dispatch.py) keeps the 200 it built for one under
-# (method, target, Accept-Encoding), with the FileVersion it came from and the lookup that gives the
-# file's current version (StaticFiles.version, CodeFreePages.get: one stat()). A kept reply answers while
-# that lookup still gives the same version, and for RESOLVE_TTL at most: routing keeps what it found that
-# long (krait/server/routing.py), so a new file that takes the target over, or an edit that gives a page
-# code, is seen within twice that time, and a changed file at once.
+# (If-Match, If-None-Match, If-Modified-Since, If-Unmodified-Since, Range); the channel asks only for
+# requests without a body. Its reply depends on nothing but its method, its target, its Accept-Encoding
+# (gzip, krait/server/compress.py) and the version of the file. So dispatch (krait/server/dispatch.py)
+# keeps the 200 it built for one under (method, target, Accept-Encoding), with the FileVersion it came
+# from and the lookup that gives the file's current version (StaticFiles.version, CodeFreePages.get: one
+# stat()). A kept reply answers while that lookup still gives the same version, and for RESOLVE_TTL at
+# most: routing keeps what it found that long (krait/server/routing.py), so a new file that takes the
+# target over, or an edit that gives a page code, is seen within twice that time, and a changed file at
+# once.
 # Bounded: PLAIN_REPLY_BYTES of what the entries hold in all (then the whole table is dropped): the body,
 # the FileVersion's content where it is not the body (a gzipped reply, a HEAD's empty one: an old version
 # lives on in its entry after the file changes), and the key, whose target and Accept-Encoding are the
@@ -28,7 +29,7 @@ from krait.server.routing import RESOLVE_TTL
 from krait.server.static import FileVersion
 
 _ENTRY_COST = 512  # bytes counted per entry besides its body and its key's strings: the headers, the tuples
-_NOT_PLAIN = ("range", "if-none-match", "if-modified-since", "upgrade")
+_NOT_PLAIN = ("range", "if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "upgrade")
 
 
 def plain_key(method: str, target: str, headers: dict[str, str]) -> tuple | None:

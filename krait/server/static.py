@@ -6,14 +6,17 @@
 # Cache-Control) are computed once per version. Large files are never read into memory: the caller
 # streams them with socket.sendfile() using the (offset, length) we return.
 #
-# Rules: RFC 9110 section 13.2.2 order of preconditions: If-None-Match (weak comparison, lists, "*")
-# wins over If-Modified-Since; a match on GET/HEAD gives 304 carrying the validators and the
-# Content-Length of the full file (section 8.6). Section 14: a single "bytes=" range gives 206 with
-# Content-Range; an unsatisfiable one gives 416 with "Content-Range: bytes */size"; several ranges, or an
-# If-Range that does not match, are answered with the whole file (200), which the RFC allows.
+# Rules: RFC 9110 section 13.2.2 order of preconditions: If-Match (strong comparison, lists, "*"), else
+# If-Unmodified-Since, failing gives 412; then If-None-Match (weak comparison, lists, "*") wins over
+# If-Modified-Since; a match on GET/HEAD gives 304 carrying the validators and the Content-Length of
+# the full file (section 8.6). Every HTTP-date format is UTC (section 5.6.7), asctime's too. Section 14:
+# a single "bytes=" range gives 206 with Content-Range; an unsatisfiable one gives 416 with
+# "Content-Range: bytes */size"; several ranges, or an If-Range that does not match, are answered with
+# the whole file (200), which the RFC allows.
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import os
 import threading
@@ -90,7 +93,9 @@ def file_version(path: str, mtime_ns: int, size: int, data: bytes | None,
 
 
 def version_reply(f: FileVersion, method: str, headers: dict[str, str]) -> Reply:
-    """The response to a request for one version of a file: 304, 206, 416 or 200."""
+    """The response to a request for one version of a file: 412, 304, 206, 416 or 200."""
+    if not precondition_holds(f, headers):
+        return Reply(412, [("Content-Type", "text/plain; charset=utf-8")], b"412 Precondition Failed\n", None)
     if method in ("GET", "HEAD") and not_modified(f, headers):
         return Reply(304, [*f.headers, ("Content-Length", str(f.size))], b"", None)
     rng = headers.get("range")
@@ -123,6 +128,19 @@ def _weak_equal(a: str, b: str) -> bool:
     return a.removeprefix("W/") == b.removeprefix("W/")
 
 
+def precondition_holds(f: FileVersion, headers: dict[str, str]) -> bool:
+    """False when the request's If-Match or If-Unmodified-Since fails (RFC 9110 sections 13.1.1, 13.1.4)."""
+    im = headers.get("if-match")
+    if im is not None:
+        tags = _etag_list(im)
+        return "*" in tags or f.etag in tags or gz_tag(f.etag) in tags  # strong comparison
+    ius = headers.get("if-unmodified-since")
+    if ius is not None:
+        stamp = _http_date(ius)
+        return stamp is None or f.mtime_s <= stamp  # an invalid date is ignored (section 13.1.4)
+    return True
+
+
 def not_modified(f: FileVersion, headers: dict[str, str]) -> bool:
     """Whether the request's If-None-Match / If-Modified-Since say the client's copy is current."""
     inm = headers.get("if-none-match")
@@ -132,13 +150,21 @@ def not_modified(f: FileVersion, headers: dict[str, str]) -> bool:
         return "*" in tags or any(_weak_equal(tag, f.etag) or _weak_equal(tag, gz) for tag in tags)
     ims = headers.get("if-modified-since")
     if ims is not None:
-        try:
-            when = email.utils.parsedate_to_datetime(ims)
-            stamp = int(when.timestamp())
-        except (TypeError, ValueError, IndexError, OverflowError):  # not a date we can use
-            return False
-        return f.mtime_s <= stamp
+        stamp = _http_date(ims)
+        return stamp is not None and f.mtime_s <= stamp
     return False
+
+
+def _http_date(value: str) -> int | None:
+    """An HTTP-date in seconds since the epoch, or None when it is not one we can use. All three formats
+    are UTC (RFC 9110 section 5.6.7): asctime's carries no zone, and must not be read as local time."""
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=datetime.UTC)
+        return int(when.timestamp())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
 
 
 def _if_range_ok(f: FileVersion, if_range: str | None) -> bool:

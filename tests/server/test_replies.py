@@ -42,7 +42,8 @@ def test_a_plain_request_is_answered_again_with_the_reply_built_for_it(site):
 
 
 @pytest.mark.parametrize("headers", [{"if-none-match": '"x"'}, {"if-modified-since": "Thu, 01 Jan 1970 00:00:00 GMT"},
-                                     {"range": "bytes=0-1"}, {"upgrade": "websocket"}])
+                                     {"range": "bytes=0-1"}, {"upgrade": "websocket"}, {"if-match": '"x"'},
+                                     {"if-unmodified-since": "Thu, 01 Jan 1970 00:00:00 GMT"}])
 def test_requests_that_are_not_plain_are_neither_kept_nor_answered_from_what_is(site, headers):
     a = App(Settings(site_root=str(site)), SiteConfig())
     served(a, incoming("/style.css"))

@@ -2,6 +2,7 @@
 temp folder (RFC 9110 sections 8.8, 13 and 14)."""
 
 import os
+import time
 
 import pytest
 
@@ -64,6 +65,43 @@ def test_if_none_match_wins_over_if_modified_since(files):
     assert static.reply(path, "small.txt", "HEAD", {"if-modified-since": "Thu, 01 Jan 1970 00:00:00 GMT"}).status == 200
     assert static.reply(path, "small.txt", "GET", {"if-none-match": '"x"', "if-modified-since": lm}).status == 200
     assert static.reply(path, "small.txt", "GET", {"if-modified-since": "garbage"}).status == 200
+
+
+def test_if_match_and_if_unmodified_since_fail_with_412(files):
+    # RFC 9110 sections 13.1.1, 13.1.4 and the order of 13.2.2: If-Match first, then If-Unmodified-Since.
+    static, path = files
+    h = headers_of(static.reply(path, "small.txt", "GET", {}))
+    tag, lm = h["ETag"], h["Last-Modified"]
+    for conditions, expected in [
+        ({"if-match": '"other"'}, 412),
+        ({"if-match": "W/" + tag}, 412),  # strong comparison: a weak tag never matches
+        ({"if-match": '"other", ' + tag}, 200),
+        ({"if-match": "*"}, 200),
+        ({"if-match": '"other"', "range": "bytes=2-4"}, 412),
+        ({"if-unmodified-since": "Sat, 01 Jan 2000 00:00:00 GMT"}, 412),
+        ({"if-unmodified-since": lm}, 200),
+        ({"if-unmodified-since": "garbage"}, 200),  # an invalid date is ignored
+        ({"if-match": tag, "if-unmodified-since": "Sat, 01 Jan 2000 00:00:00 GMT"}, 200),  # If-Match wins
+        ({"if-match": tag, "if-none-match": tag}, 304),
+    ]:
+        assert static.reply(path, "small.txt", "GET", conditions).status == expected, conditions
+
+
+@pytest.mark.parametrize("zone", ["America/New_York", "Asia/Tokyo"])
+def test_an_asctime_date_is_utc_whatever_the_servers_time_zone(files, monkeypatch, zone):
+    # RFC 9110 section 5.6.7: the asctime form carries no zone and means UTC, as the other two do.
+    static, path = files
+    mtime = os.stat(path).st_mtime
+    asctime = time.asctime(time.gmtime(int(mtime) - 3600))  # an hour older than the file, in UTC
+    later = time.asctime(time.gmtime(int(mtime) + 3600))
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    try:
+        assert static.reply(path, "small.txt", "GET", {"if-modified-since": asctime}).status == 200
+        assert static.reply(path, "small.txt", "GET", {"if-modified-since": later}).status == 304
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 def test_single_ranges(files):
