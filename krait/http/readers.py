@@ -252,7 +252,9 @@ class RequestReader:
                 if name in headers:
                     if name == "host" or name == "content-length":
                         raise _fail(f"more than one {name} field (RFC 9112 s3.2, s6.3)")
-                    headers[name] += ", " + value
+                    # RFC 9110 s5.3 joins repeated list fields with commas; Cookie is not one and
+                    # joins with "; " (RFC 6265 s5.4, RFC 9113 s8.2.3).
+                    headers[name] += ("; " if name == "cookie" else ", ") + value
                 else:
                     headers[name] = value
         get = headers.get

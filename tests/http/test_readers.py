@@ -31,6 +31,14 @@ def test_fields_joined_stripped_and_raw_kept_in_order():
     three_ways(data, [req(headers=headers, raw=raw), EOM, PAUSED])
 
 
+def test_cookie_fields_join_with_semicolons():
+    # Cookie is no list field: two lines (an HTTP/2 front end splits them, RFC 9113 s8.2.3) join as one
+    # cookie-string would, not with a comma that would glue two cookies together.
+    data = b"GET / HTTP/1.1\r\nHost: h\r\nCookie: a=1\r\nCookie: b=2\r\n\r\n"
+    raw = (("host", "h"), ("cookie", "a=1"), ("cookie", "b=2"))
+    three_ways(data, [req(headers={"host": "h", "cookie": "a=1; b=2"}, raw=raw), EOM, PAUSED])
+
+
 def test_bare_lf_line_ends_rejected():
     # RFC 9112 s2.2 lets a recipient accept a bare LF; Krait accepts CRLF only (smuggling).
     error_three_ways(b"GET / HTTP/1.1\nHost: h\n\n", 400)
