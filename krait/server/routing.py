@@ -73,9 +73,10 @@ class Router:
         if _ENCODED_SEPARATOR.search(raw_path):
             raise NotFound("encoded separator in path")
         path = decode_path(raw_path)
-        verb = "WEBSOCKET" if websocket else ("GET" if method == "HEAD" else method)
+        verb = "WEBSOCKET" if websocket else method
         for route in self.routes:
-            if route.verb != verb and route.verb != "ANY":
+            # A HEAD request matches GET routes too (RFC 9110 section 9.3.2: HEAD is GET without the body).
+            if route.verb != verb and route.verb != "ANY" and (verb != "HEAD" or route.verb != "GET"):
                 continue
             params = route.match(path)
             if params is None:

@@ -101,6 +101,14 @@ def test_a_path_routed_for_another_verb_is_405_with_allow(site):
         r.route("POST", "/y")
 
 
+def test_a_head_route_answers_head_requests_only(site):
+    r = router(site, [Route("HEAD", url="/ping", target="/run.py")])
+    assert r.route("HEAD", "/ping").rel_path == "run.py"
+    with pytest.raises(MethodNotAllowed) as info:
+        r.route("GET", "/ping")
+    assert dict(info.value.headers)["Allow"] == "HEAD"
+
+
 def test_websocket_routes_are_their_own_verb(site):
     r = router(site, [Route("WEBSOCKET", url="/ws", target="/run.py"), Route("GET", url="/ws", target="/style.css")])
     assert r.route("GET", "/ws", websocket=True).kind == SCRIPT
