@@ -292,10 +292,17 @@ def _run(site: Site, job: jobs.Job, ns: dict[str, Any]) -> tuple[jobs.Result, It
     """run_job()'s site code: the Result, and the source of a streamed body's pieces."""
     session = krait.session  # this request's, even if site code rebinds the name
     run = JobRun(site, ns)
-    if job.kind == jobs.TEMPLATE:
-        run.run_file(job.path)
-    else:
-        run.run_script(job.path)
+    try:
+        if job.kind == jobs.TEMPLATE:
+            run.run_file(job.path)
+        else:
+            run.run_script(job.path)
+    except FileNotFoundError as exc:
+        if exc.filename != job.path:
+            raise
+        # Deleted since the server routed the request (it keeps a lookup up to a second): as for a static
+        # file that vanished, the client gets a 404, not a 500 for a bug.
+        raise NotFound("file unavailable: %s" % exc.strerror) from None
     upgrade = job.kind == jobs.WEBSOCKET and krait.websockets.response is not None and krait.response is None
     headers = extra = _checked_headers(krait.extra_headers)
     if krait.response is not None and not upgrade:

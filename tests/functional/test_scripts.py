@@ -277,6 +277,23 @@ def test_a_script_that_sets_its_own_etag_gets_its_reply_as_it_made_it(tmp_path, 
     assert (r.status_code, r.headers["Content-Encoding"], r.text) == (200, "gzip", page)
 
 
+def test_a_script_or_template_deleted_since_it_was_routed_is_a_404(tmp_path, krait_server):
+    # The server keeps a lookup up to a second: a request routed to a file deleted meanwhile reaches a
+    # worker that cannot find it, which is the client's 404 (as for a static file), not a script error.
+    root = write_site(tmp_path / "site", {
+        "old.py": "krait.response = krait.Response('HTTP/1.1', 200, [], 'old')\n",
+        "page.html": "<p>@krait.request.path@</p>",
+    })
+    srv = krait_server(root, "--workers", "1")
+    assert requests.get(srv.url + "/old", timeout=10).text == "old"
+    assert requests.get(srv.url + "/page.html", timeout=10).text == "<p>/page.html</p>"
+    (root / "old.py").unlink()
+    (root / "page.html").unlink()
+    assert requests.get(srv.url + "/old", timeout=10).status_code == 404
+    assert requests.get(srv.url + "/page.html", timeout=10).status_code == 404
+    assert "FileNotFoundError" not in srv.log()
+
+
 def test_timeout_gives_504_and_server_recovers(server):
     t0 = time.monotonic()
     r = requests.get(server.url + "/sleep?s=30", timeout=20)
