@@ -103,6 +103,11 @@ class Connection:
         return "ERROR" if self._error is not None else self._their
 
     @property
+    def buffered(self) -> bool:
+        """True while received bytes wait to be parsed (a pipelined request that has begun)."""
+        return bool(self._buf)
+
+    @property
     def our_state(self) -> str:
         """The send side's state name: "IDLE" means a response may be started."""
         return self._our

@@ -200,7 +200,11 @@ class Channel:
                         return
                 finally:
                     self.busy = False
-                fresh = True
+                # The next request's head may have come in with this one (pipelining): its header time
+                # runs from now, not after a keep-alive wait.
+                fresh = not conn.buffered
+                if not fresh:
+                    header_deadline = time.monotonic() + self.settings.header_timeout
                 if self.closing:
                     return
                 continue
@@ -397,8 +401,13 @@ class Channel:
         headers = [("Date", http_date()), SERVER_HEADER, _CLOSE, ("Content-Type", "text/html; charset=utf-8")]
         body = error_page(status, detail, None, self.settings.debug)
         try:
-            self.sendall(conn.send_full(status, headers, body))
-        except (OSError, LocalProtocolError):
+            data = conn.send_full(status, headers, body)
+        except LocalProtocolError:  # the request was answered already (early, before its body ended)
+            log.info("%s: connection closed: %s", self.addr[0], detail)
+            return
+        try:
+            self.sendall(data)
+        except OSError:
             pass
         log.info("%s: %d %s", self.addr[0], status, detail)
         self.server.log_access(self.addr, None, Reply(status, headers, body), time.monotonic())

@@ -204,6 +204,19 @@ def test_header_deadline_is_total_not_per_byte(site, krait_server):
     assert_normal(srv.port)
 
 
+def test_a_head_pipelined_behind_a_request_is_timed_from_its_first_bytes(site, krait_server):
+    # The next request's head came in with the first one: its header time runs once the first is
+    # answered (a 408 after --header-timeout), not from a keep-alive wait that ends without one.
+    srv = krait_server(site, "--header-timeout", "1", "--keepalive-timeout", "10")
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
+        s.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\nGET /hello.txt HTTP/1.1\r\nHo")
+        t0 = time.monotonic()
+        reply = read_until_closed(s, 8)
+    assert reply.startswith(b"HTTP/1.1 200 ") and b"HTTP/1.1 408 " in reply
+    assert time.monotonic() - t0 < 3
+    assert_normal(srv.port)
+
+
 def test_minimum_body_rate(site, krait_server):
     # The first window of the rate rule is limits.BODY_RATE_GRACE + BODY_RATE_WINDOW (10 s); an upload that
     # sends almost nothing is cut when it ends.
