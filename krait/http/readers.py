@@ -387,9 +387,11 @@ class ChunkedReader:
                 if not size:
                     self._state = _TRAILERS
                     continue
-                self._total += size
+                # The framing counts too (the size line, any extensions, the CRLF after the data), so that
+                # a body of tiny chunks or long extensions cannot keep one request going past the limit.
+                self._total += size + len(line) + 2
                 if self._total > limits.max_body_size:
-                    raise _fail("request body too large", 413)
+                    raise _fail("request body too large (with its chunk framing)", 413)
                 self._remaining = size
                 self._state = _DATA
             elif state == _DATA_END:

@@ -301,6 +301,10 @@ def test_chunked_limits():
     error_three_ways(chunked_req() + b"32\r\n" + b"x" * 50 + b"\r\n33\r\n", 413,
                      max_body_size=100)
     error_three_ways(chunked_req() + b"FFFFFFFFFFFFFFFF\r\n", 413)
+    # The framing counts: 30 chunks of one byte are 180 bytes on the wire, past a limit of 100.
+    error_three_ways(chunked_req() + b"1\r\nx\r\n" * 30 + b"0\r\n\r\n", 413, max_body_size=100)
+    three_ways(chunked_req() + b"1\r\nx\r\n" * 15 + b"0\r\n\r\n", [CHUNKED, Data(b"x" * 15), EOM, PAUSED],
+               max_body_size=100)
     ext = b"5;" + b"a" * 20
     three_ways(chunked_req() + ext + b"\r\nhello\r\n0\r\n\r\n", [CHUNKED, Data(b"hello"), EOM,
                PAUSED], max_chunk_line=22)
