@@ -52,11 +52,12 @@ _DEFAULT_PART_TYPE = "text/plain"  # RFC 7578 section 4.4
 _EXT_CHARSETS = {"utf-8": "utf-8", "iso-8859-1": "latin-1", "": "utf-8"}
 
 
-def parse_header_params(value: str) -> tuple[str, dict[str, str]]:
+def parse_header_params(value: str, quoted_pairs: bool = True) -> tuple[str, dict[str, str]]:
     """Split a header value like `form-data; name="a"` into ("form-data", {"name": "a"}).
 
     The main value is lower-cased, parameter names too; quoted values are unquoted (a backslash
-    escapes the next character, RFC 9110 section 5.6.4). Returns ("", {}) for an empty value.
+    escapes the next character, RFC 9110 section 5.6.4; with `quoted_pairs` False only an escaped
+    quote is taken as one, and other backslashes stay). Returns ("", {}) for an empty value.
     """
     main, sep, rest = value.partition(";")
     params: dict[str, str] = {}
@@ -73,7 +74,7 @@ def parse_header_params(value: str) -> tuple[str, dict[str, str]]:
                 continue
             name, val = m.group(1).lower(), m.group(2)
             if val[:1] == '"':
-                val = _QUOTED_PAIR_RE.sub(r"\1", val[1:-1])
+                val = _QUOTED_PAIR_RE.sub(r"\1", val[1:-1]) if quoted_pairs else val[1:-1].replace('\\"', '"')
             params.setdefault(name, val)
             pos = m.end()
     return main.strip().lower(), params
@@ -315,7 +316,9 @@ def _parse_part(body: bytes | mmap.mmap, start: int, end: int) -> MultipartFormD
             ctype = value.decode("latin-1").strip() or _DEFAULT_PART_TYPE
     if disposition is None:
         return None
-    kind, params = parse_header_params(disposition)
+    # Browsers send a backslash in a file name as it is (WHATWG HTML escapes only '"', CR and LF, as %22,
+    # %0D, %0A): C:\dir\a.txt keeps its backslashes; an escaped quote (older curl) is still a quote.
+    kind, params = parse_header_params(disposition, quoted_pairs=False)
     if kind != "form-data" or "name" not in params:
         return None
     filename = params.get("filename")

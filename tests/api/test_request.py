@@ -164,6 +164,12 @@ def test_multipart_preamble_epilogue_padding_and_header_case():
     assert form(body) == [krait.MultipartFormData(b"1,2", "a", 'x;y "q".txt', "text/csv; charset=utf-8")]
 
 
+def test_multipart_file_names_keep_their_backslashes():
+    # As browsers send them (WHATWG HTML): only '"' would be escaped, and they send it as %22.
+    body = multipart([([b'Content-Disposition: form-data; name=f; filename="C:\\dir\\a\\\\b.txt"'], b"x")])
+    assert form(body)[0].filename == "C:\\dir\\a\\\\b.txt"
+
+
 def test_multipart_content_type_variants():
     body = multipart([([b'Content-Disposition: form-data; name="a"'], b"1")], boundary="xyz")
     expected = [krait.MultipartFormData(b"1", "a", None, "text/plain")]
