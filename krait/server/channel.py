@@ -322,7 +322,9 @@ class Channel:
             self.server.gate.leave()
 
     def respond(self, conn: Connection, req: Incoming | None, reply: Reply, started: float) -> None:
-        if reply.error and reply.status >= 500:  # logged before sending, so the log is never behind the client
+        # Logged before sending, so the log is never behind the client; a 501 (a method Krait does not
+        # know) is the client's doing, as a 4xx is: only the access log has it.
+        if reply.error and reply.status >= 500 and reply.status != 501:
             log.error("%s %s -> %d: %s", req.method if req else "-", req.target if req else "-", reply.status,
                       reply.error)
         headers = [("Date", http_date()), SERVER_HEADER, *reply.headers]

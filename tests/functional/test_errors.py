@@ -87,6 +87,7 @@ def test_the_sites_error_pages_serve_any_status(tmp_path, krait_server, debug):
     assert "ZeroDivisionError: division by zero" in srv.log()  # logged all the same
     r = requests.request("BREW", srv.url + "/", timeout=10)
     assert (r.status_code, r.text) == (501, "<h1>No such verb (501)</h1>")
+    assert "BREW" not in srv.log()  # the client's doing: no error line for it
     r = requests.post(srv.url + "/get-only", timeout=10)  # its page fails: the built-in one, not a 500 page
     assert r.status_code == 405 and "405 Method Not Allowed" in r.text and r.headers["Allow"] == "GET, HEAD"
     assert "error page .errors/405.html failed: RuntimeError" in srv.log()
