@@ -465,9 +465,18 @@ class PipeWriter:
 
     def _write(self, frame: bytes) -> None:
         # The usual case for a selector loop: nothing waits before this frame, so it goes out with one
-        # write and no queue (what the pipe does not take now is queued for flush()).
-        if self._parts or self.gone:
-            self._queue((frame,))
+        # write and no queue (what the pipe does not take now is queued for flush()). Behind others, a
+        # short frame joins the last one queued if that is a buffer of such frames: a flood of tiny
+        # messages for a worker that reads nothing then takes the memory its bytes count (`pending`,
+        # what WS_MAX_TO_WORKER bounds), not an object each.
+        parts = self._parts
+        if parts or self.gone:
+            tail = parts[-1] if parts else None
+            if type(tail) is bytearray and len(tail) < _GATHER:  # never the head partly written (a view)
+                tail += frame
+                self.pending += len(frame)
+            else:
+                self._queue((bytearray(frame),))
             return
         try:
             sent = self.end.send(frame)

@@ -7,10 +7,11 @@ import signal
 import stat
 import threading
 import time
+import tracemalloc
 
 import pytest
 
-from krait.pool.pipe import MessagePipe, PipeReader, PipeWriter, _encode
+from krait.pool.pipe import MessagePipe, PipeReader, PipeWriter, _encode, encode_message
 
 
 @pytest.fixture(params=[False, True], ids=["socketpairs", "pipes"])
@@ -174,6 +175,31 @@ def test_reading_an_answer_does_not_wake_the_idle_worker(ends):
     server.close()
     worker.close()
     assert woken == 0, "the idle worker was woken %d times by the server's read" % woken
+
+
+def test_tiny_messages_queued_for_a_worker_that_reads_nothing_take_the_memory_they_count(ends):
+    # The hub bounds what waits for a worker by `pending` (WS_MAX_TO_WORKER): 200,000 empty messages
+    # behind a full pipe must take about that many bytes, not an object each; and all arrive in order.
+    server, worker = ends()
+    writer = PipeWriter(server.out)
+    writer.send_message("binary", 1, os.urandom(3 << 20))  # fills the pipe: the rest is queued
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(200_000):
+            writer.send_message("text", 2 + i % 2, b"")
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    queued = 200_000 * len(encode_message("text", 2, b"")[0])
+    assert grown < 2 * queued
+    got: list = []
+    reading = threading.Thread(target=lambda: got.extend(worker.recv(5) for _ in range(200_001)))
+    reading.start()
+    while not writer.flush():
+        time.sleep(0.001)
+    reading.join(30)
+    assert got[1:4] == [("text", 2, b""), ("text", 3, b""), ("text", 2, b"")] and len(got) == 200_001
 
 
 def test_a_selector_loop_reads_and_writes_whole_messages_without_waiting(ends):
