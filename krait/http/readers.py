@@ -302,7 +302,9 @@ class RequestReader:
             wanted = {e.strip(" \t").lower() for e in expect.split(",")} - {""}
             if wanted - {"100-continue"}:
                 raise _fail("unsupported expectation (RFC 9110 s10.1.1)", 417)
-            expect_continue = bool(wanted) and not http10
+            # s10.1.1: no 100 is owed when the framing says there is no content (and an HTTP/1.0
+            # client's expectation is ignored).
+            expect_continue = bool(wanted) and not http10 and (chunked or bool(content_length))
 
         # RFC 9112 s9.3: persistence
         connection = get("connection")

@@ -144,6 +144,16 @@ def test_final_response_while_client_waits_closes():
     assert type(conn.next_event()) is ConnectionClosed
 
 
+def test_an_expectation_without_content_keeps_the_connection():
+    # RFC 9110 s10.1.1: with no content there is nothing to wait for, so no 100 and no close.
+    conn = Connection()
+    conn.receive_data(post(b"", b"Expect: 100-continue\r\n"))
+    assert not conn.next_event().expect_continue and not conn.waiting_for_100_continue
+    assert merge(drain(conn)) == [EndOfMessage(), PAUSED]
+    assert b"Connection: close" not in conn.send_full(200, [], b"ok")
+    assert conn.keep_alive
+
+
 def test_eof_after_request_still_lets_us_answer():
     conn = Connection()
     conn.receive_data(GET % 1 + GET % 2)

@@ -327,8 +327,11 @@ def test_chunked_limits():
 def test_expect():
     data = b"POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-Continue\r\nContent-Length: 0\r\n\r\n"
     headers = {"host": "h", "expect": "100-Continue", "content-length": "0"}
-    three_ways(data, [req("/", "POST", headers=headers, expect_continue=True,
-                          content_length=0), EOM, PAUSED])
+    three_ways(data, [req("/", "POST", headers=headers, content_length=0), EOM, PAUSED])  # no content: no 100
+    data = b"POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\nx"
+    headers = {"host": "h", "expect": "100-Continue", "content-length": "1"}
+    three_ways(data, [req("/", "POST", headers=headers, expect_continue=True, content_length=1), Data(b"x"),
+                      EOM, PAUSED])
     data = b"POST / HTTP/1.0\r\nExpect: 100-continue\r\n\r\n"
     three_ways(data, [req("/", "POST", "1.0", headers={"expect": "100-continue"}), EOM, PAUSED])
     error_three_ways(get(extra=b"Expect: 200-ok\r\n"), 417)
