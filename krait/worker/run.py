@@ -40,6 +40,7 @@ from __future__ import annotations
 import os
 import re
 import traceback
+import types
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -131,14 +132,16 @@ def _content_type(job: jobs.Job, view_path: str | None) -> str:
 
 
 def _type_of_file(path: str) -> str:
-    if path.endswith(".pyml"):
+    if path.lower().endswith(".pyml"):  # extensions count in any case (docs/site-layout.md)
         return mime.for_extension(os.path.splitext(path[:-5])[1] or ".html")
     return mime.for_path(path)
 
 
 def _code_free(code: Any) -> bool:
-    # Imports count as code here, so a page that @imports anything is always treated as dynamic.
-    return set(code.co_names) <= {"__pympl_w"}
+    # Imports count as code here, so a page that @imports anything is always treated as dynamic; so does
+    # code nested in a lambda or a comprehension (a code object among the constants), whose names are
+    # its own.
+    return set(code.co_names) <= {"__pympl_w"} and not any(type(c) is types.CodeType for c in code.co_consts)
 
 
 def _checked_headers(pairs: Any) -> tuple[tuple[str, str], ...]:

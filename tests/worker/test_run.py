@@ -61,6 +61,22 @@ def test_templates_render_and_code_free_ones_say_so(make):
     assert (plain.body, plain.code_free) == (b"<p>static</p>", (st.st_mtime_ns, st.st_size))
 
 
+@pytest.mark.parametrize("source", [
+    "<p>@!(lambda: krait.request.query_string)()@</p>",  # code in a lambda: its names are its own
+    "@if [1 for _ in (0,) if krait.request.query]:<b>admin</b>@/if@",  # in a comprehension
+])
+def test_code_nested_in_a_lambda_or_a_comprehension_is_code(make, source):
+    # Taken for code-free, the page's first rendering would be served to every later request.
+    site = make({"page.html": source})
+    assert handle(site, job(site, "page.html", "a=1")).code_free is None
+
+
+def test_an_upper_case_pyml_extension_gives_the_type_of_the_name_before_it(make):
+    site = make({"b.css.PYML": "p { color: red }", "c.js.Pyml": "let a = 1;"})
+    assert handle(site, job(site, "b.css.PYML")).content_type == "text/css; charset=utf-8"
+    assert handle(site, job(site, "c.js.Pyml")).content_type.startswith("text/javascript")
+
+
 def test_nothing_a_request_assigns_is_seen_by_the_next(make):
     site = make({".py/init.py": "items = [1]\n",
                  "dirty.py": "import krait\nitems.append(2)\nkrait.extra_headers.append(('X-D', '1'))\n"
