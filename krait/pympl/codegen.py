@@ -194,6 +194,14 @@ class CodeGenerator:
                 body = [" " * pad + first] + [text[cut:] if text.strip() else "" for text in rest]
                 shifts = [(col - pad, byte_col - pad)] + [(cut, cut)] * len(rest)
                 candidates.append(_Snippet("\n".join(body), line, shifts))
+            if rest:
+                # 0.5.2's own dedent: the margin shared by every line, the first one's spaces after `@{`
+                # included (`@{ for i in x:` over a body indented by two)
+                cut = len(_margin(lines))
+                body = [text[cut:] if text.strip() else "" for text in lines]
+                first_col = code.col + cut
+                shifts = [(first_col, self.source.byte_col(line, first_col))] + [(cut, cut)] * len(rest)
+                candidates.append(_Snippet("\n".join(body), line, shifts))
         try:
             return self._parse(candidates[0], "exec", "'@{ ... }' block").body
         except TemplateSyntaxError:

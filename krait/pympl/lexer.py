@@ -69,12 +69,13 @@ _CLOSER = {"(": ")", "[": "]", "{": "}"}
 
 # A complete Python string literal (the prefix letters, if any, were already skipped as plain
 # code). Possessive repeats keep a failed match linear; `'(?!'')` leaves an unterminated `'''`
-# to the TRIPLE error rule instead of reading it as the empty string `''`.
+# to the TRIPLE error rule instead of reading it as the empty string `''`. A backslash escapes the
+# next character, or a CRLF line end as a whole (a line continuation in a Windows-saved file).
 _STRING = (
-    r"'''(?:[^'\\]++|\\[\s\S]|'(?!''))*+'''"
-    r'|"""(?:[^"\\]++|\\[\s\S]|"(?!""))*+"""'
-    r"|'(?!'')(?:[^'\\\n]++|\\[\s\S])*+'"
-    r'|"(?!"")(?:[^"\\\n]++|\\[\s\S])*+"'
+    r"'''(?:[^'\\]++|\\(?:\r\n|[\s\S])|'(?!''))*+'''"
+    r'|"""(?:[^"\\]++|\\(?:\r\n|[\s\S])|"(?!""))*+"""'
+    r"|'(?!'')(?:[^'\\\n]++|\\(?:\r\n|[\s\S]))*+'"
+    r'|"(?!"")(?:[^"\\\n]++|\\(?:\r\n|[\s\S]))*+"'
 )
 
 t_expr_ignore = ""

@@ -22,13 +22,14 @@ from krait.errors import TemplateSyntaxError
 class Source:
     """A template's path and text, with position helpers shared by all stages."""
 
-    __slots__ = ("lines", "path", "starts", "text")
+    __slots__ = ("_mark", "lines", "path", "starts", "text")
 
     def __init__(self, text: str, path: str) -> None:
         self.path = path
         self.text = text
         self.lines = text.split("\n")
         self.starts = list(accumulate((len(line) + 1 for line in self.lines[:-1]), initial=0))
+        self._mark = (0, 0, 0)  # (line, col, byte_col) of the last non-ASCII byte_col() answer
 
     def line_text(self, line: int) -> str:
         """The text of 1-based `line` without its newline ("" past the end)."""
@@ -46,7 +47,14 @@ class Source:
         text = self.line_text(line)
         if text.isascii():
             return col
-        return len(text[:col].encode("utf-8", "surrogatepass"))
+        # The code generator asks in template order: count on from the last answer on this line, so a
+        # long line with many expressions is encoded once, not once per expression.
+        mark_line, mark_col, mark_byte = self._mark
+        if mark_line != line or mark_col > col:
+            mark_col = mark_byte = 0
+        byte = mark_byte + len(text[mark_col:col].encode("utf-8", "surrogatepass"))
+        self._mark = (line, col, byte)
+        return byte
 
     def char_col(self, line: int, byte_col: int) -> int:
         """Inverse of byte_col: character column of a UTF-8 byte offset on `line`."""

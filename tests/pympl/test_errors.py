@@ -128,6 +128,12 @@ def test_source_helpers():
     assert src.position(4) == (2, 1)
     assert src.byte_col(2, 1) == 2 and src.char_col(2, 2) == 1
     assert src.byte_col(1, 1) == 1 and src.char_col(1, 1) == 1
+    # byte_col() counts on from its last answer on a line: any order of questions gets the same answers
+    text = "a\u00e9\U0001f600b\u00e9" * 5
+    src = Source("x\n" + text, "s")
+    for col in (3, 7, 7, 2, 20, 0, 25, 11, 12, 1):
+        assert src.byte_col(2, col) == len(text[:col].encode("utf-8")), col
+        assert src.byte_col(1, 1) == 1
 
 
 def test_python_warnings_are_reissued_at_template_line():

@@ -99,6 +99,9 @@ def test_invalid_python(template):
         "@{ x = 1; y = 2 }",
         "@{\n    x = 1\n\n    if x:\n        y = 2\n}",
         "<p>é @{ x = 1\n y = 2 }",
+        # 0.5.2's dedent: the margin shared by every line, the first one's spaces after @{ included
+        "@{ y = 2 }<ul>\n  @{ for i in range(2):\n    x = i }",
+        "@{ y = 2 }@{ if True:\n  x = 1 }",
     ],
 )
 def test_code_block_dedent(block):
