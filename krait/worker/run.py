@@ -261,7 +261,7 @@ def handle(site: Site, job: jobs.Job) -> jobs.Result:
 def run_job(site: Site, job: jobs.Job) -> tuple[jobs.Result, BodyStream | None]:
     """Run one job: its Result, and the stream of its body when the body streams (never raises)."""
     site.restore_modules()
-    ns = site.namespace(own=job.kind == jobs.WEBSOCKET)
+    ns = site.namespace(websocket=job.kind == jobs.WEBSOCKET)
     request = krait.Request(job.method, job.url, job.query_string, job.http_version, None, job.body,
                             remote_addr=job.remote_addr, scheme=job.scheme, path=job.decoded_path)
     if job.body_file:

@@ -1,14 +1,17 @@
 # Site: what a worker process knows about the site, built once when the worker starts.
 #
 # Design: the worker puts SITE/.py on sys.path and runs .py/init.py once in a namespace dict that plays
-# the role of 0.5.2's shared __main__ globals: it is also the globals of every function init.py defines.
-# Every request then starts from that state again: namespace() puts that same dict back as init.py left
-# it (its lists, dicts and sets copied one level deep, so a request that appends to a global list leaves
-# no trace) and a script runs in it, so an init.py function that sets a global with `global` is seen by
-# the script that called it and by nobody after. A WebSocket route script runs in a copy instead: the
-# controller it builds may outlive it, and its methods need that script's globals while later upgrades
-# run. restore_modules() puts the krait.* modules back as init.py left them, so nothing a request assigns
-# to krait.* (even a brand-new attribute) is seen by the next one.
+# the role of 0.5.2's shared __main__ globals. Every request then starts from that state again:
+# namespace() copies it (lists, dicts and sets one level deep, so a request that appends to a global list
+# leaves no trace), and gives the copy its own versions of the functions init.py defined, bound to it:
+# as in 0.5.2, where init.py and the script shared one __main__ per request, a global that such a function
+# sets with `global` is the calling script's, and gone for the next request. init.py's own namespace is
+# left alone, so a thread that init.py started may refresh its globals for every later request, and a
+# request's copy (what a thread or closure it left behind still reads) is its own. A WebSocket route
+# script gets a plain copy: its controller lives on with it, and init.py's functions it calls keep
+# init.py's globals, shared by the worker's connections. restore_modules() puts the krait.* modules back
+# as init.py left them, so nothing a request assigns to krait.* (even a brand-new attribute) is seen by
+# the next one.
 # Scripts and templates are compiled once and cached by path, checked against mtime and size on every use.
 # `on_compile(starting)`, when set, is told when a template's compilation starts and ends: the worker's
 # loop tells the server, whose request deadline does not count it (krait/pool/serve.py).
@@ -68,11 +71,10 @@ class Site:
             exec(self.scripts.get(init), ns)
         _store.configure(self.root)  # init.py's session settings, checked now rather than at the first request
         self.base = ns
-        self.saved = dict(ns)
         self.modules = [(vars(m), dict(vars(m))) for m in (krait, krait.config, krait.mvc, krait.cookie,
                                                            krait.websockets)]
-        self.copies = [(k, _copier(v)) for k, v in ns.items()
-                       if isinstance(v, (list, dict, set)) and k != "__builtins__"]
+        self.copy_keys = [k for k, v in ns.items() if isinstance(v, (list, dict, set)) and k != "__builtins__"]
+        self.functions = [k for k, v in ns.items() if type(v) is types.FunctionType and v.__globals__ is ns]
 
     def _compile_template(self, data: bytes, path: str) -> types.CodeType:
         report = self.on_compile
@@ -95,31 +97,43 @@ class Site:
                 for key in [k for k in live if k not in saved]:
                     del live[key]
 
-    def namespace(self, own: bool = False) -> dict[str, Any]:
-        """The globals of the next request: init.py's namespace as init.py left it, or with `own` a copy
-        of it (for a WebSocket route script, see the module comment)."""
-        # Put back in place, as restore_modules() does; one level of copying: a request that appends to,
-        # removes from or rebinds an item of a global list/dict/set leaves no trace. Objects nested inside
-        # them stay shared (a deep copy of a large table built by init.py would cost more than the request
-        # itself); docs/scripts.md says so.
-        ns, saved = self.base, self.saved
-        ns.update(saved)
-        if len(ns) != len(saved):  # the last request added globals
-            for key in [k for k in ns if k not in saved]:
-                del ns[key]
-        for key, copier in self.copies:
-            ns[key] = copier(saved[key])
-        return ns.copy() if own else ns
+    def namespace(self, websocket: bool = False) -> dict[str, Any]:
+        """The globals of the next request, or of a WebSocket route script (see the module comment)."""
+        # One level of copying: a request that appends to, removes from or rebinds an item of a global
+        # list/dict/set leaves no trace. Objects nested inside them stay shared (a deep copy of a large
+        # table built by init.py would cost more than the request itself); docs/scripts.md says so.
+        base = self.base
+        ns = base.copy()
+        for key in self.copy_keys:
+            value = ns.get(key, _GONE)
+            kind = type(value)
+            if kind is list or kind is dict or kind is set:
+                ns[key] = value.copy()
+            elif isinstance(value, (list, dict, set)):  # defaultdict, OrderedDict, Counter...: type and state
+                try:
+                    ns[key] = copy.copy(value)
+                except Exception:  # one that cannot be copied stays shared
+                    pass
+        if not websocket:
+            for key in self.functions:
+                function = ns.get(key)
+                if type(function) is types.FunctionType and function.__globals__ is base:
+                    ns[key] = _bound_to(function, ns)
+        return ns
 
 
-def _copier(value: Any) -> Callable[[Any], Any]:
-    """How to copy a global container of init.py per request: its own copy() for a plain list, dict or
-    set; copy.copy() for a subclass (defaultdict, OrderedDict, Counter...), whose type and state it
-    keeps; none, so the value stays shared, for one that cannot be copied."""
-    if type(value) in (list, dict, set):
-        return type(value).copy
-    try:
-        copy.copy(value)
-    except Exception:
-        return lambda same: same
-    return copy.copy
+_GONE = object()  # a global that a thread of init.py's deleted since
+
+
+def _bound_to(function: types.FunctionType, ns: dict[str, Any]) -> types.FunctionType:
+    """`function` (one init.py defined) with `ns` as its globals: the same code, defaults, closure and
+    attributes."""
+    bound = types.FunctionType(function.__code__, ns, function.__name__, function.__defaults__,
+                               function.__closure__)
+    bound.__kwdefaults__ = function.__kwdefaults__
+    bound.__qualname__ = function.__qualname__
+    bound.__doc__ = function.__doc__
+    bound.__annotations__ = function.__annotations__
+    if function.__dict__:
+        bound.__dict__.update(function.__dict__)
+    return bound

@@ -9,7 +9,7 @@ import time
 import pytest
 import requests
 
-from tests.helpers import needs_sighup, start_krait, write_site
+from tests.helpers import needs_sighup, start_krait, wait_for, write_site
 
 pytestmark = pytest.mark.portable  # run again on portable paths (tests/server/test_portable.py)
 
@@ -250,6 +250,30 @@ def test_init_functions_share_the_requests_namespace_and_leave_nothing_behind(tm
         "ana ['ana'] {'ana': [1]} ['ana'] defaultdict"
     assert requests.get(srv.url + "/peek", timeout=10).text == "None [] {} []"
     assert requests.get(srv.url + "/who", timeout=10).text == "None [None] {None: [1]} [None] defaultdict"
+
+
+def test_init_threads_refresh_the_globals_and_a_requests_thread_keeps_its_own(tmp_path, krait_server):
+    # init.py's own namespace is left alone: what a thread it started refreshes there is seen by every
+    # later request. A request's namespace is its own: a thread it started still reads that request's
+    # globals once a later request has set the same name.
+    marker = tmp_path / "seen"
+    root = write_site(tmp_path / "site", {
+        ".py/init.py": "import threading, time\nDATA = 'initial'\n"
+                       "def _refresh():\n    global DATA\n    time.sleep(0.3)\n    DATA = 'refreshed'\n"
+                       "threading.Thread(target=_refresh, daemon=True).start()\n",
+        "show.py": "user = krait.request.query.get('user')\n"
+                   "krait.response = krait.Response('HTTP/1.1', 200, [], DATA)\n",
+        "later.py": "import threading, time\nuser = krait.request.query['user']\n"
+                    "def look():\n    time.sleep(0.5)\n"
+                    "    open(%r, 'w').write(str(globals().get('user')))\n"
+                    "threading.Thread(target=look, daemon=True).start()\n" % str(marker),
+    })
+    srv = krait_server(root, "--workers", "1")
+    time.sleep(0.6)
+    assert [requests.get(srv.url + "/show", timeout=10).text for _ in range(2)] == ["refreshed"] * 2
+    assert requests.get(srv.url + "/later?user=ana", timeout=10).status_code == 200
+    assert requests.get(srv.url + "/show?user=bob", timeout=10).text == "refreshed"
+    assert wait_for(marker.exists, 5) and wait_for(lambda: marker.read_text() == "ana", 2), marker.read_text()
 
 
 def test_a_script_that_sets_its_own_etag_gets_its_reply_as_it_made_it(tmp_path, krait_server):
