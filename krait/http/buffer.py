@@ -77,6 +77,11 @@ class ReceiveBuffer:
         """True if the unconsumed bytes start with `prefix`."""
         return self._data.startswith(prefix)
 
+    def holds_more_than_line_ends(self) -> bool:
+        """True if some buffered byte is neither CR nor LF."""
+        data = self._data
+        return bool(data) and bool(data.strip(b"\r\n"))
+
     def starts_with_line_end(self) -> bool:
         """True if the first buffered byte is CR or LF."""
         return bool(self._data) and self._data[0] in b"\r\n"

@@ -103,9 +103,11 @@ class Connection:
         return "ERROR" if self._error is not None else self._their
 
     @property
-    def buffered(self) -> bool:
-        """True while received bytes wait to be parsed (a pipelined request that has begun)."""
-        return bool(self._buf)
+    def head_begun(self) -> bool:
+        """True while the next request's head has begun to arrive (pipelined behind the last one): its
+        bytes wait in the buffer. Empty lines before a request line (RFC 9112 s2.2) are no head yet,
+        nor is an unread body that is being skipped."""
+        return self._their is not BODY and self._buf.holds_more_than_line_ends()
 
     @property
     def our_state(self) -> str:

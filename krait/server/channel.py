@@ -177,6 +177,10 @@ class Channel:
                 discard = None
                 if self.closing and fresh:
                     return
+                if fresh and conn.head_begun:  # it came in with the last request (pipelining): its
+                    header_deadline = time.monotonic() + self.settings.header_timeout  # header time runs now
+                    fresh = False
+                    self.busy = True
                 try:
                     if fresh:
                         data = self.recv(self.settings.keepalive_timeout)
@@ -200,11 +204,7 @@ class Channel:
                         return
                 finally:
                     self.busy = False
-                # The next request's head may have come in with this one (pipelining): its header time
-                # runs from now, not after a keep-alive wait.
-                fresh = not conn.buffered
-                if not fresh:
-                    header_deadline = time.monotonic() + self.settings.header_timeout
+                fresh = True
                 if self.closing:
                     return
                 continue

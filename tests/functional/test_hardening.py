@@ -217,6 +217,23 @@ def test_a_head_pipelined_behind_a_request_is_timed_from_its_first_bytes(site, k
     assert_normal(srv.port)
 
 
+@pytest.mark.parametrize("request_bytes", [
+    b"POST /hello.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",  # answered 405, body skipped
+    b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello\r\n",  # a stray CRLF after it
+], ids=["skipped-body", "stray-crlf"])
+def test_what_is_left_after_a_request_is_no_head_to_time(site, krait_server, request_bytes):
+    # Neither the rest of a body being skipped nor the empty lines RFC 9112 s2.2 tolerates before a
+    # request line starts a request: the connection waits out its keep-alive time, without a 408.
+    srv = krait_server(site, "--header-timeout", "1", "--keepalive-timeout", "10")
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
+        s.sendall(request_bytes)
+        first = s.recv(65536)
+        assert first.startswith((b"HTTP/1.1 405 ", b"HTTP/1.1 200 ")), first
+        s.settimeout(2.5)
+        with pytest.raises(TimeoutError):
+            s.recv(65536)  # still open and quiet past --header-timeout
+
+
 def test_minimum_body_rate(site, krait_server):
     # The first window of the rate rule is limits.BODY_RATE_GRACE + BODY_RATE_WINDOW (10 s); an upload that
     # sends almost nothing is cut when it ends.

@@ -154,6 +154,21 @@ def test_an_expectation_without_content_keeps_the_connection():
     assert conn.keep_alive
 
 
+def test_head_begun_says_whether_the_next_request_has_started_to_arrive():
+    conn = Connection()
+    conn.receive_data(GET % 1 + b"\r\n")  # a stray empty line after it (RFC 9112 s2.2): no head yet
+    assert type(conn.next_event()) is Request
+    assert merge(drain(conn))[:1] == [EndOfMessage()]
+    conn.send_full(200, [], b"")
+    assert not conn.head_begun
+    conn.receive_data(b"GE")
+    assert conn.head_begun
+    skipping = Connection()
+    skipping.receive_data(post(b"abc")[:-1])  # a body not read yet is no head either
+    skipping.next_event()
+    assert not skipping.head_begun
+
+
 def test_eof_after_request_still_lets_us_answer():
     conn = Connection()
     conn.receive_data(GET % 1 + GET % 2)
