@@ -222,6 +222,8 @@ class SessionHost:
                     item = hosted.mailbox.popleft()
                     if item[0] == _MESSAGE and hosted.unread > 0:
                         hosted.unread -= len(item[2]) + limits.WS_MESSAGE_OVERHEAD
+                    elif item[0] == _CLOSE:  # the callback returned in time: the close has its own timeout
+                        self._ending.pop(conn, None)
         finally:
             with self._lock:
                 hosted.running = False

@@ -188,9 +188,11 @@ class WsClient:
 
     def drop_output(self) -> None:
         """Forget the output not sent yet, except the rest of a frame already partly sent: a frame goes
-        out whole (RFC 6455 section 5.2), or the Close that follows would land inside its payload."""
+        out whole (RFC 6455 section 5.2), or the Close that follows would land inside its payload. What a
+        partial send left is a view; over TLS, the first queued frame has always been offered to
+        OpenSSL, which may hold part of it and must be offered the rest."""
         out = self.out
-        started = out[0] if out and type(out[0]) is memoryview else None  # what a partial send left
+        started = out[0] if out and (self.tls or type(out[0]) is memoryview) else None
         out.clear()
         self.unsent = 0
         if started is not None:

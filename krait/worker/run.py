@@ -167,7 +167,7 @@ def _check_status(status: int, reason: str, body: Any) -> None:
     if status < 200:
         raise ValueError("refused to send status %d as the response: a script's response must be final "
                          "(200-599; RFC 9110 section 15.2)" % status)
-    if status in (204, 304) and type(body) is bytes and body:
+    if status in (204, 304) and (type(body) is not bytes or body):  # an iterable body too
         raise ValueError("refused to send a %d response with a body (RFC 9110 section 6.4.1)" % status)
     if not _FIELD_VALUE.fullmatch(reason):
         raise ValueError("refused to send reason phrase %r: a control character or a character beyond "

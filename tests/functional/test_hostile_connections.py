@@ -38,6 +38,7 @@ SITE = {
     "reason.py": "krait.response = 'HTTP/1.1 200 O\\x0cK\\r\\nX-A: 1\\r\\n\\r\\nSENT'\n",
     "interim.py": "krait.response = krait.Response('HTTP/1.1', 103, [('X-A', 'early')], 'SENT')\n",
     "nobody.py": "krait.response = krait.Response('HTTP/1.1', 204, [('X-A', '1')], 'SENT')\n",
+    "nobodygen.py": "krait.response = krait.Response('HTTP/1.1', 204, [('X-A', '1')], (p for p in ['SENT']))\n",
     "200k.bin": "x" * 200_000,  # served from the memory cache (under 256 KiB), like most static files
 }
 REQUEST = b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -209,6 +210,7 @@ def test_a_script_response_that_cannot_be_sent_as_it_is_is_a_logged_500(site, kr
         "/reason.py": "refused to send reason phrase 'O\\x0cK'",
         "/interim.py": "refused to send status 103 as the response",
         "/nobody.py": "refused to send a 204 response with a body",
+        "/nobodygen.py": "refused to send a 204 response with a body",
     }
     for path in expected:
         request = b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path.encode()

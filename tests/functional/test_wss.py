@@ -82,3 +82,45 @@ def test_wss_full_duplex_under_load(tmp_path, cert, krait_server):
     while not r.recv().startswith("echo:"):
         pass
     r.close()
+
+
+def test_a_tls_client_closed_for_not_reading_gets_whole_frames_then_the_close(tmp_path, cert, krait_server):
+    # Over TLS a frame OpenSSL took part of must be offered whole again: it goes out before the Close.
+    import socket
+    import struct
+    import time
+
+    from tests.functional.test_ws_conformance import BINARY, CLOSE, SITE_FILES, TEXT, frame, upgrade_request
+
+    crt, key = cert
+    srv = krait_server(write_site(tmp_path / "site", SITE_FILES), "--certfile", str(crt), "--keyfile", str(key))
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.settimeout(20)
+    raw.connect(("127.0.0.1", srv.port))
+    with ssl.create_default_context(cafile=str(crt)).wrap_socket(raw, server_hostname="127.0.0.1") as s:
+        s.sendall(upgrade_request("/ws/cmd", "dGhlIHNhbXBsZSBub25jZQ=="))
+        buf = bytearray()
+        while b"\r\n\r\n" not in buf:
+            buf += s.recv(65536)
+        del buf[:buf.index(b"\r\n\r\n") + 4]
+        s.sendall(frame(TEXT, b"burst 200000 100"))  # 20 MB in small messages, past WS_MAX_UNSENT
+        time.sleep(3)
+
+        def take(n):
+            while len(buf) < n:
+                chunk = s.recv(262144)
+                assert chunk, "the connection ended without a Close"
+                buf.extend(chunk)
+            out = bytes(buf[:n])
+            del buf[:n]
+            return out
+
+        while True:
+            b0, b1 = take(2)
+            size = b1 & 0x7F
+            payload = take(struct.unpack("!H", take(2))[0] if size == 126 else size)
+            if b0 & 0x0F == CLOSE:
+                break
+            assert (b0 & 0x0F, payload) == (BINARY, b"b" * 100)
+        assert payload == struct.pack("!H", 1008) + b"too slow"

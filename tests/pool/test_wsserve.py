@@ -58,6 +58,9 @@ class Echoing:
         Echoing.ended.add(self.link.conn)
 
     def close(self, code, reason, timeout):
+        if self.link.conn == 7:  # an on_stop that takes a while and says goodbye
+            time.sleep(0.5)
+            self._send(("text", b"goodbye"))
         Echoing.closed.append((self.link.conn, code))
         if code == 4000:
             raise RuntimeError("a bug while stopping")
@@ -201,3 +204,13 @@ def test_a_callback_that_does_not_return_after_the_end_is_given_up(host, monkeyp
     host.send_message(jobs.WS_TEXT, 2, b"and here")
     assert host.recv(5) == (jobs.WS_TEXT, 2, b"and here")
     assert Echoing.closed == [(1, 1000)]  # on_stop still ran once the callback returned
+
+
+def test_a_callback_that_returned_in_time_is_not_given_up_while_it_stops(host, monkeypatch):
+    # The give-up counts the running callback only: stopping has its own WS_STOP_TIMEOUT.
+    monkeypatch.setattr(limits, "WS_STOP_TIMEOUT", 0.3)
+    open_conns(host, 7)
+    host.send_message(jobs.WS_TEXT, 7, b"until stopped")
+    time.sleep(0.1)
+    host.send((jobs.WS_CLOSE, 7, 1000, ""))
+    assert receive(host, 2) == [(jobs.WS_TEXT, 7, b"goodbye"), (jobs.WS_DONE, 7)]
