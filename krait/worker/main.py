@@ -4,10 +4,13 @@
 # hand the pipe to the pool's loop for this kind of worker: krait/pool/serve.py with run.run_job for a
 # script worker (which also hears when a template compiles), krait/pool/wsserve.py with
 # websocket.open_session for a WebSocket worker. Both kinds get krait.websockets.publish() wired to their
-# pipe. The server decides when a worker stops, so SIGINT and SIGHUP (none on Windows: krait/portable.py)
-# are ignored here. Whatever site code prints goes to the server's standard error, its log, line by line
-# (docs/configuration.md): file descriptor 1 becomes a copy of 2, so output of child processes and C code
-# goes there too, and the server's standard output carries only its ready line and the access log.
+# pipe. The server decides when a worker stops (it kills one with SIGKILL when it must), so SIGINT,
+# SIGTERM and SIGHUP (none on Windows: krait/portable.py) are ignored here: a terminal's Ctrl-C or a
+# service manager that signals every process of the service (systemd's default KillMode) would otherwise
+# cut the requests the server is still finishing. Whatever site code prints goes to the server's
+# standard error, its log, line by line (docs/configuration.md): file descriptor 1 becomes a copy of 2,
+# so output of child processes and C code goes there too, and the server's standard output carries only
+# its ready line and the access log.
 
 from __future__ import annotations
 
@@ -34,6 +37,7 @@ def main(ends: tuple[Any, Any], settings: Any, kind: str) -> None:
     send_lock = threading.Lock()
     krait.websockets._publisher = serve.publisher(pipe, send_lock)  # before the Site saves the modules
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if not portable.ACTIVE:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:

@@ -77,3 +77,28 @@ def test_a_spooled_upload_in_flight_is_served_during_a_graceful_stop(tmp_path, k
     srv.proc.send_signal(signal.SIGTERM)
     thread.join(30)
     assert (answer["r"].status_code, answer["r"].text) == (200, str(3 << 20))
+
+
+def test_a_stop_signalled_to_every_process_of_the_server_still_finishes_in_flight_requests(tmp_path, krait_server):
+    # What systemd does by default (KillMode=control-group): SIGTERM to the server and its workers at once.
+    import os
+    import subprocess
+
+    site = write_site(tmp_path / "site4", {
+        "slow.py": "import time, krait\ntime.sleep(1.5)\n"
+                   "krait.response = krait.Response('HTTP/1.1', 200, [], 'done')\n"})
+    srv = krait_server(site)
+    answer: dict = {}
+    thread = threading.Thread(target=lambda: answer.update(r=requests.get(srv.url + "/slow", timeout=30)))
+    thread.start()
+    time.sleep(0.5)  # the script sleeps in its worker
+
+    def tree(pid: int) -> list[int]:
+        children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+        return [pid] + [p for child in children for p in tree(int(child))]
+
+    for pid in tree(srv.proc.pid):
+        os.kill(pid, signal.SIGTERM)
+    thread.join(30)
+    assert (answer["r"].status_code, answer["r"].text) == (200, "done")
+    assert srv.proc.wait(20) == 0
