@@ -288,11 +288,9 @@ class AnswerReader:
         if not entries:
             return
         with self._lock:
-            now = time.monotonic()
             stale = [entry for entry in entries if entry.generation not in (None, self.generation)]
             for entry in reversed(entries):
                 if entry not in stale:
-                    entry.queued = now
                     self._queue.appendleft(entry)
             others = list(self._lanes)
         for entry in stale:

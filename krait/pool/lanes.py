@@ -40,7 +40,7 @@ class Generation(NamedTuple):
 class Entry:
     """One job of a request thread, waiting in the queue or in a worker's pipe."""
 
-    __slots__ = ("wire", "rel_path", "generation", "timeout", "small", "fast", "queued", "done", "result", "error",
+    __slots__ = ("wire", "rel_path", "generation", "timeout", "small", "fast", "done", "result", "error",
                  "streaming")
 
     def __init__(self, job: jobs.Job, timeout: float, generation: int | None) -> None:
@@ -50,7 +50,6 @@ class Entry:
         self.timeout = timeout
         self.small = len(job.body) < limits.PIPELINE_MAX_BODY and not job.body_file  # may wait in a busy pipe
         self.fast = False  # its file ran in under PIPELINE_STALL last time (set when it is placed)
-        self.queued = 0.0
         self.done = threading.Lock()
         self.done.acquire()  # released once `result` or `error` is set
         self.result: jobs.Result | None = None

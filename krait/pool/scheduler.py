@@ -267,7 +267,6 @@ class JobPool(AnswerReader):
                                              % (len(self._lanes), waiting))
                 log.debug("http queue depth %d", waiting + 1)
             if lane is None:
-                entry.queued = time.monotonic()
                 self._queue.append(entry)
                 direct = False
             else:
@@ -367,7 +366,6 @@ class JobPool(AnswerReader):
         """Give `lane` queued jobs up to its pipeline depth (none while it is on a slow job). `reading`: as
         for _write()."""
         take = False
-        late: list[Entry] = []
         now = time.monotonic()
         with self._lock:
             queue = self._queue
@@ -375,16 +373,12 @@ class JobPool(AnswerReader):
                 if lane.inflight and (len(lane.inflight) >= self.depth or not queue[0].small or lane.unsure()
                                       or now - lane.started >= limits.PIPELINE_STALL):
                     break
-                entry = queue.popleft()
-                if now - entry.queued > entry.timeout:
-                    late.append(entry)
-                    continue
-                self._place(lane, entry)
+                # A job that waited long is still run now that a worker is free: its request waits for it
+                # up to twice --timeout and QUEUE_WAIT_SLACK (_wait), then takes it back.
+                self._place(lane, queue.popleft())
                 take = True
             if take and lane.reader is Reader.NONE:
                 self._set_reader(lane, Reader.THREAD)
-        for entry in late:
-            entry.finish(error=ServiceUnavailable("no worker became free within %.0fs" % entry.timeout))
         if take:
             self._write(lane, reading)
 

@@ -318,6 +318,23 @@ def test_a_script_or_template_deleted_since_it_was_routed_is_a_404(tmp_path, kra
     assert "FileNotFoundError" not in srv.log()
 
 
+def test_a_request_queued_longer_than_the_timeout_is_still_served(tmp_path, krait_server):
+    # --timeout bounds a script's run, not the wait in the queue: two 1.2 s scripts ahead of it on the
+    # only worker, a page waits past --timeout 2 and is then run, not refused with 503.
+    root = write_site(tmp_path / "site", {
+        "report.py": "import time\ntime.sleep(1.2)\nkrait.response = krait.Response('HTTP/1.1', 200, [], 'report')\n",
+        "fast.py": "krait.response = krait.Response('HTTP/1.1', 200, [], 'fast')\n",
+    })
+    srv = krait_server(root, "--workers", "1", "--timeout", "2")
+    assert requests.get(srv.url + "/fast", timeout=10).text == "fast"
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        reports = [pool.submit(requests.get, srv.url + "/report", timeout=20) for _ in range(2)]
+        time.sleep(0.2)
+        fast = pool.submit(requests.get, srv.url + "/fast", timeout=20)
+        assert [r.result().status_code for r in reports] == [200, 200]
+        assert (fast.result().status_code, fast.result().text) == (200, "fast")
+
+
 def test_timeout_gives_504_and_server_recovers(server):
     t0 = time.monotonic()
     r = requests.get(server.url + "/sleep?s=30", timeout=20)
