@@ -9,9 +9,14 @@
 # while the old one serves on, the App is built from its krait.config, and the pool swaps both at once
 # (krait/pool/scheduler.py); when any of that fails, the old generation and App keep serving and the
 # error is logged once. The WebSocket pool reloads after a swap (sessions in progress keep their worker).
-# With --processes N the parent binds a placeholder socket with SO_REUSEPORT to fix the port, forks N
-# servers that each bind the same port and own their pools, and supervises them; where the kernel does
-# not spread one port's connections across processes (portable.SHARES_PORT), --processes is refused.
+# With --processes N the parent checks that the port is free (a plain bind: SO_REUSEPORT alone would let
+# the sockets of a Krait already there join ours), binds a placeholder socket with SO_REUSEPORT to fix
+# the port, forks N servers that each bind the same port and own their pools, and supervises them: one
+# that ends stops the others and the parent exits 1, for the service manager to restart the whole; a
+# server whose parent is gone (its end of the lifeline pipe reads EOF) stops. Where the kernel does not
+# spread one port's connections across processes (portable.SHARES_PORT), --processes is refused.
+# Signals are recorded from the first moment, so a stop or a reload asked for during start-up is
+# carried out once the server is ready instead of killing it.
 # The open-file limit bounds the connections; on portable paths there is none, and the hub's select()
 # bounds --max-websockets instead.
 
@@ -101,9 +106,14 @@ def _bind(settings: Settings, reuse_port: bool) -> Server | None:
 
 
 def run_one(settings: Settings, reuse_port: bool = False, ready_fd: int | None = None,
-            relay: socket.socket | None = None) -> int:
+            relay: socket.socket | None = None, lifeline: int | None = None) -> int:
     """One server process with its own workers; under run_many, `ready_fd` gets "ok" instead of the
-    ready line being printed, and `relay` joins its WebSocket rooms to the other processes'."""
+    ready line being printed, `relay` joins its WebSocket rooms to the other processes', and the
+    parent's end of `lifeline` closing (the parent is gone) stops this server."""
+    signals = _SignalFlags()
+    if lifeline is not None:
+        threading.Thread(target=_watch_lifeline, args=(lifeline, signals), name="krait-lifeline",
+                         daemon=True).start()
     settings = fit_to_open_files(settings)
     server = _bind(settings, reuse_port)
     if server is None:
@@ -127,7 +137,6 @@ def run_one(settings: Settings, reuse_port: bool = False, ready_fd: int | None =
         hub.stop()
         return fail("bad site configuration: %s" % exc)
     server.activate(app, pool, hub)
-    signals = _SignalFlags()
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.25}, name="krait-accept",
                               daemon=True)
     thread.start()
@@ -275,23 +284,31 @@ def _display_host(host: str) -> str:
 
 def run_many(settings: Settings) -> int:
     """Fork --processes servers sharing one port through SO_REUSEPORT, and supervise them."""
+    signals = _SignalFlags()
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
-    placeholder = socket.socket(family, socket.SOCK_STREAM)
-    placeholder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    placeholder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:  # no SO_REUSEPORT: fails if anyone holds it
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((settings.host, settings.port))
+            settings = _with_port(settings, probe.getsockname()[1])
+        placeholder = socket.socket(family, socket.SOCK_STREAM)
+        placeholder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        placeholder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         placeholder.bind((settings.host, settings.port))
     except OSError as exc:
         return fail("cannot listen on %s:%d: %s" % (settings.host, settings.port, exc.strerror or exc))
-    settings = _with_port(settings, placeholder.getsockname()[1])
     children: list[int] = []
     pipes: list[int] = []
+    life_r, life_w = os.pipe()  # the parent holds the write end: the children read EOF once it is gone
     ends = relays.socketpairs(settings.processes)  # WebSocket rooms span the processes
     for index in range(settings.processes):
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:  # child: a complete server of its own
             os.close(r)
+            os.close(life_w)
+            for earlier in pipes:  # the other children's ready pipes
+                os.close(earlier)
             placeholder.close()
             for other, (parent_end, child_end) in enumerate(ends):
                 parent_end.close()
@@ -299,12 +316,13 @@ def run_many(settings: Settings) -> int:
                     child_end.close()
             code = 1
             try:
-                code = run_one(settings, reuse_port=True, ready_fd=w, relay=ends[index][1])
+                code = run_one(settings, reuse_port=True, ready_fd=w, relay=ends[index][1], lifeline=life_r)
             finally:
                 os._exit(code)
         os.close(w)
         children.append(pid)
         pipes.append(r)
+    os.close(life_r)
     for _, child_end in ends:
         child_end.close()
     relays.Relay([parent_end for parent_end, _ in ends]).start()
@@ -319,12 +337,45 @@ def run_many(settings: Settings) -> int:
     print("Krait %s serving %s at %s://%s:%d/ (%d processes, %s each)" % (__version__, settings.site_root,
           settings.scheme, _display_host(settings.host), settings.port, settings.processes,
           _workers(settings.workers)), flush=True)
-    signals = _SignalFlags()
-    while not signals.wait_stop():
-        _signal_all(children, signal.SIGHUP)
+    while not signals.stop:
+        if signals.hup:
+            signals.hup = False
+            _signal_all(children, signal.SIGHUP)
+        ended = _ended(children)
+        if ended is not None:
+            log.error("server process %d ended (%s): stopping the others", *ended)
+            _signal_all(children, signal.SIGTERM)
+            _wait_all(children)
+            return 1
+        time.sleep(0.1)
     _signal_all(children, signal.SIGTERM)
     _wait_all(children)
     return 0
+
+
+def _ended(pids: list[int]) -> tuple[int, str] | None:
+    """A child that ended (taken out of `pids`, and reaped) with what ended it, or None."""
+    for pid in pids:
+        try:
+            done, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            done, status = pid, 0
+        if done:
+            pids.remove(pid)
+            if os.WIFSIGNALED(status):
+                return pid, "killed by signal %d" % os.WTERMSIG(status)
+            return pid, "exit status %d" % os.waitstatus_to_exitcode(status)
+    return None
+
+
+def _watch_lifeline(fd: int, signals: _SignalFlags) -> None:
+    """Block on the parent's lifeline pipe; its EOF (the parent is gone) stops this server."""
+    try:
+        while os.read(fd, 64):
+            pass
+    except OSError:
+        pass
+    signals.stop = True
 
 
 def _signal_all(pids: list[int], sig: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -63,6 +64,28 @@ def test_ready_line_names_the_real_port_and_sigterm_exits_0(tmp_path, krait_serv
     assert srv.stdout().rstrip().endswith("/ (2 workers)")  # what tests.helpers.start_krait asks for
     assert requests.get(srv.url + "/", timeout=10).text == "home"
     assert srv.stop() == 0
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP here")
+def test_signals_during_start_up_are_carried_out_once_ready(tmp_path):
+    # A `systemctl reload` while init.py still runs reloads once the server is ready (it killed Krait),
+    # and a stop asked for meanwhile is a graceful one (exit status 0).
+    site = write_site(tmp_path / "site", {".py/init.py": "import time\ntime.sleep(1.5)\n", "a.txt": "a"})
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    with subprocess.Popen([sys.executable, "-m", "krait", str(site), "--port", "0", "--workers", "1"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                          stdin=subprocess.DEVNULL) as proc:
+        try:
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGHUP)
+            port = int(re.search(r":(\d+)/", proc.stdout.readline()).group(1))
+            assert requests.get("http://127.0.0.1:%d/a.txt" % port, timeout=10).text == "a"
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(30) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert "reloaded: generation" in proc.stderr.read()
 
 
 def test_python_dash_m_and_console_script_agree():

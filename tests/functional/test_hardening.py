@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import concurrent.futures
 import http.client
+import os
 import re
 import resource
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 
 import pytest
 
-from tests.helpers import needs_shared_port, needs_sighup, write_site
+from tests.helpers import ROOT, needs_shared_port, needs_sighup, wait_for, write_site
 from tests.idle_clients import open_idle, rss_kib
 
 SITE = {
@@ -431,4 +433,36 @@ def test_processes_share_the_port(site, krait_server):
     pids = {get(srv.port, "/pid.py")[2] for _ in range(40)}
     assert len(pids) >= 2, "only one server process answered: %s" % pids
     assert_normal(srv.port)
+    # A second Krait on the same port is refused, as with one process: SO_REUSEPORT must not let it join.
+    second = subprocess.run([sys.executable, "-m", "krait", str(site), "--port", str(srv.port), "--processes", "2"],
+                            capture_output=True, text=True, timeout=60, cwd=str(ROOT), stdin=subprocess.DEVNULL)
+    assert second.returncode == 1 and "cannot listen on 127.0.0.1:%d" % srv.port in second.stderr
     assert srv.stop() == 0
+
+
+def _server_processes(parent: int) -> list[int]:
+    return [int(pid) for pid in subprocess.run(["pgrep", "-P", str(parent)], capture_output=True,
+                                               text=True).stdout.split()]
+
+
+@needs_shared_port
+def test_a_server_process_that_dies_stops_the_others_and_krait_exits_1(site, krait_server):
+    # Supervised: the service manager sees the failure (and restarts the whole) instead of a parent that
+    # serves nothing, or serves with less than it was asked to.
+    srv = krait_server(site, "--workers", "1", "--processes", "2")
+    children = _server_processes(srv.proc.pid)
+    assert len(children) == 2
+    os.kill(children[0], signal.SIGKILL)
+    assert srv.proc.wait(20) == 1
+    assert "server process %d ended (killed by signal 9): stopping the others" % children[0] in srv.log()
+    assert wait_for(lambda: not os.path.exists("/proc/%d" % children[1]), 20), "the other server lives on"
+
+
+@needs_shared_port
+def test_server_processes_stop_when_their_parent_is_gone(site, krait_server):
+    srv = krait_server(site, "--workers", "1", "--processes", "2")
+    children = _server_processes(srv.proc.pid)
+    srv.proc.kill()
+    srv.proc.wait(10)
+    assert wait_for(lambda: not any(os.path.exists("/proc/%d" % pid) for pid in children), 20), \
+        "server processes outlived their parent"
