@@ -34,6 +34,8 @@ from krait.worker.websocket import open_session
 def main(ends: tuple[Any, Any], settings: Any, kind: str) -> None:
     """Run a worker of `kind` ("http" or "ws"); `ends` are its (in, out) ends of MessagePipe.pair()."""
     pipe = MessagePipe(*ends)
+    if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+        os.register_at_fork(after_in_child=functools.partial(_let_go, (pipe.sock.fileno(), pipe.out.fileno())))
     send_lock = threading.Lock()
     krait.websockets._publisher = serve.publisher(pipe, send_lock)  # before the Site saves the modules
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -58,3 +60,12 @@ def main(ends: tuple[Any, Any], settings: Any, kind: str) -> None:
         loop = serve.JobLoop(pipe, send_lock, functools.partial(run_job, site))
         site.on_compile = loop.compiling
         loop.serve()
+
+
+def _let_go(fds: tuple[int, int]) -> None:
+    """In a process that site code forks: the worker's pipe ends become /dev/null. Left open there, they
+    would keep the server from reading the EOF that tells it the worker died (krait/pool/answers.py)."""
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in fds:
+        os.dup2(null, fd)
+    os.close(null)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import signal
+import threading
 import time
 
 import pytest
@@ -333,6 +335,34 @@ def test_a_request_queued_longer_than_the_timeout_is_still_served(tmp_path, krai
         fast = pool.submit(requests.get, srv.url + "/fast", timeout=20)
         assert [r.result().status_code for r in reports] == [200, 200]
         assert (fast.result().status_code, fast.result().text) == (200, "fast")
+
+
+def test_a_worker_that_dies_is_noticed_though_a_process_it_forked_lives_on(tmp_path, krait_server):
+    # A process that site code forks must not hold the worker's pipe: the server learns of the worker's
+    # death from its EOF, and the request gets its 500 at once, not a 504 after --timeout.
+    bg_pid, running = tmp_path / "bg.pid", tmp_path / "running"
+    root = write_site(tmp_path / "site", {
+        "bg.py": "import os, time\nif os.fork() == 0:\n    open(%r, 'w').write(str(os.getpid()))\n"
+                 "    time.sleep(30)\n    os._exit(0)\n" % str(bg_pid),
+        "work.py": "import os, time\nopen(%r, 'w').write(str(os.getpid()))\ntime.sleep(5)\n" % str(running),
+    })
+    srv = krait_server(root, "--workers", "1", "--timeout", "20")
+    try:
+        assert requests.get(srv.url + "/bg", timeout=10).status_code == 200
+        answer: dict = {}
+        thread = threading.Thread(target=lambda: answer.update(r=requests.get(srv.url + "/work", timeout=30)))
+        thread.start()
+        assert wait_for(running.exists, 10) and wait_for(lambda: running.read_text(), 2)
+        started = time.monotonic()
+        os.kill(int(running.read_text()), signal.SIGKILL)
+        thread.join(30)
+        assert answer["r"].status_code == 500 and time.monotonic() - started < 5
+    finally:
+        if bg_pid.exists():
+            try:
+                os.kill(int(bg_pid.read_text()), signal.SIGKILL)
+            except (ProcessLookupError, ValueError):
+                pass
 
 
 def test_timeout_gives_504_and_server_recovers(server):
