@@ -170,10 +170,21 @@ def start_all(settings: Any, count: int, generation: int, kind: str = "http") ->
         for _ in range(count):
             starting.append(WorkerProcess.start(settings, generation, kind))
         return [(worker, worker.wait_ready().config) for worker in starting]
-    except Exception:
+    except BaseException:  # a failure, or a stop asked for during start-up
         for worker in starting:
             worker.kill()
         raise
+
+
+def kill_stragglers(grace: float = 0.0) -> None:
+    """Kill every worker still alive `grace` seconds from now, such as one a reload was starting as the
+    server stopped: at exit, multiprocessing waits for each, and workers do not heed its SIGTERM
+    (krait/worker/main.py)."""
+    deadline = time.monotonic() + grace
+    for process in multiprocessing.active_children():
+        process.join(max(deadline - time.monotonic(), 0))
+        process.kill()
+        process.join(5)
 
 
 def describe_init_error(report: jobs.ErrorReport) -> str:

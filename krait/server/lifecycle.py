@@ -15,13 +15,14 @@
 # that ends stops the others and the parent exits 1, for the service manager to restart the whole; a
 # server whose parent is gone (its end of the lifeline pipe reads EOF) stops. Where the kernel does not
 # spread one port's connections across processes (portable.SHARES_PORT), --processes is refused.
-# Signals are recorded from the first moment, so a stop or a reload asked for during start-up is
-# carried out once the server is ready instead of killing it.
+# Signals are caught from the first moment: a SIGHUP during start-up (the default action would kill
+# Krait) reloads once the server is ready, and a stop abandons start-up at once, closing what it began.
 # The open-file limit bounds the connections; on portable paths there is none, and the hub's select()
 # bounds --max-websockets instead.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -36,6 +37,7 @@ from typing import Any
 from krait import __version__, limits, portable
 from krait.errors import ConfigError
 from krait.pool import relay as relays
+from krait.pool.process import kill_stragglers
 from krait.pool.scheduler import JobPool
 from krait.server import reloader
 from krait.server.dispatch import App
@@ -112,40 +114,16 @@ def run_one(settings: Settings, reuse_port: bool = False, ready_fd: int | None =
     parent's end of `lifeline` closing (the parent is gone) stops this server."""
     signals = _SignalFlags()
     if lifeline is not None:
-        threading.Thread(target=_watch_lifeline, args=(lifeline, signals), name="krait-lifeline",
-                         daemon=True).start()
-    settings = fit_to_open_files(settings)
-    server = _bind(settings, reuse_port)
-    if server is None:
-        return 1
-    settings = _with_port(settings, server.port)
-    pool = JobPool(settings, settings.workers)
-    hub = WebSocketHub(settings, relay)
+        threading.Thread(target=_watch_lifeline, args=(lifeline,), name="krait-lifeline", daemon=True).start()
     try:
-        pool.start()
-        hub.start()
-    except ConfigError as exc:
-        server.server_close()
-        pool.close()
-        return fail(str(exc))
-    pool.on_publish = hub.publish  # scripts publish to rooms; the hub holds them
-    try:
-        app = App(settings, pool.config, pool.generation)
-    except Exception as exc:  # a route or cache rule that only fails when compiled here
-        server.server_close()
-        pool.close()
-        hub.stop()
-        return fail("bad site configuration: %s" % exc)
-    server.activate(app, pool, hub)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.25}, name="krait-accept",
-                              daemon=True)
-    thread.start()
-    if ready_fd is not None:
-        os.write(ready_fd, b"ok\n")
-        os.close(ready_fd)
-    else:
-        print("Krait %s serving %s at %s://%s:%d/ (%s)" % (__version__, settings.site_root, settings.scheme,
-              _display_host(settings.host), server.port, _workers(settings.workers)), flush=True)
+        started = _start(fit_to_open_files(settings), reuse_port, relay, ready_fd, signals)
+    except _StoppedStarting:
+        kill_stragglers()
+        log.info("stopped while starting")
+        return 0
+    if isinstance(started, int):
+        return started
+    settings, server, pool, hub = started
     watcher_stop = threading.Event()
     reload = _Reload(settings, server, pool, hub)
     reloader.watch(os.path.join(settings.site_root, ".py"), reload, watcher_stop)
@@ -164,8 +142,49 @@ def run_one(settings: Settings, reuse_port: bool = False, ready_fd: int | None =
         time.sleep(0.05)
     hub.stop()
     pool.close()
+    kill_stragglers(grace=limits.WS_STOP_TIMEOUT)  # WebSocket workers end their controllers first
     log.info("stopped")
     return 0
+
+
+def _start(settings: Settings, reuse_port: bool, relay: socket.socket | None, ready_fd: int | None,
+           signals: _SignalFlags) -> tuple[Settings, Server, JobPool, WebSocketHub] | int:
+    """Bind, start the worker pools (init.py runs), build the App, start serving and say so (see
+    run_one); or print why not and give the exit status. What was started is closed again when this
+    ends early: a failure, or a stop during start-up (_StoppedStarting)."""
+    with contextlib.ExitStack() as undo:
+        server = _bind(settings, reuse_port)
+        if server is None:
+            return 1
+        undo.callback(server.server_close)
+        settings = _with_port(settings, server.port)
+        pool = JobPool(settings, settings.workers)
+        undo.callback(pool.close)
+        try:
+            pool.start()
+            hub = WebSocketHub(settings, relay)
+            hub.start()
+        except ConfigError as exc:
+            return fail(str(exc))
+        undo.callback(hub.stop)
+        pool.on_publish = hub.publish  # scripts publish to rooms; the hub holds them
+        try:
+            app = App(settings, pool.config, pool.generation)
+        except Exception as exc:  # a route or cache rule that only fails when compiled here
+            return fail("bad site configuration: %s" % exc)
+        server.activate(app, pool, hub)
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.25}, name="krait-accept",
+                         daemon=True).start()
+        undo.callback(server.shutdown)
+        if ready_fd is not None:
+            os.write(ready_fd, b"ok\n")
+            os.close(ready_fd)
+        else:
+            print("Krait %s serving %s at %s://%s:%d/ (%s)" % (__version__, settings.site_root, settings.scheme,
+                  _display_host(settings.host), server.port, _workers(settings.workers)), flush=True)
+        signals.ready = True  # from here a stop is a graceful one
+        undo.pop_all()
+        return settings, server, pool, hub
 
 
 def fit_to_open_files(settings: Settings) -> Settings:
@@ -212,24 +231,35 @@ def _fit_to_select(settings: Settings) -> Settings:
     return replace(settings, max_websockets=room)
 
 
+class _StoppedStarting(BaseException):
+    """SIGTERM or SIGINT arrived before the server was ready: there is nothing to finish, so start-up is
+    abandoned where it stands (a BaseException, which no `except Exception` on the way catches)."""
+
+
 class _SignalFlags:
     """SIGTERM/SIGINT/SIGHUP recorded as plain flags.
 
     A signal handler runs between two bytecodes of the main thread, possibly inside a lock that thread
     holds (an Event.set() it was in the middle of): a handler that takes any lock can deadlock the
-    process. So the handlers only assign attributes, and the main thread polls them.
+    process. So once the server is ready the handlers only assign attributes, and the main thread polls
+    them; before, a stop raises _StoppedStarting in the main thread, and a SIGHUP waits for readiness.
     """
 
     def __init__(self) -> None:
         self.stop = False
         self.hup = False
+        self.ready = False
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
         if not portable.ACTIVE:  # Windows has no SIGHUP
             signal.signal(signal.SIGHUP, self._on_hup)
 
     def _on_stop(self, *_: Any) -> None:
+        if self.stop:  # a second one while stopping: already under way
+            return
         self.stop = True
+        if not self.ready:
+            raise _StoppedStarting
 
     def _on_hup(self, *_: Any) -> None:
         self.hup = True
@@ -298,45 +328,22 @@ def run_many(settings: Settings) -> int:
     except OSError as exc:
         return fail("cannot listen on %s:%d: %s" % (settings.host, settings.port, exc.strerror or exc))
     children: list[int] = []
-    pipes: list[int] = []
-    life_r, life_w = os.pipe()  # the parent holds the write end: the children read EOF once it is gone
-    ends = relays.socketpairs(settings.processes)  # WebSocket rooms span the processes
-    for index in range(settings.processes):
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # child: a complete server of its own
-            os.close(r)
-            os.close(life_w)
-            for earlier in pipes:  # the other children's ready pipes
-                os.close(earlier)
-            placeholder.close()
-            for other, (parent_end, child_end) in enumerate(ends):
-                parent_end.close()
-                if other != index:
-                    child_end.close()
-            code = 1
-            try:
-                code = run_one(settings, reuse_port=True, ready_fd=w, relay=ends[index][1], lifeline=life_r)
-            finally:
-                os._exit(code)
-        os.close(w)
-        children.append(pid)
-        pipes.append(r)
-    os.close(life_r)
-    for _, child_end in ends:
-        child_end.close()
-    relays.Relay([parent_end for parent_end, _ in ends]).start()
-    ok = all(os.read(r, 16).startswith(b"ok") for r in pipes)
-    for r in pipes:
-        os.close(r)
+    try:
+        ok = _fork_servers(settings, placeholder, children)
+        if ok:
+            print("Krait %s serving %s at %s://%s:%d/ (%d processes, %s each)" % (__version__,
+                  settings.site_root, settings.scheme, _display_host(settings.host), settings.port,
+                  settings.processes, _workers(settings.workers)), flush=True)
+            signals.ready = True
+    except _StoppedStarting:
+        ok = None
     placeholder.close()
     if not ok:
         _signal_all(children, signal.SIGTERM)
         _wait_all(children)
-        return 1
-    print("Krait %s serving %s at %s://%s:%d/ (%d processes, %s each)" % (__version__, settings.site_root,
-          settings.scheme, _display_host(settings.host), settings.port, settings.processes,
-          _workers(settings.workers)), flush=True)
+        if ok is None:
+            log.info("stopped while starting")
+        return 0 if ok is None else 1
     while not signals.stop:
         if signals.hup:
             signals.hup = False
@@ -351,6 +358,44 @@ def run_many(settings: Settings) -> int:
     _signal_all(children, signal.SIGTERM)
     _wait_all(children)
     return 0
+
+
+def _fork_servers(settings: Settings, placeholder: socket.socket, children: list[int]) -> bool:
+    """Fork the --processes servers (their pids go into `children` as they are made) and wait until each
+    is ready: False when any of them failed to start."""
+    pipes: list[int] = []
+    life_r, life_w = os.pipe()  # the parent holds the write end: the children read EOF once it is gone
+    ends = relays.socketpairs(settings.processes)  # WebSocket rooms span the processes
+    try:
+        for index in range(settings.processes):
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # child: a complete server of its own
+                os.close(r)
+                os.close(life_w)
+                for earlier in pipes:  # the other children's ready pipes
+                    os.close(earlier)
+                placeholder.close()
+                for other, (parent_end, child_end) in enumerate(ends):
+                    parent_end.close()
+                    if other != index:
+                        child_end.close()
+                code = 1
+                try:
+                    code = run_one(settings, reuse_port=True, ready_fd=w, relay=ends[index][1], lifeline=life_r)
+                finally:
+                    os._exit(code)
+            os.close(w)
+            children.append(pid)
+            pipes.append(r)
+        os.close(life_r)
+        for _, child_end in ends:
+            child_end.close()
+        relays.Relay([parent_end for parent_end, _ in ends]).start()
+        return all(os.read(r, 16).startswith(b"ok") for r in pipes)
+    finally:
+        for r in pipes:
+            os.close(r)
 
 
 def _ended(pids: list[int]) -> tuple[int, str] | None:
@@ -368,14 +413,14 @@ def _ended(pids: list[int]) -> tuple[int, str] | None:
     return None
 
 
-def _watch_lifeline(fd: int, signals: _SignalFlags) -> None:
-    """Block on the parent's lifeline pipe; its EOF (the parent is gone) stops this server."""
+def _watch_lifeline(fd: int) -> None:
+    """Block on the parent's lifeline pipe; its EOF (the parent is gone) stops this server, as SIGTERM."""
     try:
         while os.read(fd, 64):
             pass
     except OSError:
         pass
-    signals.stop = True
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _signal_all(pids: list[int], sig: int) -> None:

@@ -5,9 +5,12 @@
 # script worker (which also hears when a template compiles), krait/pool/wsserve.py with
 # websocket.open_session for a WebSocket worker. Both kinds get krait.websockets.publish() wired to their
 # pipe. The server decides when a worker stops (it kills one with SIGKILL when it must), so SIGINT,
-# SIGTERM and SIGHUP (none on Windows: krait/portable.py) are ignored here: a terminal's Ctrl-C or a
+# SIGTERM and SIGHUP (none on Windows: krait/portable.py) do nothing here: a terminal's Ctrl-C or a
 # service manager that signals every process of the service (systemd's default KillMode) would otherwise
-# cut the requests the server is still finishing. Whatever site code prints goes to the server's
+# cut the requests the server is still finishing. A handler that does nothing, not SIG_IGN: an ignored
+# signal stays ignored in the programs site code runs (exec keeps SIG_IGN, signal(7)), and a handler
+# does not; processes site code forks get the defaults back, and the worker's pipe is closed on exec
+# and let go of in them. Whatever site code prints goes to the server's
 # standard error, its log, line by line (docs/configuration.md): file descriptor 1 becomes a copy of 2,
 # so output of child processes and C code goes there too, and the server's standard output carries only
 # its ready line and the access log.
@@ -34,14 +37,14 @@ from krait.worker.websocket import open_session
 def main(ends: tuple[Any, Any], settings: Any, kind: str) -> None:
     """Run a worker of `kind` ("http" or "ws"); `ends` are its (in, out) ends of MessagePipe.pair()."""
     pipe = MessagePipe(*ends)
+    fds = (pipe.sock.fileno(), pipe.out.fileno())
+    _close_on_exec()
     if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
-        os.register_at_fork(after_in_child=functools.partial(_let_go, (pipe.sock.fileno(), pipe.out.fileno())))
+        os.register_at_fork(after_in_child=functools.partial(_in_forked_child, fds))
     send_lock = threading.Lock()
     krait.websockets._publisher = serve.publisher(pipe, send_lock)  # before the Site saves the modules
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if not portable.ACTIVE:
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    for sig in _SERVER_SIGNALS:
+        signal.signal(sig, _do_nothing)
     try:
         os.dup2(2, 1)
         sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # print() reaches the log promptly
@@ -62,10 +65,37 @@ def main(ends: tuple[Any, Any], settings: Any, kind: str) -> None:
         loop.serve()
 
 
-def _let_go(fds: tuple[int, int]) -> None:
-    """In a process that site code forks: the worker's pipe ends become /dev/null. Left open there, they
-    would keep the server from reading the EOF that tells it the worker died (krait/pool/answers.py)."""
+_SERVER_SIGNALS = (signal.SIGINT, signal.SIGTERM) + (() if portable.ACTIVE else (signal.SIGHUP,))
+
+
+def _do_nothing(*_: Any) -> None:
+    """The handler of the signals the server, not the service manager or a terminal, acts on."""
+
+
+def _close_on_exec() -> None:
+    """Mark what this worker was handed besides 0, 1 and 2 (its pipe, multiprocessing's descriptors) to
+    close when a program is executed: os.system() and os.posix_spawn() pass on inheritable descriptors."""
+    for folder in ("/proc/self/fd", "/dev/fd"):  # Linux, then macOS and the BSDs
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        for fd in map(int, names):
+            if fd > 2:
+                try:
+                    os.set_inheritable(fd, False)
+                except OSError:  # the listing's own descriptor, closed by now
+                    pass
+        return
+
+
+def _in_forked_child(fds: tuple[int, int]) -> None:
+    """In a process that site code forks: the signals are back to their defaults, and the worker's pipe
+    ends become /dev/null. Left open there, they would keep the server from reading the EOF that tells
+    it the worker died (krait/pool/answers.py)."""
+    for sig in _SERVER_SIGNALS:
+        signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL)
     null = os.open(os.devnull, os.O_RDWR)
     for fd in fds:
-        os.dup2(null, fd)
+        os.dup2(null, fd, inheritable=False)
     os.close(null)

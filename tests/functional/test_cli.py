@@ -9,12 +9,13 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 import requests
 
-from tests.helpers import READY, ROOT, write_site
+from tests.helpers import READY, ROOT, needs_shared_port, needs_sighup, wait_for, write_site
 
 
 def run_krait(*args: str, timeout: float = 60, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -66,26 +67,61 @@ def test_ready_line_names_the_real_port_and_sigterm_exits_0(tmp_path, krait_serv
     assert srv.stop() == 0
 
 
-@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP here")
-def test_signals_during_start_up_are_carried_out_once_ready(tmp_path):
-    # A `systemctl reload` while init.py still runs reloads once the server is ready (it killed Krait),
-    # and a stop asked for meanwhile is a graceful one (exit status 0).
+@needs_sighup
+def test_a_sighup_during_start_up_reloads_once_ready(tmp_path):
+    # A `systemctl reload` while init.py still runs reloads once the server is ready (it killed Krait).
     site = write_site(tmp_path / "site", {".py/init.py": "import time\ntime.sleep(1.5)\n", "a.txt": "a"})
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     with subprocess.Popen([sys.executable, "-m", "krait", str(site), "--port", "0", "--workers", "1"],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                           stdin=subprocess.DEVNULL) as proc:
+        log: list[str] = []
+        threading.Thread(target=lambda: log.extend(proc.stderr), daemon=True).start()
         try:
             time.sleep(0.5)
             proc.send_signal(signal.SIGHUP)
             port = int(re.search(r":(\d+)/", proc.stdout.readline()).group(1))
             assert requests.get("http://127.0.0.1:%d/a.txt" % port, timeout=10).text == "a"
+            assert wait_for(lambda: any("reloaded: generation" in line for line in log), 20), log
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(30) == 0
         finally:
             if proc.poll() is None:
                 proc.kill()
-        assert "reloaded: generation" in proc.stderr.read()
+
+
+@pytest.mark.parametrize("processes", [1, pytest.param(2, marks=needs_shared_port)])
+def test_a_stop_during_start_up_ends_krait_at_once_with_its_workers(tmp_path, processes):
+    # SIGTERM while init.py still runs: nothing to finish, so Krait stops now (exit status 0), not when
+    # init.py is done, and takes the workers it started with it.
+    pids = tmp_path / "pids"
+    site = write_site(tmp_path / "site", {
+        ".py/init.py": "import os, time\nwith open(%r, 'a') as f:\n    f.write('%%d\\n' %% os.getpid())\n"
+                       "time.sleep(60)\n" % str(pids),
+    })
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    with subprocess.Popen([sys.executable, "-m", "krait", str(site), "--port", "0", "--workers", "2",
+                           "--processes", str(processes)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, env=env, stdin=subprocess.DEVNULL) as proc:
+        try:
+            assert wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 2 * processes, 20)
+            started = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(15) == 0 and time.monotonic() - started < 10
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert "stopped while starting" in proc.stderr.read()
+    workers = [int(pid) for pid in pids.read_text().split()]
+    assert wait_for(lambda: not any(map(_alive, workers)), 10), "a worker still runs"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def test_python_dash_m_and_console_script_agree():
@@ -111,6 +147,8 @@ def test_python_dash_m_and_console_script_agree():
     (["--min-body-rate", "0"], "argument --min-body-rate: expected a whole number of at least 1, not '0'"),
     (["--access-log", "/no/such/folder/access.log"], "cannot open the access log '/no/such/folder/access.log'"),
     (["--keyfile", "key.pem"], "--keyfile needs --certfile"),
+    (["--forwarded-allow-ips", "127.0.0.1,proxy.lan"],
+     "--forwarded-allow-ips: expected addresses or networks (10.0.0.0/8) or '*', not 'proxy.lan'"),
 ])
 def test_an_invalid_option_value_is_one_line_and_status_2(tmp_path, args, message):
     r = run_krait(str(tmp_path), *args)

@@ -365,6 +365,34 @@ def test_a_worker_that_dies_is_noticed_though_a_process_it_forked_lives_on(tmp_p
                 pass
 
 
+@needs_sighup
+def test_programs_and_forks_of_site_code_get_default_signals_and_no_worker_pipe(tmp_path, krait_server):
+    # The worker shrugs off SIGTERM/SIGINT/SIGHUP (the server stops it), but what site code runs must not:
+    # SIG_IGN would pass to every program it starts. Nor may they hold the worker's pipe (os.system
+    # passes on inheritable descriptors), which would hide the worker's death from the server.
+    handlers = "[str(signal.getsignal(s)) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)]"
+    root = write_site(tmp_path / "site", {
+        "run.py": "import os, signal, subprocess, sys\n"
+                  "child = subprocess.run([sys.executable, '-c', 'import signal; print(%s)'], capture_output=True,"
+                  " text=True).stdout\n"
+                  "r, w = os.pipe()\n"
+                  "if os.fork() == 0:\n"
+                  "    os.write(w, repr(%s).encode())\n"
+                  "    os._exit(0)\n"
+                  "os.close(w)\nforked = os.read(r, 1000).decode()\nos.wait()\n"
+                  "os.system('ls /proc/$$/fd > %s')\n"
+                  "krait.response = krait.Response('HTTP/1.1', 200, [], child.strip() + '|' + forked)\n"
+                  % (handlers, handlers, tmp_path / "fds"),
+    })
+    srv = krait_server(root, "--workers", "1")
+    r = requests.get(srv.url + "/run", timeout=20)
+    assert r.status_code == 200, r.text
+    defaults = str([str(signal.default_int_handler), str(signal.SIG_DFL), str(signal.SIG_DFL)])
+    assert r.text == defaults + "|" + defaults
+    # the shell holds 0, 1, 2 and the copy of 1 it keeps across the redirection: nothing of the worker
+    assert len((tmp_path / "fds").read_text().split()) <= 4
+
+
 def test_timeout_gives_504_and_server_recovers(server):
     t0 = time.monotonic()
     r = requests.get(server.url + "/sleep?s=30", timeout=20)
