@@ -1,10 +1,11 @@
 # The `krait` command line: arguments -> Settings, then krait/server/lifecycle.py runs the server.
 #
 # Design: every option's default is the Settings field's (krait/settings.py, whose limits come from
-# krait/limits.py), so a default is written in one place, and --help shows it. Each number is checked
-# against its range when it is parsed, and the access log is opened once: an invalid value ends with
-# one line, `krait: error: ...` (argparse's, without the usage above it), and exit status 2, never a
-# traceback.
+# krait/limits.py), so a default is written in one place, and --help shows it (but for an on/off flag or an
+# option that is unset unless given: "default: True" on --no-gzip misleads). Each number is checked
+# against its range when it is parsed, each --forwarded-allow-ips entry must be an address or a network, and
+# the access log is opened once: an invalid value ends with one line, `krait: error: ...` (argparse's,
+# without the usage above it), and exit status 2, never a traceback.
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from krait import __version__
+from krait.server.forwarded import Proxies
 from krait.settings import Settings
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(Settings)}
@@ -48,6 +50,16 @@ _SIZE = _number(int, 0)  # zero or more
 _SECONDS = _number(float, 0, above=True)
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Each option's default in --help, but none for a flag (--no-gzip's default is not "True") or an
+    option unset unless given ("None")."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.nargs == 0 or action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(2, "%s: error: %s\n" % (self.prog, message))
@@ -55,7 +67,7 @@ class _Parser(argparse.ArgumentParser):
 
 def parse_args(argv: list[str] | None = None) -> Settings:
     """Settings from the command line (argparse exits with status 2 on invalid values)."""
-    p = _Parser(prog="krait", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = _Parser(prog="krait", formatter_class=_Help,
                 description="Serve a Krait site: static files, .py scripts, Pympl templates and WebSockets from "
                 "one folder.", argument_default=argparse.SUPPRESS)
 
@@ -108,7 +120,8 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     option("--keyfile", dest="keyfile", help="PEM private key for --certfile")
     p.add_argument("--forwarded-allow-ips", dest="forwarded_allow_ips",
                    default=",".join(Settings.forwarded_allow_ips),
-                   help="comma-separated proxy addresses whose X-Forwarded-*/Forwarded headers are trusted ('*' = all)")
+                   help="comma-separated proxy addresses or networks whose X-Forwarded-*/Forwarded headers are trusted "
+                        "('*' = all)")
     p.add_argument("--no-gzip", dest="gzip", action="store_false", default=True, help="never gzip responses")
     p.add_argument("--version", action="version", version="Krait " + __version__)
     a = p.parse_args(argv)
@@ -120,6 +133,11 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         except OSError as exc:
             p.error("cannot open the access log %r: %s" % (a.access_log, exc.strerror or exc))
     a.forwarded_allow_ips = tuple(x.strip() for x in a.forwarded_allow_ips.split(",") if x.strip())
+    for entry in a.forwarded_allow_ips:
+        try:
+            Proxies([entry])
+        except ValueError:
+            p.error("--forwarded-allow-ips: expected addresses or networks (10.0.0.0/8) or '*', not %r" % entry)
     return Settings(**vars(a))
 
 

@@ -6,8 +6,10 @@
 # ErrorReport inside the Result: an HttpError keeps its status, anything else is a 500 (a controller whose
 # view does not exist too: a bug of the site). The report's traceback holds the site's frames and the
 # library frames they called, without Krait's plumbing, for each exception of a chain; the server logs it
-# and shows it only with --debug (docs/scripts.md). The one exception is InvalidJSON (a body get_json()
-# could not parse): a plain 400 whose text says what was wrong.
+# and shows it only with --debug (docs/scripts.md). A template's syntax error has no frames: its file, line,
+# column and source line are the report's text, and its message is the bare message, so that the log and the
+# error page, which print the message and then the text, give the location once. The one exception is
+# InvalidJSON (a body get_json() could not parse): a plain 400 whose text says what was wrong.
 #
 # Rules:
 # - The Content-Type a script or template gets by default: krait.set_content_type() if called, else the
@@ -186,7 +188,9 @@ def error_report(exc: BaseException, site_root: str, status: int = 500) -> jobs.
                 where = "%s:%s" % (frame.filename, frame.lineno)
         if not where and isinstance(exc, SyntaxError) and exc.filename:
             where = "%s:%s" % (exc.filename, exc.lineno)
+    message = str(exc)
     if isinstance(exc, TemplateSyntaxError):
+        message = exc.message  # without the location: the text has it (see the module comment)
         text = "TemplateSyntaxError: %s\n" % exc
     else:
         # Only the site's own frames (scripts, templates) and library frames they called: Krait's plumbing
@@ -199,7 +203,7 @@ def error_report(exc: BaseException, site_root: str, status: int = 500) -> jobs.
                 [f for f in part.stack if not f.filename.startswith(_KRAIT_DIR)])
             parts += [p for p in (part.__cause__, part.__context__) if p is not None] + list(part.exceptions or ())
         text = "".join(report.format())
-    return jobs.ErrorReport(status, type(exc).__name__, str(exc), where, text)
+    return jobs.ErrorReport(status, type(exc).__name__, message, where, text)
 
 
 class BodyStream:

@@ -1,0 +1,43 @@
+"""What the log (and a --debug error page) says when site code fails: how a worker that died ended, and
+where a template's syntax error is, each said once."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+
+import requests
+
+from tests.helpers import wait_for, write_site
+
+DYING = {
+    "exit3.py": "import os\nos._exit(3)\n",
+    "kill9.py": "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n",
+    "pid.py": "import os\nkrait.response = krait.Response('HTTP/1.1', 200, [], str(os.getpid()))\n",
+}
+
+
+def test_a_dead_worker_is_logged_with_its_exit_code_or_signal(tmp_path, krait_server):
+    srv = krait_server(write_site(tmp_path / "site", DYING), "--workers", "1")
+    assert requests.get(srv.url + "/exit3", timeout=10).status_code == 500
+    assert wait_for(lambda: "died while running exit3.py (exit code 3)" in srv.log(), 5), srv.log()
+    assert requests.get(srv.url + "/kill9", timeout=10).status_code == 500
+    assert wait_for(lambda: "died while running kill9.py (killed by signal 9)" in srv.log(), 5), srv.log()
+    # Killed between two requests (an OOM kill, say): the next request finds it dead.
+    pid = int(requests.get(srv.url + "/pid", timeout=10).text)
+    os.kill(pid, signal.SIGKILL)  # a worker of the server this test started
+    assert requests.get(srv.url + "/pid", timeout=10).status_code == 200
+    assert wait_for(lambda: re.search(r"worker %d .*\(killed by signal 9\); replaced" % pid, srv.log()), 5), srv.log()
+    assert "exit code None" not in srv.log()
+
+
+def test_a_template_syntax_error_gives_its_location_once(tmp_path, krait_server):
+    srv = krait_server(write_site(tmp_path / "site", {"bad.html": "<p>ok</p>\n<p>@{ x = 1\n</p>\n"}), "--debug")
+    r = requests.get(srv.url + "/bad.html", timeout=10)
+    assert r.status_code == 500
+    assert r.text.count("line 2, column 4") == 1 and r.text.count("@{ x = 1") == 1, r.text
+    assert wait_for(lambda: "GET /bad.html -> 500" in srv.log(), 5)
+    log = srv.log()
+    assert log.count("line 2, column 4") == 1 and log.count("@{ x = 1") == 1, log
+    assert "TemplateSyntaxError at %s:2: unterminated" % (tmp_path / "site" / "bad.html") in log
