@@ -7,20 +7,76 @@
 # From any other peer these headers are ignored entirely. A client that is not an IP address (RFC 7239's
 # "unknown" and "_obfuscated" nodes, or junk) is ignored too: the peer is kept, so only addresses reach
 # krait.request and the access log.
+# Addresses are compared as ipaddress objects, never as text: an allow-list entry is an address or a
+# network (10.0.0.0/8), and an IPv4-mapped IPv6 address (::ffff:127.0.0.1, how a server listening on ::
+# sees an IPv4 client) is the IPv4 address it maps, wherever it appears: the peer (canonical_peer(), which
+# the listener applies to every accepted connection), an allow-list entry, or a forwarded address.
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Collection
+from collections.abc import Iterable
+from typing import Any
+
+_IP = ipaddress.IPv4Address | ipaddress.IPv6Address
+_NET = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Proxies:
+    """The --forwarded-allow-ips entries, parsed once: addresses and networks, or everyone ("*").
+    Raises ValueError for an entry that is neither (krait/server/cli.py refuses it at start)."""
+
+    def __init__(self, entries: Iterable[str]) -> None:
+        entries = [e.strip() for e in entries if e.strip()]
+        self.everyone = "*" in entries
+        self.networks: tuple[_NET, ...] = tuple(_network(e) for e in entries if e != "*")
+
+    def __bool__(self) -> bool:
+        return self.everyone or bool(self.networks)
+
+    def __contains__(self, host: object) -> bool:
+        """Whether the peer address `host` (text) is a trusted proxy."""
+        if self.everyone:
+            return True
+        ip = _ip(str(host))
+        return ip is not None and any(ip in net for net in self.networks)  # an IPv4 ip is in no IPv6 net
+
+
+def _network(entry: str) -> _NET:
+    net = ipaddress.ip_network(entry, strict=False)
+    if isinstance(net, ipaddress.IPv6Network) and net.prefixlen >= 96 and net.network_address.ipv4_mapped:
+        return ipaddress.IPv4Network((net.network_address.ipv4_mapped, net.prefixlen - 96))
+    return net
+
+
+def _ip(host: str) -> _IP | None:
+    """The address `host` names, an IPv4-mapped one as IPv4; None when it names none."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def canonical_peer(address: Any) -> Any:
+    """A socket peer address with an IPv4-mapped host as the plain IPv4 (host, port); anything else as is."""
+    if isinstance(address, tuple) and len(address) >= 2 and str(address[0]).lower().startswith("::ffff:"):
+        ip = _ip(str(address[0]))
+        if isinstance(ip, ipaddress.IPv4Address):
+            return str(ip), address[1]
+    return address
 
 
 def _address(node: str) -> tuple[str, int] | None:
     """(ip, port) of a node ("ip", "ip:port", "[v6]:port"), or None when it names no IP address."""
     host, port = _strip_port(node)
-    try:
-        return str(ipaddress.ip_address(host)), port
-    except ValueError:
-        return None
+    # A zone ID (fe80::1%eth0, the only use of "%" that ipaddress accepts) names an interface of the
+    # proxy's host: it means nothing here, and RFC 7239 section 6 allows none (its IPv6address is RFC
+    # 3986's). So it is refused like any other junk, not stripped: the peer is kept.
+    ip = None if "%" in host else _ip(host)
+    return None if ip is None else (str(ip), port)
 
 
 def _strip_port(node: str) -> tuple[str, int]:
@@ -38,10 +94,10 @@ def _strip_port(node: str) -> tuple[str, int]:
 
 
 def client_view(peer: tuple, scheme: str, headers: dict[str, str],
-                trusted: Collection[str]) -> tuple[tuple[str, int], str]:
+                trusted: Proxies) -> tuple[tuple[str, int], str]:
     """Return ((client_ip, client_port), scheme) for a request received from `peer`."""
     peer = (peer[0], peer[1]) if len(peer) >= 2 else (str(peer), 0)
-    if not trusted or (peer[0] not in trusted and "*" not in trusted):
+    if not trusted or peer[0] not in trusted:
         return peer, scheme
     fwd = headers.get("forwarded")
     if fwd:

@@ -1,20 +1,22 @@
 # The listening socket, the accept loop, the connection limit, graceful shutdown and the access log.
 #
-# Design: socketserver.ThreadingTCPServer accepts connections; each connection runs in its own daemon
-# thread (krait/server/channel.py). The number of open connections is bounded by --max-connections, and
-# per client address by --max-connections-per-ip (0: no bound): past either, a new connection gets a
-# canned 503 with Retry-After and is closed without a thread. When accept() fails for want of a file
-# descriptor (EMFILE, ENFILE), the client would wait in the backlog and the listening socket stay
-# readable, so the loop would spin: the server keeps one spare descriptor, frees it to take that client
-# and refuse it the same way, then takes it back; without a spare it sleeps ACCEPT_BACKOFF. With
-# --certfile the TLS handshake runs inside the connection's thread under a deadline, so a client that
-# never speaks TLS cannot block the accept loop; a first byte that starts no TLS record but a plain HTTP
-# request (a letter) gets a cleartext 400 first. drain() is the graceful part of a stop
-# (krait/server/lifecycle.py): wake idle keep-alive connections so they close, send WebSockets a 1001
-# close, and let requests in flight finish within --graceful-timeout. Every access log field is escaped.
-# The port is bound with SO_REUSEADDR (a restart need not wait for old connections' TIME_WAIT), except on
-# portable paths (krait/portable.py): on Windows that option lets another program bind the same port and
-# take its connections, so the port gets SO_EXCLUSIVEADDRUSE there instead.
+# Design: socketserver.ThreadingTCPServer accepts connections; each connection runs in its own daemon thread
+# (krait/server/channel.py). The number of open connections is bounded by --max-connections, and per client
+# address by --max-connections-per-ip (0: no bound): past either, a new connection gets a canned 503 with
+# Retry-After and is closed without a thread. When accept() fails for want of a file descriptor (EMFILE,
+# ENFILE), the client would wait in the backlog and the listening socket stay readable, so the loop would
+# spin: the server keeps one spare descriptor, frees it to take that client and refuse it the same way, then
+# takes it back; without a spare it sleeps ACCEPT_BACKOFF. With --certfile the TLS handshake runs inside the
+# connection's thread under one deadline, from accept to the end of the handshake (TLS_HANDSHAKE_TIMEOUT,
+# however the client spreads its bytes), so a client that never speaks TLS cannot block the accept loop; a
+# first byte that starts no TLS record but a plain HTTP request (a letter) gets a cleartext 400 first,
+# within the same deadline. A dual-stack peer (::ffff:1.2.3.4, listening on ::) is known by its IPv4 address
+# from accept on (krait/server/forwarded.py). drain() is the graceful part of a stop
+# (krait/server/lifecycle.py): wake idle keep-alive connections so they close, send WebSockets a 1001 close,
+# and let requests in flight finish within --graceful-timeout. Every access log field is escaped. The port
+# is bound with SO_REUSEADDR (a restart need not wait for old connections' TIME_WAIT), except on portable
+# paths (krait/portable.py): on Windows that option lets another program bind the same port and take its
+# connections, so the port gets SO_EXCLUSIVEADDRUSE there instead.
 
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ from typing import Any
 
 from krait import limits, portable
 from krait.http.writers import build_head
+from krait.server import forwarded
 from krait.server.bodies import BodySpool
 from krait.server.channel import Channel
 from krait.server.dispatch import App, error_page, overload_reply
@@ -78,7 +81,7 @@ class Server(socketserver.ThreadingTCPServer):
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(settings.certfile, settings.keyfile)
             self.tls = ctx
-        self.trusted_proxies = frozenset(settings.forwarded_allow_ips)
+        self.trusted_proxies = forwarded.Proxies(settings.forwarded_allow_ips)
         self.channels: set[Channel] = set()
         self.open_count = 0  # accepted connections not yet closed (the --max-connections count)
         self.per_address: dict[str, int] = {}  # the same, per client address (--max-connections-per-ip)
@@ -131,6 +134,7 @@ class Server(socketserver.ThreadingTCPServer):
 
     def process_request(self, request: Any, client_address: Any) -> None:
         # Counted from accept, so connections still in their TLS handshake hold a place too.
+        client_address = forwarded.canonical_peer(client_address)  # as logs, limits and scripts see it
         address = _address(client_address)
         per_address = self.settings.max_connections_per_ip
         with self._lock:
@@ -195,13 +199,19 @@ class Server(socketserver.ThreadingTCPServer):
         except OSError:
             pass
         if self.tls is not None:
+            deadline = time.monotonic() + limits.TLS_HANDSHAKE_TIMEOUT  # one for the whole handshake
             try:
                 request.settimeout(limits.TLS_HANDSHAKE_TIMEOUT)
-                if not _speaks_tls(request, _address(client_address)):
+                if not _speaks_tls(request, _address(client_address), deadline):
+                    request.close()
                     return
+                # The handshake gets what is left: one do_handshake() call keeps one deadline across
+                # all its reads and writes (CPython's _ssl), so a byte at a time does not extend it.
+                request.settimeout(_left(deadline))
                 request = self.tls.wrap_socket(request, server_side=True)
             except (OSError, ssl.SSLError) as exc:
                 log.debug("TLS handshake with %s failed: %s", client_address, exc)
+                request.close()
                 return
         channel = Channel(self, request, client_address)
         with self._lock:
@@ -318,10 +328,19 @@ def _canned(reply: Reply) -> bytes:
     return head + reply.body
 
 
-def _speaks_tls(sock: socket.socket, address: str) -> bool:
+def _left(deadline: float) -> float:
+    """Seconds until `deadline` (monotonic), for settimeout(); past it, a TimeoutError."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("the TLS handshake deadline passed")
+    return left
+
+
+def _speaks_tls(sock: socket.socket, address: str, deadline: float) -> bool:
     """Whether the client starts a TLS handshake (its first byte, peeked under the socket's timeout).
     A plain HTTP request (a method starts with a letter) gets a cleartext 400 and is read to its end
-    before the connection closes, so that the client sees the answer instead of a reset."""
+    before the connection closes, so that the client sees the answer instead of a reset; all of that
+    before `deadline`, the handshake's."""
     first = sock.recv(1, socket.MSG_PEEK)
     if first == _TLS_RECORD_HANDSHAKE:
         return True
@@ -329,9 +348,9 @@ def _speaks_tls(sock: socket.socket, address: str) -> bool:
         log.info("%s: 400 plain HTTP on the HTTPS port", address)
         detail = "This port speaks HTTPS: use an https:// URL."
         reply = Reply(400, [("Content-Type", "text/html; charset=utf-8")], error_page(400, detail, None, True))
+        sock.settimeout(_left(deadline))
         sock.sendall(_canned(reply))
         sock.shutdown(socket.SHUT_WR)
-        deadline = time.monotonic() + limits.TLS_HANDSHAKE_TIMEOUT
         drained = 0
         while drained < limits.MAX_HEADER_BLOCK and time.monotonic() < deadline:
             sock.settimeout(max(deadline - time.monotonic(), 0.01))

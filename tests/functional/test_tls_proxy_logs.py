@@ -282,11 +282,42 @@ def test_forwarded_clients_that_are_not_ip_addresses_are_ignored(site, krait_ser
     log = tmp_path / "access.log"
     srv = krait_server(site, "--access-log", str(log))
     for headers in ({"X-Forwarded-For": 'evil" 200 "x'}, {"X-Forwarded-For": "198.51.100.7, \x9b31mred"},
-                    {"Forwarded": "for=unknown;proto=https"}, {"Forwarded": 'for="_hidden"'}):
+                    {"Forwarded": "for=unknown;proto=https"}, {"Forwarded": 'for="_hidden"'},
+                    {"X-Forwarded-For": "fe80::1%eth0"}, {"Forwarded": 'for="[fe80::1%eth0]:80"'}):  # zone IDs
         addr, _ = _who(srv.port, headers)
         assert addr[0] == "127.0.0.1", headers
     assert_normal(srv.port)
-    assert all(line.startswith("127.0.0.1 ") for line in _wait_lines(log, 5))
+    assert all(line.startswith("127.0.0.1 ") for line in _wait_lines(log, 7))
+
+
+def _dual_stack() -> bool:
+    """Whether a socket listening on :: takes IPv4 connections here (not where IPv6 is off or v6-only)."""
+    try:
+        with socket.socket(socket.AF_INET6) as listener:
+            listener.bind(("::", 0))
+            listener.listen()
+            with socket.create_connection(("127.0.0.1", listener.getsockname()[1]), timeout=2):
+                pass
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("allow", [None, "10.0.0.0/8,127.0.0.0/8"])
+def test_a_dual_stack_proxy_is_known_by_its_ipv4_address(site, krait_server, tmp_path, allow):
+    # Listening on ::, an IPv4 client's address is ::ffff:127.0.0.1 to the socket: it matches the default
+    # 127.0.0.1 entry (or 127.0.0.0/8), and scripts and the access log see 127.0.0.1.
+    if not _dual_stack():
+        pytest.skip("no dual-stack IPv6 socket here")
+    log = tmp_path / "access.log"
+    srv = krait_server(site, "--host", "::", "--access-log", str(log),
+                       *(["--forwarded-allow-ips", allow] if allow else []))
+    assert _who(srv.port, {})[0][0] == "127.0.0.1"
+    assert _who(srv.port, {"X-Forwarded-For": "203.0.113.9"})[0][0] == "203.0.113.9"
+    assert _who(srv.port, {"Forwarded": 'for="[::ffff:198.51.100.7]"'})[0][0] == "198.51.100.7"
+    assert_normal(srv.port)
+    assert [line.split()[0] for line in _wait_lines(log, 4)] == ["127.0.0.1", "203.0.113.9", "198.51.100.7",
+                                                                 "127.0.0.1"]
 
 
 # --- logs --------------------------------------------------------------------------------------
