@@ -39,11 +39,13 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+import threading
 import traceback
 import types
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import krait
@@ -210,10 +212,11 @@ class BodyStream:
     """The pieces of a streamed body, as bytes of at most STREAM_CHUNK; a failure of the site code that
     produces them ends the pieces early and is kept in `error`."""
 
-    def __init__(self, site: Site, source: Iterable[Any], request: Any) -> None:
+    def __init__(self, site: Site, source: Iterable[Any], request: Any, done: Callable[[], None]) -> None:
         self.site = site
         self.source = source
         self.request = request
+        self.done = done  # called once the body ended (the request's globals may go)
         self.error: jobs.ErrorReport | None = None
 
     def __iter__(self) -> Iterator[Any]:
@@ -244,6 +247,7 @@ class BodyStream:
             except Exception:  # a generator's own cleanup failing changes nothing now
                 pass
         _forget_body(self.request)
+        self.done()
 
 
 def _forget_body(request: Any) -> None:
@@ -265,6 +269,7 @@ def handle(site: Site, job: jobs.Job) -> jobs.Result:
 def run_job(site: Site, job: jobs.Job) -> tuple[jobs.Result, BodyStream | None]:
     """Run one job: its Result, and the stream of its body when the body streams (never raises)."""
     site.restore_modules()
+    threads = threading.enumerate()
     ns = site.namespace(websocket=job.kind == jobs.WEBSOCKET)
     request = krait.Request(job.method, job.url, job.query_string, job.http_version, None, job.body,
                             remote_addr=job.remote_addr, scheme=job.scheme, path=job.decoded_path)
@@ -289,10 +294,16 @@ def run_job(site: Site, job: jobs.Job) -> tuple[jobs.Result, BodyStream | None]:
         result, stream = jobs.Result(exc.status, "", (), b"", None, error_report(exc, site.root, exc.status)), None
     except BaseException as exc:  # SystemExit and KeyboardInterrupt from site code are script errors too
         result, stream = jobs.Result(500, "", (), b"", None, error_report(exc, site.root)), None
+    done = _nothing if job.kind == jobs.WEBSOCKET else functools.partial(site.release, ns, threads)
     if stream is None:
         _forget_body(request)
+        done()
         return result, None
-    return result, BodyStream(site, stream, request)
+    return result, BodyStream(site, stream, request, done)
+
+
+def _nothing() -> None:
+    """A WebSocket route script's globals stay: the controller it made lives on with them."""
 
 
 def _run(site: Site, job: jobs.Job, ns: dict[str, Any]) -> tuple[jobs.Result, Iterable[Any] | None]:

@@ -5,13 +5,18 @@
 # namespace() copies it (lists, dicts and sets one level deep, so a request that appends to a global list
 # leaves no trace), and gives the copy its own versions of the functions init.py defined, bound to it:
 # as in 0.5.2, where init.py and the script shared one __main__ per request, a global that such a function
-# sets with `global` is the calling script's, and gone for the next request. init.py's own namespace is
-# left alone, so a thread that init.py started may refresh its globals for every later request, and a
-# request's copy (what a thread or closure it left behind still reads) is its own. A WebSocket route
-# script gets a plain copy: its controller lives on with it, and init.py's functions it calls keep
-# init.py's globals, shared by the worker's connections. restore_modules() puts the krait.* modules back
-# as init.py left them, so nothing a request assigns to krait.* (even a brand-new attribute) is seen by
-# the next one.
+# sets with `global` is the calling script's, and gone for the next request. Code of init.py that keeps
+# init.py's globals (methods, the function a decorator wrapped, one held in a dict, a thread's) may still
+# set one there: the names that init.py's functions assign with `global` (read from their bytecode once)
+# are put back before every request, so none set for one visitor reaches the next. A thread of init.py's
+# shares fresh data with requests by updating an object in place instead. A request's copy (what a thread
+# or closure it left behind still reads) is its own; release() empties it when the request is over and
+# left no thread behind: its functions point back at it, a cycle that only a full garbage collection
+# would free, with whatever large object the request kept in a global.
+# A WebSocket route script gets a plain copy: its controller lives on with it, and init.py's functions it
+# calls keep init.py's globals, shared by the worker's connections. restore_modules() puts the krait.*
+# modules back as init.py left them, so nothing a request assigns to krait.* (even a brand-new attribute)
+# is seen by the next one.
 # Scripts and templates are compiled once and cached by path, checked against mtime and size on every use.
 # `on_compile(starting)`, when set, is told when a template's compilation starts and ends: the worker's
 # loop tells the server, whose request deadline does not count it (krait/pool/serve.py).
@@ -20,8 +25,10 @@ from __future__ import annotations
 
 import builtins
 import copy
+import dis
 import os
 import sys
+import threading
 import types
 from collections.abc import Callable
 from typing import Any
@@ -67,14 +74,17 @@ class Site:
         }
         init = os.path.join(self.py_dir, "init.py")
         ns["main_script_path"] = init
+        init_code = None
         if os.path.isfile(init):
-            exec(self.scripts.get(init), ns)
+            init_code = self.scripts.get(init)
+            exec(init_code, ns)
         _store.configure(self.root)  # init.py's session settings, checked now rather than at the first request
         self.base = ns
         self.modules = [(vars(m), dict(vars(m))) for m in (krait, krait.config, krait.mvc, krait.cookie,
                                                            krait.websockets)]
         self.copy_keys = [k for k, v in ns.items() if isinstance(v, (list, dict, set)) and k != "__builtins__"]
         self.functions = [k for k, v in ns.items() if type(v) is types.FunctionType and v.__globals__ is ns]
+        self.put_back = [(name, ns.get(name, _GONE)) for name in sorted(_set_with_global(init_code))]
 
     def _compile_template(self, data: bytes, path: str) -> types.CodeType:
         report = self.on_compile
@@ -103,6 +113,12 @@ class Site:
         # list/dict/set leaves no trace. Objects nested inside them stay shared (a deep copy of a large
         # table built by init.py would cost more than the request itself); docs/scripts.md says so.
         base = self.base
+        if not websocket:
+            for name, value in self.put_back:  # what init.py's other code set for the last request
+                if value is _GONE:
+                    base.pop(name, None)
+                else:
+                    base[name] = value
         ns = base.copy()
         for key in self.copy_keys:
             value = ns.get(key, _GONE)
@@ -122,7 +138,32 @@ class Site:
         return ns
 
 
-_GONE = object()  # a global that a thread of init.py's deleted since
+    @staticmethod
+    def release(ns: dict[str, Any], threads: list[threading.Thread]) -> None:
+        """Empty the globals of a request that is over, unless a thread it started (one not among
+        `threads`, those running when it began) is still alive and may read them."""
+        now = threading.enumerate()
+        if len(now) <= len(threads) and all(thread in threads for thread in now):
+            ns.clear()
+
+
+_GONE = object()  # a global that a thread of init.py's deleted since, or that init.py never set
+
+
+def _set_with_global(code: types.CodeType | None) -> set[str]:
+    """The names that the functions, methods and lambdas of init.py assign or delete with `global`."""
+    names: set[str] = set()
+    if code is None:
+        return names
+    inner = [c for c in code.co_consts if isinstance(c, types.CodeType)]
+    while inner:
+        code = inner.pop()
+        names.update(op.argval for op in dis.get_instructions(code) if op.opname in _GLOBAL_WRITES)
+        inner.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+    return names
+
+
+_GLOBAL_WRITES = ("STORE_GLOBAL", "DELETE_GLOBAL")
 
 
 def _bound_to(function: types.FunctionType, ns: dict[str, Any]) -> types.FunctionType:

@@ -254,17 +254,17 @@ def test_init_functions_share_the_requests_namespace_and_leave_nothing_behind(tm
     assert requests.get(srv.url + "/who", timeout=10).text == "None [None] {None: [1]} [None] defaultdict"
 
 
-def test_init_threads_refresh_the_globals_and_a_requests_thread_keeps_its_own(tmp_path, krait_server):
-    # init.py's own namespace is left alone: what a thread it started refreshes there is seen by every
-    # later request. A request's namespace is its own: a thread it started still reads that request's
-    # globals once a later request has set the same name.
+def test_init_threads_share_data_updated_in_place_and_a_requests_thread_keeps_its_own(tmp_path, krait_server):
+    # What a thread that init.py started updates in place is seen by every later request (a global it
+    # rebinds is put back, as any global init.py's functions set). A request's namespace is its own: a
+    # thread it started still reads that request's globals once a later request has set the same name.
     marker = tmp_path / "seen"
     root = write_site(tmp_path / "site", {
-        ".py/init.py": "import threading, time\nDATA = 'initial'\n"
-                       "def _refresh():\n    global DATA\n    time.sleep(0.3)\n    DATA = 'refreshed'\n"
+        ".py/init.py": "import threading, time\nDATA = {'state': 'initial'}\n"
+                       "def _refresh():\n    time.sleep(0.3)\n    DATA['state'] = 'refreshed'\n"
                        "threading.Thread(target=_refresh, daemon=True).start()\n",
         "show.py": "user = krait.request.query.get('user')\n"
-                   "krait.response = krait.Response('HTTP/1.1', 200, [], DATA)\n",
+                   "krait.response = krait.Response('HTTP/1.1', 200, [], DATA['state'])\n",
         "later.py": "import threading, time\nuser = krait.request.query['user']\n"
                     "def look():\n    time.sleep(0.5)\n"
                     "    open(%r, 'w').write(str(globals().get('user')))\n"
@@ -276,6 +276,48 @@ def test_init_threads_refresh_the_globals_and_a_requests_thread_keeps_its_own(tm
     assert requests.get(srv.url + "/later?user=ana", timeout=10).status_code == 200
     assert requests.get(srv.url + "/show?user=bob", timeout=10).text == "refreshed"
     assert wait_for(marker.exists, 5) and wait_for(lambda: marker.read_text() == "ana", 2), marker.read_text()
+
+
+def test_no_global_that_init_code_sets_for_a_visitor_reaches_the_next(tmp_path, krait_server):
+    # A decorated function, a method and a function held in a dict keep init.py's globals; what they
+    # set with `global` during one request is put back before the next.
+    root = write_site(tmp_path / "site", {
+        ".py/init.py": "import functools, krait\n"
+                       "def logged(f):\n    @functools.wraps(f)\n    def wrapper():\n        return f()\n"
+                       "    return wrapper\n"
+                       "@logged\ndef identify():\n    global user\n    user = krait.request.query.get('u')\n"
+                       "class Auth:\n    def login(self):\n        global role\n        role = 'admin'\n"
+                       "auth = Auth()\n"
+                       "def _greet():\n    global greeting\n    greeting = 'hi ' + krait.request.query.get('u')\n"
+                       "HANDLERS = {'greet': _greet}\nuser = role = None\n",
+        "set.py": "identify()\nauth.login()\nHANDLERS['greet']()\n"
+                  "krait.response = krait.Response('HTTP/1.1', 200, [], 'ok')\n",
+        "peek.py": "krait.response = krait.Response('HTTP/1.1', 200, [], repr((user, role, "
+                   "globals().get('greeting'))))\n",
+    })
+    srv = krait_server(root, "--workers", "1")
+    assert requests.get(srv.url + "/set?u=ana", timeout=10).text == "ok"
+    assert requests.get(srv.url + "/peek", timeout=10).text == "(None, None, None)"
+
+
+def test_a_finished_requests_globals_are_freed_at_once(tmp_path, krait_server):
+    # A script's functions (and init.py's, bound to the request) point back at its globals: the request's
+    # objects must go when it ends, not at some later garbage collection (disabled here to show it).
+    freed = tmp_path / "freed"
+    root = write_site(tmp_path / "site", {
+        ".py/init.py": "import gc\ngc.disable()\ndef helper():\n    return 1\n",
+        ".py/tracked.py": "class Tracked:\n    def __init__(self, path):\n        self.path = path\n"
+                          "    def __del__(self):\n        open(self.path, 'a').write('x')\n",
+        "page.py": "import tracked\nbig = tracked.Tracked(%r)\ndef mine():\n    return helper()\n"
+                   "krait.response = krait.Response('HTTP/1.1', 200, [], str(mine()))\n" % str(freed),
+        "stream.py": "import tracked\nbig = tracked.Tracked(%r)\ndef parts():\n    yield 'a'\n    yield 'b'\n"
+                     "krait.response = krait.Response('HTTP/1.1', 200, [], parts())\n" % str(freed),
+    })
+    srv = krait_server(root, "--workers", "1")
+    assert requests.get(srv.url + "/page", timeout=10).text == "1"
+    assert wait_for(lambda: freed.exists() and freed.read_text() == "x", 3)
+    assert requests.get(srv.url + "/stream", timeout=10).text == "ab"
+    assert wait_for(lambda: freed.read_text() == "xx", 3)
 
 
 def test_a_script_that_sets_its_own_etag_gets_its_reply_as_it_made_it(tmp_path, krait_server):
