@@ -167,15 +167,20 @@ def _checked_headers(pairs: Any) -> tuple[tuple[str, str], ...]:
     return tuple(headers)
 
 
-def _check_status(status: int, reason: str, body: Any) -> None:
+def _check_status(status: int, reason: str, body: Any) -> Any:
+    """Refuse what no response may be; the body to send (an empty list or tuple for a 204 or 304 is b"")."""
     if status < 200:
         raise ValueError("refused to send status %d as the response: a script's response must be final "
                          "(200-599; RFC 9110 section 15.2)" % status)
-    if status in (204, 304) and (type(body) is not bytes or body):  # an iterable body too
-        raise ValueError("refused to send a %d response with a body (RFC 9110 section 6.4.1)" % status)
+    if status in (204, 304):
+        if type(body) in (list, tuple) and not body:
+            return b""
+        if type(body) is not bytes or body:  # another iterable could only be known empty by running it
+            raise ValueError("refused to send a %d response with a body (RFC 9110 section 6.4.1)" % status)
     if not _FIELD_VALUE.fullmatch(reason):
         raise ValueError("refused to send reason phrase %r: a control character or a character beyond "
                          "Latin-1 (RFC 9112 section 4)" % reason)
+    return body
 
 
 def error_report(exc: BaseException, site_root: str, status: int = 500) -> jobs.ErrorReport:
@@ -326,7 +331,7 @@ def _run(site: Site, job: jobs.Job, ns: dict[str, Any]) -> tuple[jobs.Result, It
     if krait.response is not None and not upgrade:
         status, reason, own, body = response_parts(krait.response)
         status, reason = int(status), str(reason)  # plain types cross the pipe (an IntEnum would not)
-        _check_status(status, reason, body)
+        body = _check_status(status, reason, body)
         headers = _checked_headers((*own, *extra))  # the whole block, for its caps
     content_type = None
     if not upgrade and not isinstance(krait.response, ResponseFile):

@@ -39,6 +39,8 @@ SITE = {
     "interim.py": "krait.response = krait.Response('HTTP/1.1', 103, [('X-A', 'early')], 'SENT')\n",
     "nobody.py": "krait.response = krait.Response('HTTP/1.1', 204, [('X-A', '1')], 'SENT')\n",
     "nobodygen.py": "krait.response = krait.Response('HTTP/1.1', 204, [('X-A', '1')], (p for p in ['SENT']))\n",
+    "emptylist.py": "krait.response = krait.Response('HTTP/1.1', 204, [('X-A', '1')], [])\n",
+    "emptytuple.py": "krait.response = krait.Response('HTTP/1.1', 304, [('X-A', '1')], ())\n",
     "200k.bin": "x" * 200_000,  # served from the memory cache (under 256 KiB), like most static files
 }
 REQUEST = b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -223,6 +225,17 @@ def test_a_script_response_that_cannot_be_sent_as_it_is_is_a_logged_500(site, kr
     log = srv.log()
     for path, message in expected.items():
         assert "GET %s -> 500: ValueError: %s" % (path, message) in log, path
+
+
+def test_a_204_or_304_whose_body_is_an_empty_list_or_tuple_is_sent(site, krait_server):
+    # Nothing to send, and visibly so without running anything: not the iterable body refused above.
+    srv = krait_server(site)
+    for path, code in (("/emptylist.py", 204), ("/emptytuple.py", 304)):
+        with ask(srv.port, request=b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path.encode() + REQUEST) as s:
+            s.shutdown(socket.SHUT_WR)
+            reply = read_all(s)
+        assert status(reply) == code and b"\r\nX-A: 1\r\n" in reply, (path, reply[:300])
+        assert reply.endswith(b"hello\n"), path
 
 
 def test_one_client_cannot_take_every_slot_with_the_per_address_limit(site, krait_server):
