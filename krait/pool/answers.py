@@ -28,8 +28,7 @@
 #   (krait/pool/serve.py), but may do so just as the server's wait for it runs out: so the answers it sent
 #   before it was killed are read and delivered, and the job after them, which may have started, gets
 #   InternalError instead of running again.
-# - The log says how a worker that died ended: its exit code, or the signal that killed it. Its pipe's EOF
-#   can come just before it is reaped, so that waits EXIT_WAIT at most for the exit status.
+# - The log says how a worker that died ended (WorkerProcess.ended_how()).
 
 from __future__ import annotations
 
@@ -46,7 +45,6 @@ from krait.pool import jobs
 from krait.pool.lanes import Entry, Lane, Reader
 
 log = logging.getLogger("krait.pool")
-EXIT_WAIT = 1.0  # seconds to wait for a dead worker's exit status, for the log (see the module comment)
 
 
 class AnswerReader:
@@ -240,17 +238,8 @@ class AnswerReader:
 
     def _died(self, lane: Lane, running: Entry | None) -> None:
         log.error("worker %d died while running %s (%s); replaced", lane.proc.pid,
-                  running.rel_path if running else "nothing", self._exit_status(lane))
+                  running.rel_path if running else "nothing", lane.proc.ended_how())
         self._fail(lane, InternalError("the worker process running the script died"))
-
-    @staticmethod
-    def _exit_status(lane: Lane) -> str:
-        """How the lane's dead worker ended, for the log: "exit code 3" or "killed by signal 9"."""
-        lane.proc.process.join(EXIT_WAIT)  # reap it: the EOF of its pipe can come first
-        code = lane.proc.exitcode
-        if code is None:
-            return "exit status unknown"
-        return "killed by signal %d" % -code if code < 0 else "exit code %d" % code
 
     def _stop_overdue(self, lane: Lane) -> None:
         """A retired worker did not exit within WORKER_STOP_GRACE of its stop message: kill it."""

@@ -35,6 +35,7 @@ from krait.pool.pipe import MessagePipe
 
 WORKER_MAIN = "krait.worker.main"  # the module whose main() a worker process runs
 START_TIMEOUT = 120.0  # seconds a worker may take to import and run init.py
+EXIT_WAIT = 1.0  # seconds to wait for a dead worker's exit status, for the log (WorkerProcess.ended_how)
 _FORKSERVER_ENV = ("PYTHONPATH", "PYTHONSAFEPATH")  # set for the forkserver only (see the module comment)
 _CONTEXT: Any = None
 
@@ -131,6 +132,15 @@ class WorkerProcess:
     @property
     def exitcode(self) -> int | None:
         return self.process.exitcode
+
+    def ended_how(self, wait: float = EXIT_WAIT) -> str:
+        """How a worker that died ended, for the log: "exit code 3" or "killed by signal 9". Its pipe's
+        EOF can come just before it is reaped, so this waits up to `wait` seconds for that."""
+        self.process.join(wait)
+        code = self.process.exitcode
+        if code is None:
+            return "exit status unknown"
+        return "killed by signal %d" % -code if code < 0 else "exit code %d" % code
 
     def kill(self) -> None:
         """Kill the process at once and close the pipe."""

@@ -282,7 +282,7 @@ class JobPool(AnswerReader):
         if not written:
             # It died while idle (an OOM kill, say): the job never reached it, so it is not the job's
             # fault. The usual paths replace the worker and run the job elsewhere.
-            log.error("worker %d had died while idle (%s); replaced", lane.proc.pid, self._exit_status(lane))
+            log.error("worker %d had died while idle (%s); replaced", lane.proc.pid, lane.proc.ended_how())
             self._fail(lane, None)
             return self._wait(entry)
         return self._read_own(lane, entry)

@@ -43,6 +43,7 @@ from krait.errors import GatewayTimeout, InternalError, ServiceUnavailable
 from krait.http.websocket import message_frame
 from krait.pool import jobs
 from krait.pool.pipe import PipeReader, PipeWriter
+from krait.pool.process import WorkerProcess
 from krait.pool.sessions import (
     Closing,
     Done,
@@ -486,8 +487,11 @@ class WebSocketHub:
         replaced."""
         if worker not in self.workers.workers:
             return
-        log.error("WebSocket worker %d %s; its %d connections are closed", worker.proc.pid,
-                  why or "died (exit code %s)" % worker.proc.exitcode, len(worker.conns))
+        if why:
+            log.error("WebSocket worker %d %s; its %d connections are closed", worker.proc.pid, why,
+                      len(worker.conns))
+        else:  # how it ended is known once it is reaped: said by a thread, not to hold up this loop
+            threading.Thread(target=_log_death, args=(worker.proc, len(worker.conns)), daemon=True).start()
         for selector_key in (worker.reader, worker.writer):
             try:
                 self._selector.unregister(selector_key)
@@ -589,3 +593,7 @@ class WebSocketHub:
         for opening in self._waiting:
             opening.finish(error=ServiceUnavailable("the server is shutting down"))
 
+
+def _log_death(proc: WorkerProcess, connections: int) -> None:
+    log.error("WebSocket worker %d died (%s); its %d connections are closed", proc.pid, proc.ended_how(),
+              connections)

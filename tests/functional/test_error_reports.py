@@ -41,3 +41,26 @@ def test_a_template_syntax_error_gives_its_location_once(tmp_path, krait_server)
     log = srv.log()
     assert log.count("line 2, column 4") == 1 and log.count("@{ x = 1") == 1, log
     assert "TemplateSyntaxError at %s:2: unterminated" % (tmp_path / "site" / "bad.html") in log
+
+
+def test_a_dead_websocket_worker_is_logged_with_its_exit_code(tmp_path, krait_server):
+    import websocket
+
+    site = write_site(tmp_path / "site", {
+        ".py/init.py": "from krait.config import Route\nimport krait\n"
+                       "krait.config.routes = [Route('WEBSOCKET', url='/die', target='/die.py'), Route()]\n",
+        "die.py": "import os, krait\n"
+                  "class Dying(krait.websockets.WebsocketsCtrlBase):\n"
+                  "    def __init__(self):\n        super().__init__(use_in_message_queue=False)\n"
+                  "    def on_in_message(self, message):\n        os._exit(3)\n"
+                  "krait.websockets.response = krait.websockets.WebsocketsResponse(Dying())\n",
+    })
+    srv = krait_server(site)
+    ws = websocket.create_connection("ws://127.0.0.1:%d/die" % srv.port, timeout=10)
+    try:
+        ws.send("now")
+        assert wait_for(lambda: re.search(r"WebSocket worker \d+ died \(exit code 3\); its 1 connections",
+                                          srv.log()), 10), srv.log()
+    finally:
+        ws.close()
+    assert "exit code None" not in srv.log()
