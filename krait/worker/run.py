@@ -42,7 +42,6 @@ from __future__ import annotations
 import functools
 import os
 import re
-import threading
 import traceback
 import types
 from collections.abc import Callable, Iterable, Iterator
@@ -274,7 +273,6 @@ def handle(site: Site, job: jobs.Job) -> jobs.Result:
 def run_job(site: Site, job: jobs.Job) -> tuple[jobs.Result, BodyStream | None]:
     """Run one job: its Result, and the stream of its body when the body streams (never raises)."""
     site.restore_modules()
-    threads = threading.enumerate()
     ns = site.namespace(websocket=job.kind == jobs.WEBSOCKET)
     request = krait.Request(job.method, job.url, job.query_string, job.http_version, None, job.body,
                             remote_addr=job.remote_addr, scheme=job.scheme, path=job.decoded_path)
@@ -299,7 +297,7 @@ def run_job(site: Site, job: jobs.Job) -> tuple[jobs.Result, BodyStream | None]:
         result, stream = jobs.Result(exc.status, "", (), b"", None, error_report(exc, site.root, exc.status)), None
     except BaseException as exc:  # SystemExit and KeyboardInterrupt from site code are script errors too
         result, stream = jobs.Result(500, "", (), b"", None, error_report(exc, site.root)), None
-    done = _nothing if job.kind == jobs.WEBSOCKET else functools.partial(site.release, ns, threads)
+    done = _nothing if job.kind == jobs.WEBSOCKET else functools.partial(site.release, ns)
     if stream is None:
         _forget_body(request)
         done()

@@ -84,6 +84,7 @@ class Site:
                                                            krait.websockets)]
         self.copy_keys = [k for k, v in ns.items() if isinstance(v, (list, dict, set)) and k != "__builtins__"]
         self.functions = [k for k, v in ns.items() if type(v) is types.FunctionType and v.__globals__ is ns]
+        self.threads = set(threading.enumerate())  # those release() knows were not started by a request
         self.put_back = [(name, ns.get(name, _GONE)) for name in sorted(_set_with_global(init_code))]
 
     def _compile_template(self, data: bytes, path: str) -> types.CodeType:
@@ -138,13 +139,14 @@ class Site:
         return ns
 
 
-    @staticmethod
-    def release(ns: dict[str, Any], threads: list[threading.Thread]) -> None:
-        """Empty the globals of a request that is over, unless a thread it started (one not among
-        `threads`, those running when it began) is still alive and may read them."""
+    def release(self, ns: dict[str, Any]) -> None:
+        """Empty the globals of a request that is over, unless a thread it may have started (one not
+        seen at the last call) is alive and may read them."""
         now = threading.enumerate()
-        if len(now) <= len(threads) and all(thread in threads for thread in now):
+        if self.threads.issuperset(now):
             ns.clear()
+        else:
+            self.threads = set(now)
 
 
 _GONE = object()  # a global that a thread of init.py's deleted since, or that init.py never set
