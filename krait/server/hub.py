@@ -487,17 +487,18 @@ class WebSocketHub:
         replaced."""
         if worker not in self.workers.workers:
             return
-        if why:
-            log.error("WebSocket worker %d %s; its %d connections are closed", worker.proc.pid, why,
-                      len(worker.conns))
-        else:  # how it ended is known once it is reaped: said by a thread, not to hold up this loop
-            threading.Thread(target=_log_death, args=(worker.proc, len(worker.conns)), daemon=True).start()
         for selector_key in (worker.reader, worker.writer):
             try:
                 self._selector.unregister(selector_key)
             except (KeyError, ValueError):
                 pass
-        worker.kill()
+        if why:
+            log.error("WebSocket worker %d %s; its %d connections are closed", worker.proc.pid, why,
+                      len(worker.conns))
+            worker.kill()
+        else:  # how it ended is known once it is reaped: a thread waits for that, not this loop
+            worker.proc.kill_now()
+            threading.Thread(target=_reap_dead, args=(worker.proc, len(worker.conns)), daemon=True).start()
         worker.paused = False  # its clients' Close frames must be read
         for client in [c for c in self.clients.values() if c.worker is worker]:
             client.worker_done = True
@@ -594,6 +595,9 @@ class WebSocketHub:
             opening.finish(error=ServiceUnavailable("the server is shutting down"))
 
 
-def _log_death(proc: WorkerProcess, connections: int) -> None:
+def _reap_dead(proc: WorkerProcess, connections: int) -> None:
+    """Wait for a dead WebSocket worker's end (the only thread that does: two joins of one process can
+    both read its exit status, and one then gets 255), log how it ended, and close its pipe."""
     log.error("WebSocket worker %d died (%s); its %d connections are closed", proc.pid, proc.ended_how(),
               connections)
+    proc.pipe.close()

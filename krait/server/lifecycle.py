@@ -334,9 +334,10 @@ def run_many(settings: Settings) -> int:
             print("Krait %s serving %s at %s://%s:%d/ (%d processes, %s each)" % (__version__,
                   settings.site_root, settings.scheme, _display_host(settings.host), settings.port,
                   settings.processes, _workers(settings.workers)), flush=True)
-            signals.ready = True
     except _StoppedStarting:
         ok = None
+    finally:
+        signals.ready = True  # from here on a stop is only recorded: the servers are stopped below anyway
     placeholder.close()
     if not ok:
         _signal_all(children, signal.SIGTERM)

@@ -7,10 +7,12 @@
 # pipe. The server decides when a worker stops (it kills one with SIGKILL when it must), so SIGINT,
 # SIGTERM and SIGHUP (none on Windows: krait/portable.py) do nothing here: a terminal's Ctrl-C or a
 # service manager that signals every process of the service (systemd's default KillMode) would otherwise
-# cut the requests the server is still finishing. A handler that does nothing, not SIG_IGN: an ignored
-# signal stays ignored in the programs site code runs (exec keeps SIG_IGN, signal(7)), and a handler
-# does not; processes site code forks get the defaults back, and the worker's pipe is closed on exec
-# and let go of in them. Whatever site code prints goes to the server's
+# cut the requests the server is still finishing. SIGINT is ignored (SIG_IGN), and so stays ignored in
+# the programs and processes site code starts (exec keeps SIG_IGN, signal(7)): Ctrl-C reaches the whole
+# process group, and a program that a request runs must finish with the request. SIGTERM and SIGHUP get a handler that
+# does nothing instead, which exec and fork (_in_forked_child) put back to the default: a program
+# that the site starts can still be terminated. The worker's pipe is closed on exec and let go of in
+# forked processes. Whatever site code prints goes to the server's
 # standard error, its log, line by line (docs/configuration.md): file descriptor 1 becomes a copy of 2,
 # so output of child processes and C code goes there too, and the server's standard output carries only
 # its ready line and the access log.
@@ -43,6 +45,7 @@ def main(ends: tuple[Any, Any], settings: Any, kind: str) -> None:
         os.register_at_fork(after_in_child=functools.partial(_in_forked_child, fds))
     send_lock = threading.Lock()
     krait.websockets._publisher = serve.publisher(pipe, send_lock)  # before the Site saves the modules
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     for sig in _SERVER_SIGNALS:
         signal.signal(sig, _do_nothing)
     try:
@@ -65,11 +68,11 @@ def main(ends: tuple[Any, Any], settings: Any, kind: str) -> None:
         loop.serve()
 
 
-_SERVER_SIGNALS = (signal.SIGINT, signal.SIGTERM) + (() if portable.ACTIVE else (signal.SIGHUP,))
+_SERVER_SIGNALS = (signal.SIGTERM,) + (() if portable.ACTIVE else (signal.SIGHUP,))  # besides SIGINT
 
 
 def _do_nothing(*_: Any) -> None:
-    """The handler of the signals the server, not the service manager or a terminal, acts on."""
+    """The handler of SIGTERM and SIGHUP: the server, not the service manager, stops the worker."""
 
 
 def _close_on_exec() -> None:
@@ -90,11 +93,11 @@ def _close_on_exec() -> None:
 
 
 def _in_forked_child(fds: tuple[int, int]) -> None:
-    """In a process that site code forks: the signals are back to their defaults, and the worker's pipe
-    ends become /dev/null. Left open there, they would keep the server from reading the EOF that tells
+    """In a process that site code forks: SIGTERM and SIGHUP are back to their defaults, and the worker's
+    pipe ends become /dev/null. Left open there, they would keep the server from reading the EOF that tells
     it the worker died (krait/pool/answers.py)."""
     for sig in _SERVER_SIGNALS:
-        signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL)
+        signal.signal(sig, signal.SIG_DFL)
     null = os.open(os.devnull, os.O_RDWR)
     for fd in fds:
         os.dup2(null, fd, inheritable=False)

@@ -297,7 +297,8 @@ def run_job(site: Site, job: jobs.Job) -> tuple[jobs.Result, BodyStream | None]:
         result, stream = jobs.Result(exc.status, "", (), b"", None, error_report(exc, site.root, exc.status)), None
     except BaseException as exc:  # SystemExit and KeyboardInterrupt from site code are script errors too
         result, stream = jobs.Result(500, "", (), b"", None, error_report(exc, site.root)), None
-    done = _nothing if job.kind == jobs.WEBSOCKET else functools.partial(site.release, ns)
+    done = _nothing if job.kind == jobs.WEBSOCKET else functools.partial(site.release, [ns])
+    del ns  # release() must hold the only reference
     if stream is None:
         _forget_body(request)
         done()

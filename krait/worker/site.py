@@ -10,9 +10,10 @@
 # set one there: the names that init.py's functions assign with `global` (read from their bytecode once)
 # are put back before every request, so none set for one visitor reaches the next. A thread of init.py's
 # shares fresh data with requests by updating an object in place instead. A request's copy (what a thread
-# or closure it left behind still reads) is its own; release() empties it when the request is over and
-# left no thread behind: its functions point back at it, a cycle that only a full garbage collection
-# would free, with whatever large object the request kept in a global.
+# or closure it left behind still reads) is its own. Its functions (the script's, and init.py's bound to
+# it) refer back to it, a cycle that only a full garbage collection would free, with whatever large object
+# the request kept in a global: release() empties it when the request is over, but only when reference
+# counts show that nothing else holds it or its functions, so nothing could notice.
 # A WebSocket route script gets a plain copy: its controller lives on with it, and init.py's functions it
 # calls keep init.py's globals, shared by the worker's connections. restore_modules() puts the krait.*
 # modules back as init.py left them, so nothing a request assigns to krait.* (even a brand-new attribute)
@@ -28,7 +29,6 @@ import copy
 import dis
 import os
 import sys
-import threading
 import types
 from collections.abc import Callable
 from typing import Any
@@ -84,7 +84,6 @@ class Site:
                                                            krait.websockets)]
         self.copy_keys = [k for k, v in ns.items() if isinstance(v, (list, dict, set)) and k != "__builtins__"]
         self.functions = [k for k, v in ns.items() if type(v) is types.FunctionType and v.__globals__ is ns]
-        self.threads = set(threading.enumerate())  # those release() knows were not started by a request
         self.put_back = [(name, ns.get(name, _GONE)) for name in sorted(_set_with_global(init_code))]
 
     def _compile_template(self, data: bytes, path: str) -> types.CodeType:
@@ -139,14 +138,38 @@ class Site:
         return ns
 
 
-    def release(self, ns: dict[str, Any]) -> None:
-        """Empty the globals of a request that is over, unless a thread it may have started (one not
-        seen at the last call) is alive and may read them."""
-        now = threading.enumerate()
-        if self.threads.issuperset(now):
+    @staticmethod
+    def release(box: list[dict[str, Any]]) -> None:
+        """Empty the globals of a request that is over (taken out of `box`, the caller's only hold on
+        them) when nothing but their own functions refers to them (see the module comment)."""
+        if not box:  # released already
+            return
+        ns = box.pop()
+        # Emptied only when its only references, besides `ns`, are those of functions that nothing but
+        # it holds: then nothing can use it any more (not a thread, a pool's queue, a registry, a
+        # generator, a class's methods), and emptying it frees at once what the cycle would keep.
+        count, functions = _refs(ns)
+        if count - len(functions) == _NS_ALONE and all(c == _FUNCTION_ALONE for c in functions):
             ns.clear()
-        else:
-            self.threads = set(now)
+
+
+def _refs(ns: dict[str, Any]) -> tuple[int, list[int]]:
+    """The reference counts of `ns` and of each function in it whose globals it is."""
+    return sys.getrefcount(ns), [sys.getrefcount(value) for value in ns.values()
+                                 if type(value) is types.FunctionType and value.__globals__ is ns]
+
+
+def _measure_alone() -> tuple[int, int]:
+    """What _refs() gives, called as release() calls it, for a namespace held by one local variable (less
+    its function's reference) and for a function that nothing but the namespace holds: the counts depend
+    on the interpreter, so they are measured once."""
+    probe: dict[str, Any] = {}
+    exec("def alone(): pass", probe)
+    count, functions = _refs(probe)
+    return count - 1, functions[0]
+
+
+_NS_ALONE, _FUNCTION_ALONE = _measure_alone()
 
 
 _GONE = object()  # a global that a thread of init.py's deleted since, or that init.py never set

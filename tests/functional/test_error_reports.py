@@ -27,9 +27,18 @@ def test_a_dead_worker_is_logged_with_its_exit_code_or_signal(tmp_path, krait_se
     # Killed between two requests (an OOM kill, say): the next request finds it dead.
     pid = int(requests.get(srv.url + "/pid", timeout=10).text)
     os.kill(pid, signal.SIGKILL)  # a worker of the server this test started
+    assert wait_for(lambda: _gone(pid), 5)  # a request sent sooner would still reach its pipe
     assert requests.get(srv.url + "/pid", timeout=10).status_code == 200
     assert wait_for(lambda: re.search(r"worker %d .*\(killed by signal 9\); replaced" % pid, srv.log()), 5), srv.log()
     assert "exit code None" not in srv.log()
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")  # dead, not reaped yet
+    except FileNotFoundError:
+        return True
 
 
 def test_a_template_syntax_error_gives_its_location_once(tmp_path, krait_server):

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 
 import pytest
 import requests
 
-from tests.helpers import needs_sighup, start_krait, wait_for, write_site
+from tests.helpers import ROOT, needs_sighup, start_krait, wait_for, write_site
 
 pytestmark = pytest.mark.portable  # run again on portable paths (tests/server/test_portable.py)
 
@@ -320,6 +323,30 @@ def test_a_finished_requests_globals_are_freed_at_once(tmp_path, krait_server):
     assert wait_for(lambda: freed.read_text() == "xx", 3)
 
 
+def test_what_a_request_hands_on_keeps_its_globals(tmp_path, krait_server):
+    # Work given to a thread pool that init.py started, and a function kept in a module's registry, still
+    # find the request's globals once it is over (they are emptied only when nothing else holds them).
+    outbox = tmp_path / "outbox"
+    root = write_site(tmp_path / "site", {
+        ".py/init.py": "import concurrent.futures, time\npool = concurrent.futures.ThreadPoolExecutor(1)\n"
+                       "def send_mail(to):\n    time.sleep(0.3)\n    with open(%r, 'a') as f:\n"
+                       "        f.write(GREETING + ' ' + to + '\\n')\nGREETING = 'mail for'\n" % str(outbox),
+        ".py/registry.py": "hooks = []\n",
+        "send.py": "pool.submit(send_mail, krait.request.query['to'])\n"
+                   "krait.response = krait.Response('HTTP/1.1', 200, [], 'queued')\n",
+        "register.py": "import json, registry\ndef dump():\n    return json.dumps({'a': 1})\n"
+                       "if not registry.hooks:\n    registry.hooks.append(dump)\n"
+                       "krait.response = krait.Response('HTTP/1.1', 200, [], registry.hooks[0]())\n",
+    })
+    srv = krait_server(root, "--workers", "1")
+    for to in ("alice", "bob", "carol"):
+        assert requests.get(srv.url + "/send?to=" + to, timeout=10).text == "queued"
+    assert wait_for(lambda: outbox.exists() and len(outbox.read_text().splitlines()) == 3, 5)
+    assert outbox.read_text().splitlines() == ["mail for alice", "mail for bob", "mail for carol"]
+    assert [requests.get(srv.url + "/register", timeout=10).text for _ in range(2)] == ['{"a": 1}'] * 2
+    assert "NameError" not in srv.log()
+
+
 def test_a_script_that_sets_its_own_etag_gets_its_reply_as_it_made_it(tmp_path, krait_server):
     # gzip would turn "v1" into "v1-gz", which the script never sees again: a script's own validator
     # and its 304 go out as the script made them; a script reply without one is still gzipped.
@@ -408,10 +435,11 @@ def test_a_worker_that_dies_is_noticed_though_a_process_it_forked_lives_on(tmp_p
 
 
 @needs_sighup
-def test_programs_and_forks_of_site_code_get_default_signals_and_no_worker_pipe(tmp_path, krait_server):
-    # The worker shrugs off SIGTERM/SIGINT/SIGHUP (the server stops it), but what site code runs must not:
-    # SIG_IGN would pass to every program it starts. Nor may they hold the worker's pipe (os.system
-    # passes on inheritable descriptors), which would hide the worker's death from the server.
+def test_programs_and_forks_of_site_code_can_be_terminated_and_hold_no_worker_pipe(tmp_path, krait_server):
+    # The worker shrugs off SIGTERM/SIGINT/SIGHUP (the server stops it). What site code runs ignores
+    # SIGINT too (Ctrl-C reaches the whole process group, and a request in flight finishes), but can be
+    # terminated: SIGTERM and SIGHUP are at their defaults. Nor may they hold the worker's pipe
+    # (os.system passes on inheritable descriptors), which would hide the worker's death from the server.
     handlers = "[str(signal.getsignal(s)) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)]"
     root = write_site(tmp_path / "site", {
         "run.py": "import os, signal, subprocess, sys\n"
@@ -429,10 +457,38 @@ def test_programs_and_forks_of_site_code_get_default_signals_and_no_worker_pipe(
     srv = krait_server(root, "--workers", "1")
     r = requests.get(srv.url + "/run", timeout=20)
     assert r.status_code == 200, r.text
-    defaults = str([str(signal.default_int_handler), str(signal.SIG_DFL), str(signal.SIG_DFL)])
+    defaults = str([str(signal.SIG_IGN), str(signal.SIG_DFL), str(signal.SIG_DFL)])
     assert r.text == defaults + "|" + defaults
     # the shell holds 0, 1, 2 and the copy of 1 it keeps across the redirection: nothing of the worker
     assert len((tmp_path / "fds").read_text().split()) <= 4
+
+
+@needs_sighup
+def test_ctrl_c_lets_a_program_that_a_request_runs_finish(tmp_path):
+    # Ctrl-C signals the terminal's whole process group: the server stops gracefully, and the request
+    # in flight finishes, with the program it runs.
+    root = write_site(tmp_path / "site", {
+        "convert.py": "import subprocess\nstatus = subprocess.run(['sleep', '1.5']).returncode\n"
+                      "krait.response = krait.Response('HTTP/1.1', 200, [], 'status %d' % status)\n",
+    })
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    with subprocess.Popen([sys.executable, "-m", "krait", str(root), "--port", "0", "--workers", "1"],
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+                          stdin=subprocess.DEVNULL, start_new_session=True) as proc:
+        try:
+            port = int(re.search(r":(\d+)/", proc.stdout.readline()).group(1))
+            answer: dict = {}
+            thread = threading.Thread(target=lambda: answer.update(
+                r=requests.get("http://127.0.0.1:%d/convert" % port, timeout=20)))
+            thread.start()
+            time.sleep(0.7)
+            os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the group of the server it started
+            thread.join(20)
+            assert proc.wait(20) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert (answer["r"].status_code, answer["r"].text) == (200, "status 0")
 
 
 def test_timeout_gives_504_and_server_recovers(server):
