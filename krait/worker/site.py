@@ -145,28 +145,31 @@ class Site:
         if not box:  # released already
             return
         ns = box.pop()
-        # Emptied only when its only references, besides `ns`, are those of functions that nothing but
-        # it holds: then nothing can use it any more (not a thread, a pool's queue, a registry, a
-        # generator, a class's methods), and emptying it frees at once what the cycle would keep.
-        count, functions = _refs(ns)
+        count = sys.getrefcount(ns)
+        if count == _NS_ALONE:  # nothing else holds it (no function of its own): it goes with `ns`
+            return
+        # Emptied only when its only other references are those of functions that nothing but it holds:
+        # then nothing can use it any more (not a thread, a pool's queue, a registry, a generator, a
+        # class's methods), and emptying it frees at once what the cycle would keep.
+        functions = _function_refs(ns)
         if count - len(functions) == _NS_ALONE and all(c == _FUNCTION_ALONE for c in functions):
             ns.clear()
 
 
-def _refs(ns: dict[str, Any]) -> tuple[int, list[int]]:
-    """The reference counts of `ns` and of each function in it whose globals it is."""
-    return sys.getrefcount(ns), [sys.getrefcount(value) for value in ns.values()
-                                 if type(value) is types.FunctionType and value.__globals__ is ns]
+def _function_refs(ns: dict[str, Any]) -> list[int]:
+    """The reference counts of the functions in `ns` whose globals it is."""
+    return [sys.getrefcount(value) for value in ns.values()
+            if type(value) is types.FunctionType and value.__globals__ is ns]
 
 
 def _measure_alone() -> tuple[int, int]:
-    """What _refs() gives, called as release() calls it, for a namespace held by one local variable (less
-    its function's reference) and for a function that nothing but the namespace holds: the counts depend
-    on the interpreter, so they are measured once."""
+    """The reference counts, taken as release() takes them, of a namespace held by one variable (less its
+    function's reference) and of a function that nothing but the namespace holds: they depend on the
+    interpreter, so they are measured once."""
     probe: dict[str, Any] = {}
     exec("def alone(): pass", probe)
-    count, functions = _refs(probe)
-    return count - 1, functions[0]
+    count = sys.getrefcount(probe)
+    return count - 1, _function_refs(probe)[0]
 
 
 _NS_ALONE, _FUNCTION_ALONE = _measure_alone()
