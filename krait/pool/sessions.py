@@ -179,6 +179,18 @@ class WsWorker:
     def kill(self) -> None:
         self.proc.kill()
 
+    def died(self) -> None:
+        """The worker was found dead: make sure of it, and let a thread wait for its end (the only one
+        that does: two joins of one process can both read its exit status, and one then gets 255), log
+        how it ended, and close its pipe; the hub's loop does not wait."""
+        self.proc.kill_now()
+        threading.Thread(target=self._log_death, args=(len(self.conns),), daemon=True).start()
+
+    def _log_death(self, connections: int) -> None:
+        log.error("WebSocket worker %d died (%s); its %d connections are closed", self.proc.pid,
+                  self.proc.ended_how(), connections)
+        self.proc.pipe.close()
+
 
 class WsWorkers:
     """The WebSocket worker processes of one server process (see the module comment)."""

@@ -43,7 +43,6 @@ from krait.errors import GatewayTimeout, InternalError, ServiceUnavailable
 from krait.http.websocket import message_frame
 from krait.pool import jobs
 from krait.pool.pipe import PipeReader, PipeWriter
-from krait.pool.process import WorkerProcess
 from krait.pool.sessions import (
     Closing,
     Done,
@@ -496,9 +495,8 @@ class WebSocketHub:
             log.error("WebSocket worker %d %s; its %d connections are closed", worker.proc.pid, why,
                       len(worker.conns))
             worker.kill()
-        else:  # how it ended is known once it is reaped: a thread waits for that, not this loop
-            worker.proc.kill_now()
-            threading.Thread(target=_reap_dead, args=(worker.proc, len(worker.conns)), daemon=True).start()
+        else:
+            worker.died()
         worker.paused = False  # its clients' Close frames must be read
         for client in [c for c in self.clients.values() if c.worker is worker]:
             client.worker_done = True
@@ -593,11 +591,3 @@ class WebSocketHub:
             worker.stop()
         for opening in self._waiting:
             opening.finish(error=ServiceUnavailable("the server is shutting down"))
-
-
-def _reap_dead(proc: WorkerProcess, connections: int) -> None:
-    """Wait for a dead WebSocket worker's end (the only thread that does: two joins of one process can
-    both read its exit status, and one then gets 255), log how it ended, and close its pipe."""
-    log.error("WebSocket worker %d died (%s); its %d connections are closed", proc.pid, proc.ended_how(),
-              connections)
-    proc.pipe.close()
