@@ -9,13 +9,13 @@
 # service manager that signals every process of the service (systemd's default KillMode) would otherwise
 # cut the requests the server is still finishing. SIGINT is ignored (SIG_IGN), and so stays ignored in
 # the programs and processes site code starts (exec keeps SIG_IGN, signal(7)): Ctrl-C reaches the whole
-# process group, and a program that a request runs must finish with the request. SIGTERM and SIGHUP get a handler that
-# does nothing instead, which exec and fork (_in_forked_child) put back to the default: a program
-# that the site starts can still be terminated. The worker's pipe is closed on exec and let go of in
-# forked processes. Whatever site code prints goes to the server's
-# standard error, its log, line by line (docs/configuration.md): file descriptor 1 becomes a copy of 2,
-# so output of child processes and C code goes there too, and the server's standard output carries only
-# its ready line and the access log.
+# process group, and a program that a request runs must finish with the request. SIGTERM and SIGHUP get
+# a handler that does nothing instead, which exec and fork (_in_forked_child) put back to the default:
+# a program that the site starts can still be terminated. The worker's pipe is closed on exec and let
+# go of in forked processes. Whatever site code prints goes to the server's standard error, its log,
+# line by line (docs/configuration.md): file descriptor 1 becomes a copy of 2, so output of child
+# processes and C code goes there too, and the server's standard output carries only its ready line and
+# the access log.
 
 from __future__ import annotations
 
@@ -68,7 +68,8 @@ def main(ends: tuple[Any, Any], settings: Any, kind: str) -> None:
         loop.serve()
 
 
-_SERVER_SIGNALS = (signal.SIGTERM,) + (() if portable.ACTIVE else (signal.SIGHUP,))  # besides SIGINT
+# Handled by _do_nothing here and at their defaults in forks (SIGINT is ignored in both).
+_SERVER_SIGNALS = (signal.SIGTERM,) + (() if portable.ACTIVE else (signal.SIGHUP,))
 
 
 def _do_nothing(*_: Any) -> None:

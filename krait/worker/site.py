@@ -137,7 +137,6 @@ class Site:
                     ns[key] = _bound_to(function, ns)
         return ns
 
-
     @staticmethod
     def release(box: list[dict[str, Any]]) -> None:
         """Empty the globals of a request that is over (taken out of `box`, the caller's only hold on
