@@ -64,6 +64,9 @@ class Channel:
         self.settings = server.settings
         self.sock = sock
         self.addr = addr if isinstance(addr, tuple) else ("", 0)
+        self.peer: tuple[str, int] = (self.addr[0], self.addr[1]) if len(self.addr) >= 2 else ("", 0)
+        trusted = server.trusted_proxies
+        self.via_proxy = bool(trusted) and self.peer[0] in trusted  # once per connection (forwarded.py)
         self.closing = False  # set by the server on graceful shutdown
         self.busy = False  # a request has begun and is not answered yet (a graceful stop waits for these)
         self.handed_off = False  # the socket now belongs to the WebSocket hub
@@ -239,8 +242,10 @@ class Channel:
 
     def incoming(self, head: Request) -> Incoming:
         """The request record of a parsed head: target split once, client seen through trusted proxies."""
-        remote, scheme = forwarded.client_view(self.addr, self.server.scheme, head.headers,
-                                               self.server.trusted_proxies)
+        if self.via_proxy:
+            remote, scheme = forwarded.proxied_view(self.peer, self.server.scheme, head.headers)
+        else:
+            remote, scheme = self.peer, self.server.scheme
         url, query = split_target(head.target)
         return Incoming(head.method, head.target, url, origin_path(url), query, head.http_version, head.headers,
                         b"", remote, scheme)
