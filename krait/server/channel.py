@@ -64,9 +64,7 @@ class Channel:
         self.settings = server.settings
         self.sock = sock
         self.addr = addr if isinstance(addr, tuple) else ("", 0)
-        self.peer: tuple[str, int] = (self.addr[0], self.addr[1]) if len(self.addr) >= 2 else ("", 0)
-        trusted = server.trusted_proxies
-        self.via_proxy = bool(trusted) and self.peer[0] in trusted  # once per connection (forwarded.py)
+        self.peer, self.via_proxy = forwarded.peer_and_trust(self.addr, server.trusted_proxies)
         self.closing = False  # set by the server on graceful shutdown
         self.busy = False  # a request has begun and is not answered yet (a graceful stop waits for these)
         self.handed_off = False  # the socket now belongs to the WebSocket hub

@@ -96,15 +96,19 @@ def _strip_port(node: str) -> tuple[str, int]:
 def client_view(peer: tuple, scheme: str, headers: dict[str, str],
                 trusted: Proxies) -> tuple[tuple[str, int], str]:
     """Return ((client_ip, client_port), scheme) for a request received from `peer`."""
-    peer = (peer[0], peer[1]) if len(peer) >= 2 else (str(peer), 0)
-    if not trusted or peer[0] not in trusted:
-        return peer, scheme
-    return proxied_view(peer, scheme, headers)
+    peer, via_proxy = peer_and_trust(peer, trusted)
+    return proxied_view(peer, scheme, headers) if via_proxy else (peer, scheme)
+
+
+def peer_and_trust(address: Any, trusted: Proxies) -> tuple[tuple[str, int], bool]:
+    """A connection's peer as (ip, port), and whether it is a trusted proxy: asked once per connection
+    (krait/server/channel.py), since comparing addresses costs microseconds."""
+    peer = (address[0], address[1]) if isinstance(address, tuple) and len(address) >= 2 else (str(address), 0)
+    return peer, bool(trusted) and peer[0] in trusted
 
 
 def proxied_view(peer: tuple[str, int], scheme: str, headers: dict[str, str]) -> tuple[tuple[str, int], str]:
-    """client_view() for a `peer` known to be a trusted proxy (a connection checks that once: comparing
-    addresses costs microseconds, too much for every request)."""
+    """client_view() for a `peer` known to be a trusted proxy (peer_and_trust())."""
     fwd = headers.get("forwarded")
     if fwd:
         last = fwd.split(",")[-1]
