@@ -9,12 +9,14 @@
 # while the old one serves on, the App is built from its krait.config, and the pool swaps both at once
 # (krait/pool/scheduler.py); when any of that fails, the old generation and App keep serving and the
 # error is logged once. The WebSocket pool reloads after a swap (sessions in progress keep their worker).
-# With --processes N the parent checks that the port is free (a plain bind: SO_REUSEPORT alone would let
-# the sockets of a Krait already there join ours), binds a placeholder socket with SO_REUSEPORT to fix
-# the port, forks N servers that each bind the same port and own their pools, and supervises them: one
-# that ends stops the others and the parent exits 1, for the service manager to restart the whole; a
-# server whose parent is gone (its end of the lifeline pipe reads EOF) stops. Where the kernel does not
-# spread one port's connections across processes (portable.SHARES_PORT), --processes is refused.
+# With --processes N the parent checks that the port is free (a plain bind: SO_REUSEPORT alone would let the
+# sockets of a Krait already there join ours; a Krait still starting listens on nothing yet, so while it
+# starts it holds an abstract Unix socket named after the port, which a second one cannot bind), binds a
+# placeholder socket with SO_REUSEPORT to fix the port, forks N servers that each bind the same port and own
+# their pools, and supervises them: one that ends stops the others and the parent exits 1, for the service
+# manager to restart the whole; a server whose parent is gone (its end of the lifeline pipe reads EOF)
+# stops. Where the kernel does not spread one port's connections across processes (portable.SHARES_PORT),
+# --processes is refused.
 # Signals are caught from the first moment: a SIGHUP during start-up (the default action would kill
 # Krait) reloads once the server is ready, and a stop abandons start-up at once, closing what it began.
 # The open-file limit bounds the connections; on portable paths there is none, and the hub's select()
@@ -316,7 +318,15 @@ def run_many(settings: Settings) -> int:
     """Fork --processes servers sharing one port through SO_REUSEPORT, and supervise them."""
     signals = _SignalFlags()
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    claim = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
+        if settings.port:
+            try:
+                claim.bind("\0krait-starting-on-port-%d" % settings.port)
+            except OSError:
+                claim.close()
+                return fail("cannot listen on %s:%d: another Krait with --processes is starting on that port"
+                            % (settings.host, settings.port))
         with socket.socket(family, socket.SOCK_STREAM) as probe:  # no SO_REUSEPORT: fails if anyone holds it
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind((settings.host, settings.port))
@@ -326,10 +336,11 @@ def run_many(settings: Settings) -> int:
         placeholder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         placeholder.bind((settings.host, settings.port))
     except OSError as exc:
+        claim.close()
         return fail("cannot listen on %s:%d: %s" % (settings.host, settings.port, exc.strerror or exc))
     children: list[int] = []
     try:
-        ok = _fork_servers(settings, placeholder, children)
+        ok = _fork_servers(settings, (placeholder, claim), children)
         if ok:
             print("Krait %s serving %s at %s://%s:%d/ (%d processes, %s each)" % (__version__,
                   settings.site_root, settings.scheme, _display_host(settings.host), settings.port,
@@ -339,6 +350,7 @@ def run_many(settings: Settings) -> int:
     finally:
         signals.ready = True  # from here on a stop is only recorded: the servers are stopped below anyway
     placeholder.close()
+    claim.close()  # the servers listen now, so a second Krait's plain bind fails
     if not ok:
         _signal_all(children, signal.SIGTERM)
         _wait_all(children)
@@ -361,9 +373,9 @@ def run_many(settings: Settings) -> int:
     return 0
 
 
-def _fork_servers(settings: Settings, placeholder: socket.socket, children: list[int]) -> bool:
+def _fork_servers(settings: Settings, parents_own: tuple[socket.socket, ...], children: list[int]) -> bool:
     """Fork the --processes servers (their pids go into `children` as they are made) and wait until each
-    is ready: False when any of them failed to start."""
+    is ready: False when any of them failed to start. The children close the sockets in `parents_own`."""
     pipes: list[int] = []
     life_r, life_w = os.pipe()  # the parent holds the write end: the children read EOF once it is gone
     ends = relays.socketpairs(settings.processes)  # WebSocket rooms span the processes
@@ -376,7 +388,8 @@ def _fork_servers(settings: Settings, placeholder: socket.socket, children: list
                 os.close(life_w)
                 for earlier in pipes:  # the other children's ready pipes
                     os.close(earlier)
-                placeholder.close()
+                for own in parents_own:
+                    own.close()
                 for other, (parent_end, child_end) in enumerate(ends):
                     parent_end.close()
                     if other != index:

@@ -116,6 +116,42 @@ def test_a_stop_during_start_up_ends_krait_at_once_with_its_workers(tmp_path, pr
     assert wait_for(lambda: not any(map(_alive, workers)), 10), "a worker still runs"
 
 
+@needs_shared_port
+def test_a_second_krait_with_processes_is_refused_while_the_first_still_starts(tmp_path):
+    # Neither listens before init.py has run, and both bind with SO_REUSEPORT: without a claim on the
+    # port the two would end up sharing it, each taking some of the other's connections.
+    started = tmp_path / "started"
+    site = write_site(tmp_path / "site", {
+        ".py/init.py": "import time\nopen(%r, 'a').close()\ntime.sleep(3)\n" % str(started),
+        "who.txt": "first",
+    })
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    with subprocess.Popen([sys.executable, "-m", "krait", str(site), "--port", str(port), "--workers", "1",
+                           "--processes", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=env, stdin=subprocess.DEVNULL) as first:
+        try:
+            assert wait_for(started.exists, 20)
+            second = run_krait(str(write_site(tmp_path / "other", {"who.txt": "second"})), "--port", str(port),
+                               "--processes", "2")
+            assert second.returncode == 1
+            assert second.stderr == ("krait: error: cannot listen on 127.0.0.1:%d: another Krait with --processes "
+                                     "is starting on that port\n" % port)
+            assert " serving " in first.stdout.readline()
+            assert requests.get("http://127.0.0.1:%d/who.txt" % port, timeout=10).text == "first"
+            # Once it serves, the claim is gone and the port itself refuses a second Krait.
+            second = run_krait(str(tmp_path / "other"), "--port", str(port), "--processes", "2")
+            assert second.returncode == 1 and "cannot listen on 127.0.0.1:%d: Address already in use" % port in \
+                second.stderr, second.stderr
+            first.send_signal(signal.SIGTERM)
+            assert first.wait(30) == 0
+        finally:
+            if first.poll() is None:
+                first.kill()
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
