@@ -14,7 +14,8 @@
 #   replacement); a field without "=" has the value ""; in `query` and get_post_form() later duplicates
 #   win (0.5.2 kept the last), while `query_all` and get_post_form_all() keep every value in order.
 # - get_json() parses the body as UTF-8 JSON (RFC 8259) whatever its Content-Type; a body that is not
-#   raises InvalidJSON, a BadRequest the worker answers with 400 and the message (docs/scripts.md).
+#   (NaN, Infinity and lone surrogate escapes included) raises InvalidJSON, a BadRequest the worker answers
+#   with 400 and the message (docs/scripts.md).
 # - multipart/form-data follows RFC 7578 on top of RFC 2046 section 5.1.1: the body is a preamble,
 #   then parts each introduced by "--boundary" at the start of a line, closed by "--boundary--".
 #   The CRLF before a delimiter belongs to the delimiter, never to the part's data, so uploaded
@@ -191,11 +192,18 @@ class Request:
         except UnicodeDecodeError as exc:
             raise InvalidJSON("the request body is not UTF-8: %s" % exc) from None
         try:
-            return json.loads(text)
+            data = json.loads(text, parse_constant=_not_json)
         except ValueError as exc:  # JSONDecodeError, and an integer past sys.get_int_max_str_digits()
             raise InvalidJSON("the request body is not valid JSON: %s" % exc) from None
         except RecursionError:
             raise InvalidJSON("the request body's JSON is nested too deeply") from None
+        if "\\u" in text:  # only an escape can spell a lone surrogate, which no UTF-8 text holds
+            try:
+                json.dumps(data, ensure_ascii=False).encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidJSON("the request body's JSON holds a lone surrogate escape (\\ud800-\\udfff), "
+                                  "which is no Unicode character (RFC 8259 section 8.2)") from None
+        return data
 
     def get_multipart_form(self) -> list[_Part] | None:
         """Parse a multipart/form-data body (RFC 7578) into a list of MultipartFormData.
@@ -230,6 +238,10 @@ class Request:
     def __repr__(self) -> str:
         target = self.url + "?" + self.query_string if self.query_string else self.url
         return f"<krait.Request {self.http_method} {target!r} {self.http_version}>"
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError("%s is no JSON number (RFC 8259 section 6)" % name)
 
 
 def _urlencoded_pairs(data: str | bytes) -> list[tuple[str, str]]:

@@ -127,11 +127,16 @@ class ResponseJSON(Response):
 
     Raises:
         TypeError: `data` holds something JSON cannot encode.
-        ValueError: a status code outside 100-599.
+        ValueError: `data` holds NaN or an infinity (RFC 8259 section 6 has no such numbers) or refers to
+            itself; or a status code outside 100-599.
     """
 
     def __init__(self, data, status_code=200, headers=None):
-        body = json.dumps(data, ensure_ascii=False).encode("utf-8")
+        text = json.dumps(data, ensure_ascii=False, allow_nan=False)
+        try:
+            body = text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate (say, from os.listdir): sent as its \u escape
+            body = json.dumps(data, allow_nan=False).encode("ascii")
         super().__init__("HTTP/1.1", status_code, _with_type(headers, _JSON), body)
         self.data = data
 

@@ -2,11 +2,12 @@
 #
 # Design: krait._begin_request binds a fresh Session for every request, which costs nothing until site
 # code uses it. Its first use reads the krait_session cookie and loads that session from the store
-# (krait/_store.py); a malformed, unknown or expired id gives an empty session. After the site code ran,
-# the worker calls _end(): every value is compared with what was loaded by its JSON text (so a list
-# changed in place counts as written), and only the changed and deleted keys go to the store, which
-# merges them into the stored session in one transaction. Two requests of one session that change
-# different keys therefore keep both changes; when both change the same key, the later write wins.
+# (krait/_store.py); a malformed, unknown or expired id gives an empty session, and of several
+# krait_session cookies (a parent domain's beside the site's own) the first the store knows counts.
+# After the site code ran, the worker calls _end(): every value is compared with what was loaded by its
+# JSON text (so a list changed in place counts as written), and only the changed and deleted keys go to
+# the store, which merges them into the stored session in one transaction. Two requests of one session
+# that change different keys therefore keep both changes; when both change the same key, the later wins.
 #
 # Rules:
 # - An id is 128 random bits (secrets.token_urlsafe(16), 22 characters). The server never adopts an id
@@ -62,15 +63,17 @@ class Session(MutableMapping[str, Any]):
                                "keeps what it needs from its route script's session)")
         if data is None:
             data = {}
-            sid = cookie.get_cookie(COOKIE_NAME)
-            self._had_cookie = sid is not None
-            if sid is not None and _ID_RE.fullmatch(sid):
-                db = _store.existing_store()
+            sent = [c.value for c in cookie.get_cookies() if c.name == COOKIE_NAME]
+            self._had_cookie = bool(sent)
+            sids = [sid for sid in sent if _ID_RE.fullmatch(sid)]
+            db = _store.existing_store() if sids else None
+            for sid in sids:  # a stale cookie must not hide the live one
                 found = db.load(sid) if db is not None else None
                 if found is not None:
                     data, self._expires = found
                     self._sid = sid
                     self._loaded = {key: json.dumps(value) for key, value in data.items()}
+                    break
             self._data = data
         return data
 

@@ -15,12 +15,14 @@
 # - sessions.sqlite3 holds one row per session: its id, its values as one JSON object, and when it
 #   expires. WAL mode lets readers run beside a writer. Every write is one BEGIN IMMEDIATE transaction
 #   that reads the row, applies the request's changed and deleted keys and writes it back, so two
-#   requests of one session that change different keys keep both (merge by key).
+#   requests of one session that change different keys keep both (merge by key). The file is created with
+#   mode 0600; a database that fails (unwritable, damaged) raises a RuntimeError naming it and the fix.
 # - A generated key (SECRET_KEY_BYTES random bytes, in hex) is written to a temporary file and
 #   hard-linked into place: of two processes racing to create it, one wins and both use its key.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -28,6 +30,7 @@ import secrets
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import krait
@@ -50,17 +53,34 @@ class SessionStore:
     """The SQLite database of one site's sessions, as opened by one process."""
 
     def __init__(self, path: str, max_age: int) -> None:
+        self.path = path
         self.max_age = max_age
         self.touch_after = min(limits.SESSION_TOUCH_INTERVAL, max_age / 2)
         self.purged = 0.0  # when this process last deleted expired sessions (never: the first write does)
-        self.conn = sqlite3.connect(path, timeout=limits.SESSION_BUSY_TIMEOUT, isolation_level=None)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")  # in WAL mode: durable across crashes of the process
-        self.conn.execute(_SCHEMA)
+        with self._explained():
+            # Session ids are credentials: the file is the owner's alone, whatever the umask or the mode of
+            # a folder that already existed (SQLite gives its -wal and -shm files the database's mode).
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+            self.conn = sqlite3.connect(path, timeout=limits.SESSION_BUSY_TIMEOUT, isolation_level=None)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")  # in WAL mode: durable across crashes of the process
+            self.conn.execute(_SCHEMA)
+
+    @contextlib.contextmanager
+    def _explained(self) -> Iterator[None]:
+        """Turn a failure of the database (unwritable, damaged) into one that names the file and the fix."""
+        try:
+            yield
+        except (OSError, sqlite3.DatabaseError) as exc:
+            raise RuntimeError("the session store %s cannot be used (%s): Krait's user must be able to write "
+                               "its folder, and a damaged file must be moved away (its sessions are lost); "
+                               "krait.config.session_store in .py/init.py chooses another folder "
+                               "(docs/sessions.md)" % (self.path, getattr(exc, "strerror", None) or exc)) from None
 
     def load(self, sid: str) -> tuple[dict[str, Any], float] | None:
         """The values of session `sid` and when it expires; None when it is unknown or expired."""
-        row = self.conn.execute("SELECT data, expires FROM krait_sessions WHERE id = ?", (sid,)).fetchone()
+        with self._explained():
+            row = self.conn.execute("SELECT data, expires FROM krait_sessions WHERE id = ?", (sid,)).fetchone()
         if row is None or row[1] <= time.time():
             return None
         return json.loads(row[0]), row[1]
@@ -69,7 +89,8 @@ class SessionStore:
         """Move the expiry of a session that was only read (at most every touch_after seconds)."""
         now = time.time()
         if now + self.max_age - expires >= self.touch_after:
-            self.conn.execute("UPDATE krait_sessions SET expires = ? WHERE id = ?", (now + self.max_age, sid))
+            with self._explained():
+                self.conn.execute("UPDATE krait_sessions SET expires = ? WHERE id = ?", (now + self.max_age, sid))
 
     def write(self, sid: str | None, new_sid: str, changed: dict[str, Any], deleted: list[str]) -> str:
         """Merge one request's changes into session `sid` (None: a new session) and store it as `new_sid`;
@@ -78,8 +99,9 @@ class SessionStore:
         new session under a new id."""
         now = time.time()
         conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")  # the write lock first, so nobody writes between our read and write
-        with conn:  # COMMIT, or ROLLBACK when anything below fails
+        with self._explained():
+            conn.execute("BEGIN IMMEDIATE")  # the write lock first, so nobody writes between our read and write
+        with self._explained(), conn:  # COMMIT, or ROLLBACK when anything below fails
             values: dict[str, Any] = {}
             if sid is not None:
                 row = conn.execute("SELECT data, expires FROM krait_sessions WHERE id = ?", (sid,)).fetchone()
@@ -100,7 +122,8 @@ class SessionStore:
         return new_sid
 
     def delete(self, sid: str) -> None:
-        self.conn.execute("DELETE FROM krait_sessions WHERE id = ?", (sid,))
+        with self._explained():
+            self.conn.execute("DELETE FROM krait_sessions WHERE id = ?", (sid,))
 
 
 _config: StoreConfig | None = None

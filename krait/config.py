@@ -222,13 +222,15 @@ def _matches(patterns, path: str) -> bool:
     return False
 
 
-def cache_control(rel_path: str, dynamic: bool, cfg: SiteConfig) -> str:
+def cache_control(rel_path: str, dynamic: bool, cfg: SiteConfig, sets_cookie: bool = False) -> str:
     """The Cache-Control value for a target file (docs/configuration.md).
 
     Args:
         rel_path: the resolved target file relative to the site root, e.g. "css/site.css".
         dynamic: True for scripts and templates that run code.
         cfg: the site's SiteConfig.
+        sets_cookie: the response sets a cookie (a session's id, say): one visitor's, so a cache the
+            response may be kept in is that visitor's own (private, RFC 9111 section 5.2.2.7).
     """
     if rel_path[:1] == "/":
         rel_path = rel_path.lstrip("/")
@@ -246,5 +248,5 @@ def cache_control(rel_path: str, dynamic: bool, cfg: SiteConfig) -> str:
     if not store:  # cache == store in every branch of the 0.5.2 pragma
         return "no-cache, no-store, must-revalidate"
     max_age = cfg.cache_max_age_long_term if is_long else cfg.cache_max_age_default
-    scope = "private, " if is_private else "public, " if is_public else ""
+    scope = "private, " if is_private or sets_cookie else "public, " if is_public else ""
     return f"{scope}max-age={max_age}, must-revalidate"

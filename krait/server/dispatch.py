@@ -152,7 +152,8 @@ class App:
         names = {name.lower() for name, _ in headers}
         if "cache-control" not in names:
             # Dynamic targets default to no-store; a cache list naming the target overrides.
-            headers.append(("Cache-Control", site_config.cache_control(rel_path, True, self.cfg)))
+            value = site_config.cache_control(rel_path, True, self.cfg, sets_cookie="set-cookie" in names)
+            headers.append(("Cache-Control", value))
         if "content-type" not in names and (result.body or result.stream or req.method == "HEAD"):
             headers.append(("Content-Type", result.content_type or mime.DEFAULT))
         headers = [(n, v) for n, v in headers if n.lower() not in ("content-length", "transfer-encoding", "connection")]

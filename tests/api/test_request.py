@@ -110,6 +110,8 @@ def test_get_json_parses_utf8_whatever_the_content_type():
     (b'"caf\xe9"', "the request body is not UTF-8: 'utf-8' codec can't decode byte 0xe9 in position 4"),
     (b"[" * 100000, "the request body's JSON is nested too deeply"),
     (b"1" * 5000, "the request body is not valid JSON: Exceeds the limit"),  # sys.get_int_max_str_digits()
+    (b'[1, -Infinity]', "the request body is not valid JSON: -Infinity is no JSON number (RFC 8259 section 6)"),
+    (b'{"\\udc00": 1}', "the request body's JSON holds a lone surrogate escape"),
 ])
 def test_get_json_refuses_what_is_not_json_with_a_400_naming_the_problem(body, says):
     with pytest.raises(InvalidJSON) as info:

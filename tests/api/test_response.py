@@ -28,6 +28,10 @@ def test_response_json_encodes_utf8_with_its_content_type():
     assert problem.headers == [("content-type", "application/problem+json")]
     with pytest.raises(TypeError):
         krait.ResponseJSON({"when": object()})
+    with pytest.raises(ValueError, match="not JSON compliant"):  # RFC 8259 section 6: no NaN, no infinity
+        krait.ResponseJSON({"mean": float("nan")})
+    # A lone surrogate (os.listdir() of a name that is not UTF-8) goes out as its escape, not as a 500.
+    assert krait.ResponseJSON(["caf\u00e9", "\udcff"]).body == b'["caf\\u00e9", "\\udcff"]'
     with pytest.raises(ValueError):
         krait.ResponseJSON([], 99)
 

@@ -269,4 +269,45 @@ def test_json_in_and_out_and_invalid_json_is_a_400_naming_the_problem(tmp_path, 
                         "line 1 column 16 (char 15)\n")
     empty = requests.post(srv.url + "/echo", timeout=30)
     assert (empty.status_code, empty.text) == (400, "the request body is empty, not JSON\n")
+    # Valid to Python's json, not to RFC 8259: NaN, and a lone surrogate no UTF-8 response could carry.
+    nan = requests.post(srv.url + "/echo", data=b'{"n": NaN}', timeout=30)
+    assert (nan.status_code, nan.text) == (400, "the request body is not valid JSON: NaN is no JSON number "
+                                                "(RFC 8259 section 6)\n")
+    lone = requests.post(srv.url + "/echo", data=b'{"text": "\\ud800"}', timeout=30)
+    assert lone.status_code == 400 and "lone surrogate" in lone.text
+    pair = requests.post(srv.url + "/echo", data=b'{"text": "\\ud83d\\ude00"}', timeout=30)
+    assert pair.content == '{"got": {"text": "\U0001f600"}}'.encode()
     assert "Traceback" not in srv.log(), "a client's bad JSON is not a server error"
+
+
+def test_a_stale_session_cookie_sent_first_does_not_hide_the_live_one(tmp_path, krait_server):
+    srv = krait_server(write_site(tmp_path / "site", SITE), "--workers", "1")
+    sid = session_cookie(client().get(srv.url + "/count", timeout=30))
+    # A parent domain's krait_session comes first in the header when the browser made it earlier.
+    for stale in ("stale", "A" * 22):
+        r = requests.get(srv.url + "/count", headers={"Cookie": "krait_session=%s; krait_session=%s" % (stale, sid)},
+                         timeout=30)
+        assert r.json()["n"] in (2, 3) and session_cookie(r) is None, stale
+
+
+def test_the_store_is_private_in_an_existing_folder_and_its_failures_name_it(tmp_path, krait_server):
+    files = dict(SITE)
+    files[".py/init.py"] = INIT + "krait.config.session_store = '.private/sessions'\n"
+    site = write_site(tmp_path / "site", files)
+    folder = site / ".private" / "sessions"
+    folder.mkdir(parents=True, mode=0o755)  # made beforehand, by mkdir -p under umask 022
+    srv = krait_server(site, "--workers", "1")
+    browser = client()
+    assert browser.get(srv.url + "/count", timeout=30).json()["n"] == 1
+    for name in os.listdir(folder):  # the database and its -wal and -shm files: session ids are credentials
+        assert os.stat(folder / name).st_mode & 0o777 == 0o600, name
+    assert srv.stop() == 0
+
+    (folder / "sessions.sqlite3").write_bytes(b"not a database, " * 512)
+    for extra in os.listdir(folder):
+        if extra != "sessions.sqlite3":
+            os.unlink(folder / extra)
+    again = krait_server(site, "--workers", "1")
+    assert browser.get(again.url + "/count", timeout=30).status_code == 500
+    assert "the session store %s cannot be used (file is not a database)" % (folder / "sessions.sqlite3") in again.log()
+    assert requests.get(again.url + "/peek", timeout=30).json() == {}  # pages without a session serve on

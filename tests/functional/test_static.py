@@ -28,7 +28,7 @@ krait.config.routes = [
 ]
 krait.config.cache_no_store = [r"nostore\\.txt"]
 krait.config.cache_private = [r"private.*\\.txt"]
-krait.config.cache_public = [r"public.*\\.txt", r"private-public\\.txt"]
+krait.config.cache_public = [r"public.*\\.txt", r"private-public\\.txt", r"public.*\\.py"]
 krait.config.cache_long_term = [r".*long\\.txt", r"longpub\\.txt"]
 """
 
@@ -57,6 +57,8 @@ FILES = {
     "privatelong.txt": "pl",
     "longpub.txt": "lp",
     "private-public.txt": "pp",
+    "public.py": "krait.response = krait.Response('HTTP/1.1', 200, [], 'same for all')",
+    "public-login.py": "krait.session['user'] = 'ana'\nkrait.response = krait.Response('HTTP/1.1', 200, [], 'hi')",
     "style.css": "body { color: red }",
     "app.js": "console.log(1)",
     "data.json": "{}",
@@ -205,6 +207,13 @@ def test_cache_control_table(server, path, cc):
     r = get(server, path)
     assert r.status_code == 200
     assert r.headers["Cache-Control"] == cc
+
+
+def test_a_response_that_sets_a_cookie_is_never_public(server):
+    assert get(server, "/public").headers["Cache-Control"] == "public, max-age=300, must-revalidate"
+    login = get(server, "/public-login")
+    assert login.headers["Set-Cookie"].startswith("krait_session=")  # a shared cache must not give it to all
+    assert login.headers["Cache-Control"] == "private, max-age=300, must-revalidate"
 
 
 def test_every_response_has_date_server_length(server):
