@@ -160,6 +160,11 @@ MAX_RESPONSE_HEADER_COUNT = MAX_HEADER_COUNT
 #: however slow the first compilation, instead of being killed mid-way on every request. Past it -> 504.
 COMPILE_TIMEOUT = 300.0
 
+#: Deepest nesting of @import and MVC views inside one request (a template may import itself to render a
+#: tree, so a cycle is known only by its depth; Jinja2 has no such limit and ends in RecursionError after
+#: about 1,000 frames). Exceeded -> the job fails with a 500 whose message shows the chain of files.
+MAX_IMPORT_DEPTH = 64
+
 #: Requests a worker serves before it is replaced (0 = never).
 MAX_REQUESTS_PER_WORKER = 0
 

@@ -237,7 +237,7 @@ def error_page(status: int, detail: str, report: jobs.ErrorReport | None, debug:
         if report is not None and report.traceback:
             body += "<pre>%s</pre>" % html.escape(report.traceback)
     return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>%s</title></head><body>%s</body></html>\n"
-            % (html.escape(title), body)).encode("utf-8")
+            % (html.escape(title), body)).encode("utf-8", "backslashreplace")  # a lone surrogate of a message
 
 
 def overload_reply(detail: str = "server overloaded") -> Reply:

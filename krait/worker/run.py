@@ -71,6 +71,7 @@ class JobRun:
         self.out: list[str] = []
         self.view_path: str | None = None
         self.first_code: Any = None  # the compiled code of the first template rendered (the target)
+        self.nesting: list[str] = []  # the files being rendered, outermost first
 
     def include(self, value: Any) -> None:
         """@import: render or run another file of the site, inline, into the same output."""
@@ -86,6 +87,12 @@ class JobRun:
         self.ns["ctrl"] = krait.mvc.pop_ctrl()
 
     def run_file(self, path: str) -> None:
+        nesting = self.nesting
+        if len(nesting) >= limits.MAX_IMPORT_DEPTH:
+            chain = [os.path.relpath(p, self.site.root) for p in nesting + [path]]
+            raise RecursionError("@import and views nest more than %d deep (a cycle?): %s"
+                                 % (limits.MAX_IMPORT_DEPTH, " -> ".join(chain[:3] + ["..."] + chain[-5:])))
+        nesting.append(path)
         if path.lower().endswith(TEMPLATE_EXTENSIONS):  # any case, as the server decides (docs/site-layout.md)
             code = self.site.templates.get(path)
             if self.first_code is None:
@@ -96,6 +103,7 @@ class JobRun:
         else:
             with open(path, "rb") as f:
                 self.out.append(f.read().decode("utf-8", "replace"))
+        nesting.pop()
 
     def run_script(self, path: str) -> None:
         exec(self.site.scripts.get(path), self.ns)
@@ -111,13 +119,16 @@ class JobRun:
 
 
 def _view_of(ctrl: Any) -> str:
-    """The path of a controller's view; FileNotFoundError naming the view and the controller when the file
-    does not exist."""
+    """The path of a controller's view; FileNotFoundError (ValueError) naming the view and the controller
+    when the file does not exist (lies outside the site root)."""
     view = ctrl.get_view()
-    path = krait.get_full_path(str(view))
+    cls = type(ctrl)
+    name = cls.__qualname__ if cls.__module__ == "__main__" else "%s.%s" % (cls.__module__, cls.__qualname__)
+    try:
+        path = krait.get_full_path(str(view))
+    except HttpError:  # a bug of the site's, like a missing view: not the client's 403
+        raise ValueError("view %r of controller %s is not inside the site root" % (view, name)) from None
     if not os.path.isfile(path):
-        cls = type(ctrl)
-        name = cls.__qualname__ if cls.__module__ == "__main__" else "%s.%s" % (cls.__module__, cls.__qualname__)
         raise FileNotFoundError("view %r of controller %s does not exist" % (view, name))
     return path
 
@@ -129,7 +140,7 @@ def _content_type(job: jobs.Job, view_path: str | None) -> str:
         if explicit.startswith("ext/"):
             return mime.for_extension(explicit[4:])
         return explicit
-    if job.path.endswith(".py"):  # a script's body comes from its MVC view, if it rendered one
+    if job.path.lower().endswith(".py"):  # a script's body comes from its MVC view, if it rendered one
         return _type_of_file(view_path) if view_path else mime.DEFAULT
     return _type_of_file(job.path)
 
@@ -171,7 +182,9 @@ def _check_status(status: int, reason: str, body: Any) -> Any:
     if status < 200:
         raise ValueError("refused to send status %d as the response: a script's response must be final "
                          "(200-599; RFC 9110 section 15.2)" % status)
-    if status in (204, 304):
+    if status > 599:
+        raise ValueError("refused to send status %d: a status code is 100-599 (RFC 9110 section 15)" % status)
+    if status in (204, 205, 304):  # RFC 9110 sections 15.3.5, 15.3.6 and 15.4.5
         if type(body) in (list, tuple) and not body:
             return b""
         if type(body) is not bytes or body:  # another iterable could only be known empty by running it
@@ -194,7 +207,10 @@ def error_report(exc: BaseException, site_root: str, status: int = 500) -> jobs.
                 where = "%s:%s" % (frame.filename, frame.lineno)
         if not where and isinstance(exc, SyntaxError) and exc.filename:
             where = "%s:%s" % (exc.filename, exc.lineno)
-    message = str(exc)
+    try:
+        message = str(exc)
+    except Exception:  # a broken __str__ of the site's must not take the worker with it
+        message = "<exception str() failed>"
     if isinstance(exc, TemplateSyntaxError):
         message = exc.message  # without the location: the text has it (see the module comment)
         text = "TemplateSyntaxError: %s\n" % exc

@@ -18,10 +18,12 @@ FILES = {
     ".py/helpers.py": "def ratio(a, b):\n    return a / b\n",
     ".py/ctrl.py": "import krait\n\nclass Page(krait.mvc.CtrlBase):\n    def __init__(self):\n"
                    "        self.rows = {}['rows']\n\n    def get_view(self):\n        return '.view/page.html'\n\n"
-                   "class Lost(krait.mvc.CtrlBase):\n    def get_view(self):\n        return '.view/nowhere.html'\n",
+                   "class Lost(krait.mvc.CtrlBase):\n    def get_view(self):\n        return '.view/nowhere.html'\n\n"
+                   "class Outside(krait.mvc.CtrlBase):\n    def get_view(self):\n        return '../outside.html'\n",
     "boom.py": "from helpers import ratio\n\nratio(1, 0)\n",
     "page.py": "import krait, ctrl\nkrait.mvc.set_init_ctrl(ctrl.Page())\n",
     "lost.py": "import krait, ctrl\nkrait.mvc.set_init_ctrl(ctrl.Lost())\n",
+    "outside.py": "import krait, ctrl\nkrait.mvc.set_init_ctrl(ctrl.Outside())\n",
     "bad.html": "<p>\n@{ n = undefined_name + 1 }\n</p>\n",
     "nomodule.py": "import module_that_is_not_there\n",
     "broken.py": "import broken_module\n",
@@ -66,6 +68,41 @@ def test_a_missing_view_is_a_500_naming_the_view_and_the_controller(site, krait_
     assert r.status_code == 500
     assert "GET /lost -> 500: FileNotFoundError: view '.view/nowhere.html' of controller ctrl.Lost does not exist" \
         in srv.log()
+    assert requests.get(srv.url + "/outside", timeout=10).status_code == 500  # not the client's 403
+    assert "ValueError: view '../outside.html' of controller ctrl.Outside is not inside the site root" in srv.log()
+
+
+ODD = {
+    "pid.py": "import os, krait\nkrait.response = krait.Response('HTTP/1.1', 200, [], str(os.getpid()))\n",
+    # An exception whose str() fails, as a __str__ with a bug of its own does.
+    "badstr.py": "class E(Exception):\n    def __str__(self):\n        raise RuntimeError('str fails')\n\nraise E()\n",
+    # A file name os.listdir() could not decode, in the message.
+    "surrogate.py": "import os\nraise ValueError('cannot read ' + os.fsdecode(b'report-\\xff.csv'))\n",
+    "status700.py": "import krait\nr = krait.Response('HTTP/1.1', 200, [], 'x')\nr.status_code = 700\n"
+                    "krait.response = r\n",
+    "reset.py": "import krait\nkrait.response = krait.Response('HTTP/1.1', 205, [], 'form cleared')\n",
+    "a.html": "A(@import 'b.html'@)",
+    "b.html": "B(@import 'a.html'@)",
+    "tree.html": "@{ depth = globals().get('depth', 0) + 1 }@depth@@if depth < 5:@import 'tree.html'@@/if@",
+    "UPPER.PY": "import krait\nkrait.response = krait.Response('HTTP/1.1', 200, [], 'upper')\n",
+}
+
+
+def test_site_code_that_breaks_the_rules_gets_a_500_naming_what_and_the_worker_lives(tmp_path, krait_server):
+    srv = krait_server(write_site(tmp_path / "site", ODD), "--workers", "1", "--debug")
+    pid = requests.get(srv.url + "/pid", timeout=10).text
+    for path in ("/badstr", "/surrogate", "/status700", "/reset", "/a.html"):
+        assert requests.get(srv.url + path, timeout=10).status_code == 500, path
+    assert requests.get(srv.url + "/pid", timeout=10).text == pid, "the worker was not lost"
+    log = srv.log()
+    assert "GET /badstr -> 500: E at " in log and ": <exception str() failed>" in log
+    assert "cannot read report-\\udcff.csv" in requests.get(srv.url + "/surrogate", timeout=10).text
+    assert "refused to send status 700: a status code is 100-599" in log
+    assert "refused to send a 205 response with a body" in log
+    assert "@import and views nest more than 64 deep (a cycle?): a.html -> b.html -> a.html -> ..." in log
+    assert requests.get(srv.url + "/tree.html", timeout=10).text == "12345"  # recursion that ends is fine
+    upper = requests.get(srv.url + "/UPPER.PY", timeout=10)
+    assert (upper.text, upper.headers["Content-Type"]) == ("upper", "application/octet-stream")
 
 
 PAGES = {
