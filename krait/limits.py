@@ -48,6 +48,12 @@ MIN_BODY_RATE = 1024
 BODY_RATE_GRACE = 5.0
 BODY_RATE_WINDOW = 5.0
 
+#: Seconds a connection Krait ends after a response (Connection: close, an error) is read and discarded
+#: once its sending side is shut (RFC 9112 section 9.6: closing at once while the client still sends
+#: makes the kernel answer with a reset, which destroys the response's unread tail). Apache waits 2 s,
+#: Go's net/http 0.5 s. Past it, or when the client closes -> the socket is closed.
+LINGER_TIMEOUT = 2.0
+
 #: Seconds the TLS handshake may take before the connection is dropped.
 TLS_HANDSHAKE_TIMEOUT = 10.0
 

@@ -154,6 +154,12 @@ class Channel:
     # --- the request loop -----------------------------------------------------------------
 
     def run(self) -> None:
+        if self.serve() and not self.handed_off:
+            self.close_in_stages()
+
+    def serve(self) -> bool:
+        """Serve the connection's requests; True when it ends right after a response of Krait's choosing
+        to close (the client may still be sending), False when the client ended it or went quiet."""
         conn = Connection(**self.settings.http_limits())
         fresh = True  # waiting for the first byte of a new request
         header_deadline = 0.0
@@ -163,7 +169,7 @@ class Channel:
                 event = conn.next_event()
             except ProtocolError as exc:
                 self.send_error(conn, exc.status_hint, str(exc))
-                return
+                return True
             if event is NEED_DATA:
                 if conn.their_state == "BODY":  # still skipping an unread body: the minimum rate applies
                     if discard is None:
@@ -171,13 +177,13 @@ class Channel:
                     try:
                         data = self.recv(discard.left())
                     except (_Timeout, OSError):
-                        return
+                        return False
                     discard.count(len(data))
                     conn.receive_data(data)
                     continue
                 discard = None
                 if self.closing and fresh:
-                    return
+                    return False
                 if fresh and conn.head_begun:  # it came in with the last request (pipelining): its
                     header_deadline = time.monotonic() + self.settings.header_timeout  # header time runs now
                     fresh = False
@@ -193,23 +199,38 @@ class Channel:
                 except _Timeout:
                     if not fresh:
                         self.send_error(conn, 408, "the request header was not received in time")
-                    return
+                    return not fresh
                 except OSError:
-                    return
+                    return False
                 conn.receive_data(data)
                 continue
             if type(event) is Request:
                 self.busy = True
                 try:
                     if not self.handle(conn, event):
-                        return
+                        return True
                 finally:
                     self.busy = False
                 fresh = True
                 if self.closing:
-                    return
+                    return True
                 continue
-            return  # ConnectionClosed, or PAUSED after a response that switched protocols
+            return False  # ConnectionClosed, or PAUSED after a response that switched protocols
+
+    def close_in_stages(self) -> None:
+        """Shut the sending side, then read and drop what the client still sends until it closes or
+        LINGER_TIMEOUT passes (RFC 9112 section 9.6), so its last response is not lost to a reset. The raw
+        socket's calls serve a TLS one too: the bytes read are dropped unread."""
+        sock = self.sock
+        deadline = time.monotonic() + limits.LINGER_TIMEOUT
+        try:
+            socket.socket.shutdown(sock, socket.SHUT_WR)
+            while (left := deadline - time.monotonic()) > 0:
+                sock.settimeout(left)
+                if not socket.socket.recv(sock, _RECV_SIZE):
+                    break
+        except OSError:  # a reset, or the deadline (TimeoutError)
+            pass
 
     def read_body(self, conn: Connection, body: Body) -> bool:
         """Read the whole request body into `body` at the body pace; False when the client failed."""

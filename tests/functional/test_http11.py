@@ -29,6 +29,7 @@ FILES = {
     "a.txt": "AAA",
     "b.txt": "BBBB",
     "c.txt": "CCCCC",
+    "big.bin": bytes(range(256)) * 2400,  # 600 KiB: more than the socket buffers hold
     "echo.py": "krait.response = krait.Response('HTTP/1.1', 200, [], repr(krait.request.body))",
     "script.py": "krait.response = krait.Response('HTTP/1.1', 200, [('X-Script', '1')], 'from script')",
 }
@@ -163,6 +164,20 @@ def test_connection_close_honoured(server, path):
 def test_connection_close_stops_pipelining(server):
     raw = server.raw(get("/a.txt", "Connection: close") + get("/b.txt"))
     assert raw.count(b"HTTP/1.1 ") == 1 and raw.endswith(b"AAA")
+
+
+def test_a_response_before_a_close_is_not_lost_to_what_the_client_sends_meanwhile(server):
+    # RFC 9112 section 9.6: had Krait closed at once, the request sent below would meet a closed socket,
+    # and its kernel's reset would destroy the tail of the response still on its way.
+    with server.connect() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a slow reader: the response waits
+        s.sendall(get("/big.bin", "Connection: close"))
+        time.sleep(0.5)  # Krait has written what the buffers take and finished with the connection
+        s.sendall(get("/a.txt"))  # sent before the client read the Connection: close
+        raw = b""
+        while chunk := s.recv(65536):
+            raw += chunk
+    assert raw.endswith(FILES["big.bin"]) and raw.count(b"HTTP/1.1 ") == 1
 
 
 # --- pipelining and HEAD --------------------------------------------------------------------------
