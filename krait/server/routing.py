@@ -37,7 +37,9 @@ from krait.urls import decode_path
 
 log = logging.getLogger("krait")
 
-KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"))
+# CONNECT is not among them: a 2xx answer would make the connection a tunnel (RFC 9110 section 9.3.6),
+# which Krait does not provide, so it is 501 whatever the routes (a CONNECT route never matches).
+KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "TRACE", "PATCH"))
 STATIC = "static"  # a file the server sends itself; SCRIPT and TEMPLATE targets become worker jobs
 _KIND_BY_EXT = {".html": TEMPLATE, ".htm": TEMPLATE, ".pyml": TEMPLATE, ".py": SCRIPT}  # lower-cased
 _CODE_EXTENSIONS = tuple(_KIND_BY_EXT)

@@ -87,7 +87,8 @@ MAX_BODY = 1000
 
 INIT = """
 import krait
-krait.config.routes = [krait.config.Route("POST", url="/echo"), krait.config.Route()]
+krait.config.routes = [krait.config.Route("POST", url="/echo"), krait.config.Route("CONNECT", regex=".*"),
+                       krait.config.Route("ANY", regex="/any/.*", target="/ok.txt"), krait.config.Route()]
 """
 
 FILES = {
@@ -234,6 +235,15 @@ def test_unknown_method(server, method):
     answer = server.raw(_get(method=method) + FOLLOW + _get(b"Connection: close"))
     assert [int(s) for s in STATUS_LINE.findall(answer)] == [501, 200, 200], answer[:400]
     assert answer.endswith(b"OK-FILE")
+
+
+def test_connect_is_501_whatever_the_routes(server):
+    # A 2xx would turn the connection into a tunnel (RFC 9110 section 9.3.6), which Krait cannot be: the
+    # client would take what follows for tunnel data while Krait parsed it as requests.
+    assert server.raw(_get(target=b"/any/x", fields=b"Connection: close")).endswith(b"OK-FILE")
+    connect = b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"
+    answer = server.raw(connect + FOLLOW + _get(b"Connection: close"))
+    assert [int(s) for s in STATUS_LINE.findall(answer)] == [501, 200, 200], answer[:400]
 
 
 def test_smuggled_request_never_answered(server):
