@@ -32,7 +32,7 @@ import logging
 import os
 import socket
 import time
-from typing import Any
+from typing import Any, BinaryIO
 
 from krait import __version__, limits, sockopt
 from krait.errors import HttpError, LocalProtocolError, ProtocolError, Reloaded
@@ -372,6 +372,8 @@ class Channel:
                 finally:
                     if reply.stream is not None:
                         reply.stream.close()  # given up before its end (the client failed): the worker stops
+                    else:
+                        reply.file_range[0].close()  # type: ignore[index]
         except LocalProtocolError as exc:
             log.error("refused to send the response to %s %s: %s", req.method if req else "-",
                       req.target if req else "-", exc)
@@ -400,27 +402,26 @@ class Channel:
             log.error("response cut: %s", exc)
             raise ConnectionAbortedError(str(exc)) from None
 
-    def send_file(self, path: str, offset: int, length: int) -> None:
-        """Send a file range: with sendfile(2) at the response's pace, or in pieces over TLS."""
+    def send_file(self, f: BinaryIO, offset: int, length: int) -> None:
+        """Send a range of an open file: with sendfile(2) at the response's pace, or in pieces over TLS."""
         end = offset + length
-        with open(path, "rb") as f:
-            if self.kernel_timeouts and hasattr(os, "sendfile"):
-                out, source = self.sock.fileno(), f.fileno()
-                while offset < end:
-                    sent = self._paced(lambda size, at=offset: os.sendfile(out, source, at, min(size, end - at)))
-                    if not sent:
-                        break
-                    offset += sent
-            else:
-                f.seek(offset)
-                while offset < end:
-                    block = f.read(min(limits.STREAM_CHUNK, end - offset))
-                    if not block:
-                        break
-                    self.sendall(block)
-                    offset += len(block)
-        if offset != end:  # the file shrank under us: the framing is broken, so the connection must end
-            log.error("file %s shrank while being sent; connection closed", path)
+        if self.kernel_timeouts and hasattr(os, "sendfile"):
+            out, source = self.sock.fileno(), f.fileno()
+            while offset < end:
+                sent = self._paced(lambda size, at=offset: os.sendfile(out, source, at, min(size, end - at)))
+                if not sent:
+                    break
+                offset += sent
+        else:
+            f.seek(offset)
+            while offset < end:
+                block = f.read(min(limits.STREAM_CHUNK, end - offset))
+                if not block:
+                    break
+                self.sendall(block)
+                offset += len(block)
+        if offset != end:  # the file shrank under us (written in place): the framing is broken, so the
+            log.error("file %s shrank while being sent; connection closed", f.name)  # connection must end
             raise ConnectionAbortedError("file changed while being sent")
 
     def send_error(self, conn: Connection, status: int, detail: str) -> None:

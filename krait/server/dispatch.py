@@ -38,7 +38,7 @@ from krait.server.pages import CodeFreePages
 from krait.server.records import Incoming, Pending, Reply
 from krait.server.replies import PlainReplies, plain_key
 from krait.server.routing import SCRIPT, STATIC, Router, Target
-from krait.server.static import FileVersion, StaticFiles, version_reply
+from krait.server.static import FileChanged, FileVersion, StaticFiles, version_reply
 from krait.urls import decode_path
 
 log = logging.getLogger("krait")
@@ -82,12 +82,16 @@ class App:
                     return self.kept(req, functools.partial(self.pages.get, target.path), page)
             job = self.job(req, target, jobs.SCRIPT if target.kind == SCRIPT else jobs.TEMPLATE)
             return Pending(job, self.generation, functools.partial(self.complete, req, target))
-        current = functools.partial(self.static.version, target.path, target.rel_path)
         try:
-            version = current()
+            version = self.static.version(target.path, target.rel_path, target.stat)
+            if version.data is None:  # sent from the file, which is opened before the head is built
+                return self.finish(req, self.static.reply(target.path, target.rel_path, req.method, req.headers,
+                                                          target.stat))
+        except FileChanged as exc:  # replaced since routing (a deploy's rename, say): ask again
+            return self.answer(req, self.error_reply(503, str(exc), [], req))
         except OSError as exc:  # the file vanished or became unreadable since routing
             return self.answer(req, self.error_reply(404, "file unavailable: %s" % exc.strerror, [], req))
-        return self.kept(req, current, version)
+        return self.kept(req, functools.partial(self.static.version, target.path, target.rel_path), version)
 
     def kept(self, req: Incoming, current: Callable[[], FileVersion | None], version: FileVersion) -> Reply:
         """The reply for a version of a static file or code-free page; a plain request's 200 is kept to
@@ -159,11 +163,12 @@ class App:
         headers = [(n, v) for n, v in headers if n.lower() not in ("content-length", "transfer-encoding", "connection")]
         if result.file is not None:  # krait.ResponseFile: the file as it is now
             try:
-                size = os.stat(result.file).st_size
+                opened = open(result.file, "rb")
             except OSError as exc:
                 return self.error_reply(500, "ResponseFile %s: %s" % (result.file, exc.strerror), [], req)
+            size = os.fstat(opened.fileno()).st_size
             headers.append(("Content-Length", str(size)))
-            return Reply(result.status, headers, b"", (result.file, 0, size), result.reason or None)
+            return Reply(result.status, headers, b"", (opened, 0, size), result.reason or None)
         if result.pieces is not None:
             # A known length; else the body goes chunked (close-delimited to an HTTP/1.0 client).
             if result.stream is not None and result.stream >= 0:

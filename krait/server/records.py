@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 from krait.errors import HttpError
 from krait.pool.jobs import Job, Result
@@ -41,7 +41,7 @@ class Reply(NamedTuple):
     status: int
     headers: list[tuple[str, str]]
     body: bytes = b""
-    file_range: tuple[str, int, int] | None = None  # (path, offset, length) to stream with sendfile
+    file_range: tuple[BinaryIO, int, int] | None = None  # (open file, offset, length) to send; closed once sent
     reason: str | None = None
     error: str | None = None  # what went wrong, for the log
     stream: Any = None

@@ -19,7 +19,9 @@
 #      (which link, unlink and rename change) is newer than the scan, or the scan is older than
 #      limits.CODE_SCAN_TTL.
 # Lookups are cached for RESOLVE_TTL seconds so a hot static file costs no repeated stat() storm; the
-# cache is bypassed in --debug mode.
+# cache is bypassed in --debug mode. A cached static file is stat()ed again, and its lookup redone when
+# that is another inode (a symbolic link or a hard link swapped in since): the stat goes on in the Target,
+# for the static files to use instead of their own (krait/server/static.py).
 
 from __future__ import annotations
 
@@ -55,6 +57,7 @@ class Target(NamedTuple):
     rel_path: str  # relative to the site root, "/" separated, no leading slash
     url_params: tuple[tuple[str, str], ...]
     decoded_path: str = ""  # the request path, percent-decoded (what the routes matched)
+    stat: os.stat_result | None = None  # a static file's, taken when it was checked
 
 
 class Router:
@@ -65,7 +68,7 @@ class Router:
         self._root_prefix = self.root.rstrip(os.sep) + os.sep
         self.routes = routes  # krait.config.Route objects, in order
         self.use_cache = use_cache
-        self._cache: dict[str, tuple[float, str, str, str]] = {}
+        self._cache: dict[str, tuple[float, str, str, str, tuple[int, int] | None]] = {}
         self.code_inodes = CodeInodes(self.root)
 
     def route(self, method: str, raw_path: str, websocket: bool = False) -> Target:
@@ -86,8 +89,8 @@ class Router:
             target = route.format_target(params)
             if target is None:
                 target = path
-            kind, real, rel = self.resolve(target)
-            return Target(kind, real, rel, tuple(params.items()), path)
+            kind, real, rel, st = self.resolve(target)
+            return Target(kind, real, rel, tuple(params.items()), path, st)
         allowed = self.allowed_methods(path)
         if allowed and not websocket:
             raise MethodNotAllowed("%s is not routed for %s" % (method, path), (("Allow", ", ".join(allowed)),))
@@ -104,20 +107,30 @@ class Router:
                     verbs.append("HEAD")
         return verbs
 
-    def resolve(self, target: str) -> tuple[str, str, str]:
-        """Map a decoded target path to (kind, real path, relative path); NotFound when unsafe or absent."""
+    def resolve(self, target: str) -> tuple[str, str, str, os.stat_result | None]:
+        """Map a decoded target path to (kind, real path, relative path, a static file's stat); NotFound
+        when unsafe or absent."""
         if self.use_cache:
             hit = self._cache.get(target)
             if hit is not None and hit[0] > time.monotonic():
-                return hit[1], hit[2], hit[3]
-        kind, real, rel = self._resolve(target)
+                _, kind, real, rel, inode = hit
+                if inode is None:
+                    return kind, real, rel, None
+                try:
+                    st = os.stat(real)
+                except OSError:
+                    st = None
+                if st is not None and (st.st_dev, st.st_ino) == inode:
+                    return kind, real, rel, st
+        kind, real, rel, st = self._resolve(target)
         if self.use_cache:
             if len(self._cache) >= _RESOLVE_CACHE_MAX:
                 self._cache.clear()
-            self._cache[target] = (time.monotonic() + RESOLVE_TTL, kind, real, rel)
-        return kind, real, rel
+            inode = None if st is None else (st.st_dev, st.st_ino)
+            self._cache[target] = (time.monotonic() + RESOLVE_TTL, kind, real, rel, inode)
+        return kind, real, rel, st
 
-    def _resolve(self, target: str) -> tuple[str, str, str]:
+    def _resolve(self, target: str) -> tuple[str, str, str, os.stat_result | None]:
         if "\\" in target or "\0" in target:
             raise NotFound("backslash or NUL in path")
         rel = target[1:] if target.startswith("/") else target
@@ -153,12 +166,16 @@ class Router:
         if any(p.startswith(".") for p in rel_real.split("/")):
             raise NotFound("resolves into a hidden folder")
         kind = _KIND_BY_EXT.get(os.path.splitext(real)[1].lower(), STATIC)
-        if kind == STATIC:
+        if kind != STATIC:
+            return kind, real, rel_real, None
+        try:
             st = os.stat(real)
-            if st.st_nlink > 1 and self.code_inodes.holds(st):
-                log.warning("refused %s: a hard link to site code or to a file in a dot folder", rel_real)
-                raise NotFound("a hard link to a file never served as it is")
-        return kind, real, rel_real
+        except OSError:  # deleted since it was found
+            raise NotFound("no file for %s" % target) from None
+        if st.st_nlink > 1 and self.code_inodes.holds(st):
+            log.warning("refused %s: a hard link to site code or to a file in a dot folder", rel_real)
+            raise NotFound("a hard link to a file never served as it is")
+        return kind, real, rel_real, st
 
 
 class CodeInodes:

@@ -1,18 +1,21 @@
 # Static files: validators, conditional requests, single ranges, and a small in-memory cache.
 #
-# Strategy: a file is stat()ed on every request (so an edit shows at once) and its metadata and, when
-# small, its bytes are cached keyed by path and checked against (mtime_ns, size). The header lines that
-# never change for a version of a file (Content-Type, ETag, Last-Modified, Accept-Ranges,
-# Cache-Control) are computed once per version. Large files are never read into memory: the caller
-# streams them with socket.sendfile() using the (offset, length) we return.
+# Strategy: a file is stat()ed on every request (so an edit shows at once; the router's check hands its
+# stat over) and its metadata and, when small, its bytes are cached keyed by path and checked against
+# (mtime_ns, size). The header lines that never change for a version of a file (Content-Type, ETag,
+# Last-Modified, Accept-Ranges, Cache-Control) are computed once per version. Large files are never read
+# into memory: the caller opens one with open_checked() before the head is built, and streams that open
+# file with socket.sendfile(), so the body is the version the head describes even when the file is
+# replaced meanwhile (a deploy's rename), and the file the router checked (no symlink swapped in).
+# Last-Modified is never later than when the version was first seen (RFC 9110 section 8.8.2.1).
 #
 # Rules: RFC 9110 section 13.2.2 order of preconditions: If-Match (strong comparison, lists, "*"), else
 # If-Unmodified-Since, failing gives 412; then If-None-Match (weak comparison, lists, "*") wins over
 # If-Modified-Since; a match on GET/HEAD gives 304 carrying the validators and the Content-Length of
-# the full file (section 8.6). Every HTTP-date format is UTC (section 5.6.7), asctime's too. Section 14:
-# a single "bytes=" range gives 206 with Content-Range; an unsatisfiable one gives 416 with
-# "Content-Range: bytes */size"; several ranges, or an If-Range that does not match, are answered with
-# the whole file (200), which the RFC allows.
+# the full file (section 8.6), on any other method 412 (section 13.1.2). Every HTTP-date format is UTC
+# (section 5.6.7), asctime's too. Section 14: a single "bytes=" range gives 206 with Content-Range; an
+# unsatisfiable one gives 416 with "Content-Range: bytes */size"; several ranges, or an If-Range that does
+# not match, are answered with the whole file (200), which the RFC allows.
 
 from __future__ import annotations
 
@@ -20,8 +23,9 @@ import datetime
 import email.utils
 import os
 import threading
+import time
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 from krait import limits, mime
 from krait.server.compress import gz_tag
@@ -49,14 +53,17 @@ class StaticFiles:
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def version(self, path: str, rel_path: str) -> FileVersion:
-        st = os.stat(path)
+    def version(self, path: str, rel_path: str, st: os.stat_result | None = None) -> FileVersion:
+        """The version of the file at `path` that `st` (else a fresh stat) describes; FileChanged when the
+        file read for it is another one."""
+        if st is None:
+            st = os.stat(path)
         entry = self._entries.get(path)
         if entry is not None and entry.mtime_ns == st.st_mtime_ns and entry.size == st.st_size:
             return entry
         data = None
         if st.st_size <= self._max_file:
-            with open(path, "rb") as f:
+            with open_checked(path, st) as f:
                 data = f.read()
             if len(data) != st.st_size:  # changed while we read: do not cache a torn copy
                 data = None
@@ -75,9 +82,34 @@ class StaticFiles:
             self._entries[path] = entry
         return entry
 
-    def reply(self, path: str, rel_path: str, method: str, headers: dict[str, str]) -> Reply:
-        """The response to a GET/HEAD (or routed other method) for a static file."""
-        return version_reply(self.version(path, rel_path), method, headers)
+    def reply(self, path: str, rel_path: str, method: str, headers: dict[str, str],
+              st: os.stat_result | None = None) -> Reply:
+        """The response to a GET/HEAD (or routed other method) for the static file `st` (else a fresh stat)
+        describes; FileChanged when the file is replaced meanwhile, OSError when it is gone."""
+        if st is None:
+            st = os.stat(path)
+        version = self.version(path, rel_path, st)
+        if version.data is not None:
+            return version_reply(version, method, headers)
+        opened = open_checked(path, st)
+        reply = version_reply(version, method, headers, opened)
+        if reply.file_range is None:
+            opened.close()
+        return reply
+
+
+class FileChanged(OSError):
+    """The file at a path is no longer the one that was checked (replaced since)."""
+
+
+def open_checked(path: str, st: os.stat_result) -> BinaryIO:
+    """The file at `path` opened, if it is still the one `st` describes (same inode, mtime and size)."""
+    f = open(path, "rb")
+    now = os.fstat(f.fileno())
+    if (now.st_dev, now.st_ino, now.st_mtime_ns, now.st_size) != (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size):
+        f.close()
+        raise FileChanged("%s was replaced while being answered" % path)
+    return f
 
 
 def file_version(path: str, mtime_ns: int, size: int, data: bytes | None,
@@ -85,19 +117,23 @@ def file_version(path: str, mtime_ns: int, size: int, data: bytes | None,
     """The FileVersion of one (mtime_ns, size) of a file whose content is `data` (None: stream the file).
     `content_headers` go first (Content-Type and any others), then the validators and Cache-Control."""
     etag = '"%x-%x"' % (mtime_ns, size)
-    mtime_s = mtime_ns // 1_000_000_000
+    mtime_s = min(mtime_ns // 1_000_000_000, int(time.time()))  # a clock ahead of ours must not stick
     last_modified = email.utils.formatdate(mtime_s, usegmt=True)
     headers = (*content_headers, ("ETag", etag), ("Last-Modified", last_modified), ("Accept-Ranges", "bytes"),
                ("Cache-Control", cache_control))
     return FileVersion(path, mtime_ns, size, etag, last_modified, mtime_s, headers, data)
 
 
-def version_reply(f: FileVersion, method: str, headers: dict[str, str]) -> Reply:
-    """The response to a request for one version of a file: 412, 304, 206, 416 or 200."""
+def version_reply(f: FileVersion, method: str, headers: dict[str, str], opened: BinaryIO | None = None) -> Reply:
+    """The response to a request for one version of a file: 412, 304, 206, 416 or 200. A version without
+    its data in memory is sent from `opened` (that version's file, open_checked()) by a 200 or 206."""
     if not precondition_holds(f, headers):
-        return Reply(412, [("Content-Type", "text/plain; charset=utf-8")], b"412 Precondition Failed\n", None)
-    if method in ("GET", "HEAD") and not_modified(f, headers):
-        return Reply(304, [*f.headers, ("Content-Length", str(f.size))], b"", None)
+        return _precondition_failed()
+    if method in ("GET", "HEAD"):
+        if not_modified(f, headers):
+            return Reply(304, [*f.headers, ("Content-Length", str(f.size))], b"", None)
+    elif _none_match(f, headers):  # RFC 9110 section 13.1.2: for other methods a match is a failure
+        return _precondition_failed()
     rng = headers.get("range")
     if rng is not None and method == "GET" and _if_range_ok(f, headers.get("if-range")):
         span = parse_range(rng, f.size)
@@ -112,11 +148,17 @@ def version_reply(f: FileVersion, method: str, headers: dict[str, str]) -> Reply
                     ("Content-Length", str(length))]
             if f.data is not None:
                 return Reply(206, hdrs, f.data[start:end + 1], None)
-            return Reply(206, hdrs, b"", (f.path, start, length))
+            assert opened is not None
+            return Reply(206, hdrs, b"", (opened, start, length))
     hdrs = [*f.headers, ("Content-Length", str(f.size))]
     if f.data is not None:
         return Reply(200, hdrs, f.data, None)
-    return Reply(200, hdrs, b"", (f.path, 0, f.size))
+    assert opened is not None
+    return Reply(200, hdrs, b"", (opened, 0, f.size))
+
+
+def _precondition_failed() -> Reply:
+    return Reply(412, [("Content-Type", "text/plain; charset=utf-8")], b"412 Precondition Failed\n")
 
 
 def _etag_list(value: str) -> list[str]:
@@ -143,11 +185,9 @@ def precondition_holds(f: FileVersion, headers: dict[str, str]) -> bool:
 
 def not_modified(f: FileVersion, headers: dict[str, str]) -> bool:
     """Whether the request's If-None-Match / If-Modified-Since say the client's copy is current."""
-    inm = headers.get("if-none-match")
+    inm = _none_match(f, headers)
     if inm is not None:
-        tags = _etag_list(inm)
-        gz = gz_tag(f.etag)  # the client may hold the gzip representation
-        return "*" in tags or any(_weak_equal(tag, f.etag) or _weak_equal(tag, gz) for tag in tags)
+        return inm
     ims = headers.get("if-modified-since")
     if ims is not None:
         stamp = _http_date(ims)
@@ -155,9 +195,22 @@ def not_modified(f: FileVersion, headers: dict[str, str]) -> bool:
     return False
 
 
+def _none_match(f: FileVersion, headers: dict[str, str]) -> bool | None:
+    """Whether If-None-Match names this version ("*" included); None without the field."""
+    inm = headers.get("if-none-match")
+    if inm is None:
+        return None
+    tags = _etag_list(inm)
+    gz = gz_tag(f.etag)  # the client may hold the gzip representation
+    return "*" in tags or any(_weak_equal(tag, f.etag) or _weak_equal(tag, gz) for tag in tags)
+
+
 def _http_date(value: str) -> int | None:
     """An HTTP-date in seconds since the epoch, or None when it is not one we can use. All three formats
-    are UTC (RFC 9110 section 5.6.7): asctime's carries no zone, and must not be read as local time."""
+    are UTC (RFC 9110 section 5.6.7): asctime's carries no zone, and must not be read as local time. A
+    list of dates (an HTTP-date holds at most one comma) is no date: the field is ignored (section 13.1.3)."""
+    if value.count(",") > 1:
+        return None
     try:
         when = email.utils.parsedate_to_datetime(value)
         if when.tzinfo is None:

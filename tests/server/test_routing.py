@@ -119,10 +119,31 @@ def test_websocket_routes_are_their_own_verb(site):
 
 def test_lookups_are_cached_briefly_unless_debugging(site):
     cached = Router(str(site), [Route()], use_cache=True)
+    (site / "mix.pyml").write_text("")
+    (site / "mix.py").write_text("")
+    assert cached.route("GET", "/mix").rel_path == "mix.pyml"
+    (site / "mix.pyml").unlink()
+    assert cached.route("GET", "/mix").rel_path == "mix.pyml"  # remembered for RESOLVE_TTL
+    assert router(site).route("GET", "/mix").rel_path == "mix.py"  # no cache (--debug): seen at once
+    # A static file is stat()ed again: gone, the next candidate is found at once.
     assert cached.route("GET", "/both").rel_path == "both"
     (site / "both").unlink()
-    assert cached.route("GET", "/both").rel_path == "both"  # remembered for RESOLVE_TTL
-    assert router(site).route("GET", "/both").rel_path == "both.html"  # no cache (--debug): seen at once
+    assert cached.route("GET", "/both").rel_path == "both.html"
+
+
+def test_a_link_swapped_in_for_a_cached_static_file_is_checked_again(site, tmp_path):
+    cached = Router(str(site), [Route()], use_cache=True)
+    (site / "swap.txt").write_text("harmless")
+    (tmp_path / "outside.txt").write_text("outside the site")
+    assert cached.route("GET", "/swap.txt").stat.st_size == len("harmless")
+    (site / "swap.txt").unlink()
+    os.symlink(tmp_path / "outside.txt", site / "swap.txt")
+    with pytest.raises(NotFound):
+        cached.route("GET", "/swap.txt")  # within RESOLVE_TTL, yet refused: another inode
+    (site / "swap.txt").unlink()
+    os.link(site / "run.py", site / "swap.txt")  # a hard link to site code
+    with pytest.raises(NotFound):
+        cached.route("GET", "/swap.txt")
 
 
 def test_the_real_file_decides_the_kind_in_any_case(site):

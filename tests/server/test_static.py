@@ -1,12 +1,13 @@
 """krait/server/static.py without sockets: validators, conditional requests and ranges on files in a
 temp folder (RFC 9110 sections 8.8, 13 and 14)."""
 
+import email.utils
 import os
 import time
 
 import pytest
 
-from krait.server.static import StaticFiles, parse_range
+from krait.server.static import FileChanged, StaticFiles, parse_range
 
 
 @pytest.fixture
@@ -34,7 +35,48 @@ def test_a_large_file_is_streamed(tmp_path):
     big = tmp_path / "big.bin"
     big.write_bytes(b"x" * 1000)
     reply = StaticFiles(lambda rel: "", max_file_size=100).reply(str(big), "big.bin", "GET", {})
-    assert (reply.status, reply.body, reply.file_range) == (200, b"", (str(big), 0, 1000))
+    opened, offset, length = reply.file_range
+    assert (reply.status, reply.body, opened.name, offset, length) == (200, b"", str(big), 0, 1000)
+    big.unlink()  # the body comes from the file opened before the head was made
+    assert opened.read() == b"x" * 1000
+    opened.close()
+
+
+def test_a_large_file_replaced_after_its_check_is_not_sent_under_the_old_head(tmp_path):
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"A" * 1000)
+    checked = os.stat(big)  # what routing saw
+    (tmp_path / "new.bin").write_bytes(b"B" * 1000)
+    os.replace(tmp_path / "new.bin", big)  # a deploy's rename, between the check and the answer
+    with pytest.raises(FileChanged):
+        StaticFiles(lambda rel: "", max_file_size=100).reply(str(big), "big.bin", "GET", {}, checked)
+
+
+def test_last_modified_is_never_in_the_future(files):
+    static, path = files
+    ahead = time.time() + 3 * 365 * 86400  # a file unpacked from a machine whose clock ran ahead
+    os.utime(path, (ahead, ahead))
+    last_modified = headers_of(static.reply(path, "small.txt", "GET", {}))["Last-Modified"]
+    assert email.utils.parsedate_to_datetime(last_modified).timestamp() <= time.time()
+    time.sleep(1.1)
+    with open(path, "ab") as f:  # edited now: a client revalidating by date must get it
+        f.write(b"!")
+    assert static.reply(path, "small.txt", "GET", {"if-modified-since": last_modified}).status == 200
+
+
+def test_if_none_match_on_other_methods_is_412(files):
+    static, path = files
+    etag = headers_of(static.reply(path, "small.txt", "GET", {}))["ETag"]
+    for inm in (etag, "*"):
+        assert static.reply(path, "small.txt", "PUT", {"if-none-match": inm}).status == 412  # RFC 9110 13.1.2
+    assert static.reply(path, "small.txt", "PUT", {"if-none-match": '"other"'}).status == 200
+
+
+def test_a_list_of_dates_is_ignored(files):
+    static, path = files
+    dates = "Sat, 01 Jan 2000 00:00:00 GMT, Fri, 01 Jan 2100 00:00:00 GMT"  # RFC 9110 13.1.3: not a date
+    assert static.reply(path, "small.txt", "GET", {"if-modified-since": dates}).status == 200
+    assert static.reply(path, "small.txt", "GET", {"if-unmodified-since": dates}).status == 200
 
 
 def test_an_edit_is_seen_at_once(files):
@@ -127,7 +169,8 @@ def test_a_range_of_a_streamed_file_is_a_file_range(tmp_path):
     big = tmp_path / "big.bin"
     big.write_bytes(os.urandom(1000))
     reply = StaticFiles(lambda rel: "", max_file_size=100).reply(str(big), "big.bin", "GET", {"range": "bytes=100-"})
-    assert reply.status == 206 and reply.file_range == (str(big), 100, 900)
+    assert reply.status == 206 and reply.file_range[0].name == str(big) and reply.file_range[1:] == (100, 900)
+    reply.file_range[0].close()
 
 
 @pytest.mark.parametrize("value, expected", [
