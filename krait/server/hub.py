@@ -514,8 +514,9 @@ class WebSocketHub:
         self.workers.lost(worker)
 
     def _retire_if_idle(self, worker: WsWorker) -> None:
-        # An old generation's worker is stopped once it holds no connection.
-        if worker.conns or worker.generation == self.workers.generation:
+        # An old generation's worker is stopped once it holds no connection (once: one read may bring the
+        # Done of several of its connections).
+        if worker.conns or worker.generation == self.workers.generation or worker not in self.workers.workers:
             return
         self._selector.unregister(worker.reader)
         worker.stop()

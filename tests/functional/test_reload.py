@@ -139,3 +139,66 @@ def test_workers_recycled_by_max_requests_serve_on_while_init_py_is_broken(tmp_p
         answers = [(r.status_code, r.text) for r in (s.get(srv.url + "/tag", timeout=20) for _ in range(20))]
     assert answers == [(200, "one")] * 20
     eventually(lambda: "could not start a replacement worker" in srv.log())
+
+
+ECHO = """\
+import krait
+from krait import websockets
+
+
+class Echo(websockets.WebsocketsCtrlBase):
+    def __init__(self):
+        super().__init__(use_in_message_queue=False)
+
+    def on_in_message(self, message):
+        self.push_out_message("echo: " + message)
+
+
+if websockets.request is None:
+    krait.response = krait.ResponseBadRequest()
+else:
+    websockets.response = websockets.WebsocketsResponse(Echo(), None)
+"""
+
+
+@needs_sighup
+def test_websockets_of_a_replaced_worker_closed_at_once_give_their_places_back(tmp_path, krait_server):
+    import websocket  # websocket-client
+
+    init = "import krait\nfrom krait.config import Route\n" \
+        "krait.config.routes = [Route('WEBSOCKET', url='/echo', target='/echo_socket.py'), Route()]\n"
+    root = write_site(tmp_path / "site", {".py/init.py": init, "echo_socket.py": ECHO})
+    srv = krait_server(root, "--ws-workers", "1", "--max-websockets", "12")
+    url = srv.url.replace("http://", "ws://") + "/echo"
+
+    def opened():
+        c = websocket.create_connection(url, timeout=10)
+        c.send("hi")
+        assert c.recv() == "echo: hi"
+        return c
+
+    old = [opened() for _ in range(12)]
+    srv.signal(signal.SIGHUP)
+    eventually(lambda: "reloaded: generation" in srv.log())
+    time.sleep(1)
+    for c in old:  # dropped at the same moment (a browser tab closing): the old worker's ends come in one read
+        c.sock.shutdown(2)
+    for c in old:
+        c.sock.close()
+    # Every place was given back (one end of the old worker's used to be lost, and its place with it).
+    new = eventually(lambda: _all_or_none(opened, 12), timeout=10)
+    assert len(new) == 12
+    for c in new:
+        c.close()
+
+
+def _all_or_none(open_one, n):
+    got = []
+    try:
+        for _ in range(n):
+            got.append(open_one())
+    except Exception:
+        for c in got:
+            c.close()
+        return None
+    return got
