@@ -46,7 +46,7 @@ from krait.timefmt import http_date
 log = logging.getLogger("krait")
 access_log = logging.getLogger("krait.access")
 
-_FD_WARN_INTERVAL = 10.0  # seconds between two "out of file descriptors" warnings
+_FD_WARN_INTERVAL = 10.0  # seconds between two "out of file descriptors" (or "connection refused") warnings
 _TLS_RECORD_HANDSHAKE = b"\x16"  # the first byte of a TLS ClientHello (RFC 8446 section 5.1)
 
 
@@ -79,7 +79,7 @@ class Server(socketserver.ThreadingTCPServer):
         self.tls: ssl.SSLContext | None = None
         if settings.certfile:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ctx.load_cert_chain(settings.certfile, settings.keyfile)
+            ctx.load_cert_chain(settings.certfile, settings.keyfile, password=_no_pass_phrase)
             self.tls = ctx
         self.trusted_proxies = forwarded.Proxies(settings.forwarded_allow_ips)
         self.channels: set[Channel] = set()
@@ -87,6 +87,8 @@ class Server(socketserver.ThreadingTCPServer):
         self.per_address: dict[str, int] = {}  # the same, per client address (--max-connections-per-ip)
         self._spare_fd = _spare()
         self._fd_warned = -_FD_WARN_INTERVAL
+        self._refused_warned = -_FD_WARN_INTERVAL
+        self._refused_since = 0  # refusals not logged since the last warning
         # Requests handled at once, where connection threads cannot be SCHED_BATCH (krait/portable.py);
         # a request waiting for a script worker gives its slot up meanwhile.
         self.gate = None if portable.batch_threads() else FairGate(limits.GATE_SLOTS)
@@ -164,7 +166,14 @@ class Server(socketserver.ThreadingTCPServer):
             self._refuse(request, "no thread for the connection: %s" % exc)
 
     def _refuse(self, sock: socket.socket, why: str) -> None:
-        log.warning("connection refused: %s", why)
+        # One line per interval: a flood of connections must not become a flood of log lines.
+        now = time.monotonic()
+        if now - self._refused_warned >= _FD_WARN_INTERVAL:
+            more = " (and %d more since the last such line)" % self._refused_since if self._refused_since else ""
+            log.warning("connection refused: %s%s", why, more)
+            self._refused_warned, self._refused_since = now, 0
+        else:
+            self._refused_since += 1
         self._turn_away(sock)
 
     def _turn_away(self, sock: socket.socket) -> None:
@@ -334,6 +343,12 @@ def _left(deadline: float) -> float:
     if left <= 0:
         raise TimeoutError("the TLS handshake deadline passed")
     return left
+
+
+def _no_pass_phrase() -> str:
+    """OpenSSL asks for this when the key is encrypted: Krait never prompts (it runs unattended)."""
+    raise ssl.SSLError(0, "the private key is encrypted: give Krait a key without a pass phrase "
+                       "(openssl pkey -in KEY -out PLAIN_KEY)")
 
 
 def _speaks_tls(sock: socket.socket, address: str, deadline: float) -> bool:

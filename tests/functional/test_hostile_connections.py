@@ -145,6 +145,10 @@ def test_connections_per_address_are_capped(site, krait_server):
         head = reply.partition(b"\r\n\r\n")[0]
         assert status(reply) == 503 and b"\r\nRetry-After: 1" in head and b"\r\nConnection: close" in head
         assert "connection refused: 127.0.0.1 has 3 connections open (limit 3 per address)" in srv.log()
+        for _ in range(30):  # a flood of refusals is one log line per 10 s, not one line each
+            with ask(srv.port) as more:
+                read_all(more)
+        assert srv.log().count("connection refused") == 1
         with ask(srv.port, source="127.0.0.2") as other:  # another address is not affected
             assert status(answer(other)) == 200
         held.pop().close()

@@ -105,6 +105,17 @@ def cert(tmp_path) -> tuple[Path, Path]:
     return crt, key
 
 
+def test_an_encrypted_key_is_refused_at_start_without_a_prompt(site, cert, krait_server, tmp_path):
+    crt, key = cert
+    locked = tmp_path / "locked.pem"
+    subprocess.run(["openssl", "pkey", "-in", str(key), "-aes256", "-passout", "pass:secret", "-out", str(locked)],
+                   check=True, capture_output=True, timeout=60)
+    srv = krait_server(site, "--certfile", str(crt), "--keyfile", str(locked), expect_ready=False)
+    assert srv.proc.wait(30) == 1
+    assert "cannot load the certificate: the private key is encrypted" in srv.log()
+    assert "pass phrase:" not in srv.log()
+
+
 def test_https_scheme_wss_and_stalled_handshakes(site, cert, krait_server):
     crt, key = cert
     srv = krait_server(site, "--certfile", str(crt), "--keyfile", str(key))
