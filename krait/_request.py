@@ -34,7 +34,8 @@ from functools import cached_property
 from typing import Any
 from urllib.parse import parse_qsl, unquote_to_bytes
 
-from krait.errors import InvalidJSON
+from krait import limits
+from krait.errors import InvalidForm, InvalidJSON
 from krait.urls import decode_path
 
 MultipartFormData = namedtuple("MultipartFormData", ["data", "name", "filename", "content_type"])
@@ -249,7 +250,11 @@ def _urlencoded_pairs(data: str | bytes) -> list[tuple[str, str]]:
         return []
     if isinstance(data, bytes):
         data = data.decode("utf-8", "replace")
-    return parse_qsl(data, keep_blank_values=True, encoding="utf-8", errors="replace")
+    try:
+        return parse_qsl(data, keep_blank_values=True, encoding="utf-8", errors="replace",
+                         max_num_fields=limits.MAX_FORM_FIELDS)
+    except ValueError:  # more fields than that: refused before any is parsed
+        raise InvalidForm("the form has more than %d fields" % limits.MAX_FORM_FIELDS) from None
 
 
 def _grouped(pairs: list[tuple[str, str]]) -> dict[str, list[str]]:

@@ -84,6 +84,11 @@ class InvalidJSON(BadRequest, ValueError):
     this message, which names the problem: it is the client's mistake, not a secret (docs/scripts.md)."""
 
 
+class InvalidForm(BadRequest, ValueError):
+    """A urlencoded body or query string with more fields than limits.MAX_FORM_FIELDS. Uncaught, the
+    client gets 400 with this message, like InvalidJSON (docs/scripts.md)."""
+
+
 class Forbidden(HttpError):
     status, reason = 403, "Forbidden"
 

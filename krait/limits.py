@@ -27,6 +27,11 @@ MAX_HEADER_COUNT = 100
 #: reading a chunked body). Default 16 MiB (docs/configuration.md). Exceeded -> 413 Content Too Large.
 MAX_BODY_SIZE = 16 * 1024 * 1024
 
+#: Most fields in one urlencoded body or query string (get_post_form(), query): parsing costs about 80
+#: bytes of memory per field, 40 times a small field's size. PHP max_input_vars 1000, Django
+#: DATA_UPLOAD_MAX_NUMBER_FIELDS 1000. Exceeded -> InvalidForm: 400 with the message, unless caught.
+MAX_FORM_FIELDS = 10_000
+
 #: Longest chunk-size line in a chunked body (hex digits plus extensions). Exceeded -> 400.
 MAX_CHUNK_LINE = 1024
 

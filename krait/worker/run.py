@@ -9,7 +9,8 @@
 # and shows it only with --debug (docs/scripts.md). A template's syntax error has no frames: its file, line,
 # column and source line are the report's text, and its message is the bare message, so that the log and the
 # error page, which print the message and then the text, give the location once. The one exception is
-# InvalidJSON (a body get_json() could not parse): a plain 400 whose text says what was wrong.
+# InvalidJSON (a body get_json() could not parse) and InvalidForm (a form of too many fields): a plain 400
+# whose text says what was wrong.
 #
 # Rules:
 # - The Content-Type a script or template gets by default: krait.set_content_type() if called, else the
@@ -50,7 +51,7 @@ from typing import Any
 import krait
 from krait import limits, mime
 from krait._response import ResponseFile, response_parts
-from krait.errors import HttpError, InvalidJSON, NotFound, TemplateSyntaxError
+from krait.errors import HttpError, InvalidForm, InvalidJSON, NotFound, TemplateSyntaxError
 from krait.http import abnf
 from krait.pool import jobs
 from krait.pympl import render_into
@@ -306,7 +307,7 @@ def run_job(site: Site, job: jobs.Job) -> tuple[jobs.Result, BodyStream | None]:
         ns["traceback"] = job.error_text
     try:
         result, stream = _run(site, job, ns)
-    except InvalidJSON as exc:  # the client's mistake, and no secret: say what was wrong (docs/scripts.md)
+    except (InvalidJSON, InvalidForm) as exc:  # the client's mistake, no secret: say what (docs/scripts.md)
         result, stream = jobs.Result(400, "Bad Request", (), (str(exc) + "\n").encode("utf-8"),
                                      "text/plain; charset=utf-8"), None
     except HttpError as exc:
