@@ -491,6 +491,6 @@ class Channel:
         except BaseException:
             hub.release(session)
             raise
-        hub.attach(session, self.sock, leftover)
+        hub.attach(session, self.sock, leftover, self.server.websocket_closed_callback(self.addr))
         self.handed_off = True
         return False

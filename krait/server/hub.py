@@ -126,9 +126,10 @@ class WebSocketHub:
             raise opening.error
         return opening.result, opening.conn  # type: ignore[return-value]
 
-    def attach(self, conn: int, sock: socket.socket, leftover: bytes) -> None:
-        """The 101 went out: the hub serves the socket from now on (`leftover`: bytes read past it)."""
-        self.call(self._attach, conn, sock, leftover)
+    def attach(self, conn: int, sock: socket.socket, leftover: bytes, on_close: Callable[[], None]) -> None:
+        """The 101 went out: the hub serves the socket from now on (`leftover`: bytes read past it), and
+        calls `on_close` once it is closed."""
+        self.call(self._attach, conn, sock, leftover, on_close)
 
     def release(self, conn: int) -> None:
         """The 101 could not be sent: the accepted session ends before it began."""
@@ -243,12 +244,13 @@ class WebSocketHub:
             del self.clients[event.conn]
         opening.finish(event.result)
 
-    def _attach(self, conn: int, sock: socket.socket, leftover: bytes) -> None:
+    def _attach(self, conn: int, sock: socket.socket, leftover: bytes, on_close: Callable[[], None]) -> None:
         client = self.clients.get(conn)
         if client is None or (client.told_worker and not client.unsent):
             sock.close()  # the worker died meanwhile, or the session ended with nothing left to say
+            on_close()
             return
-        client.attach(sock)
+        client.attach(sock, on_close)
         client.last_seen = time.monotonic()
         client.events = _READ
         self._selector.register(sock, _READ, ("client", client))

@@ -30,6 +30,7 @@ import ssl
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from krait import limits, portable
@@ -189,20 +190,36 @@ class Server(socketserver.ThreadingTCPServer):
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         portable.batch_scheduling()  # this connection's thread (docs/architecture.md, "Fairness under load")
+        handed_off = False
         try:
-            self._serve(request, client_address)
+            handed_off = self._serve(request, client_address)
         finally:
-            self._closed(_address(client_address))
+            self._closed(_address(client_address), not handed_off)
 
-    def _closed(self, address: str) -> None:
-        """A counted connection from `address` is gone."""
+    def _closed(self, address: str, with_address: bool = True) -> None:
+        """A counted connection from `address` is gone; or it became a WebSocket (`with_address` False),
+        which counts against --max-websockets instead, and against the address until it closes."""
         with self._lock:
             self.open_count -= 1
-            left = self.per_address.pop(address, 0) - 1
-            if left > 0:
-                self.per_address[address] = left
+            if with_address:
+                self._address_closed(address)
 
-    def _serve(self, request: socket.socket, client_address: Any) -> None:
+    def _address_closed(self, address: str) -> None:
+        left = self.per_address.pop(address, 0) - 1
+        if left > 0:
+            self.per_address[address] = left
+
+    def websocket_closed_callback(self, client_address: Any) -> Callable[[], None]:
+        """What the WebSocket hub calls once the socket of a WebSocket from `client_address` is closed."""
+        address = _address(client_address)
+
+        def closed() -> None:
+            with self._lock:
+                self._address_closed(address)
+        return closed
+
+    def _serve(self, request: socket.socket, client_address: Any) -> bool:
+        """Serve one connection; True when it became a WebSocket, which the hub owns from then on."""
         try:
             request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
@@ -213,7 +230,7 @@ class Server(socketserver.ThreadingTCPServer):
                 request.settimeout(limits.TLS_HANDSHAKE_TIMEOUT)
                 if not _speaks_tls(request, _address(client_address), deadline):
                     request.close()
-                    return
+                    return False
                 # The handshake gets what is left: one do_handshake() call keeps one deadline across
                 # all its reads and writes (CPython's _ssl), so a byte at a time does not extend it.
                 request.settimeout(_left(deadline))
@@ -221,7 +238,7 @@ class Server(socketserver.ThreadingTCPServer):
             except (OSError, ssl.SSLError) as exc:
                 log.debug("TLS handshake with %s failed: %s", client_address, exc)
                 request.close()
-                return
+                return False
         channel = Channel(self, request, client_address)
         with self._lock:
             self.channels.add(channel)
@@ -239,6 +256,7 @@ class Server(socketserver.ThreadingTCPServer):
                     request.close()
                 except OSError:
                     pass
+        return channel.handed_off
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.exception("unexpected error for %s", client_address)

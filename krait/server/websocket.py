@@ -20,6 +20,7 @@ import ssl
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from krait import limits, portable, sockopt
@@ -66,7 +67,7 @@ class WsClient:
     """One WebSocket connection of this server process (its fields belong to the hub's thread)."""
 
     __slots__ = ("conn", "worker", "sock", "ws", "tls", "out", "unsent", "rooms", "last_seen", "ping_sent",
-                 "deadline", "opening", "told_worker", "worker_done", "events", "eof", "last_taken")
+                 "deadline", "opening", "told_worker", "worker_done", "events", "eof", "last_taken", "on_close")
 
     def __init__(self, conn: int, worker: Any, max_message: int, opening: Opening | None) -> None:
         self.conn = conn  # the number the worker knows it by
@@ -87,9 +88,12 @@ class WsClient:
         self.eof = False  # the client's side is shut (or broken): nothing more to read
         self.last_taken = 0.0  # when the socket last took some of the output (from attach() on)
 
-    def attach(self, sock: Any) -> None:
+    def attach(self, sock: Any, on_close: Callable[[], None]) -> None:
+        """Serve `sock` from now on; `on_close` is called once it is closed (its place in the server's
+        per-address count)."""
         sock.setblocking(False)
         self.sock = sock
+        self.on_close = on_close
         self.last_taken = time.monotonic()
         self.tls = isinstance(sock, ssl.SSLSocket)
 
@@ -214,5 +218,6 @@ class WsClient:
         except OSError:
             pass
         self.sock = None
+        self.on_close()
         self.out.clear()
         self.unsent = 0

@@ -158,6 +158,33 @@ def test_connections_per_address_are_capped(site, krait_server):
         close_all(held)
 
 
+def test_websockets_count_against_the_per_address_limit_until_they_close(tmp_path, krait_server):
+    import websocket  # websocket-client
+
+    echo = ("from krait import websockets\n\nclass Echo(websockets.WebsocketsCtrlBase):\n"
+            "    def on_in_message(self, message):\n        self.push_out_message(message)\n\n"
+            "websockets.response = websockets.WebsocketsResponse(Echo(), None)\n")
+    init = ("import krait\nfrom krait.config import Route\n"
+            "krait.config.routes = [Route('WEBSOCKET', url='/ws', target='/ws.py'), Route()]\n")
+    srv = krait_server(write_site(tmp_path / "site", {".py/init.py": init, "ws.py": echo, **SITE}),
+                       "--max-connections-per-ip", "2")
+    url = "ws://127.0.0.1:%d/ws" % srv.port
+    held = [websocket.create_connection(url, timeout=10) for _ in range(2)]
+    try:
+        with pytest.raises(websocket.WebSocketBadStatusException):  # one address cannot take every place
+            websocket.create_connection(url, timeout=10)
+        with ask(srv.port) as third:
+            assert status(read_all(third)) == 503
+    finally:
+        for ws in held:
+            ws.close()
+    time.sleep(0.5)
+    again = websocket.create_connection(url, timeout=10)  # closed WebSockets gave their places back
+    again.send("x")
+    assert again.recv() == "x"
+    again.close()
+
+
 def test_the_per_address_limit_is_off_by_default_and_validated(site, krait_server):
     srv = krait_server(site, "--max-connections", "50")
     socks = [ask(srv.port) for _ in range(20)]

@@ -124,7 +124,7 @@ def _connect(hub, root, script: str = "ws.py", sndbuf: int = 0,
         server_end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
         client_end.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, sndbuf)
     time.sleep(delay)
-    hub.attach(conn, server_end, b"")
+    hub.attach(conn, server_end, b"", lambda: None)
     return conn, client_end, WebSocketConnection(client=True)
 
 

@@ -118,7 +118,7 @@ def test_buffers_go_out_one_send_at_a_time_on_portable_paths_and_gathered_otherw
 def test_websocket_clients_get_one_send_per_frame_on_portable_paths(counting_pair):
     ours, peer = counting_pair
     client = WsClient(1, None, limits.MAX_WS_MESSAGE, None)
-    client.attach(ours)
+    client.attach(ours, lambda: None)
     for frame in (b"a" * 10, b"b" * 20, b"c" * 30):
         client.out.append(frame)
         client.unsent += len(frame)
