@@ -117,6 +117,8 @@ def run_one(settings: Settings, reuse_port: bool = False, ready_fd: int | None =
     signals = _SignalFlags()
     if lifeline is not None:
         threading.Thread(target=_watch_lifeline, args=(lifeline,), name="krait-lifeline", daemon=True).start()
+    code_folder = os.path.join(settings.site_root, ".py")
+    baseline = reloader.fingerprint(code_folder)  # before init.py runs: an edit during start-up reloads
     try:
         started = _start(fit_to_open_files(settings), reuse_port, relay, ready_fd, signals)
     except _StoppedStarting:
@@ -128,7 +130,7 @@ def run_one(settings: Settings, reuse_port: bool = False, ready_fd: int | None =
     settings, server, pool, hub = started
     watcher_stop = threading.Event()
     reload = _Reload(settings, server, pool, hub)
-    reloader.watch(os.path.join(settings.site_root, ".py"), reload, watcher_stop)
+    reloader.watch(code_folder, reload, watcher_stop, baseline=baseline)
     while not signals.wait_stop():
         threading.Thread(target=reload, daemon=True).start()  # SIGHUP
     watcher_stop.set()

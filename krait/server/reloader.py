@@ -5,6 +5,7 @@
 # (krait/server/lifecycle.py), which starts a fresh generation of workers (re-running init.py) while
 # the old ones serve on, and waits for it. A scan that fails (a folder that cannot be read) is no edit:
 # it is skipped, and the next one compares with the last good one. A missing SITE/.py is an empty one.
+# The first fingerprint is taken before init.py runs, so an edit saved while Krait starts reloads too.
 # Scripts and templates outside .py/ need no reload: workers re-check them on every use.
 
 from __future__ import annotations
@@ -46,11 +47,12 @@ def fingerprint(folder: str) -> tuple | None:
 
 
 def watch(folder: str, reload: Callable[[], None], stop: threading.Event,
-          interval: float = INTERVAL) -> threading.Thread:
-    """Start the watcher thread; it ends when `stop` is set."""
+          interval: float = INTERVAL, baseline: tuple | None = None) -> threading.Thread:
+    """Start the watcher thread; it ends when `stop` is set. `baseline`: the fingerprint taken before the
+    site was loaded (an edit made while Krait started is then one), else one taken now."""
 
     def loop() -> None:
-        last = fingerprint(folder)
+        last = baseline if baseline is not None else fingerprint(folder)
         while not stop.wait(interval):
             now = fingerprint(folder)
             if now is None or now == last:

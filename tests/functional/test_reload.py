@@ -50,6 +50,26 @@ def test_an_edit_of_init_py_brings_its_new_routes_and_cache_rules(tmp_path, krai
     assert "reloaded: generation 1 serves" in srv.log()
 
 
+SLOW_INIT = """import time
+import krait
+from krait.config import Route
+time.sleep(%s)
+krait.config.routes = [Route(url="/tag", target="/tag.py"), Route()]
+tag = %r
+"""
+
+
+def test_an_edit_made_while_krait_starts_is_loaded(tmp_path, krait_server):
+    root = write_site(tmp_path / "site", {".py/init.py": SLOW_INIT % (2, "one"),
+                                          "tag.py": "krait.response = krait.Response('HTTP/1.1', 200, [], tag)\n"})
+    # Saved while the first init.py still runs (its sleep): the watcher must not take it as the start.
+    editor = threading.Timer(0.7, lambda: (root / ".py" / "init.py").write_text(SLOW_INIT % (0, "two")))
+    editor.start()
+    srv = krait_server(root, "--workers", "1")
+    editor.join()
+    eventually(lambda: requests.get(srv.url + "/tag", timeout=10).text == "two")
+
+
 TAG_INIT = """import krait
 from krait.config import Route
 krait.config.routes = [Route(url="/tag", target="/tag.py"), Route()]
@@ -141,7 +161,7 @@ def test_workers_recycled_by_max_requests_serve_on_while_init_py_is_broken(tmp_p
     eventually(lambda: "could not start a replacement worker" in srv.log())
 
 
-ECHO = """\
+WS_ECHO = """\
 import krait
 from krait import websockets
 
@@ -167,7 +187,7 @@ def test_websockets_of_a_replaced_worker_closed_at_once_give_their_places_back(t
 
     init = "import krait\nfrom krait.config import Route\n" \
         "krait.config.routes = [Route('WEBSOCKET', url='/echo', target='/echo_socket.py'), Route()]\n"
-    root = write_site(tmp_path / "site", {".py/init.py": init, "echo_socket.py": ECHO})
+    root = write_site(tmp_path / "site", {".py/init.py": init, "echo_socket.py": WS_ECHO})
     srv = krait_server(root, "--ws-workers", "1", "--max-websockets", "12")
     url = srv.url.replace("http://", "ws://") + "/echo"
 
