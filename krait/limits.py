@@ -230,6 +230,11 @@ GZIP_LEVEL = 6
 #: 1 MiB. Exceeded -> close 1009 Message Too Big.
 MAX_WS_MESSAGE = 1024 * 1024
 
+#: Most frames one WebSocket message may come in (RFC 6455 section 5.4 sets no limit): a flood of empty
+#: continuation frames, which never complete a message, would keep the hub's thread parsing them while
+#: the other clients wait. A 1 MiB message in fragments of 256 bytes still fits. Exceeded -> close 1009.
+MAX_WS_FRAGMENTS = 4096
+
 #: Most WebSocket connections open at once per server process. Each costs one file descriptor, so the
 #: server lowers it to what the open-file limit leaves (krait/server/lifecycle.py logs that). Past it,
 #: an upgrade gets 503 with Retry-After.

@@ -9,6 +9,8 @@
 # socketpair(): AF_UNIX where there is one; Windows builds the pair over loopback TCP, where Nagle's
 # algorithm would hold a small write back until the previous one is acknowledged, so it is turned off.
 # send_queued(): one write of queued output (a client's frames, a pipe's records) that keeps its order.
+# kernel_unsent(): bytes a socket's kernel still holds for the peer (sent but not yet acknowledged, or
+# not sent), Linux's SIOCOUTQ ioctl; 0 where the kernel cannot say.
 
 from __future__ import annotations
 
@@ -19,6 +21,13 @@ import sys
 from collections import deque
 from collections.abc import Callable
 from typing import Any
+
+try:  # SIOCOUTQ (Linux): termios has its number as TIOCOUTQ, the same request for sockets
+    import fcntl
+    import termios
+    _OUTQ: int | None = termios.TIOCOUTQ if sys.platform.startswith("linux") else None
+except ImportError:  # Windows
+    _OUTQ = None
 
 _TIMEVAL = struct.Struct("@ll")  # struct timeval on Linux and the BSDs
 _DWORD_MAX = 0xFFFFFFFF
@@ -47,6 +56,16 @@ def set_recv_timeout(sock: socket.socket, seconds: float | None) -> None:
 
 def set_send_timeout(sock: socket.socket, seconds: float | None) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _value(seconds))
+
+
+def kernel_unsent(sock: Any) -> int:
+    """Bytes the kernel holds for the peer of `sock`, unsent or unacknowledged (0: none, or unknown)."""
+    if _OUTQ is None:
+        return 0
+    try:
+        return struct.unpack("@i", fcntl.ioctl(sock.fileno(), _OUTQ, b"\0\0\0\0"))[0]
+    except OSError:
+        return 0
 
 
 def socketpair() -> tuple[socket.socket, socket.socket]:

@@ -2,8 +2,9 @@
 #
 # Rules:
 # - A request-target (RFC 9112 section 3.2) is split at the first "?" into the path and the query.
-# - An absolute-form target ("http://host/p", section 3.2.2) and the asterisk-form ("*", section
-#   3.2.4) are routed by their origin-form path ("/p", "/").
+# - An absolute-form target ("http://host/p", section 3.2.2) is routed by its origin-form path ("/p"). The
+#   asterisk-form ("*", section 3.2.4) never reaches the routes (krait/server/dispatch.py answers
+#   "OPTIONS *"); its path is "/".
 # - The path is percent-decoded once, as UTF-8; bytes that are not UTF-8 are a 400 (docs/routing.md).
 
 from __future__ import annotations

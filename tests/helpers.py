@@ -33,6 +33,13 @@ from krait import portable
 
 ROOT = Path(__file__).resolve().parent.parent
 READY = re.compile(r"Krait \S+ serving .* at (https?)://([^/]+):(\d+)/")
+
+
+def run_krait(*args: str, timeout: float = 60, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m krait ARGS` to its end (a start that fails, --version): its exit code and output."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
+    return subprocess.run([sys.executable, "-m", "krait", *args], capture_output=True, text=True, timeout=timeout,
+                          env=env, stdin=subprocess.DEVNULL)
 needs_sighup = pytest.mark.skipif(portable.ACTIVE, reason="no SIGHUP on portable paths (Windows has none)")
 needs_shared_port = pytest.mark.skipif(not portable.SHARES_PORT, reason="--processes needs Linux, not portable paths")
 

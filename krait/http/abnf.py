@@ -110,9 +110,9 @@ AUTHORITY_FORM = rf"{URI_HOST}:[0-9]+"
 # without an authority names nothing this server could be authoritative for (RFC 9110
 # s7.4). The pattern is used with `match`: it checks the scheme and the authority, then
 # only that the authority ends where the path or query begins (their characters are the
-# visible ASCII the request line already checked, as for origin-form).
-ABSOLUTE_FORM = (rf"[A-Za-z][A-Za-z0-9+.-]*://(?=[^:/?])(?:{_IP_LITERAL}|{_REG_NAME})"
-                 r"(?::[0-9]*)?(?:[/?]|\Z)")
+# visible ASCII the request line already checked, as for origin-form). Group 1 is the authority.
+ABSOLUTE_FORM = (rf"[A-Za-z][A-Za-z0-9+.-]*://((?=[^:/?])(?:{_IP_LITERAL}|{_REG_NAME})"
+                 r"(?::[0-9]*)?)(?:[/?]|\Z)")
 #   the scheme alone, for the slow path's message
 SCHEME_PREFIX = r"[A-Za-z][A-Za-z0-9+.-]*:"
 

@@ -38,7 +38,11 @@
 #   absolute-form "scheme://host[:port]" followed by nothing, a path or a query: the host is
 #   an RFC 3986 s3.2.2 IP-literal or reg-name and must not be empty, a userinfo is refused
 #   (abnf.ABSOLUTE_FORM says why). Anything else is a 400 before the request reaches the
-#   application. The Host field value is checked against the same host syntax.
+#   application. The Host field value is checked against the same host syntax. An absolute-form
+#   target's authority then replaces the Host value in `headers` (`raw_headers` keeps what was sent).
+# - The request-target's characters are only checked to be visible ASCII: '"', '<', '{', '|' and the
+#   like, which RFC 3986 does not allow unencoded, are accepted as most servers do (clients send them),
+#   and reach site code percent-decoded like any other path.
 
 from __future__ import annotations
 
@@ -231,6 +235,7 @@ class RequestReader:
         # (OPTIONS). "A server MUST respond with a 400 to any HTTP/1.1 request message that
         # lacks a Host header field and to any request message that contains more than one
         # Host header field line or a Host header field with an invalid field value."
+        authority = None
         if target[0] != "/":
             if target == "*":
                 if method != "OPTIONS":
@@ -238,8 +243,11 @@ class RequestReader:
             elif method == "CONNECT":
                 if not _AUTHORITY_FORM.fullmatch(target):
                     raise _fail("CONNECT needs an authority-form target (RFC 9112 s3.2.3)")
-            elif not _ABSOLUTE_FORM.match(target):
-                raise _diagnose_target(target)
+            else:
+                absolute = _ABSOLUTE_FORM.match(target)
+                if absolute is None:
+                    raise _diagnose_target(target)
+                authority = absolute.group(1)
         elif method == "CONNECT":
             raise _fail("CONNECT needs an authority-form target (RFC 9112 s3.2.3)")
 
@@ -265,6 +273,10 @@ class RequestReader:
                 raise _fail("HTTP/1.1 request without Host (RFC 9112 s3.2)")
         elif not _HOST.fullmatch(host):
             raise _fail("invalid Host value (RFC 9112 s3.2)")
+        if authority is not None:
+            # RFC 9112 s3.2.2: the origin server "MUST ignore the received Host header field (if any)
+            # and instead use the host information of the request-target".
+            headers["host"] = authority
 
         # RFC 9112 s6.1 - s6.3: message body framing
         content_length = None

@@ -143,6 +143,7 @@ class WebSocketConnection:
 
     Args:
         max_message_size: largest message (after joining fragments); above it -> close 1009.
+        max_fragments: most frames one message may come in; above it -> close 1009.
         client: False (server) sends unmasked frames and requires masked ones; True (client, used
             by tests as the peer) masks with random keys and requires unmasked frames.
 
@@ -152,8 +153,10 @@ class WebSocketConnection:
             Close had no body), our failure code, or 1006 on EOF; None / "" while open.
     """
 
-    def __init__(self, max_message_size: int = limits.MAX_WS_MESSAGE, client: bool = False) -> None:
+    def __init__(self, max_message_size: int = limits.MAX_WS_MESSAGE, client: bool = False,
+                 max_fragments: int = limits.MAX_WS_FRAGMENTS) -> None:
         self.max_message_size = max_message_size
+        self.max_fragments = max_fragments
         self.client = client
         self.state = OPEN
         self.close_code: int | None = None
@@ -166,6 +169,7 @@ class WebSocketConnection:
         # The payload of a fragmented message so far: one buffer, so a flood of empty or tiny fragments
         # costs no more memory than its bytes (a list of parts cost an object each).
         self._msg_buf = bytearray()
+        self._msg_frames = 0  # frames of that message so far
         self._decoder: codecs.IncrementalDecoder | None = None
 
     # --- receiving -------------------------------------------------------------------------
@@ -243,6 +247,7 @@ class WebSocketConnection:
             return
         self._msg_opcode = opcode
         self._msg_buf = bytearray(payload)
+        self._msg_frames = 1
         if opcode is Opcode.TEXT:
             self._decoder = _utf8_decoder()
             self._check_utf8(payload, False)
@@ -251,6 +256,9 @@ class WebSocketConnection:
         opcode = self._msg_opcode
         if opcode is None:
             raise WebSocketError("continuation frame without a message to continue", 1002)
+        self._msg_frames += 1
+        if self._msg_frames > self.max_fragments:
+            raise WebSocketError("message in more than %d frames" % self.max_fragments, CloseCode.MESSAGE_TOO_BIG)
         self._msg_buf += payload
         if opcode is Opcode.TEXT:
             self._check_utf8(payload, fin)

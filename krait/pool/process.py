@@ -122,8 +122,9 @@ class WorkerProcess:
             self.kill()
             raise ConfigError("a worker process did not finish starting (init.py) within %ds" % timeout) from None
         except (EOFError, OSError):
+            how = self.ended_how()
             self.kill()
-            raise ConfigError("a worker process died while starting (see the log above)") from None
+            raise ConfigError("a worker process died while starting (%s; see the log above)" % how) from None
         if ready.error is not None:
             self.kill()
             raise ConfigError(describe_init_error(ready.error))

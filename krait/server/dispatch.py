@@ -37,13 +37,17 @@ from krait.server.compress import Gzip
 from krait.server.pages import CodeFreePages
 from krait.server.records import Incoming, Pending, Reply
 from krait.server.replies import PlainReplies, plain_key
-from krait.server.routing import SCRIPT, STATIC, Router, Target
+from krait.server.routing import KNOWN_METHODS, SCRIPT, STATIC, Router, Target
 from krait.server.static import FileChanged, FileVersion, StaticFiles, version_reply
 from krait.urls import decode_path
 
 log = logging.getLogger("krait")
 
 DYNAMIC_CACHE_CONTROL = "no-cache, no-store, must-revalidate"
+
+# RFC 9110 section 9.3.7: "OPTIONS *" asks about the server in general, not a resource; it is answered
+# here with the methods Krait can route, and never reaches the site's routes.
+SERVER_OPTIONS = Reply(200, [("Allow", ", ".join(sorted(KNOWN_METHODS)))])
 
 
 class App:
@@ -64,6 +68,8 @@ class App:
 
     def route(self, req: Incoming, websocket: bool = False) -> Target | Reply:
         """The target of a request, or the error Reply when no route leads anywhere."""
+        if req.target == "*":  # "OPTIONS *" (the only method the reader lets through with it)
+            return SERVER_OPTIONS
         try:
             return self.router.route(req.method, req.path, websocket)
         except HttpError as exc:

@@ -15,11 +15,12 @@
 # - Timers: every second the hub kills a worker whose route script has run past --timeout, as a script
 #   worker is killed with its job (its connections close with 1011 and it is replaced: a looping script
 #   would otherwise hold a CPU and every later upgrade sent to that worker for good), pings clients
-#   silent for --ws-ping-interval, closes (1011) those whose pong has not come within --ws-ping-timeout,
-#   and drops connections whose closing handshake has taken longer than WS_CLOSE_TIMEOUT. A session the
-#   client ended (its Close frame, EOF, a protocol error) while output to it was still queued gets the
-#   same WS_CLOSE_TIMEOUT to take that output (a closing client may read its echo); after EOF its socket
-#   is watched for writing only.
+#   silent for --ws-ping-interval, closes (1011) those whose pong has not come within --ws-ping-timeout
+#   (counted from when the ping reached the client: one queued behind output the client is still taking
+#   waits without its clock running, krait/server/websocket.py), and drops connections whose closing
+#   handshake has taken longer than WS_CLOSE_TIMEOUT. A session the client ended (its Close frame, EOF, a
+#   protocol error) while output to it was still queued gets the same WS_CLOSE_TIMEOUT to take that
+#   output (a closing client may read its echo); after EOF its socket is watched for writing only.
 # - A worker that takes nothing from its pipe (stopped, or stuck in C code holding the GIL) would let its
 #   clients' messages pile up here: past WS_MAX_TO_WORKER waiting for it, the hub stops reading its
 #   clients (they are taken out of the selector, and TCP holds them back) until half of that is written;
@@ -570,11 +571,13 @@ class WebSocketHub:
             if not interval or not client.is_open or client.worker.paused:  # paused: its pong is not read
                 continue
             if client.ping_sent:
-                if now - client.ping_sent > timeout:
+                if client.ping_on_its_way():  # behind a backlog that the client is taking
+                    client.ping_sent = now
+                elif now - client.ping_sent > timeout:
                     self._close(client, 1011, "keepalive ping timeout")
             elif now - client.last_seen > interval:
                 client.ping_sent = now
-                if client.send(client.ws.send_ping(b"krait")):
+                if client.ping():
                     self._watch(client)
                 else:
                     self._drop(client, 1006)

@@ -25,6 +25,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import signal
@@ -279,14 +280,21 @@ class _SignalFlags:
 
 
 class _Reload:
-    """Reload the site (see the module comment); calls wait for the reload in progress, if any."""
+    """Reload the site (see the module comment); calls wait for the reload in progress, if any. Asks that
+    pile up meanwhile (SIGHUPs, edits) are merged: a reload that starts after an ask answers it too."""
 
     def __init__(self, settings: Settings, server: Server, pool: JobPool, hub: WebSocketHub) -> None:
         self.settings, self.server, self.pool, self.hub = settings, server, pool, hub
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # one reload at a time
+        self.asked = itertools.count(1)  # numbers the asks (next() is atomic under the GIL)
+        self.covered = 0  # asks numbered up to this one are answered by a reload that has begun
 
     def __call__(self) -> None:
+        ask = next(self.asked)
         with self.lock:
+            if ask <= self.covered:
+                return
+            self.covered = next(self.asked)  # this reload reads the files after every ask made so far
             log.info("reloading: starting %s (init.py)", _workers(self.pool.size))
             try:
                 new = self.pool.prepare()

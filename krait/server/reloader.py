@@ -7,6 +7,10 @@
 # it is skipped, and the next one compares with the last good one. A missing SITE/.py is an empty one.
 # The first fingerprint is taken before init.py runs, so an edit saved while Krait starts reloads too.
 # Scripts and templates outside .py/ need no reload: workers re-check them on every use.
+# Files that change while the site runs without being its code are left out (docs/deployment.md lists
+# them): compiled files, editors' swap, lock and backup files, logs and databases, which a site may keep
+# under .py/ because it is never served; a reload on each of their writes would replace the workers
+# endlessly. Symbolic links to folders are followed, each folder scanned once (a link cycle ends).
 
 from __future__ import annotations
 
@@ -19,6 +23,17 @@ log = logging.getLogger("krait")
 
 INTERVAL = 1.0  # seconds between scans; a site's .py folder is small
 
+_SKIPPED_FOLDERS = frozenset(("__pycache__", ".git", ".hg", ".svn", ".mypy_cache", ".pytest_cache", ".ruff_cache"))
+_SKIPPED_SUFFIXES = (".pyc", ".pyo", "~", ".swp", ".swo", ".swx", ".tmp", "___jb_tmp___", "___jb_old___",
+                     ".log", ".db", ".sqlite", ".sqlite3", "-journal", "-wal", "-shm")
+_SKIPPED_PREFIXES = (".#", ".goutputstream-")  # emacs's lock links, gedit's temporary copies
+
+
+def is_code(name: str) -> bool:
+    """Whether a change of the file `name` (no folder) under .py/ is an edit of the site's code."""
+    return not (name.endswith(_SKIPPED_SUFFIXES) or name.startswith(_SKIPPED_PREFIXES) or name == "4913"
+                or (name.startswith("#") and name.endswith("#")))  # vim's write test, emacs's auto-save
+
 
 def fingerprint(folder: str) -> tuple | None:
     """(path, mtime, size) of every file under `folder`, sorted; () without the folder; None when the
@@ -27,10 +42,19 @@ def fingerprint(folder: str) -> tuple | None:
         return ()
     failed: list[OSError] = []
     entries = []
-    for dirpath, dirnames, filenames in os.walk(folder, onerror=failed.append):
-        dirnames[:] = [d for d in dirnames if d != "__pycache__"]
+    scanned: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=failed.append, followlinks=True):
+        try:
+            st = os.stat(dirpath)
+        except OSError:
+            return None
+        if (st.st_dev, st.st_ino) in scanned:  # reached again through a link
+            dirnames[:] = []
+            continue
+        scanned.add((st.st_dev, st.st_ino))
+        dirnames[:] = [d for d in dirnames if d not in _SKIPPED_FOLDERS]
         for name in filenames:
-            if name.endswith((".pyc", ".pyo")):
+            if not is_code(name):
                 continue
             path = os.path.join(dirpath, name)
             try:

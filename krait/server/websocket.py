@@ -66,8 +66,10 @@ class Opening:
 class WsClient:
     """One WebSocket connection of this server process (its fields belong to the hub's thread)."""
 
-    __slots__ = ("conn", "worker", "sock", "ws", "tls", "out", "unsent", "rooms", "last_seen", "ping_sent",
-                 "deadline", "opening", "told_worker", "worker_done", "events", "eof", "last_taken", "on_close")
+    __slots__ = ("conn", "worker", "sock", "ws", "tls", "out", "unsent", "written", "delivered", "ping_end",
+                 "rooms",
+                 "last_seen", "ping_sent", "deadline", "opening", "told_worker", "worker_done", "events", "eof",
+                 "last_taken", "on_close")
 
     def __init__(self, conn: int, worker: Any, max_message: int, opening: Opening | None) -> None:
         self.conn = conn  # the number the worker knows it by
@@ -77,6 +79,9 @@ class WsClient:
         self.tls = False
         self.out: deque[bytes | memoryview] = deque()  # frames not written yet
         self.unsent = 0
+        self.written = 0  # bytes the kernel has taken from us
+        self.delivered = 0  # of those, what had reached the client when the hub last looked (pings)
+        self.ping_end = 0  # where the last ping ends in the output (counted as `written` counts)
         self.rooms: set[str] = set()
         self.last_seen = 0.0  # when the client last sent anything
         self.ping_sent = 0.0  # when the unanswered ping went out (0: none)
@@ -152,6 +157,22 @@ class WsClient:
         return unsent > limits.WS_MAX_UNSENT or (
             unsent > limits.WS_SLOW_UNSENT and self.sock is not None and now - self.last_taken > limits.WS_SEND_STALL)
 
+    def ping(self) -> bool:
+        """Send a ping (see ping_on_its_way()); False when the client is gone."""
+        self.delivered = self.written - sockopt.kernel_unsent(self.sock)
+        data = self.ws.send_ping(b"krait")
+        self.ping_end = self.written + self.unsent + len(data)
+        return self.send(data)
+
+    def ping_on_its_way(self) -> bool:
+        """Whether the ping has not reached the client yet while the client takes the output queued before
+        it, since the last call (the kernel's own queue counts where it can say: kernel_unsent()); its
+        pong is due only once it arrived. A client that takes nothing (a dead peer) gets no such delay."""
+        delivered = self.written - sockopt.kernel_unsent(self.sock)
+        moving = self.delivered < delivered < self.ping_end
+        self.delivered = delivered
+        return moving
+
     def send(self, data: bytes | memoryview) -> bool:
         """Write `data` as far as the socket takes it now and queue the rest; False when the client is
         gone."""
@@ -165,6 +186,7 @@ class WsClient:
                 return False
             if sent:
                 self.last_taken = time.monotonic()
+                self.written += sent
                 if sent == len(data):
                     return True
                 data = memoryview(data)[sent:]
@@ -184,6 +206,7 @@ class WsClient:
                 self.unsent -= sent
                 if sent:
                     self.last_taken = time.monotonic()
+                    self.written += sent
         except _WANT:
             return True
         except OSError:

@@ -15,13 +15,7 @@ import time
 import pytest
 import requests
 
-from tests.helpers import READY, ROOT, needs_shared_port, needs_sighup, wait_for, write_site
-
-
-def run_krait(*args: str, timeout: float = 60, env: dict | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
-    return subprocess.run([sys.executable, "-m", "krait", *args], capture_output=True, text=True, timeout=timeout,
-                          env=env, stdin=subprocess.DEVNULL)
+from tests.helpers import READY, ROOT, needs_shared_port, needs_sighup, run_krait, wait_for, write_site
 
 
 def test_version_and_help():

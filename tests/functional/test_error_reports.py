@@ -9,7 +9,7 @@ import signal
 
 import requests
 
-from tests.helpers import wait_for, write_site
+from tests.helpers import run_krait, wait_for, write_site
 
 DYING = {
     "exit3.py": "import os\nos._exit(3)\n",
@@ -73,3 +73,10 @@ def test_a_dead_websocket_worker_is_logged_with_its_exit_code(tmp_path, krait_se
     finally:
         ws.close()
     assert "exit code None" not in srv.log()
+
+
+def test_a_worker_dying_in_init_py_is_logged_with_its_exit_code(tmp_path):
+    site = write_site(tmp_path / "site", {".py/init.py": "import os\nos._exit(4)\n"})
+    r = run_krait(str(site), "--port", "0", "--workers", "1")
+    assert r.returncode == 1
+    assert "a worker process died while starting (exit code 4; see the log above)" in r.stderr, r.stderr

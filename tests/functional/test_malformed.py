@@ -246,6 +246,21 @@ def test_connect_is_501_whatever_the_routes(server):
     assert [int(s) for s in STATUS_LINE.findall(answer)] == [501, 200, 200], answer[:400]
 
 
+def test_options_asterisk_is_answered_by_the_server_not_the_routes(krait_server, make_site):
+    # RFC 9110 section 9.3.7: "OPTIONS *" is about the server in general; a front controller routed for
+    # every path (here "/") must not take it for a request of "/".
+    site = make_site({".py/init.py": "import krait\nkrait.config.routes = [krait.config.Route('ANY', regex='.*',"
+                                     " target='/front.py')]\n",
+                      "front.py": "krait.response = krait.Response('HTTP/1.1', 200, [], 'FRONT')\n"})
+    srv = krait_server(site)
+    answer = srv.raw(b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n" + _get(b"Connection: close", target=b"/"))
+    first, _, rest = answer.partition(b"HTTP/1.1 200 OK\r\n")[2].partition(b"\r\n\r\n")
+    assert b"\r\nAllow: DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT, TRACE\r\n" in b"\r\n" + first + b"\r\n"
+    assert b"\r\nContent-Length: 0" in b"\r\n" + first
+    assert rest.startswith(b"HTTP/1.1 200 OK\r\n") and rest.endswith(b"FRONT"), answer[:400]
+    assert answer.count(b"FRONT") == 1
+
+
 def test_smuggled_request_never_answered(server):
     """The classic CL.TE smuggle: whichever framing a front end picked, we must answer neither."""
     body = b"0\r\n\r\n" + SMUGGLED

@@ -182,6 +182,25 @@ else:
 
 
 @needs_sighup
+def test_reloads_asked_for_during_a_reload_are_merged_into_one(tmp_path, krait_server):
+    root = write_site(tmp_path / "site", {".py/init.py": SLOW_INIT % (2, "one"),
+                                          "tag.py": "krait.response = krait.Response('HTTP/1.1', 200, [], tag)\n"})
+    srv = krait_server(root, "--workers", "1")
+    for _ in range(5):  # further apart than the server's signal polling, all within the first init.py run
+        srv.signal(signal.SIGHUP)
+        time.sleep(0.2)
+
+    def settled():
+        before = srv.log().count("reloaded: generation")
+        time.sleep(2.5)
+        return before and srv.log().count("reloaded: generation") == before
+
+    eventually(settled, timeout=30)
+    # The one running when the others came, then one for all of those (five, one after another, before).
+    assert srv.log().count("reloading: starting") == 2, srv.log()
+
+
+@needs_sighup
 def test_websockets_of_a_replaced_worker_closed_at_once_give_their_places_back(tmp_path, krait_server):
     import websocket  # websocket-client
 

@@ -65,3 +65,12 @@ def test_other_strict_framing_cases_get_one_400(krait_server, make_site):
     ok = server.raw(chunked.replace(b"Host: a", b"Host: a\r\nConnection: close")
                     + b"5\r\nhello\r\n0\r\nT: v\r\n\r\n")
     assert ok.startswith(b"HTTP/1.1 200 ") and ok.endswith(b"b'hello'"), ok[:300]
+
+
+def test_an_absolute_form_target_names_the_host_scripts_see(krait_server, make_site):
+    # RFC 9112 s3.2.2: the target's authority, not the Host field, is the request's host.
+    server = krait_server(make_site({"host.py": "krait.response = krait.Response('HTTP/1.1', 200, [],"
+                                                " krait.request.headers['host'])\n"}))
+    raw = server.raw(b"GET http://site.example:8080/host.py HTTP/1.1\r\nHost: other.example\r\n"
+                     b"Connection: close\r\n\r\n")
+    assert raw.startswith(b"HTTP/1.1 200 ") and raw.endswith(b"\r\n\r\nsite.example:8080"), raw[:300]

@@ -291,8 +291,13 @@ def expected_accept(key: str) -> str:
 class RawWS:
     """A hand-driven client connection: handshake, then raw frames in and out."""
 
-    def __init__(self, port: int, path: str = "/ws/fast", timeout: float = 10.0, **headers: str | None) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    def __init__(self, port: int, path: str = "/ws/fast", timeout: float = 10.0, rcvbuf: int = 0,
+                 **headers: str | None) -> None:
+        self.sock = socket.socket()
+        if rcvbuf:  # before connecting, so the kernel cannot grow it
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(timeout)
+        self.sock.connect(("127.0.0.1", port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = bytearray()
         self.key = base64.b64encode(os.urandom(16)).decode("ascii")
@@ -681,6 +686,20 @@ def test_cap_option_counts_all_fragments(capped):
         ws.send_frame(PING, b"between")
         assert ws.read_frame().payload == b"between"
         ws.send(frame(CONT, b"b" * (half + 1), header_only=True))
+        ws.expect_close(1009)
+
+
+def test_a_message_in_too_many_frames_is_refused(server):
+    # A flood of empty continuation frames never completes a message: it is cut off past the cap on
+    # frames per message instead of keeping the server busy parsing them.
+    from krait import limits
+
+    with open_ws(server.port) as ws:
+        ws.send_frame(TEXT, b"a", fin=False)
+        ws.send(frame(CONT, b"", fin=False) * (limits.MAX_WS_FRAGMENTS - 2) + frame(CONT, b"b"))
+        assert ws.read_message() == (TEXT, b"ab")
+        ws.send_frame(TEXT, b"a", fin=False)
+        ws.send(frame(CONT, b"", fin=False) * limits.MAX_WS_FRAGMENTS)
         ws.expect_close(1009)
 
 

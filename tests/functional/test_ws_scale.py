@@ -461,6 +461,39 @@ def test_idle_clients_are_pinged_and_silent_ones_closed(tmp_path):
         srv.stop()
 
 
+def test_a_client_reading_a_backlog_steadily_is_not_closed_for_a_late_pong(tmp_path):
+    # The ping waits behind 3 MB queued for a client that reads about 600 kB/s: the pong timeout counts
+    # from when the ping leaves, not from when it was queued.
+    srv = start_krait(write_site(tmp_path / "site", SITE), "--ws-ping-interval", "0.5", "--ws-ping-timeout", "1",
+                      workdir=tmp_path / "run")
+    try:
+        with RawWS(srv.port, "/ws?join=backlog", rcvbuf=32768) as reader, RawWS(srv.port, "/ws") as sender:
+            assert reader.read_frame().opcode == TEXT and sender.read_frame().opcode == TEXT
+
+            def steady() -> None:
+                chunk = reader.sock.recv(16384)
+                if not chunk:
+                    raise EOFError("server closed the connection")
+                reader.buf += chunk
+                time.sleep(0.025)
+
+            reader._fill = steady  # type: ignore[method-assign]
+            sender.send_frame(TEXT, b"flood backlog 12 262144")
+            got: list[bytes] = []
+            while got[-1:] != [b"still open"]:
+                frame = reader.read_frame()
+                if frame.opcode == PING:  # the first comes after the backlog
+                    reader.send_frame(PONG, frame.payload)
+                    if len(got) == 12:
+                        reader.send_frame(TEXT, b"still open")
+                    continue
+                assert frame.opcode in (BINARY, TEXT), (frame.opcode, frame.payload[:40], len(got))
+                got.append(frame.payload if frame.opcode == TEXT else frame.payload.split(b" ")[0])
+            assert got == [b"%d" % i for i in range(12)] + [b"still open"]
+    finally:
+        srv.stop()
+
+
 # --- reloads ------------------------------------------------------------------------------------------
 
 

@@ -100,12 +100,24 @@ def test_http10_and_higher_minor():
 
 
 @pytest.mark.parametrize("method,target", [
-    ("OPTIONS", "*"), ("GET", "http://example.com/x?y"), ("CONNECT", "example.com:443"),
-    ("CONNECT", "[::1]:8080"), ("GET", "/%7euser;p?q=/?#"),
+    ("OPTIONS", "*"), ("CONNECT", "example.com:443"), ("CONNECT", "[::1]:8080"), ("GET", "/%7euser;p?q=/?#"),
+    ("GET", "/a\"b<c>{d}|e^`"),
 ])
 def test_target_forms(method, target):
     data = f"{method} {target} HTTP/1.1\r\nHost: h\r\n\r\n".encode()
     three_ways(data, [req(target, method), EOM, PAUSED])
+
+
+@pytest.mark.parametrize("target,authority", [
+    ("http://example.com/x?y", "example.com"), ("https://[::1]:8443?q", "[::1]:8443"),
+    ("http://a.example:", "a.example:"), ("HTTP://H", "H"),
+])
+def test_absolute_form_authority_replaces_host(target, authority):
+    # RFC 9112 s3.2.2: the server uses the target's host, not the Host field (raw_headers keep it).
+    data = f"GET {target} HTTP/1.1\r\nHost: other\r\n\r\n".encode()
+    three_ways(data, [req(target, headers={"host": authority}, raw=(("host", "other"),)), EOM, PAUSED])
+    data = f"GET {target} HTTP/1.0\r\n\r\n".encode()
+    three_ways(data, [req(target, version="1.0", headers={"host": authority}, raw=()), EOM, PAUSED])
 
 
 @pytest.mark.parametrize("method,target", [

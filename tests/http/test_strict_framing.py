@@ -25,7 +25,8 @@ GOOD_ABSOLUTE = [
 @pytest.mark.parametrize("target", GOOD_ABSOLUTE)
 def test_valid_absolute_form_accepted(target):
     data = f"GET {target} HTTP/1.1\r\nHost: h\r\n\r\n".encode()
-    three_ways(data, [req(target), EOM, PAUSED])
+    authority = re.split(r"[/?]", target.split("://", 1)[1], maxsplit=1)[0]  # it replaces Host (s3.2.2)
+    three_ways(data, [req(target, headers={"host": authority}, raw=(("host", "h"),)), EOM, PAUSED])
 
 
 BAD_ABSOLUTE = [

@@ -225,8 +225,9 @@ def test_control_frame_too_long_fails_1002():
 @pytest.mark.parametrize("opcode", [Opcode.TEXT, Opcode.BINARY])
 def test_a_flood_of_empty_fragments_takes_no_memory(opcode):
     # Each fragment adds its bytes to the message and nothing else: 50,000 empty ones (300 kB on the
-    # wire, a message of 2 bytes) must not hold an object each while the message is open.
-    ws = WebSocketConnection()
+    # wire, a message of 2 bytes) must not hold an object each while the message is open (with a cap on
+    # frames per message above that; the default cap fails such a flood sooner).
+    ws = WebSocketConnection(max_fragments=60_000)
     ws.receive_data(c(opcode, b"a", fin=False))
     empty = c(Opcode.CONTINUATION, b"", fin=False) * 1000
     tracemalloc.start()
@@ -333,6 +334,21 @@ def test_message_exactly_at_cap_is_accepted():
     # the cap applies per message: the next one starts from zero
     data += c(Opcode.BINARY, b"z" * 100)
     assert three_ways(data, max_message_size=100)[0][-1] == BinaryMessage(b"z" * 100)
+
+
+def test_a_message_in_more_frames_than_the_cap_fails_1009():
+    def fragmented(frames):
+        return c(Opcode.TEXT, b"a", fin=False) + c(Opcode.CONTINUATION, b"", fin=False) * (frames - 2) + \
+            c(Opcode.CONTINUATION, b"b")
+
+    assert three_ways(fragmented(5), max_fragments=5)[0] == [TextMessage("ab")]
+    # the cap applies per message: the next one starts from zero
+    assert three_ways(fragmented(5) * 2, max_fragments=5)[0] == [TextMessage("ab")] * 2
+    # a flood of empty continuation frames fails as soon as it passes the cap
+    events = assert_failed(three_ways(fragmented(7)[:-7], max_fragments=5), 1009)
+    assert events[-1].reason == "message in more than 5 frames"
+    assert three_ways(fragmented(4096))[0] == [TextMessage("ab")]
+    assert_failed(three_ways(fragmented(4097)), 1009)
 
 
 # --- closing handshake ---------------------------------------------------------------------

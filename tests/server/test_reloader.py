@@ -69,3 +69,42 @@ def test_a_missing_folder_is_an_empty_one(tmp_path):
         assert called(calls)
     finally:
         stop.set()
+
+
+def test_editor_files_logs_and_databases_are_no_edit(tmp_path):
+    py = tmp_path / ".py"
+    py.mkdir()
+    (py / "init.py").write_text("x = 1\n")
+    calls, stop = watching(py)
+    try:
+        settle()
+        for name in (".init.py.swp", "init.py~", "4913", ".#init.py", "#init.py#", "init.py___jb_tmp___",
+                     "site.log", "data.sqlite3", "data.sqlite3-wal", "data.db-journal", "x.tmp"):
+            (py / name).write_text("written while the site runs")
+        (py / ".git").mkdir()
+        (py / ".git" / "index").write_text("a commit")
+        settle()
+        assert calls == []
+        (py / "settings.json").write_text("{}")  # data the site's code may read at start: an edit
+        assert called(calls)
+    finally:
+        stop.set()
+
+
+def test_a_linked_folder_is_watched_and_a_link_cycle_ends(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "lib.py").write_text("v = 1\n")
+    py = tmp_path / ".py"
+    py.mkdir()
+    (py / "lib").symlink_to(shared, target_is_directory=True)
+    (shared / "loop").symlink_to(py, target_is_directory=True)  # .py/lib/loop/lib/loop/...
+    first = reloader.fingerprint(str(py))
+    assert [os.path.basename(entry[0]) for entry in first] == ["lib.py"]
+    calls, stop = watching(py)
+    try:
+        settle()
+        (shared / "lib.py").write_text("v = 22\n")
+        assert called(calls)
+    finally:
+        stop.set()
