@@ -24,6 +24,7 @@ import importlib
 import multiprocessing
 import os
 import sys
+import threading
 import time
 from typing import Any
 
@@ -170,19 +171,55 @@ class WorkerProcess:
             self.pipe.close()
 
 
-def start_all(settings: Any, count: int, generation: int, kind: str = "http") -> list[tuple[WorkerProcess, Any]]:
+class Starting:
+    """Workers that start_all() is starting; another thread may abandon() them (a reload asked for again
+    while an init.py still runs, or hangs): they are killed, and start_all() raises ConfigError."""
+
+    def __init__(self) -> None:
+        self.workers: list[WorkerProcess] = []
+        self.abandoned = False
+        self._finished = False
+        self._lock = threading.Lock()
+
+    def add(self, worker: WorkerProcess) -> None:
+        with self._lock:
+            self.workers.append(worker)
+            if self.abandoned:
+                worker.kill_now()
+
+    def abandon(self) -> None:
+        """Kill the workers, unless all of them were ready already (then nothing changes)."""
+        with self._lock:
+            if self._finished:
+                return
+            self.abandoned = True
+            for worker in self.workers:
+                worker.kill_now()  # its pipe's EOF ends wait_ready() in the starting thread
+
+    def finish(self) -> bool:
+        """Mark every worker ready; False when they were abandoned first."""
+        with self._lock:
+            self._finished = not self.abandoned
+            return self._finished
+
+
+def start_all(settings: Any, count: int, generation: int, kind: str = "http",
+              starting: Starting | None = None) -> list[tuple[WorkerProcess, Any]]:
     """Start `count` workers at once and wait for each: [(worker, its krait.config snapshot)].
 
     Raises:
-        ConfigError: one failed (all of them are killed).
+        ConfigError: one failed, or `starting` was abandoned (all of them are killed).
     """
-    starting: list[WorkerProcess] = []
+    starting = starting or Starting()
     try:
         for _ in range(count):
-            starting.append(WorkerProcess.start(settings, generation, kind))
-        return [(worker, worker.wait_ready().config) for worker in starting]
-    except BaseException:  # a failure, or a stop asked for during start-up
-        for worker in starting:
+            starting.add(WorkerProcess.start(settings, generation, kind))
+        ready = [(worker, worker.wait_ready().config) for worker in starting.workers]
+        if not starting.finish():
+            raise ConfigError("abandoned")
+        return ready
+    except BaseException:  # a failure, an abandon(), or a stop asked for during start-up
+        for worker in starting.workers:
             worker.kill()
         raise
 

@@ -53,7 +53,7 @@ from krait.errors import Reloaded, ServiceUnavailable
 from krait.pool import jobs
 from krait.pool.answers import AnswerReader
 from krait.pool.lanes import Entry, Generation, Lane, Reader
-from krait.pool.process import WorkerProcess, start_all
+from krait.pool.process import Starting, WorkerProcess, start_all
 from krait.settings import Settings
 
 log = logging.getLogger("krait.pool")
@@ -87,9 +87,9 @@ class JobPool(AnswerReader):
         """Start the first generation and wait until init.py ran in each worker; ConfigError on failure."""
         self.commit(self.prepare())
 
-    def prepare(self) -> Generation:
+    def prepare(self, starting: Starting | None = None) -> Generation:
         """Start a complete new generation and wait until init.py ran in each of its workers (the serving
-        generation is left alone).
+        generation is left alone); `starting` lets another thread abandon it meanwhile.
 
         Raises:
             ConfigError: a worker failed (all of the new ones are killed): init.py's file, line, traceback.
@@ -97,7 +97,7 @@ class JobPool(AnswerReader):
         with self._lock:
             self._numbered += 1
             number = self._numbered
-        started = start_all(self.settings, self.size, number)
+        started = start_all(self.settings, self.size, number, starting=starting)
         return Generation(number, [proc for proc, _ in started], started[0][1])
 
     def commit(self, new: Generation, publish: Callable[[], None] | None = None) -> None:

@@ -8,7 +8,8 @@
 # SITE/.py reload the site, one reload at a time: a complete new generation of workers runs init.py
 # while the old one serves on, the App is built from its krait.config, and the pool swaps both at once
 # (krait/pool/scheduler.py); when any of that fails, the old generation and App keep serving and the
-# error is logged once. The WebSocket pool reloads after a swap (sessions in progress keep their worker).
+# error is logged once; another ask while the new workers still run init.py abandons them and starts over
+# (_Reload). The WebSocket pool reloads after a swap (sessions in progress keep their worker).
 # With --processes N the parent checks that the port is free (a plain bind: SO_REUSEPORT alone would let the
 # sockets of a Krait already there join ours; a Krait still starting listens on nothing yet, so while it
 # starts it holds an abstract Unix socket named after the port, which a second one cannot bind), binds a
@@ -40,7 +41,7 @@ from typing import Any
 from krait import __version__, limits, portable
 from krait.errors import ConfigError
 from krait.pool import relay as relays
-from krait.pool.process import kill_stragglers
+from krait.pool.process import Starting, kill_stragglers
 from krait.pool.scheduler import JobPool
 from krait.server import reloader
 from krait.server.dispatch import App
@@ -281,26 +282,38 @@ class _SignalFlags:
 
 class _Reload:
     """Reload the site (see the module comment); calls wait for the reload in progress, if any. Asks that
-    pile up meanwhile (SIGHUPs, edits) are merged: a reload that starts after an ask answers it too."""
+    pile up meanwhile (SIGHUPs, edits) are merged: a reload that starts after an ask answers it too. An
+    ask while the new workers still run init.py abandons them (they load what is now out of date, or hang)
+    and starts over."""
 
     def __init__(self, settings: Settings, server: Server, pool: JobPool, hub: WebSocketHub) -> None:
         self.settings, self.server, self.pool, self.hub = settings, server, pool, hub
         self.lock = threading.Lock()  # one reload at a time
         self.asked = itertools.count(1)  # numbers the asks (next() is atomic under the GIL)
         self.covered = 0  # asks numbered up to this one are answered by a reload that has begun
+        self.starting: Starting | None = None  # the workers of the reload under way, until all are ready
 
     def __call__(self) -> None:
         ask = next(self.asked)
+        starting = self.starting
+        if starting is not None:
+            starting.abandon()
         with self.lock:
             if ask <= self.covered:
                 return
             self.covered = next(self.asked)  # this reload reads the files after every ask made so far
             log.info("reloading: starting %s (init.py)", _workers(self.pool.size))
+            self.starting = starting = Starting()
             try:
-                new = self.pool.prepare()
+                new = self.pool.prepare(starting)
             except (ConfigError, OSError) as exc:
-                log.error("reload failed, the running workers keep serving: %s", exc)
+                if starting.abandoned:
+                    log.info("reload abandoned: asked for again while init.py ran; starting over")
+                else:
+                    log.error("reload failed, the running workers keep serving: %s", exc)
                 return
+            finally:
+                self.starting = None
             try:
                 app = App(self.settings, new.config, new.number)
             except Exception as exc:  # as at start-up: a route or cache rule that only fails when compiled here

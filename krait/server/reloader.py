@@ -2,8 +2,9 @@
 #
 # Design: a daemon thread in the server process takes a fingerprint of SITE/.py (every file's path,
 # mtime and size) once per interval; when it differs from the last one, it calls the reload callback
-# (krait/server/lifecycle.py), which starts a fresh generation of workers (re-running init.py) while
-# the old ones serve on, and waits for it. A scan that fails (a folder that cannot be read) is no edit:
+# (krait/server/lifecycle.py) in a thread of its own, which starts a fresh generation of workers
+# (re-running init.py) while the old ones serve on; the next edit, even while that init.py still runs,
+# asks for another. A scan that fails (a folder that cannot be read) is no edit:
 # it is skipped, and the next one compares with the last good one. A missing SITE/.py is an empty one.
 # The first fingerprint is taken before init.py runs, so an edit saved while Krait starts reloads too.
 # Scripts and templates outside .py/ need no reload: workers re-check them on every use.
@@ -83,11 +84,14 @@ def watch(folder: str, reload: Callable[[], None], stop: threading.Event,
                 continue
             if last is not None:
                 log.info("%s changed: reloading", folder)
-                try:
-                    reload()
-                except Exception:  # reload() logs its own failures; the watcher must outlive anything else
-                    log.exception("reload failed")
+                threading.Thread(target=run, name="krait-reload", daemon=True).start()
             last = now
+
+    def run() -> None:  # in a thread of its own: the watcher goes on looking while init.py runs (or hangs)
+        try:
+            reload()
+        except Exception:  # reload() logs its own failures
+            log.exception("reload failed")
 
     thread = threading.Thread(target=loop, name="krait-reloader", daemon=True)
     thread.start()

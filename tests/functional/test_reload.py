@@ -100,6 +100,20 @@ def test_a_broken_edit_leaves_the_running_workers_serving_until_it_is_fixed(tmp_
     assert requests.get(srv.url + "/tag", timeout=10).status_code == 200
 
 
+def test_an_edit_while_a_reload_hangs_in_init_py_is_loaded_at_once(tmp_path, krait_server):
+    root = write_site(tmp_path / "site", {".py/init.py": TAG_INIT % "one",
+                                          "tag.py": "krait.response = krait.Response('HTTP/1.1', 200, [], tag)\n"})
+    srv = krait_server(root, "--workers", "1")
+    init = root / ".py" / "init.py"
+    init.write_text("import time\ntime.sleep(600)\n" + TAG_INIT % "two")  # hangs (a database that is down)
+    eventually(lambda: "reloading: starting" in srv.log())
+    assert requests.get(srv.url + "/tag", timeout=10).text == "one"  # served on meanwhile
+    init.write_text(TAG_INIT % "three")  # the fix does not wait for the hung start to time out
+    eventually(lambda: requests.get(srv.url + "/tag", timeout=10).text == "three", timeout=15)
+    assert "reload abandoned: asked for again while init.py ran; starting over" in srv.log()
+    assert "reload failed" not in srv.log()
+
+
 WHICH_INIT = """import krait, os
 from krait.config import Route
 with open(os.path.join(krait.site_root, ".private", "version")) as f:
@@ -182,11 +196,11 @@ else:
 
 
 @needs_sighup
-def test_reloads_asked_for_during_a_reload_are_merged_into_one(tmp_path, krait_server):
+def test_reloads_asked_for_during_a_reload_end_in_one_new_generation(tmp_path, krait_server):
     root = write_site(tmp_path / "site", {".py/init.py": SLOW_INIT % (2, "one"),
                                           "tag.py": "krait.response = krait.Response('HTTP/1.1', 200, [], tag)\n"})
     srv = krait_server(root, "--workers", "1")
-    for _ in range(5):  # further apart than the server's signal polling, all within the first init.py run
+    for _ in range(5):  # further apart than the server's signal polling, all within one init.py run
         srv.signal(signal.SIGHUP)
         time.sleep(0.2)
 
@@ -196,8 +210,12 @@ def test_reloads_asked_for_during_a_reload_are_merged_into_one(tmp_path, krait_s
         return before and srv.log().count("reloaded: generation") == before
 
     eventually(settled, timeout=30)
-    # The one running when the others came, then one for all of those (five, one after another, before).
-    assert srv.log().count("reloading: starting") == 2, srv.log()
+    # Each ask abandoned the init.py still running for an out-of-date version; one new generation serves
+    # (five reloads, one after another, before).
+    log = srv.log()
+    assert log.count("reloaded: generation") == 1, log
+    assert log.count("reloading: starting") == log.count("reload abandoned") + 1, log
+    assert "reload failed" not in log
 
 
 @needs_sighup
