@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import socket
 import time
 from typing import Any, BinaryIO
@@ -406,12 +407,31 @@ class Channel:
         """Send a range of an open file: with sendfile(2) at the response's pace, or in pieces over TLS."""
         end = offset + length
         if self.kernel_timeouts and hasattr(os, "sendfile"):
-            out, source = self.sock.fileno(), f.fileno()
-            while offset < end:
-                sent = self._paced(lambda size, at=offset: os.sendfile(out, source, at, min(size, end - at)))
-                if not sent:
-                    break
-                offset += sent
+            # Non-blocking, waiting for room with poll() until the pace's deadline: a blocking sendfile(2)
+            # is not bounded by SO_SNDTIMEO (the kernel starts its wait again whenever a few bytes get in),
+            # so a client that never read held its thread three send timeouts, not one.
+            out, source, pace = self.sock.fileno(), f.fileno(), self.pace
+            assert pace is not None  # respond() starts the response's pace before its head
+            room = select.poll()
+            room.register(out, select.POLLOUT)
+
+            def send(size: int, at: int) -> int:
+                try:
+                    return os.sendfile(out, source, at, min(size, end - at))
+                except BlockingIOError:  # the socket's buffer is full: wait for room, at most until the deadline
+                    if not room.poll(max(pace.left(), 0.0) * 1000):
+                        raise  # _paced() finds the deadline passed
+                    return os.sendfile(out, source, at, min(size, end - at))
+
+            self.sock.setblocking(False)
+            try:
+                while offset < end:
+                    sent = self._paced(lambda size, at=offset: send(size, at))
+                    if not sent:
+                        break
+                    offset += sent
+            finally:
+                self.sock.setblocking(True)  # blocking again, under its kernel timeouts
         else:
             f.seek(offset)
             while offset < end:

@@ -38,7 +38,7 @@ from krait.server.pages import CodeFreePages
 from krait.server.records import Incoming, Pending, Reply
 from krait.server.replies import PlainReplies, plain_key
 from krait.server.routing import KNOWN_METHODS, SCRIPT, STATIC, Router, Target
-from krait.server.static import FileChanged, FileVersion, StaticFiles, version_reply
+from krait.server.static import FileChanged, FileVersion, StaticFiles, file_reply, open_checked, version_reply
 from krait.urls import decode_path
 
 log = logging.getLogger("krait")
@@ -89,10 +89,10 @@ class App:
             job = self.job(req, target, jobs.SCRIPT if target.kind == SCRIPT else jobs.TEMPLATE)
             return Pending(job, self.generation, functools.partial(self.complete, req, target))
         try:
-            version = self.static.version(target.path, target.rel_path, target.stat)
+            st = target.stat or os.stat(target.path)
+            version = self.static.version(target.path, target.rel_path, st)
             if version.data is None:  # sent from the file, which is opened before the head is built
-                return self.finish(req, self.static.reply(target.path, target.rel_path, req.method, req.headers,
-                                                          target.stat))
+                return self.finish(req, file_reply(version, req.method, req.headers, open_checked(target.path, st)))
         except FileChanged as exc:  # replaced since routing (a deploy's rename, say): ask again
             return self.answer(req, self.error_reply(503, str(exc), [], req))
         except OSError as exc:  # the file vanished or became unreadable since routing

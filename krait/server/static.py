@@ -91,11 +91,7 @@ class StaticFiles:
         version = self.version(path, rel_path, st)
         if version.data is not None:
             return version_reply(version, method, headers)
-        opened = open_checked(path, st)
-        reply = version_reply(version, method, headers, opened)
-        if reply.file_range is None:
-            opened.close()
-        return reply
+        return file_reply(version, method, headers, open_checked(path, st))
 
 
 class FileChanged(OSError):
@@ -110,6 +106,14 @@ def open_checked(path: str, st: os.stat_result) -> BinaryIO:
         f.close()
         raise FileChanged("%s was replaced while being answered" % path)
     return f
+
+
+def file_reply(version: FileVersion, method: str, headers: dict[str, str], opened: BinaryIO) -> Reply:
+    """version_reply() for a version sent from `opened`, its file; closed here unless the reply sends it."""
+    reply = version_reply(version, method, headers, opened)
+    if reply.file_range is None:
+        opened.close()
+    return reply
 
 
 def file_version(path: str, mtime_ns: int, size: int, data: bytes | None,

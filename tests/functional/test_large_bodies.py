@@ -241,6 +241,33 @@ def test_a_client_reading_too_slowly_is_dropped_by_the_total_send_deadline(krait
     assert requests.get(srv.url + "/hello.txt", timeout=10).text == "hello\n"
 
 
+def test_a_client_that_never_reads_a_large_static_file_is_let_go_after_one_send_timeout(krait_server, make_site,
+                                                                                          tmp_path):
+    # sendfile(2) on a blocking socket started its SO_SNDTIMEO wait again whenever a few bytes got in: such
+    # a client held its thread and two descriptors about three send timeouts (90 s by default).
+    size = 48 * MiB
+    site = make_site({"hello.txt": "hello\n"})
+    with open(site / "big.bin", "wb") as f:
+        f.write(os.urandom(MiB) * 48)
+    srv = krait_server(site, "--send-timeout", "3")
+    s = srv.connect(timeout=20)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    s.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+    time.sleep(7.5)  # one send timeout after the buffers filled, with room to spare; three would be 9 s
+    got = 0
+    while True:  # read now, at full speed: a connection still held would deliver the whole file
+        try:
+            chunk = s.recv(1 << 20)
+        except ConnectionError:
+            break
+        if not chunk:
+            break
+        got += len(chunk)
+    s.close()
+    assert got < size
+    assert requests.get(srv.url + "/hello.txt", timeout=10).text == "hello\n"
+
+
 @pytest.mark.portable  # run again on portable paths (tests/server/test_portable.py)
 def test_response_file_is_sent_by_the_server(krait_server, make_site):
     srv = krait_server(make_site(SITE))
