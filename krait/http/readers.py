@@ -370,25 +370,28 @@ class ChunkedReader:
         self._total = 0
 
     def read(self, buf: ReceiveBuffer) -> Data | EndOfMessage | None:
-        """The next body event from `buf`, or None if more bytes are needed."""
+        """The next body event from `buf`, or None if more bytes are needed. The data of every chunk that
+        `buf` holds comes as one Data: a body of tiny chunks costs one event per read, not per chunk."""
         limits = self._limits
+        parts: list[bytes] = []
         while True:
             state = self._state
             if state == _DATA:
                 if not buf:
-                    return None
+                    break
                 data = buf.take(self._remaining)
+                parts.append(data)
                 self._remaining -= len(data)
-                if not self._remaining:
-                    self._state = _DATA_END
-                return Data(data)
-            if state == _SIZE:
+                if self._remaining:
+                    break
+                self._state = _DATA_END
+            elif state == _SIZE:
                 max_line = limits.max_chunk_line
                 lf = buf.find(b"\n", max_line + 2)
                 if lf < 0:
                     if len(buf) >= max_line + 2:
                         raise _fail("chunk-size line too long")
-                    return None
+                    break
                 line = buf.take(lf + 1).decode("latin-1")
                 if len(line) - 1 - line.endswith("\r\n") > max_line:
                     raise _fail("chunk-size line too long")
@@ -400,6 +403,8 @@ class ChunkedReader:
                 size = int(m.group(1), 16)
                 if not size:
                     self._state = _TRAILERS
+                    if parts:
+                        break
                     continue
                 # The framing counts too (the size line, any extensions, the CRLF after the data), so that
                 # a body of tiny chunks or long extensions cannot keep one request going past the limit.
@@ -414,11 +419,14 @@ class ChunkedReader:
                     buf.take(2)
                     self._state = _SIZE
                 elif len(buf) == 1 and buf.startswith(b"\r") or not buf:
-                    return None
+                    break
                 else:
                     raise _fail("chunk data not followed by CRLF (RFC 9112 s7.1)")
             else:
                 return self._read_trailers(buf)
+        if not parts:
+            return None
+        return Data(parts[0] if len(parts) == 1 else b"".join(parts))
 
     def _read_trailers(self, buf: ReceiveBuffer) -> EndOfMessage | None:
         # s7.1.2: trailer-section = *( field-line CRLF ), then the final CRLF.

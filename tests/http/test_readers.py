@@ -2,7 +2,7 @@
 
 import pytest
 
-from krait.http import PAUSED, ConnectionClosed, Data, EndOfMessage
+from krait.http import NEED_DATA, PAUSED, Connection, ConnectionClosed, Data, EndOfMessage
 
 from .http_helpers import EOM, error_three_ways, req, three_ways
 
@@ -284,6 +284,20 @@ def test_chunked_body():
     error_three_ways(chunked_req() + b"5\nhello\r\n000\n\n", 400)  # CRLF only (s7.1)
     body = b"a\r\n0123456789\r\n0000000000000000\r\n\r\n"
     three_ways(chunked_req() + body, [CHUNKED, Data(b"0123456789"), EOM, PAUSED])
+
+
+def test_the_chunks_of_one_read_come_as_one_data_event():
+    # A body of 1-byte chunks cost one event (and all the work above the parser) per byte.
+    conn = Connection()
+    conn.receive_data(chunked_req() + b"1\r\nx\r\n" * 1000 + b"2\r\nyz\r\n0\r\n\r\n")
+    assert conn.next_event() == CHUNKED
+    assert conn.next_event() == Data(b"x" * 1000 + b"yz")
+    assert conn.next_event() == EOM
+    conn = Connection()  # a chunk cut by the end of a read: what is there comes, the rest follows
+    conn.receive_data(chunked_req() + b"1\r\nx\r\n4\r\nab")
+    assert [conn.next_event(), conn.next_event(), conn.next_event()] == [CHUNKED, Data(b"xab"), NEED_DATA]
+    conn.receive_data(b"cd\r\n0\r\n\r\n")
+    assert [conn.next_event(), conn.next_event()] == [Data(b"cd"), EOM]
 
 
 def test_chunked_trailers():
