@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 
 from krait.pool import jobs
 from krait.pool.pipe import PipeReader, PipeWriter
-from krait.pool.process import WorkerProcess, start_all
+from krait.pool.process import Starting, WorkerProcess, start_all
 from krait.settings import Settings
 
 log = logging.getLogger("krait.pool")
@@ -203,6 +203,7 @@ class WsWorkers:
         self.starting = 0
         self.generation = 0  # the generation new connections go to
         self.next_generation = 0  # the newest generation asked for (reload() raises it)
+        self._starts: set[Starting] = set()  # the background starts under way
 
     def start(self) -> WsWorker:
         """Start the first worker and wait for it (ConfigError when init.py fails)."""
@@ -225,14 +226,23 @@ class WsWorkers:
         threading.Thread(target=self._start, args=(generation,), name="krait-ws-start", daemon=True).start()
 
     def _start(self, generation: int) -> None:
+        starting = Starting()
+        self._starts.add(starting)
         try:
-            proc = WorkerProcess.start(self.settings, generation, kind="ws")
-            proc.wait_ready()
+            (proc, _), = start_all(self.settings, 1, generation, kind="ws", starting=starting)
         except Exception as exc:
-            log.error("could not start a WebSocket worker: %s", exc)
+            if not starting.abandoned:
+                log.error("could not start a WebSocket worker: %s", exc)
             self.on_started(None, generation)
             return
+        finally:
+            self._starts.discard(starting)
         self.on_started(WsWorker(proc), generation)
+
+    def abandon_starts(self) -> None:
+        """Kill the workers still starting (the server is stopping: they would only delay it)."""
+        for starting in list(self._starts):
+            starting.abandon()
 
     def started(self, worker: WsWorker | None, generation: int) -> list[WsWorker]:
         """A background start ended (on the hub's thread): the workers to stop now (the old generation's

@@ -183,6 +183,9 @@ class WebSocketHub:
                 self._tick()
                 next_tick = time.monotonic() + _TICK
         self._selector.close()
+        for fn, args in self._commands:  # came in as the loop ended: nobody will run them
+            if fn == self._started and args[0] is not None:
+                args[0].stop()
 
     def _run_commands(self) -> None:
         try:
@@ -404,7 +407,12 @@ class WebSocketHub:
         self._worker_readable(worker)  # what it sent right after its start-up report (no event will say)
 
     def _worker_started(self, worker: WsWorker | None, generation: int) -> None:
-        self.call(self._started, worker, generation)  # from the start thread
+        """From the start thread. A worker that is ready after the hub stopped is stopped now: a stop just
+        after a reload would otherwise wait for it (kill_stragglers' grace) and then kill it."""
+        if worker is not None and not self._running:
+            worker.stop()
+            return
+        self.call(self._started, worker, generation)
 
     def _started(self, worker: WsWorker | None, generation: int) -> None:
         stop = self.workers.started(worker, generation)
@@ -595,5 +603,6 @@ class WebSocketHub:
                 self._drop(client, 1001)
         for worker in list(self.workers.workers):
             worker.stop()
+        self.workers.abandon_starts()
         for opening in self._waiting:
             opening.finish(error=ServiceUnavailable("the server is shutting down"))

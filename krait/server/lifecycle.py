@@ -136,6 +136,7 @@ def run_one(settings: Settings, reuse_port: bool = False, ready_fd: int | None =
     while not signals.wait_stop():
         threading.Thread(target=reload, daemon=True).start()  # SIGHUP
     watcher_stop.set()
+    reload.stop()
     log.info("stopping: finishing requests in flight (up to %.0fs)", settings.graceful_timeout)
     server.shutdown()
     server.server_close(keep_spool=True)
@@ -292,23 +293,35 @@ class _Reload:
         self.asked = itertools.count(1)  # numbers the asks (next() is atomic under the GIL)
         self.covered = 0  # asks numbered up to this one are answered by a reload that has begun
         self.starting: Starting | None = None  # the workers of the reload under way, until all are ready
+        self.stopping = False
 
-    def __call__(self) -> None:
-        ask = next(self.asked)
+    def stop(self) -> None:
+        """Krait is stopping: the reload under way is abandoned, and no other starts."""
+        self.stopping = True
+        self.abandon()
+
+    def abandon(self) -> None:
         starting = self.starting
         if starting is not None:
             starting.abandon()
+
+    def __call__(self) -> None:
+        ask = next(self.asked)
+        self.abandon()
         with self.lock:
-            if ask <= self.covered:
+            if ask <= self.covered or self.stopping:
                 return
             self.covered = next(self.asked)  # this reload reads the files after every ask made so far
             log.info("reloading: starting %s (init.py)", _workers(self.pool.size))
             self.starting = starting = Starting()
+            if self.stopping:  # stop() came in between and saw no reload under way
+                starting.abandon()
             try:
                 new = self.pool.prepare(starting)
             except (ConfigError, OSError) as exc:
                 if starting.abandoned:
-                    log.info("reload abandoned: asked for again while init.py ran; starting over")
+                    log.info("reload abandoned: %s", "Krait is stopping" if self.stopping
+                             else "asked for again while init.py ran; starting over")
                 else:
                     log.error("reload failed, the running workers keep serving: %s", exc)
                 return

@@ -169,8 +169,10 @@ def test_connection_close_stops_pipelining(server):
 def test_a_response_before_a_close_is_not_lost_to_what_the_client_sends_meanwhile(server):
     # RFC 9112 section 9.6: had Krait closed at once, the request sent below would meet a closed socket,
     # and its kernel's reset would destroy the tail of the response still on its way.
-    with server.connect() as s:
+    with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a slow reader: the response waits
+        s.settimeout(10)
+        s.connect(("127.0.0.1", server.port))  # after the buffer is set: shrinking it later stalls TCP
         s.sendall(get("/big.bin", "Connection: close"))
         time.sleep(0.5)  # Krait has written what the buffers take and finished with the connection
         s.sendall(get("/a.txt"))  # sent before the client read the Connection: close

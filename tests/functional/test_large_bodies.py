@@ -228,14 +228,15 @@ def test_a_client_reading_too_slowly_is_dropped_by_the_total_send_deadline(krait
     got = 0
     while True:
         try:
-            chunk = s.recv(16384)
+            chunk = s.recv(16384 if time.monotonic() - started < 5 else 1 << 20)
         except ConnectionError:
             break
         if not chunk:
             break
         got += len(chunk)
-        time.sleep(0.05)  # about 320 KiB/s, far below 4 MiB/s
-        assert time.monotonic() - started < 30, "never dropped"
+        if time.monotonic() - started < 5:
+            time.sleep(0.05)  # about 320 KiB/s, far below 4 MiB/s: dropped after a window or two (2-4 s)
+        # then what the buffers still hold is read at once; a connection not dropped would give all 12 MiB
     s.close()
     assert got < 12 * MiB
     assert requests.get(srv.url + "/hello.txt", timeout=10).text == "hello\n"
