@@ -237,39 +237,47 @@ def test_what_is_left_after_a_request_is_no_head_to_time(site, krait_server, req
 
 
 def test_minimum_body_rate(site, krait_server):
-    # The first window of the rate rule is limits.BODY_RATE_GRACE + BODY_RATE_WINDOW (10 s); an upload that
-    # sends almost nothing is cut when it ends, whether a script would read it or it is being discarded
-    # (a static file's): both run at once here.
+    # The rate rule is a quota per window: 1000 bytes/s x limits.BODY_RATE_WINDOW (5 s) per window, the
+    # first one limits.BODY_RATE_GRACE (5 s) longer. An upload that sends a little and then nothing, and
+    # one that trickles (never idle), are cut when that first window ends, whether a script would read
+    # the body or it is being discarded (a static file's). The three run at once here.
     srv = krait_server(site, "--min-body-rate", "1000")
 
-    def trickle_to_a_static_file() -> bool:
+    def trickle(target: str, rate: int) -> tuple[bytes, float]:
+        """What the server answered (b"" for none) to an upload of `rate` bytes/s, and when."""
         with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
-            s.sendall(b"POST /hello.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
-            s.settimeout(0.25)
+            s.sendall(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" % target.encode())
+            s.settimeout(1 / rate)
             t0 = time.monotonic()
-            while time.monotonic() - t0 < 13:  # 4 bytes/s: far below the rate, never idle
+            reply = b""
+            while time.monotonic() - t0 < 16:
                 try:
-                    if s.recv(65536) == b"":
-                        return True
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    reply += chunk
                 except TimeoutError:
                     pass
                 except ConnectionResetError:
-                    return True
+                    break
                 try:
                     s.send(b"x")
                 except OSError:
-                    return True
-        return False
+                    break
+            return reply, time.monotonic() - t0
 
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        discarded = pool.submit(trickle_to_a_static_file)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        discarded = pool.submit(trickle, "/hello.txt", 4)
+        read = pool.submit(trickle, "/echo", 10)
         with socket.create_connection(("127.0.0.1", srv.port), timeout=15) as s:
             s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + b"x" * 100)
             t0 = time.monotonic()
             reply = read_until_closed(s, 20)
         assert reply.startswith(b"HTTP/1.1 408 ") and b"Connection: close" in reply
         assert 9 < time.monotonic() - t0 < 14
-        assert discarded.result(timeout=20), "a 4 bytes/s body kept the connection past its first window"
+        reply, took = read.result(timeout=20)
+        assert reply.startswith(b"HTTP/1.1 408 ") and b"Connection: close" in reply and 9 < took < 14, reply[:200]
+        assert discarded.result(timeout=20)[1] < 14, "a 4 bytes/s body kept the connection past its first window"
     # A body that arrives at a fair rate is accepted.
     assert get(srv.port, "/echo", "POST", b"y" * 50000)[::2] == (200, b"got 50000")
     assert_normal(srv.port)

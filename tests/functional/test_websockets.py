@@ -461,7 +461,7 @@ krait.websockets.response = krait.websockets.WebsocketsResponse(Stop())
     "hoard.py": """import krait
 krait.websockets.response = krait.websockets.WebsocketsResponse(krait.websockets.WebsocketsCtrlBase())
 """,
-    # Takes a second per message: what the client sends meanwhile waits in the worker.
+    # Takes two seconds per message: what the client sends meanwhile waits in the worker.
     "slow.py": """import time
 import krait
 
@@ -471,7 +471,7 @@ class Slow(krait.websockets.WebsocketsCtrlBase):
         super().__init__(use_in_message_queue=False)
 
     def on_in_message(self, message):
-        time.sleep(5)
+        time.sleep(2)
 
 
 krait.websockets.response = krait.websockets.WebsocketsResponse(Slow())
