@@ -204,6 +204,8 @@ class WsWorkers:
         self.generation = 0  # the generation new connections go to
         self.next_generation = 0  # the newest generation asked for (reload() raises it)
         self._starts: set[Starting] = set()  # the background starts under way
+        self._lock = threading.Lock()  # orders a start's hand-over against close()
+        self.closed = False
 
     def start(self) -> WsWorker:
         """Start the first worker and wait for it (ConfigError when init.py fails)."""
@@ -237,10 +239,18 @@ class WsWorkers:
             return
         finally:
             self._starts.discard(starting)
-        self.on_started(WsWorker(proc), generation)
+        worker = WsWorker(proc)
+        with self._lock:
+            if not self.closed:
+                self.on_started(worker, generation)
+                return
+        worker.stop()  # ready after close(): nobody would ever stop it
 
-    def abandon_starts(self) -> None:
-        """Kill the workers still starting (the server is stopping: they would only delay it)."""
+    def close(self) -> None:
+        """The server is stopping: kill the workers still starting (they would only delay the stop), and
+        stop any that gets ready after all instead of handing it on."""
+        with self._lock:
+            self.closed = True
         for starting in list(self._starts):
             starting.abandon()
 

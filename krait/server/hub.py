@@ -15,12 +15,11 @@
 # - Timers: every second the hub kills a worker whose route script has run past --timeout, as a script
 #   worker is killed with its job (its connections close with 1011 and it is replaced: a looping script
 #   would otherwise hold a CPU and every later upgrade sent to that worker for good), pings clients
-#   silent for --ws-ping-interval, closes (1011) those whose pong has not come within --ws-ping-timeout
-#   (counted from when the ping reached the client: one queued behind output the client is still taking
-#   waits without its clock running, krait/server/websocket.py), and drops connections whose closing
-#   handshake has taken longer than WS_CLOSE_TIMEOUT. A session the client ended (its Close frame, EOF, a
-#   protocol error) while output to it was still queued gets the same WS_CLOSE_TIMEOUT to take that
-#   output (a closing client may read its echo); after EOF its socket is watched for writing only.
+#   silent for --ws-ping-interval, closes (1011) those whose pong is overdue (krait/server/websocket.py),
+#   and drops connections whose closing handshake has taken longer than WS_CLOSE_TIMEOUT. A session the
+#   client ended (its Close frame, EOF, a protocol error) while output to it was still queued gets the
+#   same WS_CLOSE_TIMEOUT to take that output (a closing client may read its echo); after EOF its socket
+#   is watched for writing only.
 # - A worker that takes nothing from its pipe (stopped, or stuck in C code holding the GIL) would let its
 #   clients' messages pile up here: past WS_MAX_TO_WORKER waiting for it, the hub stops reading its
 #   clients (they are taken out of the selector, and TCP holds them back) until half of that is written;
@@ -148,7 +147,8 @@ class WebSocketHub:
         return len(self.clients)
 
     def reload(self) -> None:
-        self.call(self._reload)
+        """Start a worker of the site's new generation (on the hub's thread: the pool is its alone)."""
+        self.call(self.workers.reload)
 
     def stop(self) -> None:
         """Stop the loop and the workers (after go_away() and a wait, for a graceful stop)."""
@@ -183,8 +183,8 @@ class WebSocketHub:
                 self._tick()
                 next_tick = time.monotonic() + _TICK
         self._selector.close()
-        for fn, args in self._commands:  # came in as the loop ended: nobody will run them
-            if fn == self._started and args[0] is not None:
+        for fn, args in self._commands:  # left by _run_commands after _stop: workers that started meanwhile
+            if fn == self._started and args[0] is not None:  # (none can start later: WsWorkers.close())
                 args[0].stop()
 
     def _run_commands(self) -> None:
@@ -194,7 +194,7 @@ class WebSocketHub:
         except (BlockingIOError, OSError):
             pass
         commands = self._commands
-        while commands:
+        while commands and self._running:
             fn, args = commands.popleft()
             try:
                 fn(*args)
@@ -407,12 +407,7 @@ class WebSocketHub:
         self._worker_readable(worker)  # what it sent right after its start-up report (no event will say)
 
     def _worker_started(self, worker: WsWorker | None, generation: int) -> None:
-        """From the start thread. A worker that is ready after the hub stopped is stopped now: a stop just
-        after a reload would otherwise wait for it (kill_stragglers' grace) and then kill it."""
-        if worker is not None and not self._running:
-            worker.stop()
-            return
-        self.call(self._started, worker, generation)
+        self.call(self._started, worker, generation)  # from the start thread
 
     def _started(self, worker: WsWorker | None, generation: int) -> None:
         stop = self.workers.started(worker, generation)
@@ -533,9 +528,6 @@ class WebSocketHub:
         worker.stop()
         self.workers.lost(worker)
 
-    def _reload(self) -> None:
-        self.workers.reload()
-
     # --- relay ----------------------------------------------------------------------------
 
     def _relay_io(self, mask: int) -> None:
@@ -579,13 +571,10 @@ class WebSocketHub:
             if not interval or not client.is_open or client.worker.paused:  # paused: its pong is not read
                 continue
             if client.ping_sent:
-                if client.ping_on_its_way():  # behind a backlog that the client is taking
-                    client.ping_sent = now
-                elif now - client.ping_sent > timeout:
+                if client.pong_overdue(now, timeout):
                     self._close(client, 1011, "keepalive ping timeout")
             elif now - client.last_seen > interval:
-                client.ping_sent = now
-                if client.ping():
+                if client.ping(now):
                     self._watch(client)
                 else:
                     self._drop(client, 1006)
@@ -603,6 +592,6 @@ class WebSocketHub:
                 self._drop(client, 1001)
         for worker in list(self.workers.workers):
             worker.stop()
-        self.workers.abandon_starts()
+        self.workers.close()
         for opening in self._waiting:
             opening.finish(error=ServiceUnavailable("the server is shutting down"))

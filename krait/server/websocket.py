@@ -7,6 +7,8 @@
 # too_slow() says when a client that does not read holds too much (krait/limits.py WS_SLOW_UNSENT), and
 # the hub then closes it (docs/websockets.md); its clock starts when the socket is attached (what a
 # controller sends before the 101 is out waits for the socket without counting as unread).
+# ping() and pong_overdue() keep a silent client alive or find it dead: the pong is due --ws-ping-timeout
+# after the ping reached the client, so one queued behind a backlog the client is still taking is not late.
 # `eof` says the client's side is shut: the hub stops watching it for input (a socket at EOF is always
 # readable), and output still queued then gets WS_CLOSE_TIMEOUT to leave.
 # TLS sockets work the same way: OpenSSL's "want read" / "want write" are the non-blocking socket's
@@ -157,21 +159,23 @@ class WsClient:
         return unsent > limits.WS_MAX_UNSENT or (
             unsent > limits.WS_SLOW_UNSENT and self.sock is not None and now - self.last_taken > limits.WS_SEND_STALL)
 
-    def ping(self) -> bool:
-        """Send a ping (see ping_on_its_way()); False when the client is gone."""
+    def ping(self, now: float) -> bool:
+        """Send a keepalive ping (see pong_overdue()); False when the client is gone."""
+        self.ping_sent = now
         self.delivered = self.written - sockopt.kernel_unsent(self.sock)
         data = self.ws.send_ping(b"krait")
         self.ping_end = self.written + self.unsent + len(data)
         return self.send(data)
 
-    def ping_on_its_way(self) -> bool:
-        """Whether the ping has not reached the client yet while the client takes the output queued before
-        it, since the last call (the kernel's own queue counts where it can say: kernel_unsent()); its
-        pong is due only once it arrived. A client that takes nothing (a dead peer) gets no such delay."""
+    def pong_overdue(self, now: float, timeout: float) -> bool:
+        """Whether `timeout` has passed without a pong since the ping reached the client. While the client
+        takes the output queued before the ping (the kernel's own queue counts where it can say), the
+        clock is held; a client that takes nothing (a dead peer) gets no such delay."""
         delivered = self.written - sockopt.kernel_unsent(self.sock)
-        moving = self.delivered < delivered < self.ping_end
+        if self.delivered < delivered < self.ping_end:
+            self.ping_sent = now
         self.delivered = delivered
-        return moving
+        return now - self.ping_sent > timeout
 
     def send(self, data: bytes | memoryview) -> bool:
         """Write `data` as far as the socket takes it now and queue the rest; False when the client is

@@ -105,8 +105,10 @@ def test_an_edit_while_a_reload_hangs_in_init_py_is_loaded_at_once(tmp_path, kra
                                           "tag.py": "krait.response = krait.Response('HTTP/1.1', 200, [], tag)\n"})
     srv = krait_server(root, "--workers", "1")
     init = root / ".py" / "init.py"
-    init.write_text("import time\ntime.sleep(600)\n" + TAG_INIT % "two")  # hangs (a database that is down)
-    eventually(lambda: "reloading: starting" in srv.log())
+    hanging = tmp_path / "hanging"
+    init.write_text("import time\nopen(%r, 'w').close()\ntime.sleep(600)\n" % str(hanging)
+                    + TAG_INIT % "two")  # hangs (a database that is down)
+    eventually(hanging.exists)  # its worker runs it (a fix saved sooner would be what that worker reads)
     assert requests.get(srv.url + "/tag", timeout=10).text == "one"  # served on meanwhile
     init.write_text(TAG_INIT % "three")  # the fix does not wait for the hung start to time out
     eventually(lambda: requests.get(srv.url + "/tag", timeout=10).text == "three", timeout=15)
@@ -117,8 +119,9 @@ def test_an_edit_while_a_reload_hangs_in_init_py_is_loaded_at_once(tmp_path, kra
 def test_a_stop_during_a_reload_abandons_it_at_once(tmp_path, krait_server):
     root = write_site(tmp_path / "site", {".py/init.py": TAG_INIT % "one"})
     srv = krait_server(root, "--workers", "1")
-    (root / ".py" / "init.py").write_text("import time\ntime.sleep(600)\n")
-    eventually(lambda: "reloading: starting" in srv.log())
+    hanging = tmp_path / "hanging"
+    (root / ".py" / "init.py").write_text("import time\nopen(%r, 'w').close()\ntime.sleep(600)\n" % str(hanging))
+    eventually(hanging.exists)  # the reload's worker runs it
     started = time.monotonic()
     assert srv.stop() == 0
     assert time.monotonic() - started < 10
