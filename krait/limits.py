@@ -230,6 +230,14 @@ GZIP_LEVEL = 6
 #: 1 MiB. Exceeded -> close 1009 Message Too Big.
 MAX_WS_MESSAGE = 1024 * 1024
 
+#: Partly received WebSocket messages one server process holds at most, in units of --max-ws-message:
+#: each connection may hold one such message while it arrives, and without a bound across them 10,000
+#: clients that each send all but the last byte of one would hold 10 GB. Past it, a client holding more
+#: than 1/WS_FAIR_SHARE of --max-ws-message of unfinished input when it sends more is closed with 1013
+#: (Try Again Later); clients holding less are never closed for it.
+WS_PARTIAL_MESSAGES = 64
+WS_FAIR_SHARE = 16
+
 #: Most frames one WebSocket message may come in (RFC 6455 section 5.4 sets no limit): a flood of empty
 #: continuation frames, which never complete a message, would keep the hub's thread parsing them while
 #: the other clients wait. A 1 MiB message in fragments of 256 bytes still fits. Exceeded -> close 1009.

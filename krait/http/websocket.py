@@ -235,6 +235,17 @@ class WebSocketConnection:
             return None  # receive_data() fails the connection with 1007
         return True, payload
 
+    def buffered_input(self) -> int:
+        """Bytes received and held for a frame or message that is not complete yet."""
+        return self._parser.buffered() + len(self._msg_buf)
+
+    def abort(self, code: int, reason: str) -> None:
+        """Fail the session for a reason of the application's (a resource limit), as a protocol error
+        does: our Close frame with `code` is queued, a ProtocolFailure event follows, nothing more is
+        parsed. Nothing happens once the session is closed."""
+        if self.state != CLOSED:
+            self._fail(code, reason)
+
     def _on_message_start(self, fin: bool, opcode: Opcode, payload: bytes) -> None:
         # Section 5.4: the fragments of one message are not interleaved with another message's.
         if self._msg_opcode is not None:

@@ -57,7 +57,7 @@ from krait.pool.sessions import (
     published,
 )
 from krait.server.rooms import Rooms
-from krait.server.websocket import MESSAGE, Opening, WsClient
+from krait.server.websocket import MESSAGE, InputBudget, Opening, WsClient
 from krait.settings import Settings
 
 log = logging.getLogger("krait.ws")
@@ -76,6 +76,7 @@ class WebSocketHub:
         self.workers = WsWorkers(settings, settings.ws_workers, self._worker_started)
         self.clients: dict[int, WsClient] = {}  # every connection, from open() until both ends are done
         self.rooms = Rooms()
+        self._input = InputBudget(settings.max_ws_message)
         self._ids = 0
         self._selector = selectors.SelectSelector() if portable.ACTIVE else selectors.DefaultSelector()
         self._commands: deque[tuple[Callable[..., None], tuple]] = deque()
@@ -217,7 +218,7 @@ class WebSocketHub:
         self._ids += 1
         conn = self._ids
         opening.conn = conn
-        self.clients[conn] = WsClient(conn, worker, self.settings.max_ws_message, opening)
+        self.clients[conn] = WsClient(conn, worker, self._input, opening)
         worker.open(conn, opening.job)
         self._want_write(worker)
 

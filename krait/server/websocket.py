@@ -65,19 +65,34 @@ class Opening:
         self.done.set()
 
 
+class InputBudget:
+    """The unfinished input (partly received frames and messages) that the clients of one hub hold, and
+    its bound (krait/limits.py WS_PARTIAL_MESSAGES); used from the hub's thread alone."""
+
+    __slots__ = ("fair", "held", "limit", "max_message")
+
+    def __init__(self, max_message: int) -> None:
+        self.max_message = max_message  # --max-ws-message
+        self.held = 0
+        self.limit = max_message * limits.WS_PARTIAL_MESSAGES
+        self.fair = max_message // limits.WS_FAIR_SHARE  # what a client may hold whatever the others do
+
+
 class WsClient:
     """One WebSocket connection of this server process (its fields belong to the hub's thread)."""
 
     __slots__ = ("conn", "worker", "sock", "ws", "tls", "out", "unsent", "written", "delivered", "ping_end",
-                 "rooms",
+                 "budget", "held", "rooms",
                  "last_seen", "ping_sent", "deadline", "opening", "told_worker", "worker_done", "events", "eof",
                  "last_taken", "on_close")
 
-    def __init__(self, conn: int, worker: Any, max_message: int, opening: Opening | None) -> None:
+    def __init__(self, conn: int, worker: Any, budget: InputBudget, opening: Opening | None) -> None:
         self.conn = conn  # the number the worker knows it by
         self.worker = worker  # the WsWorker hosting its controller
         self.sock: Any = None  # set by attach(), after the 101 went out
-        self.ws = WebSocketConnection(max_message_size=max_message)
+        self.ws = WebSocketConnection(max_message_size=budget.max_message)
+        self.budget = budget
+        self.held = 0  # this client's share of budget.held
         self.tls = False
         self.out: deque[bytes | memoryview] = deque()  # frames not written yet
         self.unsent = 0
@@ -134,6 +149,13 @@ class WsClient:
         if single is not None:  # nearly every read of small messages: one whole message
             return [(MESSAGE, single[0], single[1])]
         ws.receive_data(data)  # b"" is EOF
+        held, budget = ws.buffered_input(), self.budget
+        budget.held += held - self.held
+        self.held = held
+        if budget.held > budget.limit and held > budget.fair:
+            ws.abort(1013, "the server holds too many unfinished messages")  # its buffers are dropped
+            budget.held -= held
+            self.held = 0
         heard: list[tuple] = []
         for event in ws.events():  # pings and pongs: any frame counts as alive (last_seen above)
             if type(event) is TextMessage:
@@ -248,3 +270,5 @@ class WsClient:
         self.on_close()
         self.out.clear()
         self.unsent = 0
+        self.budget.held -= self.held
+        self.held = 0

@@ -703,6 +703,37 @@ def test_a_message_in_too_many_frames_is_refused(server):
         ws.expect_close(1009)
 
 
+def test_unfinished_messages_are_bounded_across_connections(capped):
+    # Each connection may hold one message of up to --max-ws-message while it arrives; all of them
+    # together hold at most limits.WS_PARTIAL_MESSAGES such messages. Past that, a client that sends more
+    # of a large unfinished message is closed with 1013; the others, and small ones, go on.
+    from krait import limits
+
+    size = SMALL_CAP - 96
+    budget = SMALL_CAP * limits.WS_PARTIAL_MESSAGES
+    count = budget // size + 10
+    sockets = []
+    try:
+        frames = [frame(BINARY, bytes([i % 256]) * size) for i in range(count)]
+        for f in frames:
+            ws = open_ws(capped.port)
+            ws.send(f[:-64])  # all but the last bytes of its message
+            sockets.append(ws)
+        closed = []
+        for ws in sockets[budget // size + 1:]:  # past the budget, each one is refused more
+            closed.append(ws.expect_close(1013).reason)
+        assert set(closed) == {b"the server holds too many unfinished messages"}
+        small = open_ws(capped.port)  # a client that holds little is never closed for it
+        assert small.roundtrip(TEXT, b"small") == (TEXT, b"small")
+        small.close()
+        for i, ws in enumerate(sockets[:budget // size - 2]):  # earlier ones finish their messages
+            ws.send(frames[i][-64:])
+            assert ws.read_message() == (BINARY, bytes([i % 256]) * size)
+    finally:
+        for ws in sockets:
+            ws.close()
+
+
 # --- closing handshake (sections 5.5.1, 7.4) ---------------------------------------------------------
 
 

@@ -351,6 +351,20 @@ def test_a_message_in_more_frames_than_the_cap_fails_1009():
     assert_failed(three_ways(fragmented(4097)), 1009)
 
 
+def test_buffered_input_and_abort():
+    ws = WebSocketConnection()
+    whole = c(Opcode.BINARY, b"x" * 300)
+    ws.receive_data(c(Opcode.TEXT, b"ab", fin=False) + whole[:100])
+    assert ws.buffered_input() == 2 + 100  # the fragment so far and the frame's first bytes
+    ws.abort(1013, "busy")
+    events, out = ws.events(), ws.data_to_send()
+    assert events == [ProtocolFailure(1013, "busy")] and out == b"\x88\x06" + close_body(1013, b"busy")
+    assert ws.state == "CLOSED" and ws.buffered_input() == 0
+    ws.receive_data(whole[100:])  # nothing more is parsed, nor aborted twice
+    ws.abort(1011, "again")
+    assert ws.events() == [] and ws.data_to_send() == b""
+
+
 # --- closing handshake ---------------------------------------------------------------------
 
 

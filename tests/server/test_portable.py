@@ -25,7 +25,7 @@ from krait.pool.process import context
 from krait.server import lifecycle
 from krait.server.hub import WebSocketHub
 from krait.server.listener import Server
-from krait.server.websocket import WsClient
+from krait.server.websocket import InputBudget, WsClient
 from krait.settings import Settings
 
 pytestmark = pytest.mark.portable
@@ -117,7 +117,7 @@ def test_buffers_go_out_one_send_at_a_time_on_portable_paths_and_gathered_otherw
 
 def test_websocket_clients_get_one_send_per_frame_on_portable_paths(counting_pair):
     ours, peer = counting_pair
-    client = WsClient(1, None, limits.MAX_WS_MESSAGE, None)
+    client = WsClient(1, None, InputBudget(limits.MAX_WS_MESSAGE), None)
     client.attach(ours, lambda: None)
     for frame in (b"a" * 10, b"b" * 20, b"c" * 30):
         client.out.append(frame)
