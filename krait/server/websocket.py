@@ -9,6 +9,8 @@
 # controller sends before the 101 is out waits for the socket without counting as unread).
 # ping() and pong_overdue() keep a silent client alive or find it dead: the pong is due --ws-ping-timeout
 # after the ping reached the client, so one queued behind a backlog the client is still taking is not late.
+# What the clients hold of messages still arriving is counted in one InputBudget per hub; past its bound
+# (krait/limits.py WS_PARTIAL_MESSAGES) a client that holds much and sends more is closed with 1013.
 # `eof` says the client's side is shut: the hub stops watching it for input (a socket at EOF is always
 # readable), and output still queued then gets WS_CLOSE_TIMEOUT to leave.
 # TLS sockets work the same way: OpenSSL's "want read" / "want write" are the non-blocking socket's
@@ -82,9 +84,8 @@ class WsClient:
     """One WebSocket connection of this server process (its fields belong to the hub's thread)."""
 
     __slots__ = ("conn", "worker", "sock", "ws", "tls", "out", "unsent", "written", "delivered", "ping_end",
-                 "budget", "held", "rooms",
-                 "last_seen", "ping_sent", "deadline", "opening", "told_worker", "worker_done", "events", "eof",
-                 "last_taken", "on_close")
+                 "budget", "held", "rooms", "last_seen", "ping_sent", "deadline", "opening", "told_worker",
+                 "worker_done", "events", "eof", "last_taken", "on_close")
 
     def __init__(self, conn: int, worker: Any, budget: InputBudget, opening: Opening | None) -> None:
         self.conn = conn  # the number the worker knows it by
