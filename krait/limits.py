@@ -238,6 +238,12 @@ MAX_WS_MESSAGE = 1024 * 1024
 WS_PARTIAL_MESSAGES = 64
 WS_FAIR_SHARE = 16
 
+#: Most control frames (pings, pongs) one read of a WebSocket client may bring: a client that sends
+#: them by the thousand (a flood of unsolicited pongs, or of pings whose pongs it reads) would keep the
+#: hub's thread parsing and answering them while the other clients wait. A heartbeat sends one now and
+#: then. Exceeded -> close 1008 (policy violation).
+MAX_WS_CONTROL_FRAMES = 256
+
 #: Most frames one WebSocket message may come in (RFC 6455 section 5.4 sets no limit): a flood of empty
 #: continuation frames, which never complete a message, would keep the hub's thread parsing them while
 #: the other clients wait. A 1 MiB message in fragments of 256 bytes still fits. Exceeded -> close 1009.

@@ -144,6 +144,7 @@ class WebSocketConnection:
     Args:
         max_message_size: largest message (after joining fragments); above it -> close 1009.
         max_fragments: most frames one message may come in; above it -> close 1009.
+        max_control_frames: most control frames one receive_data() may bring; above it -> close 1008.
         client: False (server) sends unmasked frames and requires masked ones; True (client, used
             by tests as the peer) masks with random keys and requires unmasked frames.
 
@@ -154,9 +155,11 @@ class WebSocketConnection:
     """
 
     def __init__(self, max_message_size: int = limits.MAX_WS_MESSAGE, client: bool = False,
-                 max_fragments: int = limits.MAX_WS_FRAGMENTS) -> None:
+                 max_fragments: int = limits.MAX_WS_FRAGMENTS,
+                 max_control_frames: int = limits.MAX_WS_CONTROL_FRAMES) -> None:
         self.max_message_size = max_message_size
         self.max_fragments = max_fragments
+        self.max_control_frames = max_control_frames
         self.client = client
         self.state = OPEN
         self.close_code: int | None = None
@@ -186,6 +189,7 @@ class WebSocketConnection:
             return
         parser = self._parser
         parser.feed(data)
+        controls = 0  # control frames of this read (max_control_frames)
         try:
             while self.state != CLOSED:
                 parser.max_payload = self.max_message_size - len(self._msg_buf)
@@ -197,6 +201,9 @@ class WebSocketConnection:
                     self._on_message_start(fin, opcode, payload)
                 elif opcode is Opcode.CONTINUATION:
                     self._on_continuation(fin, payload)
+                elif (controls := controls + 1) > self.max_control_frames:
+                    raise WebSocketError("more than %d control frames in one read" % self.max_control_frames,
+                                         CloseCode.POLICY_VIOLATION)
                 elif opcode is Opcode.PING:
                     self._events.append(Ping(payload))
                     # Section 5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send a Pong

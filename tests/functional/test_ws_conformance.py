@@ -703,6 +703,19 @@ def test_a_message_in_too_many_frames_is_refused(server):
         ws.expect_close(1009)
 
 
+def test_a_flood_of_control_frames_is_cut_off(server):
+    # Unsolicited pongs are allowed (a heartbeat, section 5.5.3), thousands at once are not: the hub's
+    # thread would parse them while the other clients wait.
+    from krait import limits
+
+    with open_ws(server.port) as other, open_ws(server.port) as flooder:
+        flooder.send(frame(PONG, b"beat") * limits.MAX_WS_CONTROL_FRAMES)  # the most one read may bring
+        assert flooder.roundtrip(TEXT, b"still open") == (TEXT, b"still open")
+        flooder.send(frame(PONG, b"beat") * 20000)  # 200 kB: reads of far more than the cap
+        flooder.expect_close(1008, b"more than %d control frames in one read" % limits.MAX_WS_CONTROL_FRAMES)
+        assert other.roundtrip(TEXT, b"hello") == (TEXT, b"hello")
+
+
 def test_unfinished_messages_are_bounded_across_connections(capped):
     # Each connection may hold one message of up to --max-ws-message while it arrives; all of them
     # together hold at most limits.WS_PARTIAL_MESSAGES such messages. Past that, a client that sends more

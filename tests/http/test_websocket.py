@@ -351,6 +351,18 @@ def test_a_message_in_more_frames_than_the_cap_fails_1009():
     assert_failed(three_ways(fragmented(4097)), 1009)
 
 
+def test_control_frames_are_capped_per_read():
+    pongs = c(Opcode.PONG, b"beat") * 5
+    ws = WebSocketConnection(max_control_frames=5)
+    ws.receive_data(pongs)
+    ws.receive_data(c(Opcode.PING, b"p") + c(Opcode.TEXT, b"t"))  # the count is per read
+    assert [type(e) for e in ws.events()] == [Pong] * 5 + [Ping, TextMessage] and ws.state == "OPEN"
+    ws.receive_data(pongs + c(Opcode.PONG))
+    events = ws.events()
+    assert events[-1] == ProtocolFailure(1008, "more than 5 control frames in one read")
+    assert ws.state == "CLOSED"
+
+
 def test_buffered_input_and_abort():
     ws = WebSocketConnection()
     whole = c(Opcode.BINARY, b"x" * 300)
