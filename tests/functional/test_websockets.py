@@ -699,8 +699,9 @@ def test_a_client_closed_for_not_reading_gets_whole_frames_then_the_close(server
 
 
 def test_a_ping_flood_from_a_client_that_does_not_read_is_cut_off(server):
-    # Each ping queues a pong, which counts against WS_MAX_UNSENT as any output does: the connection is
-    # dropped once that much waits, not after a tick and a closing handshake's 5 s of more pongs.
+    # Each ping queues a pong, which counts against WS_MAX_UNSENT as any output does (tests/server/
+    # test_hub.py); a flood like this one is cut off sooner, at the first read that brings more than
+    # MAX_WS_CONTROL_FRAMES. Either way not after a tick and a closing handshake's 5 s of more pongs.
     ws = _not_reading(server.port, "/ws/fast")
     pings = frame(PING, b"p" * 125) * 2000
     sent = 0
