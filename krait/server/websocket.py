@@ -182,10 +182,15 @@ class WsClient:
         return unsent > limits.WS_MAX_UNSENT or (
             unsent > limits.WS_SLOW_UNSENT and self.sock is not None and now - self.last_taken > limits.WS_SEND_STALL)
 
+    def _reached(self) -> int:
+        """The bytes of our output that reached the client (what the kernel still holds is not counted,
+        where it can say: sockopt.kernel_unsent())."""
+        return self.written - sockopt.kernel_unsent(self.sock)
+
     def ping(self, now: float) -> bool:
         """Send a keepalive ping (see pong_overdue()); False when the client is gone."""
         self.ping_sent = now
-        self.delivered = self.written - sockopt.kernel_unsent(self.sock)
+        self.delivered = self._reached()
         data = self.ws.send_ping(b"krait")
         self.ping_end = self.written + self.unsent + len(data)
         return self.send(data)
@@ -194,7 +199,7 @@ class WsClient:
         """Whether `timeout` has passed without a pong since the ping reached the client. While the client
         takes the output queued before the ping (the kernel's own queue counts where it can say), the
         clock is held; a client that takes nothing (a dead peer) gets no such delay."""
-        delivered = self.written - sockopt.kernel_unsent(self.sock)
+        delivered = self._reached()
         if self.delivered < delivered < self.ping_end:
             self.ping_sent = now
         self.delivered = delivered

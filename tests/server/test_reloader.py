@@ -1,6 +1,7 @@
 """krait/server/reloader.py over a real folder: an edit under .py/ calls the reload once, and a scan that
 fails is no edit (os.scandir is made to fail for one folder, as an unreadable one would)."""
 
+import contextlib
 import os
 import threading
 import time
@@ -8,11 +9,16 @@ import time
 from krait.server import reloader
 
 
+@contextlib.contextmanager
 def watching(folder, interval=0.02):
-    calls = []
+    """The watcher on `folder` while the block runs; yields the list of the times it asked to reload."""
+    calls: list[float] = []
     stop = threading.Event()
     reloader.watch(str(folder), lambda: calls.append(time.monotonic()), stop, interval)
-    return calls, stop
+    try:
+        yield calls
+    finally:
+        stop.set()
 
 
 def settle(seconds=0.5):
@@ -33,8 +39,7 @@ def test_an_edit_reloads_once_and_a_failed_scan_is_no_edit(tmp_path, monkeypatch
     (py / "init.py").write_text("x = 1\n")
     (py / "pkg" / "mod.py").write_text("y = 1\n")
     (py / "__pycache__").mkdir()
-    calls, stop = watching(py)
-    try:
+    with watching(py) as calls:
         settle()
         (py / "__pycache__" / "init.cpython-311.pyc").write_bytes(b"compiled")  # not an edit
         settle()
@@ -55,28 +60,22 @@ def test_an_edit_reloads_once_and_a_failed_scan_is_no_edit(tmp_path, monkeypatch
         monkeypatch.setattr(os, "scandir", real_scandir)  # readable again, unchanged: still no edit
         settle()
         assert len(calls) == 1
-    finally:
-        stop.set()
 
 
 def test_a_missing_folder_is_an_empty_one(tmp_path):
     assert reloader.fingerprint(str(tmp_path / "absent")) == ()
-    calls, stop = watching(tmp_path / ".py")
-    try:
+    with watching(tmp_path / ".py") as calls:
         settle()
         (tmp_path / ".py").mkdir()
         (tmp_path / ".py" / "init.py").write_text("")
         assert called(calls)
-    finally:
-        stop.set()
 
 
 def test_editor_files_logs_and_databases_are_no_edit(tmp_path):
     py = tmp_path / ".py"
     py.mkdir()
     (py / "init.py").write_text("x = 1\n")
-    calls, stop = watching(py)
-    try:
+    with watching(py) as calls:
         settle()
         for name in (".init.py.swp", "init.py~", "4913", ".#init.py", "#init.py#", "init.py___jb_tmp___",
                      "site.log", "data.sqlite3", "data.sqlite3-wal", "data.db-journal", "x.tmp"):
@@ -87,8 +86,6 @@ def test_editor_files_logs_and_databases_are_no_edit(tmp_path):
         assert calls == []
         (py / "settings.json").write_text("{}")  # data the site's code may read at start: an edit
         assert called(calls)
-    finally:
-        stop.set()
 
 
 def test_a_linked_folder_is_watched_and_a_link_cycle_ends(tmp_path):
@@ -101,10 +98,7 @@ def test_a_linked_folder_is_watched_and_a_link_cycle_ends(tmp_path):
     (shared / "loop").symlink_to(py, target_is_directory=True)  # .py/lib/loop/lib/loop/...
     first = reloader.fingerprint(str(py))
     assert [os.path.basename(entry[0]) for entry in first] == ["lib.py"]
-    calls, stop = watching(py)
-    try:
+    with watching(py) as calls:
         settle()
         (shared / "lib.py").write_text("v = 22\n")
         assert called(calls)
-    finally:
-        stop.set()
