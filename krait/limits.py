@@ -90,8 +90,9 @@ STREAM_CHUNK = 256 * 1024
 
 # --- Concurrency ---------------------------------------------------------------------------
 
-#: Most simultaneously open client connections per server process. Past it, new connections get
-#: a 503 with Retry-After and are closed.
+#: Most simultaneously open client connections per server process. Past it, a new connection takes the
+#: place of one waiting for its client (krait/server/listener.py); when none waits, it gets a 503 with
+#: Retry-After and is closed.
 MAX_CONNECTIONS = 2000
 
 #: Most connections open at once from one client address (the TCP peer's, not a forwarded one), per

@@ -65,9 +65,14 @@ class Channel:
         self.settings = server.settings
         self.sock = sock
         self.addr = addr if isinstance(addr, tuple) else ("", 0)
+        self.address = str(self.addr[0])  # what the connection limits count
         self.peer, self.via_proxy = forwarded.peer_and_trust(self.addr, server.trusted_proxies)
         self.closing = False  # set by the server on graceful shutdown
         self.busy = False  # a request has begun and is not answered yet (a graceful stop waits for these)
+        # Waiting for the client to begin or finish a request head (or a TLS handshake): a full server may
+        # close it to make room (krait/server/listener.py), and then sets `evicted`.
+        self.waiting = True
+        self.evicted = False
         self.handed_off = False  # the socket now belongs to the WebSocket hub
         self.in_gate = False  # holds a slot of the server's FairGate
         self.kernel_timeouts = not server.tls  # see the I/O helpers below
@@ -203,16 +208,22 @@ class Channel:
                     return not fresh
                 except OSError:
                     return False
+                if not data and self.evicted:  # closed to make room (over TLS, both ways: no answer)
+                    if not conn.head_begun or self.server.tls is not None:
+                        return False
+                    self.send_error(conn, 503, "the server is full", (("Retry-After", str(limits.RETRY_AFTER)),))
+                    return True
                 conn.receive_data(data)
                 continue
             if type(event) is Request:
                 self.busy = True
+                self.waiting = False
                 try:
                     if not self.handle(conn, event):
                         return True
                 finally:
                     self.busy = False
-                fresh = True
+                self.waiting = fresh = True
                 if self.closing:
                     return True
                 continue
@@ -444,8 +455,9 @@ class Channel:
             log.error("file %s shrank while being sent; connection closed", f.name)  # connection must end
             raise ConnectionAbortedError("file changed while being sent")
 
-    def send_error(self, conn: Connection, status: int, detail: str) -> None:
-        headers = [("Date", http_date()), SERVER_HEADER, _CLOSE, ("Content-Type", "text/html; charset=utf-8")]
+    def send_error(self, conn: Connection, status: int, detail: str, extra: tuple = ()) -> None:
+        headers = [("Date", http_date()), SERVER_HEADER, _CLOSE, ("Content-Type", "text/html; charset=utf-8"),
+                   *extra]
         body = error_page(status, detail, None, self.settings.debug)
         try:
             data = conn.send_full(status, headers, body)

@@ -2,7 +2,12 @@
 #
 # Design: socketserver.ThreadingTCPServer accepts connections; each connection runs in its own daemon thread
 # (krait/server/channel.py). The number of open connections is bounded by --max-connections, and per client
-# address by --max-connections-per-ip (0: no bound): past either, a new connection gets a canned 503 with
+# address by --max-connections-per-ip (0: no bound). A full server makes room before it refuses anyone: it
+# closes a connection that waits for its client to begin or finish a request head (idle between requests, in
+# its TLS handshake, or with a head still arriving), one from the address that holds the most connections,
+# the oldest of those (RFC 9112 section 9.3: a server may close an idle connection at any time; clients retry),
+# so one address cannot hold every place by keeping connections open and silent. Past the per-address bound,
+# or when every connection is in the middle of a request, a new connection gets a canned 503 with
 # Retry-After and is closed without a thread. When accept() fails for want of a file descriptor (EMFILE,
 # ENFILE), the client would wait in the backlog and the listening socket stay readable, so the loop would
 # spin: the server keeps one spare descriptor, frees it to take that client and refuse it the same way, then
@@ -48,6 +53,9 @@ log = logging.getLogger("krait")
 access_log = logging.getLogger("krait.access")
 
 _FD_WARN_INTERVAL = 10.0  # seconds between two "out of file descriptors" (or "connection refused") warnings
+# When no connection waited, newcomers are refused this long without looking again: under a flood, looking
+# through every connection for each newcomer would cost the accept loop more than the refusals themselves.
+_NONE_WAITING_RECHECK = 0.01
 _TLS_RECORD_HANDSHAKE = b"\x16"  # the first byte of a TLS ClientHello (RFC 8446 section 5.1)
 
 
@@ -83,13 +91,15 @@ class Server(socketserver.ThreadingTCPServer):
             ctx.load_cert_chain(settings.certfile, settings.keyfile, password=_no_pass_phrase)
             self.tls = ctx
         self.trusted_proxies = forwarded.Proxies(settings.forwarded_allow_ips)
-        self.channels: set[Channel] = set()
+        self.channels: dict[Channel, None] = {}  # in the order they were accepted (oldest first)
         self.open_count = 0  # accepted connections not yet closed (the --max-connections count)
+        self.leaving = 0  # of those, the ones closed to make room that have not ended yet
+        self._none_waiting_until = 0.0  # see _make_room()
         self.per_address: dict[str, int] = {}  # the same, per client address (--max-connections-per-ip)
         self._spare_fd = _spare()
         self._fd_warned = -_FD_WARN_INTERVAL
-        self._refused_warned = -_FD_WARN_INTERVAL
-        self._refused_since = 0  # refusals not logged since the last warning
+        self._refusals = _Throttled("connection refused: %s")
+        self._room_made = _Throttled("%s")
         # Requests handled at once, where connection threads cannot be SCHED_BATCH (krait/portable.py);
         # a request waiting for a script worker gives its slot up meanwhile.
         self.gate = None if portable.batch_threads() else FairGate(limits.GATE_SLOTS)
@@ -140,19 +150,24 @@ class Server(socketserver.ThreadingTCPServer):
         client_address = forwarded.canonical_peer(client_address)  # as logs, limits and scripts see it
         address = _address(client_address)
         per_address = self.settings.max_connections_per_ip
+        made_room = None
         with self._lock:
+            held = self.per_address.get(address, 0)
             if self.stopping:
                 why: str | None = "the server is stopping"
-            elif self.open_count >= self.settings.max_connections:
-                why = "%d connections open (limit %d)" % (self.open_count, self.settings.max_connections)
-            elif per_address and self.per_address.get(address, 0) >= per_address:
-                why = "%s has %d connections open (limit %d per address)" % (
-                    address, self.per_address[address], per_address)
+            elif per_address and held >= per_address:
+                why = "%s has %d connections open (limit %d per address)" % (address, held, per_address)
+            elif (self.open_count - self.leaving >= self.settings.max_connections
+                    and (made_room := self._make_room()) is None):
+                why = "%d connections open (limit %d), all of them in the middle of a request" % (
+                    self.open_count, self.settings.max_connections)
             else:
                 why = None
                 self.open_count += 1
-                if per_address:
-                    self.per_address[address] = self.per_address.get(address, 0) + 1
+                self.per_address[address] = held + 1
+        if made_room is not None:
+            self._room_made.warn("all %d connection places taken: closed a waiting connection from %s to make "
+                                 "room" % (self.settings.max_connections, made_room))
         if why is not None:
             self._refuse(request, why)
             return
@@ -163,18 +178,44 @@ class Server(socketserver.ThreadingTCPServer):
         try:
             thread.start()
         except RuntimeError as exc:  # no thread to be had (a thread or memory limit): give the place back
-            self._closed(address)
+            with self._lock:
+                self.open_count -= 1
+                self._address_closed(address)
             self._refuse(request, "no thread for the connection: %s" % exc)
 
-    def _refuse(self, sock: socket.socket, why: str) -> None:
-        # One line per interval: a flood of connections must not become a flood of log lines.
+    def _make_room(self) -> str | None:
+        """Close a connection that waits for its client's request head so that a new one can have its place
+        (caller holds the lock): from the address holding the most connections, the oldest of those. Returns
+        that address; None when every connection is in the middle of a request."""
         now = time.monotonic()
-        if now - self._refused_warned >= _FD_WARN_INTERVAL:
-            more = " (and %d more since the last such line)" % self._refused_since if self._refused_since else ""
-            log.warning("connection refused: %s%s", why, more)
-            self._refused_warned, self._refused_since = now, 0
-        else:
-            self._refused_since += 1
+        if now < self._none_waiting_until:
+            return None
+        counts = self.per_address
+        top = max(counts.values(), default=0)
+        victim, most = None, 0
+        for channel in self.channels:  # oldest first
+            if channel.waiting and not channel.evicted:
+                held = counts.get(channel.address, 0)
+                if held > most:
+                    victim, most = channel, held
+                    if held == top:
+                        break
+        if victim is None:
+            self._none_waiting_until = now + _NONE_WAITING_RECHECK
+            return None
+        victim.evicted = True
+        self.leaving += 1
+        self._wake(victim)  # it answers a head begun with 503
+        return victim.address
+
+    def _wake(self, channel: Channel) -> None:
+        """Make a connection that waits for its client see the end of its input, so its thread ends it.
+        Over TLS the sending side is shut too: OpenSSL would answer that end with an alert (decode_error),
+        and nothing could be sent after it anyway."""
+        _shutdown(channel.sock, socket.SHUT_RD if self.tls is None else socket.SHUT_RDWR)
+
+    def _refuse(self, sock: socket.socket, why: str) -> None:
+        self._refusals.warn(why)
         self._turn_away(sock)
 
     def _turn_away(self, sock: socket.socket) -> None:
@@ -190,19 +231,24 @@ class Server(socketserver.ThreadingTCPServer):
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         portable.batch_scheduling()  # this connection's thread (docs/architecture.md, "Fairness under load")
-        handed_off = False
-        try:
-            handed_off = self._serve(request, client_address)
-        finally:
-            self._closed(_address(client_address), not handed_off)
-
-    def _closed(self, address: str, with_address: bool = True) -> None:
-        """A counted connection from `address` is gone; or it became a WebSocket (`with_address` False),
-        which counts against --max-websockets instead, and against the address until it closes."""
+        channel = Channel(self, request, client_address)
         with self._lock:
+            self.channels[channel] = None
+        try:
+            self._serve(channel)
+        finally:
+            self._closed(channel)
+
+    def _closed(self, channel: Channel) -> None:
+        """A counted connection is gone; or it became a WebSocket, which counts against --max-websockets
+        instead, and against its address until it closes."""
+        with self._lock:
+            self.channels.pop(channel, None)
             self.open_count -= 1
-            if with_address:
-                self._address_closed(address)
+            if channel.evicted:
+                self.leaving -= 1
+            if not channel.handed_off:
+                self._address_closed(channel.address)
 
     def _address_closed(self, address: str) -> None:
         left = self.per_address.pop(address, 0) - 1
@@ -218,8 +264,9 @@ class Server(socketserver.ThreadingTCPServer):
                 self._address_closed(address)
         return closed
 
-    def _serve(self, request: socket.socket, client_address: Any) -> bool:
-        """Serve one connection; True when it became a WebSocket, which the hub owns from then on."""
+    def _serve(self, channel: Channel) -> None:
+        """Serve one connection; a socket that became a WebSocket is left open (the hub owns it)."""
+        request = channel.sock
         try:
             request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
@@ -228,35 +275,33 @@ class Server(socketserver.ThreadingTCPServer):
             deadline = time.monotonic() + limits.TLS_HANDSHAKE_TIMEOUT  # one for the whole handshake
             try:
                 request.settimeout(limits.TLS_HANDSHAKE_TIMEOUT)
-                if not _speaks_tls(request, _address(client_address), deadline):
+                if not _speaks_tls(request, channel.address, deadline):
                     request.close()
-                    return False
+                    return
                 # The handshake gets what is left: one do_handshake() call keeps one deadline across
                 # all its reads and writes (CPython's _ssl), so a byte at a time does not extend it.
                 request.settimeout(_left(deadline))
-                request = self.tls.wrap_socket(request, server_side=True)
+                request = channel.sock = self.tls.wrap_socket(request, server_side=True,
+                                                              do_handshake_on_connect=False)
+                if channel.evicted:  # while the socket changed hands: _make_room() shut the old one
+                    raise ConnectionAbortedError("closed to make room")
+                request.do_handshake()
             except (OSError, ssl.SSLError) as exc:
-                log.debug("TLS handshake with %s failed: %s", client_address, exc)
+                log.debug("TLS handshake with %s failed: %s", channel.addr, exc)
                 request.close()
-                return False
-        channel = Channel(self, request, client_address)
-        with self._lock:
-            self.channels.add(channel)
+                return
         try:
             channel.run()
         except (ConnectionError, TimeoutError, ssl.SSLError):
             pass
         except Exception:
-            log.exception("error while serving %s", client_address)
+            log.exception("error while serving %s", channel.addr)
         finally:
-            with self._lock:
-                self.channels.discard(channel)
             if not channel.handed_off:  # an accepted WebSocket now belongs to the hub
                 try:
                     request.close()
                 except OSError:
                     pass
-        return channel.handed_off
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.exception("unexpected error for %s", client_address)
@@ -308,7 +353,7 @@ class Server(socketserver.ThreadingTCPServer):
                 if channel.busy:
                     busy += 1
                 else:
-                    _shutdown(channel.sock, socket.SHUT_RD)
+                    self._wake(channel)
             if not channels or (busy == 0 and time.monotonic() > settle):
                 break
             if time.monotonic() > deadline:
@@ -337,6 +382,25 @@ def _clf_escape(m: re.Match) -> str:
 
 def _address(client_address: Any) -> str:
     return str(client_address[0]) if isinstance(client_address, tuple) and client_address else ""
+
+
+class _Throttled:
+    """A warning logged at most once per interval, with the count of those left out: a flood of
+    connections must not become a flood of log lines."""
+
+    def __init__(self, template: str) -> None:
+        self.template = template
+        self.last = -_FD_WARN_INTERVAL
+        self.since = 0  # occurrences not logged since the last line
+
+    def warn(self, what: str) -> None:
+        now = time.monotonic()
+        if now - self.last >= _FD_WARN_INTERVAL:
+            more = " (and %d more since the last such line)" % self.since if self.since else ""
+            log.warning(self.template + more, what)
+            self.last, self.since = now, 0
+        else:
+            self.since += 1
 
 
 def _spare() -> int | None:

@@ -283,12 +283,31 @@ def test_minimum_body_rate(site, krait_server):
     assert_normal(srv.port)
 
 
-def test_connection_limit_refuses_cleanly(site, krait_server):
+def test_a_full_server_makes_room_by_closing_the_oldest_idle_connection(site, krait_server):
     srv = krait_server(site, "--max-connections", "20")
     held = []
     try:
         held = open_idle(srv.port, 20)
         time.sleep(0.2)
+        assert get(srv.port)[::2] == (200, b"hello\n")  # not a 503: an idle connection gave way
+        held[0].settimeout(5)
+        assert held[0].recv(4096) == b"", "the oldest idle connection was the one closed"
+        assert "all 20 connection places taken: closed a waiting connection from 127.0.0.1 to make room" in srv.log()
+        for s in held[1:]:  # the others are unaffected
+            s.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert s.recv(4096).endswith(b"hello\n")
+    finally:
+        close_all(held)
+
+
+def test_connection_limit_refuses_cleanly_when_every_connection_is_in_a_request(site, krait_server):
+    srv = krait_server(site, "--max-connections", "20")
+    held = []
+    try:
+        for _ in range(20):  # each in the middle of a request body
+            held.append(socket.create_connection(("127.0.0.1", srv.port), timeout=10))
+            held[-1].sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" + b"x" * 50)
+        time.sleep(0.3)
         for _ in range(3):
             with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
                 s.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -296,10 +315,10 @@ def test_connection_limit_refuses_cleanly(site, krait_server):
             head = reply.partition(b"\r\n\r\n")[0]
             assert head.startswith(b"HTTP/1.1 503 "), reply[:200]
             assert b"\r\nRetry-After: 1" in head and b"\r\nConnection: close" in head
-        assert "connection refused: 20 connections open" in srv.log()
+        assert "connection refused: 20 connections open (limit 20), all of them in the middle of a request" in srv.log()
         # The held connections are unaffected.
-        held[0].sendall(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert held[0].recv(4096).endswith(b"hello\n")
+        held[0].sendall(b"y" * 50)
+        assert held[0].recv(4096).endswith(b"got 100")
     finally:
         close_all(held)
     time.sleep(0.3)

@@ -23,6 +23,8 @@ import pytest
 from tests.helpers import assert_quiet, read_all, write_site
 
 SITE = {
+    ".py/init.py": "from krait.config import Route\n"
+                   "krait.config.routes = [Route('POST', url='/echo.py'), Route()]\n",
     "hello.txt": "hello\n",
     "sleep.py": "import time\ntime.sleep(float(krait.request.query.get('s', '1')))\n"
                 "krait.response = krait.Response('HTTP/1.1', 200, [], 'slept')\n",
@@ -41,9 +43,11 @@ SITE = {
     "nobodygen.py": "krait.response = krait.Response('HTTP/1.1', 204, [('X-A', '1')], (p for p in ['SENT']))\n",
     "emptylist.py": "krait.response = krait.Response('HTTP/1.1', 204, [('X-A', '1')], [])\n",
     "emptytuple.py": "krait.response = krait.Response('HTTP/1.1', 304, [('X-A', '1')], ())\n",
+    "echo.py": "krait.response = krait.Response('HTTP/1.1', 200, [], 'got %d' % len(krait.request.body))\n",
     "200k.bin": "x" * 200_000,  # served from the memory cache (under 256 KiB), like most static files
 }
 REQUEST = b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n"
+IN_A_BODY = b"POST /echo.py HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n"  # the body is still to come
 
 
 @pytest.fixture
@@ -80,6 +84,13 @@ def assert_normal(port: int) -> None:
         assert answer(s).endswith(b"hello\n")
 
 
+def answered(port: int, source: str) -> socket.socket:
+    """A keep-alive connection from `source`, idle after one answered request."""
+    s = ask(port, source)
+    assert status(answer(s)) == 200
+    return s
+
+
 def close_all(socks: list[socket.socket]) -> None:
     for s in socks:
         s.close()
@@ -97,16 +108,19 @@ def test_under_a_low_open_file_limit_clients_past_it_get_503(site, krait_server)
     m = re.search(r"the open-file limit is 400: --max-connections lowered from 2000 to (\d+)", srv.log())
     assert m, srv.log()
     limit = int(m.group(1))
-    socks = []
+    held, past = [], []
     try:
-        socks = [ask(srv.port) for _ in range(limit + 40)]
-        codes = [status(answer(s)) for s in socks]
-        assert codes.count(200) == limit and codes.count(503) == 40, codes
+        held = [ask(srv.port, request=IN_A_BODY) for _ in range(limit)]  # each in the middle of a request
+        time.sleep(0.3)
+        past = [ask(srv.port) for _ in range(40)]
+        assert [status(answer(s)) for s in past] == [503] * 40
         with ask(srv.port) as late:  # one more: a 503 at once, never a hang
             assert status(answer(late)) == 503
         assert_quiet(srv.proc.pid)
+        held[0].sendall(b"x" * 10)  # the held ones were not cut
+        assert status(answer(held[0])) == 200
     finally:
-        close_all(socks)
+        close_all(held + past)
     time.sleep(0.3)
     assert_normal(srv.port)
 
@@ -166,7 +180,7 @@ def test_websockets_count_against_the_per_address_limit_until_they_close(tmp_pat
             "websockets.response = websockets.WebsocketsResponse(Echo(), None)\n")
     init = ("import krait\nfrom krait.config import Route\n"
             "krait.config.routes = [Route('WEBSOCKET', url='/ws', target='/ws.py'), Route()]\n")
-    srv = krait_server(write_site(tmp_path / "site", {".py/init.py": init, "ws.py": echo, **SITE}),
+    srv = krait_server(write_site(tmp_path / "site", {**SITE, ".py/init.py": init, "ws.py": echo}),
                        "--max-connections-per-ip", "2")
     url = "ws://127.0.0.1:%d/ws" % srv.port
     held = [websocket.create_connection(url, timeout=10) for _ in range(2)]
@@ -183,6 +197,41 @@ def test_websockets_count_against_the_per_address_limit_until_they_close(tmp_pat
     again.send("x")
     assert again.recv() == "x"
     again.close()
+
+
+def test_a_full_server_closes_a_waiting_connection_of_the_address_holding_the_most(site, krait_server):
+    srv = krait_server(site, "--max-connections", "10")
+    few = [answered(srv.port, "127.0.0.2") for _ in range(3)]  # the oldest connections, idle now
+    many = [answered(srv.port, "127.0.0.1") for _ in range(7)]
+    try:
+        for n in range(2):  # each newcomer closes the oldest idle connection of 127.0.0.1, which holds most
+            few.append(answered(srv.port, "127.0.0.3"))
+            many[n].settimeout(5)
+            assert many[n].recv(4096) == b""
+            time.sleep(0.2)  # its place is given back
+        for s in few + many[2:]:  # 127.0.0.2 kept all three, 127.0.0.1 the other five
+            s.sendall(REQUEST)
+            assert answer(s).endswith(b"hello\n")
+    finally:
+        close_all(few + many)
+
+
+def test_a_full_server_answers_a_connection_it_closes_in_the_middle_of_a_head_with_503(site, krait_server):
+    srv = krait_server(site, "--max-connections", "5")
+    slow = []
+    try:
+        for _ in range(5):  # heads still arriving, in this order
+            slow.append(ask(srv.port, request=b"GET /hello.txt HTTP/1.1\r\nHo"))
+            time.sleep(0.1)
+        with ask(srv.port, source="127.0.0.2") as newcomer:  # 10 s before the header timeout frees a place
+            assert status(answer(newcomer)) == 200
+        reply = read_all(slow[0])
+        head = reply.partition(b"\r\n\r\n")[0]
+        assert status(reply) == 503 and b"\r\nRetry-After: 1" in head and b"\r\nConnection: close" in head
+        slow[1].sendall(b"st: x\r\n\r\n")  # the others go on
+        assert answer(slow[1]).endswith(b"hello\n")
+    finally:
+        close_all(slow)
 
 
 def test_the_per_address_limit_is_off_by_default_and_validated(site, krait_server):

@@ -58,6 +58,7 @@ SITE = {
               "krait.response = krait.Response('HTTP/1.1', 200, [('Content-Type', 'application/json')], "
               "json.dumps({'addr': list(r.remote_addr) if r.remote_addr else None, 'scheme': r.scheme}))\n",
     "bigdyn.py": "krait.response = krait.Response('HTTP/1.1', 200, [('Content-Type', 'text/plain')], 'dyn ' * 2000)\n",
+    "sleep.py": "import time\ntime.sleep(1)\nkrait.response = krait.Response('HTTP/1.1', 200, [], 'slept')\n",
     "raise.py": "def inner():\n    raise ValueError('boom-detail')\ninner()\n",
     "ws.py": "import krait, krait.websockets\nfrom echo_ctrl import Echo\n"
              "krait.websockets.response = krait.websockets.WebsocketsResponse(Echo(krait.request.scheme))\n",
@@ -194,6 +195,20 @@ def test_a_request_half_sent_when_a_graceful_stop_begins_is_answered_over_tls(si
     assert srv.proc.wait(10) == 0
 
 
+def test_a_graceful_stop_closes_an_idle_tls_connection_without_an_alert(site, cert, krait_server):
+    # Shutting only the reading side made OpenSSL answer the end of input with a decode_error alert.
+    crt, key = cert
+    srv = krait_server(site, "--certfile", str(crt), "--keyfile", str(key))
+    tls = ssl.create_default_context(cafile=str(crt))
+    with tls.wrap_socket(socket.create_connection(("127.0.0.1", srv.port), timeout=10),
+                         server_hostname="127.0.0.1") as idle:
+        idle.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert idle.recv(4096).endswith(b"hello\n")
+        srv.signal(signal.SIGTERM)
+        assert idle.recv(4096) == b""
+    assert srv.proc.wait(10) == 0
+
+
 def test_tls_handshakes_count_against_the_connection_limit(site, cert, krait_server):
     crt, key = cert
     srv = krait_server(site, "--certfile", str(crt), "--keyfile", str(key), "--max-connections", "5")
@@ -216,17 +231,45 @@ def test_tls_connection_limit_refuses_cleanly(site, cert, krait_server):
     tls = ssl.create_default_context(cafile=str(crt))
     held = tls.wrap_socket(socket.create_connection(("127.0.0.1", srv.port), timeout=5), server_hostname="127.0.0.1")
     try:
-        held.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert held.recv(4096).startswith(b"HTTP/1.1 200 ")
+        held.sendall(b"GET /sleep.py HTTP/1.1\r\nHost: x\r\n\r\n")  # in the middle of a request for 1 s
         time.sleep(0.2)
         try:  # a 503 over TLS, or a plain close: never cleartext bytes into a TLS handshake
             assert get(srv.port, tls=tls)[0] == 503
         except (ConnectionError, ssl.SSLEOFError):
             pass
+        assert held.recv(4096).startswith(b"HTTP/1.1 200 ")
     finally:
         held.close()
     time.sleep(0.3)
     assert_normal(srv.port, tls)
+
+
+def test_a_full_tls_server_makes_room_by_closing_silent_handshakes_and_idle_connections(site, cert, krait_server):
+    crt, key = cert
+    srv = krait_server(site, "--certfile", str(crt), "--keyfile", str(key), "--max-connections", "3")
+    tls = ssl.create_default_context(cafile=str(crt))
+    silent = [socket.create_connection(("127.0.0.1", srv.port), timeout=5) for _ in range(2)]  # no ClientHello
+    idle = tls.wrap_socket(socket.create_connection(("127.0.0.1", srv.port), timeout=5), server_hostname="127.0.0.1")
+    newcomers = []
+    try:
+        idle.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert idle.recv(4096).endswith(b"hello\n")
+        for s in silent:  # each newcomer is served at once, not after a 10 s handshake timeout frees a place
+            newcomers.append(tls.wrap_socket(socket.create_connection(("127.0.0.1", srv.port), timeout=3),
+                                             server_hostname="127.0.0.1"))
+            newcomers[-1].sendall(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert newcomers[-1].recv(4096).endswith(b"hello\n")  # and stays open
+            s.settimeout(3)
+            assert s.recv(4096) == b""
+        assert get(srv.port, tls=tls, timeout=3)[::2] == (200, b"hello\n")  # the idle TLS connection's turn
+        try:
+            assert idle.recv(4096) == b""
+        except (ConnectionError, ssl.SSLEOFError):
+            pass
+    finally:
+        for s in silent + newcomers:
+            s.close()
+        idle.close()
 
 
 def test_plain_http_on_the_https_port_gets_a_cleartext_400(site, cert, krait_server):
