@@ -69,8 +69,9 @@ class Channel:
         self.peer, self.via_proxy = forwarded.peer_and_trust(self.addr, server.trusted_proxies)
         self.closing = False  # set by the server on graceful shutdown
         self.busy = False  # a request has begun and is not answered yet (a graceful stop waits for these)
-        # Waiting for the client to begin or finish a request head (or a TLS handshake): a full server may
-        # close it to make room (krait/server/listener.py), and then sets `evicted`.
+        # Waiting for the client to begin or finish a request head (or a TLS handshake), or for it to close
+        # after its last response: a full server may close it to make room (krait/server/listener.py), and
+        # then sets `evicted`.
         self.waiting = True
         self.evicted = False
         self.handed_off = False  # the socket now belongs to the WebSocket hub
@@ -235,6 +236,7 @@ class Channel:
         socket's calls serve a TLS one too: the bytes read are dropped unread."""
         sock = self.sock
         deadline = time.monotonic() + limits.LINGER_TIMEOUT
+        self.waiting = True  # answered: a full server may close it at once to make room
         try:
             socket.socket.shutdown(sock, socket.SHUT_WR)
             while (left := deadline - time.monotonic()) > 0:

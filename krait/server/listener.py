@@ -1,27 +1,26 @@
 # The listening socket, the accept loop, the connection limit, graceful shutdown and the access log.
 #
 # Design: socketserver.ThreadingTCPServer accepts connections; each connection runs in its own daemon thread
-# (krait/server/channel.py). The number of open connections is bounded by --max-connections, and per client
-# address by --max-connections-per-ip (0: no bound). A full server makes room before it refuses anyone: it
-# closes a connection that waits for its client to begin or finish a request head (idle between requests, in
-# its TLS handshake, or with a head still arriving), one from the address that holds the most connections,
-# the oldest of those (RFC 9112 section 9.3: a server may close an idle connection at any time; clients retry),
-# so one address cannot hold every place by keeping connections open and silent. Past the per-address bound,
-# or when every connection is in the middle of a request, a new connection gets a canned 503 with
-# Retry-After and is closed without a thread. When accept() fails for want of a file descriptor (EMFILE,
-# ENFILE), the client would wait in the backlog and the listening socket stay readable, so the loop would
-# spin: the server keeps one spare descriptor, frees it to take that client and refuse it the same way, then
-# takes it back; without a spare it sleeps ACCEPT_BACKOFF. With --certfile the TLS handshake runs inside the
-# connection's thread under one deadline, from accept to the end of the handshake (TLS_HANDSHAKE_TIMEOUT,
-# however the client spreads its bytes), so a client that never speaks TLS cannot block the accept loop; a
-# first byte that starts no TLS record but a plain HTTP request (a letter) gets a cleartext 400 first,
-# within the same deadline. A dual-stack peer (::ffff:1.2.3.4, listening on ::) is known by its IPv4 address
-# from accept on (krait/server/forwarded.py). drain() is the graceful part of a stop
-# (krait/server/lifecycle.py): wake idle keep-alive connections so they close, send WebSockets a 1001 close,
-# and let requests in flight finish within --graceful-timeout. Every access log field is escaped. The port
-# is bound with SO_REUSEADDR (a restart need not wait for old connections' TIME_WAIT), except on portable
-# paths (krait/portable.py): on Windows that option lets another program bind the same port and take its
-# connections, so the port gets SO_EXCLUSIVEADDRUSE there instead.
+# (krait/server/channel.py). The number of open connections is bounded by --max-connections, and per client address
+# by --max-connections-per-ip (0: no bound). A full server makes room before it refuses anyone: it closes a
+# connection that waits for its client (idle between requests, in its TLS handshake, with a request head still
+# arriving, or answered and waiting for the client to close), one from the address that holds the most connections,
+# the oldest of those. RFC 9112 section 9.5 lets a server close a connection at any time, and clients retry on a
+# new one (section 9.3.1); so one address cannot hold every place by keeping connections open and silent. Past the
+# per-address bound, or when every connection is in the middle of a request, a new connection gets a canned 503
+# with Retry-After and is closed without a thread. When accept() fails for want of a file descriptor (EMFILE,
+# ENFILE), the client would wait in the backlog and the listening socket stay readable, so the loop would spin: the
+# server keeps one spare descriptor, frees it to take that client and refuse it the same way, then takes it back;
+# without a spare it sleeps ACCEPT_BACKOFF. With --certfile the TLS handshake runs inside the connection's thread
+# under one deadline, from accept to the end of the handshake (TLS_HANDSHAKE_TIMEOUT, however the client spreads
+# its bytes), so a client that never speaks TLS cannot block the accept loop; a first byte that starts no TLS
+# record but a plain HTTP request (a letter) gets a cleartext 400 first, within the same deadline. A dual-stack
+# peer (::ffff:1.2.3.4, listening on ::) is known by its IPv4 address from accept on (krait/server/forwarded.py).
+# drain() is the graceful part of a stop (krait/server/lifecycle.py): wake idle keep-alive connections so they
+# close, send WebSockets a 1001 close, and let requests in flight finish within --graceful-timeout. Every access
+# log field is escaped. The port is bound with SO_REUSEADDR (a restart need not wait for old connections'
+# TIME_WAIT), except on portable paths (krait/portable.py): on Windows that option lets another program bind the
+# same port and take its connections, so the port gets SO_EXCLUSIVEADDRUSE there instead.
 
 from __future__ import annotations
 
@@ -184,8 +183,8 @@ class Server(socketserver.ThreadingTCPServer):
             self._refuse(request, "no thread for the connection: %s" % exc)
 
     def _make_room(self) -> str | None:
-        """Close a connection that waits for its client's request head so that a new one can have its place
-        (caller holds the lock): from the address holding the most connections, the oldest of those. Returns
+        """Close a connection that waits for its client so that a new one can have its place (caller holds
+        the lock): from the address holding the most connections, the oldest of those. Returns
         that address; None when every connection is in the middle of a request."""
         now = time.monotonic()
         if now < self._none_waiting_until:

@@ -234,6 +234,18 @@ def test_a_full_server_answers_a_connection_it_closes_in_the_middle_of_a_head_wi
         close_all(slow)
 
 
+def test_a_full_server_closes_a_connection_lingering_after_its_last_response_to_make_room(site, krait_server):
+    srv = krait_server(site, "--max-connections", "3")
+    done = [ask(srv.port, request=b"GET /hello.txt HTTP/1.0\r\n\r\n") for _ in range(3)]  # never closed
+    try:
+        for s in done:
+            assert read_all(s).endswith(b"hello\n")  # answered; the server reads on until the client closes
+        with ask(srv.port, source="127.0.0.2") as newcomer:  # not a 503 for the 2 s they may linger
+            assert status(answer(newcomer)) == 200
+    finally:
+        close_all(done)
+
+
 def test_the_per_address_limit_is_off_by_default_and_validated(site, krait_server):
     srv = krait_server(site, "--max-connections", "50")
     socks = [ask(srv.port) for _ in range(20)]
