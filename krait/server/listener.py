@@ -51,7 +51,7 @@ from krait.timefmt import http_date
 log = logging.getLogger("krait")
 access_log = logging.getLogger("krait.access")
 
-_FD_WARN_INTERVAL = 10.0  # seconds between two "out of file descriptors" (or "connection refused") warnings
+_FD_WARN_INTERVAL = 10.0  # seconds between two warnings of a kind (out of descriptors, refused, room made)
 # When no connection waited, newcomers are refused this long without looking again: under a flood, looking
 # through every connection for each newcomer would cost the accept loop more than the refusals themselves.
 _NONE_WAITING_RECHECK = 0.01
@@ -94,7 +94,8 @@ class Server(socketserver.ThreadingTCPServer):
         self.open_count = 0  # accepted connections not yet closed (the --max-connections count)
         self.leaving = 0  # of those, the ones closed to make room that have not ended yet
         self._none_waiting_until = 0.0  # see _make_room()
-        self.per_address: dict[str, int] = {}  # the same, per client address (--max-connections-per-ip)
+        # The same, per client address: for --max-connections-per-ip, and for who gives way (_make_room())
+        self.per_address: dict[str, int] = {}
         self._spare_fd = _spare()
         self._fd_warned = -_FD_WARN_INTERVAL
         self._refusals = _Throttled("connection refused: %s")

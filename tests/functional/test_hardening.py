@@ -283,6 +283,7 @@ def test_minimum_body_rate(site, krait_server):
     assert_normal(srv.port)
 
 
+@pytest.mark.portable
 def test_a_full_server_makes_room_by_closing_the_oldest_idle_connection(site, krait_server):
     srv = krait_server(site, "--max-connections", "20")
     held = []
