@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # Production-hardening measurements (issues 7 and 20), by hand:
-#   python bench/hardening.py [--only 5,6,7,8] [--seconds S]
+#   python bench/hardening.py [--only 5,6,7,8,9] [--seconds S]
 #
 # Strategy: each measurement starts its own `python -m krait SITE --port 0` from this checkout (--workers 1;
 # 2 for measurement 3) on a throwaway site (a 1 KiB static file, hello.txt, hello.py, the scripts of 5-8,
@@ -38,6 +38,10 @@
 #      of our end in /proc/net/tcp), how long until the server let go of the connection (its end has left
 #      every descriptor: inode 0 or gone from /proc/net/tcp; at most 120 s are waited, else ">120 s"), and
 #      the server RSS above idle after 5 s, at its peak and 1 s after the server let go.
+#   9. one address (127.0.0.2) opens 2,100 connections and sends nothing, more than the 2,000 places of
+#      --max-connections at its default; then, for --seconds, a normal client from 127.0.0.1: its
+#      p50/p99 and failures (before Krait made room when full, every one of its requests got a 503), and
+#      how many of the silent connections the server closed.
 # The load generator runs in this process (1, 2, 5-8) or as wrk (3, 4); nothing is pinned to a CPU, so on
 # a 2-core machine the figures include the client's share of the CPUs.
 
@@ -472,6 +476,27 @@ def measure_idle_memory(site: str) -> None:
         srv.stop()
 
 
+def measure_one_address_holds_every_place(site: str, seconds: float, count: int = 2100) -> None:
+    srv = Server(site)
+    hog: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            hog.append(socket.create_connection(("127.0.0.1", srv.port), timeout=10,
+                                                source_address=("127.0.0.2", 0)))
+        time.sleep(0.5)
+        with NormalClient(srv.port) as normal:
+            time.sleep(seconds)
+        for s in hog:
+            s.setblocking(False)
+        closed = Counter(close_seen(s) or "open" for s in hog)
+        print("9. one address holds %d silent connections: %s; the server closed %d of them (%s)"
+              % (count, normal.summary(), count - closed.pop("open", 0), dict(closed)))
+    finally:
+        for s in hog:
+            s.close()
+        srv.stop()
+
+
 def wrk(url: str, seconds: float, conns: int = 50, during=None) -> str:
     proc = subprocess.Popen(["wrk", "-t2", "-c%d" % conns, "-d%ds" % seconds, url], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
@@ -674,7 +699,8 @@ def measure_unread_response(site: str, cap: float = 120) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description="Production-hardening measurements (see the header comment).")
     parser.add_argument("--seconds", type=float, default=6, help="wrk duration per run (default 6)")
-    parser.add_argument("--only", default="1,2,3,4,5,6,7,8", help="comma list of measurements to run (default all)")
+    parser.add_argument("--only", default="1,2,3,4,5,6,7,8,9",
+                        help="comma list of measurements to run (default all)")
     args = parser.parse_args()
     only = sorted({int(n) for n in args.only.split(",")})
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -692,6 +718,7 @@ def main() -> int:
             6: lambda: measure_stalled_bodies(site),
             7: lambda: measure_big_response(site),
             8: lambda: measure_unread_response(site),
+            9: lambda: measure_one_address_holds_every_place(site, seconds),
         }
         for n in only:
             if n in (3, 4) and shutil.which("wrk") is None:

@@ -5,6 +5,7 @@ round, alternating plain and KRAIT_PORTABLE=1 (which takes the paths of Windows,
 time the launch until the ready line, which comes once the N script workers and the first WebSocket
 worker have run init.py. Then sum the proportional set size (PSS, from /proc/PID/smaps_rollup) of the
 server and every process below it: what the whole server costs in memory, shared pages split fairly.
+Last, the stop: from SIGTERM until the server has exited (an idle server: no request to finish).
 Medians over the rounds. Linux only (/proc). Run it on an idle machine; it starts about
 2 * rounds * len(workers) servers.
 
@@ -37,8 +38,8 @@ def pss_mib(pids: list[int]) -> float:
     return total / 1024
 
 
-def one_start(workers: int, extra_env: dict) -> tuple[float, float, int]:
-    """(seconds to the ready line, MiB of PSS, processes) of one server start."""
+def one_start(workers: int, extra_env: dict) -> tuple[float, float, int, float]:
+    """(seconds to the ready line, MiB of PSS, processes, seconds to stop) of one server start."""
     env = {name: value for name, value in os.environ.items() if name != "KRAIT_PORTABLE"}
     env.update(PYTHONPATH=REPO, **extra_env)
     started = time.monotonic()
@@ -48,9 +49,12 @@ def one_start(workers: int, extra_env: dict) -> tuple[float, float, int]:
         ready = time.monotonic() - started
         time.sleep(0.5)  # let the processes settle before their memory is read
         pids = descendants(proc.popen.pid)
-        return ready, pss_mib(pids), len(pids)
-    finally:
+        pss = pss_mib(pids)
+        stopping = time.monotonic()
         proc.stop()
+        return ready, pss, len(pids), time.monotonic() - stopping
+    finally:
+        proc.stop()  # when something failed: stop() does nothing for a process that has ended
 
 
 def main() -> None:
@@ -59,16 +63,18 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
     use_bench_venv()
-    print("%-8s %-26s %12s %10s %10s" % ("workers", "start method", "ready (s)", "PSS (MiB)", "processes"))
+    print("%-8s %-26s %12s %10s %10s %10s" % ("workers", "start method", "ready (s)", "PSS (MiB)", "processes",
+                                              "stop (s)"))
     for workers in args.workers:
-        results: dict[str, list[tuple[float, float, int]]] = {name: [] for name, _ in MODES}
+        results: dict[str, list[tuple[float, float, int, float]]] = {name: [] for name, _ in MODES}
         for round_no in range(args.rounds):
             for name, extra_env in (MODES if round_no % 2 == 0 else MODES[::-1]):
                 results[name].append(one_start(workers, extra_env))
         for name, _ in MODES:
             rows = results[name]
-            print("%-8d %-26s %12.2f %10.0f %10d" % (workers, name, statistics.median(r[0] for r in rows),
-                                                     statistics.median(r[1] for r in rows), rows[0][2]))
+            print("%-8d %-26s %12.2f %10.0f %10d %10.2f" % (
+                workers, name, statistics.median(r[0] for r in rows), statistics.median(r[1] for r in rows),
+                rows[0][2], statistics.median(r[3] for r in rows)))
 
 
 if __name__ == "__main__":

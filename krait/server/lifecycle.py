@@ -29,6 +29,7 @@ import contextlib
 import itertools
 import logging
 import os
+import select
 import signal
 import socket
 import ssl
@@ -138,7 +139,7 @@ def run_one(settings: Settings, reuse_port: bool = False, ready_fd: int | None =
     watcher_stop.set()
     reload.stop()
     log.info("stopping: finishing requests in flight (up to %.0fs)", settings.graceful_timeout)
-    server.shutdown()
+    server.stop_accepting()
     server.server_close(keep_spool=True)
     deadline = time.monotonic() + settings.graceful_timeout
     hub.go_away()
@@ -182,7 +183,7 @@ def _start(settings: Settings, reuse_port: bool, relay: socket.socket | None, re
         server.activate(app, pool, hub)
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.25}, name="krait-accept",
                          daemon=True).start()
-        undo.callback(server.shutdown)
+        undo.callback(server.stop_accepting)
         if ready_fd is not None:
             os.write(ready_fd, b"ok\n")
             os.close(ready_fd)
@@ -256,6 +257,8 @@ class _SignalFlags:
         self.stop = False
         self.hup = False
         self.ready = False
+        self._wakeup: socket.socket | None = None  # see wait_stop()
+        self._wakeup_writer: socket.socket | None = None
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
         if not portable.ACTIVE:  # Windows has no SIGHUP
@@ -272,12 +275,23 @@ class _SignalFlags:
         self.hup = True
 
     def wait_stop(self) -> bool:
-        """Sleep until a signal arrives: True for stop, False for SIGHUP (cleared)."""
+        """Sleep until a signal arrives: True for stop, False for SIGHUP (cleared). Python's C-level handler
+        writes the number of every signal to a socket this waits on (signal.set_wakeup_fd), so a signal
+        that came after the flags were looked at still ends the wait at once."""
+        if self._wakeup is None:
+            self._wakeup, self._wakeup_writer = socket.socketpair()
+            for end in (self._wakeup, self._wakeup_writer):
+                end.setblocking(False)
+            signal.set_wakeup_fd(self._wakeup_writer.fileno(), warn_on_full_buffer=False)
         while not self.stop:
             if self.hup:
                 self.hup = False
                 return False
-            time.sleep(0.1)
+            select.select([self._wakeup], [], [], 1.0)
+            try:
+                self._wakeup.recv(4096)
+            except BlockingIOError:
+                pass
         return True
 
 

@@ -116,6 +116,14 @@ class Server(socketserver.ThreadingTCPServer):
         self.app, self.pool, self.hub = app, pool, hub
         self.server_activate()
 
+    def stop_accepting(self) -> None:
+        """End the accept loop (socketserver's shutdown()) at once. The loop looks at its stop flag between
+        two polls of the listening socket, up to poll_interval apart; shutting the socket first ends the
+        poll under way on Linux (elsewhere the flag is seen within the interval). Connections still in
+        the listen backlog are reset, as closing the socket does anyway."""
+        _shutdown(self.socket, socket.SHUT_RDWR)
+        self.shutdown()
+
     # --- per connection ---------------------------------------------------------------------
 
     def get_request(self) -> tuple[socket.socket, Any]:
