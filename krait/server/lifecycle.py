@@ -249,8 +249,9 @@ class _SignalFlags:
 
     A signal handler runs between two bytecodes of the main thread, possibly inside a lock that thread
     holds (an Event.set() it was in the middle of): a handler that takes any lock can deadlock the
-    process. So once the server is ready the handlers only assign attributes, and the main thread polls
-    them; before, a stop raises _StoppedStarting in the main thread, and a SIGHUP waits for readiness.
+    process. So once the server is ready the handlers only assign attributes, and the main thread looks
+    at them whenever a signal wakes it (wait_stop()); before, a stop raises _StoppedStarting in the main
+    thread, and a SIGHUP waits for readiness.
     """
 
     def __init__(self) -> None:
