@@ -97,9 +97,10 @@ class Server(socketserver.ThreadingTCPServer):
         # The same, per client address: for --max-connections-per-ip, and for who gives way (_make_room())
         self.per_address: dict[str, int] = {}
         self._spare_fd = _spare()
-        self._fd_warned = -_FD_WARN_INTERVAL
+        self._fd_exhausted = _Throttled("out of file descriptors: new connections are refused (%d open)")
         self._refusals = _Throttled("connection refused: %s")
-        self._room_made = _Throttled("%s")
+        self._room_made = _Throttled("all %d connection places taken: closed a waiting connection from %%s to "
+                                     "make room" % settings.max_connections)
         # Requests handled at once, where connection threads cannot be SCHED_BATCH (krait/portable.py);
         # a request waiting for a script worker gives its slot up meanwhile.
         self.gate = None if portable.batch_threads() else FairGate(limits.GATE_SLOTS)
@@ -135,10 +136,7 @@ class Server(socketserver.ThreadingTCPServer):
             raise  # socketserver skips this round
 
     def _out_of_descriptors(self) -> None:
-        now = time.monotonic()
-        if now - self._fd_warned >= _FD_WARN_INTERVAL:
-            self._fd_warned = now
-            log.warning("out of file descriptors: new connections are refused (%d open)", self.open_count)
+        self._fd_exhausted.warn(self.open_count)
         if self._spare_fd is not None:
             os.close(self._spare_fd)
             self._spare_fd = None
@@ -174,8 +172,7 @@ class Server(socketserver.ThreadingTCPServer):
                 self.open_count += 1
                 self.per_address[address] = held + 1
         if made_room is not None:
-            self._room_made.warn("all %d connection places taken: closed a waiting connection from %s to make "
-                                 "room" % (self.settings.max_connections, made_room))
+            self._room_made.warn(made_room)
         if why is not None:
             self._refuse(request, why)
             return
@@ -401,7 +398,7 @@ class _Throttled:
         self.last = -_FD_WARN_INTERVAL
         self.since = 0  # occurrences not logged since the last line
 
-    def warn(self, what: str) -> None:
+    def warn(self, what: Any) -> None:
         now = time.monotonic()
         if now - self.last >= _FD_WARN_INTERVAL:
             more = " (and %d more since the last such line)" % self.since if self.since else ""
