@@ -51,9 +51,9 @@ class Result(NamedTuple):
     content_type: str | None  # the default Content-Type the worker derived (set_content_type, extension)
     error: ErrorReport | None = None
     ws_protocol: str | None = None  # WEBSOCKET jobs: accepted (status 101) with this subprotocol
-    # A template without any code (krait/worker/run.py): the (mtime_ns, size) of the file version whose
-    # output this is; the server serves that output itself while the file is unchanged. None otherwise.
-    code_free: tuple[int, int] | None = None
+    # A template without any code (krait/worker/run.py): the stamp (krait/pympl/cache.py) of the file
+    # version whose output this is; the server serves that output itself while the file is unchanged.
+    code_free: tuple[int, int, int, int] | None = None
     took: float = 0.0  # seconds the worker spent on the job (the scheduler keeps slow files' jobs unpipelined)
     # A large or iterable body streams behind the Result (`body` is empty): its length, or -1 when unknown
     # (sent chunked). The pieces follow as STREAM_DATA records, then one STREAM_END. None: no stream.

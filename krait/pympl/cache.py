@@ -1,8 +1,9 @@
 # Per-process cache of compiled templates (and, through CodeCache, of any compiled file).
 #
 # Rules:
-# - Keyed by path; every get() os.stat()s the file and recompiles when st_mtime_ns or st_size
-#   changed, so an edited template applies on the next request (docs/pympl.md).
+# - Keyed by path; every get() os.stat()s the file and recompiles when its stamp() changed (mtime,
+#   size, inode or change time: a file renamed over it, or edited with its mtime put back, is seen even
+#   when mtime and size match), so an edited template applies on the next request (docs/pympl.md).
 # - Bounded: least recently used entries are dropped past max_entries
 #   (limits.TEMPLATE_CACHE_SIZE, jinja's cache_size precedent).
 # - Files are read as bytes and decoded as UTF-8 (docs/pympl.md); a leading BOM is dropped (as
@@ -47,16 +48,22 @@ def decode_template(data: bytes, path: str) -> str:
         ) from None
 
 
+def stamp(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What tells one version of a file from another. The server computes the same tuple to serve a
+    code-free template's output (krait/server/static.py), which it may not import this module for."""
+    return st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns
+
+
 class CodeCache:
-    """Code objects compiled from files, by path, checked against the file's mtime and size on every
-    get(). `build(data, path)` compiles a file's bytes; TemplateCache builds Pympl templates, and the
-    worker uses one of these for .py scripts."""
+    """Code objects compiled from files, by path, checked against the file's stamp() on every get().
+    `build(data, path)` compiles a file's bytes; TemplateCache builds Pympl templates, and the worker
+    uses one of these for .py scripts."""
 
     def __init__(self, build: Callable[[bytes, str], types.CodeType],
                  max_entries: int = limits.TEMPLATE_CACHE_SIZE) -> None:
         self.build = build
         self.max_entries = max_entries
-        self._entries: OrderedDict[str, tuple[int, int, types.CodeType]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[tuple[int, int, int, int], types.CodeType]] = OrderedDict()
 
     def get(self, path: str) -> types.CodeType:
         """The code object for the file at `path`, compiled now if new or changed.
@@ -68,23 +75,23 @@ class CodeCache:
         st = os.stat(path)
         entries = self._entries
         entry = entries.get(path)
-        if entry is not None and entry[0] == st.st_mtime_ns and entry[1] == st.st_size:
+        if entry is not None and entry[0] == stamp(st):
             entries.move_to_end(path)
-            return entry[2]
+            return entry[1]
         entries.pop(path, None)
         with open(path, "rb") as handle:
             st = os.fstat(handle.fileno())
             data = handle.read()
         code = self.build(data, path)
-        entries[path] = (st.st_mtime_ns, st.st_size, code)
+        entries[path] = (stamp(st), code)
         while len(entries) > self.max_entries:
             entries.popitem(last=False)
         return code
 
-    def version(self, path: str) -> tuple[int, int] | None:
-        """The (st_mtime_ns, st_size) of the file whose code get() last returned for `path`."""
+    def version(self, path: str) -> tuple[int, int, int, int] | None:
+        """The stamp() of the file whose code get() last returned for `path`."""
         entry = self._entries.get(path)
-        return None if entry is None else (entry[0], entry[1])
+        return None if entry is None else entry[0]
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -184,7 +184,8 @@ class App:
         # gets them sent as it made them: gzip would change the tag the client sends back to it.
         return Reply(result.status, headers, result.body, None, result.reason or None, own_tag="etag" in names)
 
-    def code_free_reply(self, reply: Reply, target: Target, req: Incoming, source: tuple[int, int]) -> Reply:
+    def code_free_reply(self, reply: Reply, target: Target, req: Incoming,
+                        source: tuple[int, int, int, int]) -> Reply:
         """A code-free template's output, kept to serve it like a static file from now on, and answered the
         way it will be then: validators, the cache table, 304, ranges."""
         headers = [(n, v) for n, v in reply.headers if n != "Cache-Control"]

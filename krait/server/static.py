@@ -2,11 +2,14 @@
 #
 # Strategy: a file is stat()ed on every request (so an edit shows at once; the router's check hands its
 # stat over) and its metadata and, when small, its bytes are cached keyed by path and checked against
-# (mtime_ns, size). The header lines that never change for a version of a file (Content-Type, ETag,
-# Last-Modified, Accept-Ranges, Cache-Control) are computed once per version. Large files are never read
-# into memory: the caller opens one with open_checked() before the head is built, and streams that open
-# file with socket.sendfile(), so the body is the version the head describes even when the file is
-# replaced meanwhile (a deploy's rename), and the file the router checked (no symlink swapped in).
+# the file's stamp(): mtime and size, and the inode and its change time, so that neither a file renamed
+# over it (a deploy) nor an edit that puts the mtime back (`rsync --inplace -t`, `touch -r`) is missed
+# when size and mtime happen to match. The ETag is made of all four. The header lines that never change
+# for a version of a file (Content-Type, ETag, Last-Modified, Accept-Ranges, Cache-Control) are computed
+# once per version. Large files are never read into memory: the caller opens one with open_checked()
+# before the head is built, and streams that open file with socket.sendfile(), so the body is the
+# version the head describes even when the file is replaced meanwhile (a deploy's rename), and the file
+# the router checked (no symlink swapped in).
 # Last-Modified is never later than when the version was first seen (RFC 9110 section 8.8.2.1).
 #
 # Rules: RFC 9110 section 13.2.2 order of preconditions: If-Match (strong comparison, lists, "*"), else
@@ -24,6 +27,7 @@ import email.utils
 import os
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from typing import BinaryIO, NamedTuple
 
@@ -32,10 +36,16 @@ from krait.server.compress import gz_tag
 from krait.server.records import Reply
 
 
+def stamp(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What tells one version of a file from another (see the module comment). Workers compute the same
+    tuple for the templates they compile (krait/pympl/cache.py), and code-free pages compare the two."""
+    return st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns
+
+
 class FileVersion(NamedTuple):
     path: str
-    mtime_ns: int
-    size: int
+    stamp: tuple[int, int, int, int]  # the file's (for a code-free page: its template's), stamp()
+    size: int  # of the content served
     etag: str
     last_modified: str
     mtime_s: int
@@ -59,7 +69,8 @@ class StaticFiles:
         if st is None:
             st = os.stat(path)
         entry = self._entries.get(path)
-        if entry is not None and entry.mtime_ns == st.st_mtime_ns and entry.size == st.st_size:
+        now = stamp(st)
+        if entry is not None and entry.stamp == now:
             return entry
         data = None
         if st.st_size <= self._max_file:
@@ -68,7 +79,7 @@ class StaticFiles:
             if len(data) != st.st_size:  # changed while we read: do not cache a torn copy
                 data = None
         ctype = mime.for_path(path)
-        entry = file_version(path, st.st_mtime_ns, st.st_size, data, (("Content-Type", ctype),),
+        entry = file_version(path, now, st.st_size, data, (("Content-Type", ctype),),
                              self._cache_control(rel_path))
         with self._lock:
             old = self._entries.pop(path, None)
@@ -99,10 +110,10 @@ class FileChanged(OSError):
 
 
 def open_checked(path: str, st: os.stat_result) -> BinaryIO:
-    """The file at `path` opened, if it is still the one `st` describes (same inode, mtime and size)."""
+    """The file at `path` opened, if it is still the version `st` describes (same device and stamp())."""
     f = open(path, "rb")
     now = os.fstat(f.fileno())
-    if (now.st_dev, now.st_ino, now.st_mtime_ns, now.st_size) != (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size):
+    if now.st_dev != st.st_dev or stamp(now) != stamp(st):
         f.close()
         raise FileChanged("%s was replaced while being answered" % path)
     return f
@@ -116,16 +127,18 @@ def file_reply(version: FileVersion, method: str, headers: dict[str, str], opene
     return reply
 
 
-def file_version(path: str, mtime_ns: int, size: int, data: bytes | None,
+def file_version(path: str, file_stamp: tuple[int, int, int, int], size: int, data: bytes | None,
                  content_headers: tuple[tuple[str, str], ...], cache_control: str) -> FileVersion:
-    """The FileVersion of one (mtime_ns, size) of a file whose content is `data` (None: stream the file).
-    `content_headers` go first (Content-Type and any others), then the validators and Cache-Control."""
-    etag = '"%x-%x"' % (mtime_ns, size)
+    """The FileVersion of the version `file_stamp` of a file, served as `size` bytes of content `data`
+    (None: stream the file). `content_headers` go first (Content-Type and any others), then the
+    validators and Cache-Control."""
+    mtime_ns, _, ino, ctime_ns = file_stamp
+    etag = '"%x-%x-%x"' % (mtime_ns, size, zlib.crc32(b"%d.%d" % (ino, ctime_ns)))
     mtime_s = min(mtime_ns // 1_000_000_000, int(time.time()))  # a clock ahead of ours must not stick
     last_modified = email.utils.formatdate(mtime_s, usegmt=True)
     headers = (*content_headers, ("ETag", etag), ("Last-Modified", last_modified), ("Accept-Ranges", "bytes"),
                ("Cache-Control", cache_control))
-    return FileVersion(path, mtime_ns, size, etag, last_modified, mtime_s, headers, data)
+    return FileVersion(path, file_stamp, size, etag, last_modified, mtime_s, headers, data)
 
 
 def version_reply(f: FileVersion, method: str, headers: dict[str, str], opened: BinaryIO | None = None) -> Reply:
@@ -182,8 +195,8 @@ def precondition_holds(f: FileVersion, headers: dict[str, str]) -> bool:
         return "*" in tags or f.etag in tags or gz_tag(f.etag) in tags  # strong comparison
     ius = headers.get("if-unmodified-since")
     if ius is not None:
-        stamp = _http_date(ius)
-        return stamp is None or f.mtime_s <= stamp  # an invalid date is ignored (section 13.1.4)
+        date = _http_date(ius)
+        return date is None or f.mtime_s <= date  # an invalid date is ignored (section 13.1.4)
     return True
 
 
@@ -194,8 +207,8 @@ def not_modified(f: FileVersion, headers: dict[str, str]) -> bool:
         return inm
     ims = headers.get("if-modified-since")
     if ims is not None:
-        stamp = _http_date(ims)
-        return stamp is not None and f.mtime_s <= stamp
+        date = _http_date(ims)
+        return date is not None and f.mtime_s <= date
     return False
 
 

@@ -27,7 +27,7 @@
 #   section 15.2), no body with a 204 or 304 (section 6.4.1). Any of these fails the job with a 500
 #   (logged; its headers are never sent), before krait.session's changes are stored.
 # - A template whose compiled code only writes constant text is "code-free": the Result says so, with the
-#   (mtime_ns, size) of the file version rendered, and the server serves that output itself until the
+#   stamp of the file version rendered (krait/pympl/cache.py), and the server serves that output itself until the
 #   file changes (docs/pympl.md).
 # - Large bodies stream (docs/scripts.md): a body of limits.STREAM_CHUNK bytes or more, or an iterable
 #   body, is not put in the Result. run_job() gives the Result (with its length, or -1) and a BodyStream

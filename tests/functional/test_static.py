@@ -258,6 +258,48 @@ def test_file_change_changes_etag(server, site):
     assert r1.headers["ETag"] != r2.headers["ETag"]
 
 
+SAME_SIZE = {  # a file's two versions: same size, and given the same mtime below
+    "stamp.txt": ("AAAA", "BBBB"),
+    "stamp.bin": ("A" * (300 * 1024), "B" * (300 * 1024)),  # larger than the static cache takes: streamed
+    "stamp.html": ("<p>AAAA</p>", "<p>BBBB</p>"),  # code-free: served by the server once rendered
+    "stamp-code.html": ("<p>@('A' * 4)@</p>", "<p>@('B' * 4)@</p>"),  # compiled in the worker
+    "stamp.py": ("krait.response = krait.Response('HTTP/1.1', 200, [], 'A' * 4)",
+                 "krait.response = krait.Response('HTTP/1.1', 200, [], 'B' * 4)"),
+}
+
+
+@pytest.mark.parametrize("how", ["renamed over", "rewritten with its mtime put back"])
+@pytest.mark.parametrize("name", sorted(SAME_SIZE))
+def test_a_new_version_with_the_same_size_and_mtime_is_served(server, site, name, how):
+    # A deploy that renames a new file over the old one, or a copy that puts the mtime back (`rsync
+    # --inplace -t`, `touch -r`), can leave size and mtime as they were: the file's inode and change
+    # time still tell the versions apart, for the server's caches and the worker's compiled code.
+    old, new = SAME_SIZE[name]
+    path = site / name
+    path.write_text(old)
+    before = get(server, "/" + name)
+    assert before.status_code == 200 and "A" * 4 in before.text
+    assert get(server, "/" + name).text == before.text  # the second one comes from what the first left
+    st = os.stat(path)
+    time.sleep(0.05)  # a change time on a coarse clock moves on
+    if how == "renamed over":
+        spare = site / ("new-" + name)
+        spare.write_text(new)
+        os.utime(spare, ns=(st.st_atime_ns, st.st_mtime_ns))
+        os.replace(spare, path)
+    else:
+        path.write_text(new)
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    now = os.stat(path)
+    assert (now.st_mtime_ns, now.st_size) == (st.st_mtime_ns, st.st_size)
+    after = get(server, "/" + name)
+    assert after.status_code == 200 and "B" * 4 in after.text and "A" * 4 not in after.text
+    if "ETag" in before.headers:  # a client's copy of the old version is not current
+        assert after.headers["ETag"] != before.headers["ETag"]
+        again = get(server, "/" + name, headers={"If-None-Match": before.headers["ETag"]})
+        assert again.status_code == 200 and again.text == after.text
+
+
 def test_ranges(server):
     r = get(server, "/a.txt", headers={"Range": "bytes=0-4"})
     assert r.status_code == 206 and r.content == b"plain"

@@ -1,4 +1,4 @@
-# TemplateCache: compile once, recompile on mtime/size change, LRU bound, errors as documented.
+# TemplateCache: compile once, recompile when the file's stamp changes, LRU bound, errors as documented.
 
 import os
 
@@ -43,6 +43,17 @@ def test_changed_size_recompiles(tmp_path):
     cache.get(str(page))
     write(page, b"three", 1_000_000_000)  # same mtime, new size
     assert render(cache.get(str(page)), {}) == "three"
+
+
+def test_a_file_renamed_over_with_the_same_mtime_and_size_recompiles(tmp_path):
+    page = tmp_path / "p.html"
+    write(page, b"one", 1_000_000_000)
+    cache = TemplateCache()
+    cache.get(str(page))
+    spare = tmp_path / "new.html"
+    write(spare, b"two", 1_000_000_000)  # another inode, same size and mtime
+    os.replace(spare, page)
+    assert render(cache.get(str(page)), {}) == "two"
 
 
 def test_lru_bound(tmp_path):

@@ -13,6 +13,7 @@ from krait.pool import jobs
 from krait.server.dispatch import App
 from krait.server.records import Incoming, Pending, Reply
 from krait.server.routing import Target
+from krait.server.static import stamp
 from krait.settings import Settings
 from tests.helpers import write_site
 
@@ -93,7 +94,7 @@ def result(status=200, headers=(), body=b"hello", ctype="text/html; charset=utf-
 
 def version_of(path):
     st = os.stat(path)
-    return st.st_mtime_ns, st.st_size
+    return stamp(st)
 
 
 def target_of(a, path):

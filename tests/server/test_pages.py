@@ -4,13 +4,14 @@ its bounds."""
 import os
 
 from krait.server.pages import CodeFreePages
+from krait.server.static import stamp
 
 
 def page_file(tmp_path, name):
     path = tmp_path / name
     path.write_text("<p>%s</p>" % name)
     st = os.stat(path)
-    return str(path), (st.st_mtime_ns, st.st_size)
+    return str(path), stamp(st)
 
 
 def test_kept_while_the_file_is_the_version_rendered(tmp_path):
