@@ -102,7 +102,8 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     option("--max-queued", dest="max_queued_jobs", type=_SIZE, help="requests waiting for a worker (503 past it)")
     option("--max-requests", dest="max_requests", type=_SIZE, help="recycle a worker after N requests (0 = never)")
     option("--max-websockets", dest="max_websockets", type=_COUNT,
-           help="open WebSocket connections per server process (503 past it; lowered to fit the open-file limit)")
+           help="open WebSocket connections per server process (when all are taken, shared out by client "
+                "address; lowered to fit the open-file limit)")
     option("--max-ws-message", dest="max_ws_message", type=_COUNT,
            help="largest WebSocket message in bytes (close 1009)")
     option("--ws-workers", dest="ws_workers", type=_COUNT,

@@ -8,7 +8,8 @@
 # - Other threads talk to the hub through call(): a command queue and a wake-up socket. An upgrade's
 #   HTTP thread calls open() and waits (without holding the request gate) while a worker runs the route
 #   script; when the script accepts, that thread sends the 101 and hands the socket over with attach()
-#   and is done. Past --max-websockets, open() fails at once with 503.
+#   and is done. When --max-websockets are open, an upgrade takes the place of a connection of the
+#   address holding the most, closed with 1013 (krait/server/websocket.py Places), or fails with 503.
 # - Rooms live here, where the sockets are: a worker tells the hub which room a connection joins or
 #   leaves; a publish (from a controller, a script, or another server process) builds its frame once and
 #   queues it to every member in this process, and is passed to the relay once when it started here.
@@ -42,7 +43,7 @@ from krait import limits, portable, sockopt
 from krait.errors import GatewayTimeout, InternalError, ServiceUnavailable
 from krait.http.websocket import message_frame
 from krait.pool import jobs
-from krait.pool.pipe import PipeReader, PipeWriter
+from krait.pool.relay import RelayEnd
 from krait.pool.sessions import (
     Closing,
     Done,
@@ -57,7 +58,8 @@ from krait.pool.sessions import (
     published,
 )
 from krait.server.rooms import Rooms
-from krait.server.websocket import MESSAGE, InputBudget, Opening, WsClient
+from krait.server.throttle import Throttled
+from krait.server.websocket import MESSAGE, InputBudget, Opening, Places, WsClient, address_of
 from krait.settings import Settings
 
 log = logging.getLogger("krait.ws")
@@ -72,11 +74,13 @@ class WebSocketHub:
 
     def __init__(self, settings: Settings, relay: socket.socket | None = None) -> None:
         self.settings = settings
-        self.max_connections = settings.max_websockets
+        self.places = Places(settings.max_websockets)
         self.workers = WsWorkers(settings, settings.ws_workers, self._worker_started)
         self.clients: dict[int, WsClient] = {}  # every connection, from open() until both ends are done
         self.rooms = Rooms()
         self._input = InputBudget(settings.max_ws_message)
+        self._made_room = Throttled(log, "all %d WebSocket places taken: closed (1013) a connection from %%s to "
+                                    "make room" % settings.max_websockets)
         self._ids = 0
         self._selector = selectors.SelectSelector() if portable.ACTIVE else selectors.DefaultSelector()
         self._commands: deque[tuple[Callable[..., None], tuple]] = deque()
@@ -86,10 +90,7 @@ class WebSocketHub:
         self._selector.register(self._wake_r, _READ, ("wake", None))
         self._waiting: deque[Opening] = deque()  # upgrades waiting for a worker to start
         self._buf = memoryview(bytearray(_RECV_SIZE))
-        self._relay: tuple[PipeReader, PipeWriter] | None = None
-        if relay is not None:
-            self._relay = (PipeReader(relay), PipeWriter(relay))
-            self._selector.register(relay, _READ, ("relay", None))
+        self._relay = None if relay is None else RelayEnd(relay, self._selector, ("relay", None))
         self._thread = threading.Thread(target=self._loop, name="krait-ws-hub", daemon=True)
         self._running = True
         self._going_away = False
@@ -208,9 +209,15 @@ class WebSocketHub:
         if self._going_away:
             opening.finish(error=ServiceUnavailable("the server is shutting down"))
             return
-        if len(self.clients) >= self.max_connections:
-            opening.finish(error=ServiceUnavailable("%d WebSocket connections are open" % len(self.clients)))
-            return
+        if self.places.full(len(self.clients)):
+            victim = self.places.victim(self.clients.values(), address_of(opening.job))
+            if victim is None:
+                opening.finish(error=ServiceUnavailable("%d WebSocket connections are open" % len(self.clients)))
+                return
+            self._made_room.warn(victim.address)
+            victim.drop_output()
+            victim.send(victim.ws.send_close(1013, "try again later"))  # RFC 6455 section 7.4.1 (IANA)
+            self._drop(victim, 1013)
         worker = self.workers.choose()
         if worker is None:
             self._waiting.append(opening)  # served when a worker has started
@@ -218,7 +225,8 @@ class WebSocketHub:
         self._ids += 1
         conn = self._ids
         opening.conn = conn
-        self.clients[conn] = WsClient(conn, worker, self._input, opening)
+        self.clients[conn] = client = WsClient(conn, worker, self._input, opening)
+        self.places.take(client)
         worker.open(conn, opening.job)
         self._want_write(worker)
 
@@ -246,7 +254,7 @@ class WebSocketHub:
                 self._forget(client)
             return
         if not accepted:
-            del self.clients[event.conn]
+            self._forget(client)
         opening.finish(event.result)
 
     def _attach(self, conn: int, sock: socket.socket, leftover: bytes, on_close: Callable[[], None]) -> None:
@@ -383,7 +391,8 @@ class WebSocketHub:
             self._forget(client)
 
     def _forget(self, client: WsClient) -> None:
-        self.clients.pop(client.conn, None)
+        if self.clients.pop(client.conn, None) is not None:
+            self.places.give_back(client)
         self.rooms.leave_all(client)
 
     # --- rooms (krait/server/rooms.py) ----------------------------------------------------
@@ -398,8 +407,7 @@ class WebSocketHub:
                 if client.is_open:
                     self._queue(client, frame)
         if here and self._relay is not None:
-            self._relay[1].send(publish_record(event))
-            self._relay_want_write()
+            self._relay.send(publish_record(event))
 
     # --- workers --------------------------------------------------------------------------
 
@@ -532,24 +540,12 @@ class WebSocketHub:
     # --- relay ----------------------------------------------------------------------------
 
     def _relay_io(self, mask: int) -> None:
-        reader, writer = self._relay  # type: ignore[misc]
-        if mask & _WRITE:
-            if writer.flush():
-                self._selector.modify(reader.end, _READ, ("relay", None))
-        if mask & _READ:
-            try:
-                records = reader.read()
-            except EOFError:  # the parent is gone: this process is being stopped
-                self._selector.unregister(reader.end)
-                self._relay = None
-                return
-            for record in records:
-                self._publish(published(record), False)
-
-    def _relay_want_write(self) -> None:
-        reader, writer = self._relay  # type: ignore[misc]
-        if writer.pending:
-            self._selector.modify(reader.end, _READ | _WRITE, ("relay", None))
+        records = self._relay.ready(mask)  # type: ignore[union-attr]
+        if records is None:  # the parent is gone: this process is being stopped
+            self._relay = None
+            return
+        for record in records:
+            self._publish(published(record), False)
 
     # --- timers and the end ---------------------------------------------------------------
 

@@ -45,13 +45,13 @@ from krait.server.channel import Channel
 from krait.server.dispatch import App, error_page, overload_reply
 from krait.server.gate import FairGate
 from krait.server.records import Incoming, Reply
+from krait.server.throttle import Throttled
 from krait.settings import Settings
 from krait.timefmt import http_date
 
 log = logging.getLogger("krait")
 access_log = logging.getLogger("krait.access")
 
-_FD_WARN_INTERVAL = 10.0  # seconds between two warnings of a kind (out of descriptors, refused, room made)
 # When no connection waited, newcomers are refused this long without looking again: under a flood, looking
 # through every connection for each newcomer would cost the accept loop more than the refusals themselves.
 _NONE_WAITING_RECHECK = 0.01
@@ -97,9 +97,9 @@ class Server(socketserver.ThreadingTCPServer):
         # The same, per client address: for --max-connections-per-ip, and for who gives way (_make_room())
         self.per_address: dict[str, int] = {}
         self._spare_fd = _spare()
-        self._fd_exhausted = _Throttled("out of file descriptors: new connections are refused (%d open)")
-        self._refusals = _Throttled("connection refused: %s")
-        self._room_made = _Throttled("all %d connection places taken: closed a waiting connection from %%s to "
+        self._fd_exhausted = Throttled(log, "out of file descriptors: new connections are refused (%d open)")
+        self._refusals = Throttled(log, "connection refused: %s")
+        self._room_made = Throttled(log, "all %d connection places taken: closed a waiting connection from %%s to "
                                      "make room" % settings.max_connections)
         # Requests handled at once, where connection threads cannot be SCHED_BATCH (krait/portable.py);
         # a request waiting for a script worker gives its slot up meanwhile.
@@ -387,25 +387,6 @@ def _clf_escape(m: re.Match) -> str:
 
 def _address(client_address: Any) -> str:
     return str(client_address[0]) if isinstance(client_address, tuple) and client_address else ""
-
-
-class _Throttled:
-    """A warning logged at most once per interval, with the count of those left out: a flood of
-    connections must not become a flood of log lines."""
-
-    def __init__(self, template: str) -> None:
-        self.template = template
-        self.last = -_FD_WARN_INTERVAL
-        self.since = 0  # occurrences not logged since the last line
-
-    def warn(self, what: Any) -> None:
-        now = time.monotonic()
-        if now - self.last >= _FD_WARN_INTERVAL:
-            more = " (and %d more since the last such line)" % self.since if self.since else ""
-            log.warning(self.template + more, what)
-            self.last, self.since = now, 0
-        else:
-            self.since += 1
 
 
 def _spare() -> int | None:

@@ -17,6 +17,8 @@
 # "try again later", and bytes OpenSSL already decrypted are read before the next select.
 # Queued frames go out with one sendmsg(), or one send() each over TLS and on portable paths
 # (krait/portable.py: Windows has no sendmsg).
+# Places says who holds the hub's --max-websockets places, by client address (seen through trusted
+# proxies), and which connection gives its place up when they are all taken.
 
 from __future__ import annotations
 
@@ -80,15 +82,74 @@ class InputBudget:
         self.fair = max_message // limits.WS_FAIR_SHARE  # what a client may hold whatever the others do
 
 
+def address_of(job: jobs.Job) -> str:
+    """The address a WebSocket's place is counted under (Places): its client's, seen through trusted
+    proxies (--forwarded-allow-ips), so that clients behind one proxy are told apart."""
+    return str(job.remote_addr[0]) if job.remote_addr else ""
+
+
+class Places:
+    """The --max-websockets places of one hub, counted by client address; used from the hub's thread alone.
+
+    When every place is taken, a newcomer takes the place of an open connection of the address that
+    holds the most, the oldest of those, provided that address holds at least two more than the
+    newcomer's: so one address that opened every connection cannot lock the others out, shares even
+    out, and two addresses never take places back and forth. The connection given up leaves at once
+    (its entry lingers until its controller has finished: `leaving` counts those)."""
+
+    __slots__ = ("limit", "held", "leaving")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held: dict[str, int] = {}  # address -> its connections among the hub's clients
+        self.leaving = 0
+
+    def full(self, clients: int) -> bool:
+        return clients - self.leaving >= self.limit
+
+    def take(self, client: WsClient) -> None:
+        self.held[client.address] = self.held.get(client.address, 0) + 1
+
+    def give_back(self, client: WsClient) -> None:
+        left = self.held.pop(client.address, 0) - 1
+        if left > 0:
+            self.held[client.address] = left
+        if client.evicted:
+            self.leaving -= 1
+
+    def victim(self, clients: Any, address: str) -> WsClient | None:
+        """The connection to close for a newcomer from `address` (see the class), None if none should be;
+        `clients` oldest first. A chosen one counts as leaving from now on."""
+        held = self.held
+        most = held.get(address, 0) + 1  # a victim's address must hold more than that
+        top = max(held.values(), default=0)
+        if top <= most:
+            return None
+        victim = None
+        for client in clients:
+            if client.sock is not None and not client.evicted and client.is_open:
+                count = held[client.address]
+                if count > most:
+                    victim, most = client, count
+                    if count == top:
+                        break
+        if victim is not None:
+            victim.evicted = True
+            self.leaving += 1
+        return victim
+
+
 class WsClient:
     """One WebSocket connection of this server process (its fields belong to the hub's thread)."""
 
     __slots__ = ("conn", "worker", "sock", "ws", "tls", "out", "unsent", "written", "delivered", "ping_end",
                  "budget", "held", "rooms", "last_seen", "ping_sent", "deadline", "opening", "told_worker",
-                 "worker_done", "events", "eof", "last_taken", "on_close")
+                 "worker_done", "events", "eof", "last_taken", "on_close", "address", "evicted")
 
     def __init__(self, conn: int, worker: Any, budget: InputBudget, opening: Opening | None) -> None:
         self.conn = conn  # the number the worker knows it by
+        self.address = "" if opening is None else address_of(opening.job)  # counted under it (Places)
+        self.evicted = False  # closed to give its place to a newcomer (Places)
         self.worker = worker  # the WsWorker hosting its controller
         self.sock: Any = None  # set by attach(), after the 101 went out
         self.ws = WebSocketConnection(max_message_size=budget.max_message)

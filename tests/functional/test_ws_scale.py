@@ -306,6 +306,66 @@ def test_upgrades_past_the_limit_get_503_at_once_and_http_stays_prompt(tmp_path)
         srv.stop()
 
 
+def connect_from(srv, source: str, headers: list[str] | None = None) -> websocket.WebSocket:
+    """A WebSocket from the loopback address `source` (any of 127.0.0.0/8 reaches the server)."""
+    sock = socket.create_connection(("127.0.0.1", srv.port), timeout=10, source_address=(source, 0))
+    ws = websocket.create_connection("ws://127.0.0.1:%d/ws" % srv.port, timeout=10, socket=sock, header=headers)
+    ws.first = ws.recv()
+    return ws
+
+
+def closed_with(ws: websocket.WebSocket) -> int:
+    opcode, data = ws.recv_data(control_frame=True)
+    assert opcode == websocket.ABNF.OPCODE_CLOSE
+    return int.from_bytes(data[:2], "big")
+
+
+def refused(srv, source: str, headers: list[str] | None = None) -> int:
+    with pytest.raises(websocket.WebSocketBadStatusException) as caught:
+        connect_from(srv, source, headers)
+    return caught.value.status_code
+
+
+def test_a_full_server_makes_room_for_an_upgrade_from_an_address_holding_fewer(tmp_path):
+    # When every --max-websockets place is taken, a newcomer closes (1013 Try Again Later) the oldest
+    # connection of the address holding the most, while that holds at least two more than the
+    # newcomer's; otherwise 503 as before. One address cannot lock the others out.
+    srv = start_krait(write_site(tmp_path / "site", SITE), "--max-websockets", "6", workdir=tmp_path / "run")
+    first = connect_from(srv, "127.0.0.2")
+    many = [connect_from(srv, "127.0.0.1") for _ in range(5)]
+    try:
+        newcomers = []
+        for victim in many[:2]:  # 5 against 1, then 4 against 2
+            newcomers.append(connect_from(srv, "127.0.0.2"))
+            assert closed_with(victim) == 1013
+        assert refused(srv, "127.0.0.2") == 503  # 3 against 3: shares are even
+        assert refused(srv, "127.0.0.1") == 503
+        newcomers.append(connect_from(srv, "127.0.0.3"))  # 0 against 3: the oldest of the top ones goes
+        assert closed_with(first) == 1013
+        for ws in many[2:] + newcomers:
+            assert ask(ws, "alive") == "alive"
+    finally:
+        for ws in [first, *many, *newcomers]:
+            ws.close()
+        srv.stop()
+    assert "all 6 WebSocket places taken: closed (1013) a connection from 127.0.0.1 to make room" in srv.log()
+
+
+def test_behind_a_trusted_proxy_places_are_shared_by_forwarded_address(tmp_path):
+    srv = start_krait(write_site(tmp_path / "site", SITE), "--max-websockets", "3",
+                      "--forwarded-allow-ips", "127.0.0.1", workdir=tmp_path / "run")
+    held = [connect_from(srv, "127.0.0.1", ["X-Forwarded-For: 10.0.0.1"]) for _ in range(3)]
+    try:
+        assert refused(srv, "127.0.0.1", ["X-Forwarded-For: 10.0.0.1"]) == 503
+        newcomer = connect_from(srv, "127.0.0.1", ["X-Forwarded-For: 10.0.0.2"])
+        held.append(newcomer)
+        assert closed_with(held[0]) == 1013 and ask(newcomer, "alive") == "alive"
+    finally:
+        for ws in held:
+            ws.close()
+        srv.stop()
+
+
 def test_max_websockets_fits_the_open_file_limit(tmp_path):
     out = subprocess.run([sys.executable, "-m", "krait", "--help"], capture_output=True, text=True).stdout
     assert "--max-websockets MAX_WEBSOCKETS" in out and "10000" in out
