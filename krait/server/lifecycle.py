@@ -184,13 +184,15 @@ def _start(settings: Settings, reuse_port: bool, relay: socket.socket | None, re
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.25}, name="krait-accept",
                          daemon=True).start()
         undo.callback(server.stop_accepting)
+        # From here a stop is a graceful one: before the ready line, which a client (or a test) may act on
+        # at once, so that a SIGTERM sent just after it never takes the abrupt path of a stop while starting.
+        signals.ready = True
         if ready_fd is not None:
             os.write(ready_fd, b"ok\n")
             os.close(ready_fd)
         else:
             print("Krait %s serving %s at %s://%s:%d/ (%s)" % (__version__, settings.site_root, settings.scheme,
                   _display_host(settings.host), server.port, _workers(settings.workers)), flush=True)
-        signals.ready = True  # from here a stop is a graceful one
         undo.pop_all()
         return settings, server, pool, hub
 
@@ -393,6 +395,7 @@ def run_many(settings: Settings) -> int:
     try:
         ok = _fork_servers(settings, (placeholder, claim), children)
         if ok:
+            signals.ready = True  # before the ready line, as in _start
             print("Krait %s serving %s at %s://%s:%d/ (%d processes, %s each)" % (__version__,
                   settings.site_root, settings.scheme, _display_host(settings.host), settings.port,
                   settings.processes, _workers(settings.workers)), flush=True)

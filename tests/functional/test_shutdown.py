@@ -1,8 +1,12 @@
-"""Graceful stop with WebSockets open: clients get 1001 Going Away and the server exits promptly."""
+"""Graceful stop: WebSockets get 1001 Going Away, requests in flight finish, the server exits promptly."""
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -11,7 +15,8 @@ import requests
 import websocket
 
 from krait import portable
-from tests.helpers import write_site
+from tests.e2e_tools import free_port
+from tests.helpers import ROOT, write_site
 
 pytestmark = pytest.mark.portable  # run again on portable paths (tests/server/test_portable.py)
 
@@ -102,3 +107,85 @@ def test_a_stop_signalled_to_every_process_of_the_server_still_finishes_in_fligh
     thread.join(30)
     assert (answer["r"].status_code, answer["r"].text) == (200, "done")
     assert srv.proc.wait(20) == 0
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_stop_sent_while_the_ready_line_is_written_is_graceful(tmp_path, processes):
+    # The ready line is what a supervisor or a client acts on, and the server already listens when it is
+    # written: a SIGTERM that comes then must stop the server gracefully (the request in flight is
+    # answered), not abandon start-up. The line's write is held here by a full stdout pipe.
+    import fcntl  # not on Windows
+
+    if processes > 1 and portable.ACTIVE:
+        pytest.skip("--processes is Linux-only")
+    site = write_site(tmp_path / "site5", {
+        "slow.py": "import os, time, krait\nopen(os.path.join(krait.site_root, 'started'), 'w').close()\n"
+                   "time.sleep(1.5)\nkrait.response = krait.Response('HTTP/1.1', 200, [], 'done')\n"})
+    port = free_port()
+    out_r, out_w = os.pipe()
+    if hasattr(fcntl, "F_SETPIPE_SZ"):
+        fcntl.fcntl(out_w, fcntl.F_SETPIPE_SZ, 4096)
+    os.set_blocking(out_w, False)
+    try:
+        while True:
+            os.write(out_w, b"." * 4096)
+    except BlockingIOError:  # full: the server's first write to it blocks
+        pass
+    os.set_blocking(out_w, True)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), XDG_STATE_HOME=str(tmp_path / "state"))
+    with open(tmp_path / "krait.err", "wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "krait", str(site), "--port", str(port), "--workers", "1",
+                                 "--processes", str(processes)],
+                                stdout=out_w, stderr=err, stdin=subprocess.DEVNULL, env=env, cwd=str(tmp_path))
+    os.close(out_w)
+    output = bytearray()
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # listening, and writing the ready line into the full pipe
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.05)
+        answer: dict = {}
+        thread = threading.Thread(target=lambda: answer.update(
+            r=requests.get("http://127.0.0.1:%d/slow" % port, timeout=30)))
+        thread.start()
+        while not (site / "started").exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        _wait_blocked_writing_to_a_pipe(proc.pid)  # with --processes, the other server may still start
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+        def drain() -> None:
+            while chunk := os.read(out_r, 65536):
+                output.extend(chunk)
+
+        drained = threading.Thread(target=drain)
+        drained.start()
+        thread.join(30)
+        assert (answer["r"].status_code, answer["r"].text) == (200, "done")
+        assert proc.wait(20) == 0
+        drained.join(10)
+        assert b"serving" in output  # the ready line went out, then the graceful stop
+        log = (tmp_path / "krait.err").read_text()
+        assert "finishing requests in flight" in log and "stopped while starting" not in log
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(out_r)
+
+
+def _wait_blocked_writing_to_a_pipe(pid: int) -> None:
+    """Until Linux says the main thread of `pid` waits in a pipe write (or, where /proc does not say,
+    for a second)."""
+    deadline = time.monotonic() + 1
+    while time.monotonic() < deadline:
+        try:
+            with open("/proc/%d/wchan" % pid) as wchan:
+                if "pipe_write" in wchan.read():
+                    return
+        except OSError:
+            pass
+        time.sleep(0.01)
