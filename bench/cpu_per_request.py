@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 
-from bench_setup import BENCH_VENV, ensure_static_files, ensure_venv, use_bench_venv
+from bench_setup import BENCH_VENV, ensure_static_files, ensure_venv, ensure_wrk, use_bench_venv
 from http_paired import PEER_NAMES, peer
 from ws_paired import wait_listening
 
@@ -71,6 +71,9 @@ def main() -> None:
     ap.add_argument("--websockets-python", help="with --ws: measure the websockets peer run by this Python")
     ap.add_argument("--peer", choices=PEER_NAMES, help="measure this HTTP peer of bench/run.py (at its defaults)")
     args = ap.parse_args()
+    wrk_error = None if args.ws else ensure_wrk()
+    if wrk_error:
+        sys.exit(wrk_error)
     ensure_static_files()
     if args.ws and args.websockets_python:
         argv = [args.websockets_python, os.path.join(HERE, "peers", "ws_echo.py"), "--port", str(args.port)]

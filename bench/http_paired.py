@@ -30,7 +30,7 @@ import statistics
 import subprocess
 import sys
 
-from bench_setup import BENCH_VENV, ensure_static_files, ensure_venv, use_bench_venv
+from bench_setup import BENCH_VENV, ensure_static_files, ensure_venv, ensure_wrk, use_bench_venv
 from ws_paired import HERE, SITE, add_env_option, free_port, report, run_rounds, side_envs, start
 
 PEERS = os.path.join(HERE, "peers")
@@ -72,6 +72,9 @@ def main() -> None:
     args = ap.parse_args()
     sides = [s if s in PEER_NAMES else os.path.abspath(s) for s in (args.a, args.b)]
     use_bench_venv()
+    wrk_error = ensure_wrk()
+    if wrk_error:
+        sys.exit(wrk_error)
     ensure_venv(BENCH_VENV)
     ensure_static_files()
     other = peer(next((s for s in sides if s in PEER_NAMES), "waitress"), shlex.split(args.peer_args))
