@@ -100,6 +100,12 @@ MAX_CONNECTIONS = 2000
 #: address get a 503 with Retry-After and are closed, with a warning in the log.
 MAX_CONNECTIONS_PER_IP = 0
 
+#: Length of the prefix an IPv6 client is counted under wherever connections are counted by client
+#: address (--max-connections-per-ip, the room made on a full server, the WebSocket places): a subnet's
+#: hosts pick their own low 64 bits (RFC 4291 section 2.5.4, RFC 8981), so one host could otherwise take
+#: a fresh address for every connection. An IPv4 client is counted under its address.
+IPV6_COUNTED_PREFIX = 64
+
 #: Seconds the accept loop sleeps when accept() fails for want of a file descriptor (EMFILE, ENFILE)
 #: and no spare descriptor is left to refuse the waiting client with (krait/server/listener.py).
 ACCEPT_BACKOFF = 0.1

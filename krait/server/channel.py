@@ -60,12 +60,13 @@ class _Timeout(Exception):
 
 
 class Channel:
-    def __init__(self, server: Any, sock: socket.socket, addr: Any) -> None:
+    def __init__(self, server: Any, sock: socket.socket, addr: Any, address: str | None = None) -> None:
         self.server = server
         self.settings = server.settings
         self.sock = sock
         self.addr = addr if isinstance(addr, tuple) else ("", 0)
-        self.address = str(self.addr[0])  # what the connection limits count
+        # What the connection limits count it under (the listener's, when it counted it already).
+        self.address = forwarded.counted_under(str(self.addr[0])) if address is None else address
         self.peer, self.via_proxy = forwarded.peer_and_trust(self.addr, server.trusted_proxies)
         self.closing = False  # set by the server on graceful shutdown
         self.busy = False  # a request has begun and is not answered yet (a graceful stop waits for these)
@@ -525,6 +526,6 @@ class Channel:
         except BaseException:
             hub.release(session)
             raise
-        hub.attach(session, self.sock, leftover, self.server.websocket_closed_callback(self.addr))
+        hub.attach(session, self.sock, leftover, self.server.websocket_closed_callback(self.address))
         self.handed_off = True
         return False

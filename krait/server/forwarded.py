@@ -11,12 +11,15 @@
 # network (10.0.0.0/8), and an IPv4-mapped IPv6 address (::ffff:127.0.0.1, how a server listening on ::
 # sees an IPv4 client) is the IPv4 address it maps, wherever it appears: the peer (canonical_peer(), which
 # the listener applies to every accepted connection), an allow-list entry, or a forwarded address.
+# Where connections are counted by client address, an IPv6 client counts under its /64 (counted_under()).
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
 from typing import Any
+
+from krait import limits
 
 _IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 _NET = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -67,6 +70,18 @@ def canonical_peer(address: Any) -> Any:
         if isinstance(ip, ipaddress.IPv4Address):
             return str(ip), address[1]
     return address
+
+
+def counted_under(host: str) -> str:
+    """What a client's connections are counted under by the per-address bounds: an IPv4 address as is, an
+    IPv6 one as its network of limits.IPV6_COUNTED_PREFIX bits ("2001:db8::/64"). `host` is canonical
+    (canonical_peer(), or a forwarded address)."""
+    if ":" not in host:
+        return host
+    try:
+        return str(ipaddress.IPv6Network((host, limits.IPV6_COUNTED_PREFIX), strict=False))
+    except ValueError:  # not an address (a peer that is no IP socket's): counted as it is
+        return host
 
 
 def _address(node: str) -> tuple[str, int] | None:

@@ -178,7 +178,7 @@ class Server(socketserver.ThreadingTCPServer):
             return
         # finish_request() closes the socket itself (not socketserver's shutdown_request()): a socket
         # that became a WebSocket belongs to the hub from then on.
-        thread = threading.Thread(target=self.finish_request, args=(request, client_address),
+        thread = threading.Thread(target=self.finish_request, args=(request, client_address, address),
                                   name="krait-conn", daemon=True)
         try:
             thread.start()
@@ -234,9 +234,9 @@ class Server(socketserver.ThreadingTCPServer):
             pass
         self.shutdown_request(sock)
 
-    def finish_request(self, request: Any, client_address: Any) -> None:
+    def finish_request(self, request: Any, client_address: Any, address: str | None = None) -> None:
         portable.batch_scheduling()  # this connection's thread (docs/architecture.md, "Fairness under load")
-        channel = Channel(self, request, client_address)
+        channel = Channel(self, request, client_address, address)
         with self._lock:
             self.channels[channel] = None
         try:
@@ -260,10 +260,8 @@ class Server(socketserver.ThreadingTCPServer):
         if left > 0:
             self.per_address[address] = left
 
-    def websocket_closed_callback(self, client_address: Any) -> Callable[[], None]:
-        """What the WebSocket hub calls once the socket of a WebSocket from `client_address` is closed."""
-        address = _address(client_address)
-
+    def websocket_closed_callback(self, address: str) -> Callable[[], None]:
+        """What the WebSocket hub calls once the socket of a WebSocket counted under `address` is closed."""
         def closed() -> None:
             with self._lock:
                 self._address_closed(address)
@@ -386,7 +384,10 @@ def _clf_escape(m: re.Match) -> str:
 
 
 def _address(client_address: Any) -> str:
-    return str(client_address[0]) if isinstance(client_address, tuple) and client_address else ""
+    """What a connection from `client_address` is counted under (its Channel's `address`)."""
+    if isinstance(client_address, tuple) and client_address:
+        return forwarded.counted_under(str(client_address[0]))
+    return ""
 
 
 def _spare() -> int | None:

@@ -41,6 +41,7 @@ from krait.http.websocket import (
     WebSocketConnection,
 )
 from krait.pool import jobs
+from krait.server import forwarded
 
 _SENDMSG = not portable.ACTIVE
 _WANT = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
@@ -84,8 +85,9 @@ class InputBudget:
 
 def address_of(job: jobs.Job) -> str:
     """The address a WebSocket's place is counted under (Places): its client's, seen through trusted
-    proxies (--forwarded-allow-ips), so that clients behind one proxy are told apart."""
-    return str(job.remote_addr[0]) if job.remote_addr else ""
+    proxies (--forwarded-allow-ips), so that clients behind one proxy are told apart; an IPv6 one's /64
+    (forwarded.counted_under())."""
+    return forwarded.counted_under(str(job.remote_addr[0])) if job.remote_addr else ""
 
 
 class Places:

@@ -172,6 +172,25 @@ def test_connections_per_address_are_capped(site, krait_server):
         close_all(held)
 
 
+def test_an_ipv6_client_is_counted_under_its_slash_64(site, krait_server):
+    # A host picks the low 64 bits of its IPv6 address itself (RFC 8981), so the per-address bound counts
+    # its /64: here ::1's, the only IPv6 address a test can connect from.
+    try:
+        socket.create_connection(("::1", 9), timeout=1).close()
+    except ConnectionRefusedError:
+        pass
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    srv = krait_server(site, "--host", "::1", "--max-connections-per-ip", "1")
+    with socket.create_connection(("::1", srv.port), timeout=5) as first:
+        first.sendall(REQUEST)
+        assert status(answer(first)) == 200
+        with socket.create_connection(("::1", srv.port), timeout=5) as second:
+            second.sendall(REQUEST)
+            assert status(read_all(second)) == 503
+    assert "connection refused: ::/64 has 1 connections open (limit 1 per address)" in srv.log()
+
+
 def test_websockets_count_against_the_per_address_limit_until_they_close(tmp_path, krait_server):
     import websocket  # websocket-client
 

@@ -366,6 +366,23 @@ def test_behind_a_trusted_proxy_places_are_shared_by_forwarded_address(tmp_path)
         srv.stop()
 
 
+def test_an_ipv6_client_counts_under_its_slash_64(tmp_path):
+    # A host picks the low 64 bits of its IPv6 address itself: three connections from three addresses of
+    # one /64 hold three places of that /64, so an upgrade from another /64 makes room when all are taken.
+    srv = start_krait(write_site(tmp_path / "site", SITE), "--max-websockets", "3",
+                      "--forwarded-allow-ips", "127.0.0.1", workdir=tmp_path / "run")
+    held = [connect_from(srv, "127.0.0.1", ["X-Forwarded-For: [2001:db8::%d]:4000" % n]) for n in (1, 2, 3)]
+    try:
+        assert refused(srv, "127.0.0.1", ["X-Forwarded-For: 2001:db8::ffff:4"]) == 503  # the same /64
+        newcomer = connect_from(srv, "127.0.0.1", ["X-Forwarded-For: 2001:db8:0:1::1"])
+        held.append(newcomer)
+        assert closed_with(held[0]) == 1013 and ask(newcomer, "alive") == "alive"
+    finally:
+        for ws in held:
+            ws.close()
+        srv.stop()
+
+
 def test_max_websockets_fits_the_open_file_limit(tmp_path):
     out = subprocess.run([sys.executable, "-m", "krait", "--help"], capture_output=True, text=True).stdout
     assert "--max-websockets MAX_WEBSOCKETS" in out and "10000" in out

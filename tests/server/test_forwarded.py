@@ -2,7 +2,7 @@
 
 import pytest
 
-from krait.server.forwarded import Proxies, canonical_peer, client_view
+from krait.server.forwarded import Proxies, canonical_peer, client_view, counted_under
 
 PROXY = ("127.0.0.1", 5000)
 TRUSTED = Proxies(("127.0.0.1", "::1"))
@@ -87,3 +87,14 @@ def test_the_peer_and_forwarded_addresses_are_reported_in_ipv4_form_when_they_ma
     assert canonical_peer("/run/krait.sock") == "/run/krait.sock"
     for xff in ("::ffff:198.51.100.7", "[::ffff:198.51.100.7]:0"):
         assert client_view(PROXY, "http", {"x-forwarded-for": xff}, TRUSTED)[0] == ("198.51.100.7", 0)
+
+
+@pytest.mark.parametrize("host, counted", [
+    ("192.0.2.7", "192.0.2.7"),
+    ("2001:db8::1", "2001:db8::/64"),
+    ("2001:db8::ffff:ffff:ffff:ffff", "2001:db8::/64"),  # any host of the same /64
+    ("2001:db8:0:1::1", "2001:db8:0:1::/64"),  # the next /64 is another client
+    ("", ""),
+])
+def test_an_ipv6_client_is_counted_under_its_slash_64(host, counted):
+    assert counted_under(host) == counted
