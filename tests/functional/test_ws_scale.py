@@ -351,30 +351,19 @@ def test_a_full_server_makes_room_for_an_upgrade_from_an_address_holding_fewer(t
     assert "all 6 WebSocket places taken: closed (1013) a connection from 127.0.0.1 to make room" in srv.log()
 
 
-def test_behind_a_trusted_proxy_places_are_shared_by_forwarded_address(tmp_path):
+@pytest.mark.parametrize("holders, same, other", [
+    (["10.0.0.1"] * 3, "10.0.0.1", "10.0.0.2"),
+    # A host picks the low 64 bits of its IPv6 address itself: three addresses of one /64 hold three
+    # places of that /64, and a fourth of it is that /64 too.
+    (["[2001:db8::1]:4000", "2001:db8::2", "2001:db8::3"], "2001:db8::ffff:4", "2001:db8:0:1::1"),
+])
+def test_behind_a_trusted_proxy_places_are_shared_by_forwarded_address(tmp_path, holders, same, other):
     srv = start_krait(write_site(tmp_path / "site", SITE), "--max-websockets", "3",
                       "--forwarded-allow-ips", "127.0.0.1", workdir=tmp_path / "run")
-    held = [connect_from(srv, "127.0.0.1", ["X-Forwarded-For: 10.0.0.1"]) for _ in range(3)]
+    held = [connect_from(srv, "127.0.0.1", ["X-Forwarded-For: " + address]) for address in holders]
     try:
-        assert refused(srv, "127.0.0.1", ["X-Forwarded-For: 10.0.0.1"]) == 503
-        newcomer = connect_from(srv, "127.0.0.1", ["X-Forwarded-For: 10.0.0.2"])
-        held.append(newcomer)
-        assert closed_with(held[0]) == 1013 and ask(newcomer, "alive") == "alive"
-    finally:
-        for ws in held:
-            ws.close()
-        srv.stop()
-
-
-def test_an_ipv6_client_counts_under_its_slash_64(tmp_path):
-    # A host picks the low 64 bits of its IPv6 address itself: three connections from three addresses of
-    # one /64 hold three places of that /64, so an upgrade from another /64 makes room when all are taken.
-    srv = start_krait(write_site(tmp_path / "site", SITE), "--max-websockets", "3",
-                      "--forwarded-allow-ips", "127.0.0.1", workdir=tmp_path / "run")
-    held = [connect_from(srv, "127.0.0.1", ["X-Forwarded-For: [2001:db8::%d]:4000" % n]) for n in (1, 2, 3)]
-    try:
-        assert refused(srv, "127.0.0.1", ["X-Forwarded-For: 2001:db8::ffff:4"]) == 503  # the same /64
-        newcomer = connect_from(srv, "127.0.0.1", ["X-Forwarded-For: 2001:db8:0:1::1"])
+        assert refused(srv, "127.0.0.1", ["X-Forwarded-For: " + same]) == 503
+        newcomer = connect_from(srv, "127.0.0.1", ["X-Forwarded-For: " + other])
         held.append(newcomer)
         assert closed_with(held[0]) == 1013 and ask(newcomer, "alive") == "alive"
     finally:
