@@ -106,6 +106,11 @@ MAX_CONNECTIONS_PER_IP = 0
 #: a fresh address for every connection. An IPv4 client is counted under its address.
 IPV6_COUNTED_PREFIX = 64
 
+#: Seconds between two log lines of one warning a client can repeat at will (a refused connection, one
+#: closed to make room, running out of descriptors; krait/server/throttle.py): the lines left out are
+#: counted in the next one, so a flood of connections is not a flood of log lines.
+WARNING_INTERVAL = 10.0
+
 #: Seconds the accept loop sleeps when accept() fails for want of a file descriptor (EMFILE, ENFILE)
 #: and no spare descriptor is left to refuse the waiting client with (krait/server/listener.py).
 ACCEPT_BACKOFF = 0.1
