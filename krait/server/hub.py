@@ -8,8 +8,8 @@
 # - Other threads talk to the hub through call(): a command queue and a wake-up socket. An upgrade's
 #   HTTP thread calls open() and waits (without holding the request gate) while a worker runs the route
 #   script; when the script accepts, that thread sends the 101 and hands the socket over with attach()
-#   and is done. When --max-websockets are open, an upgrade takes the place of a connection of the
-#   address holding the most, closed with 1013 (krait/server/websocket.py Places), or fails with 503.
+#   and is done. When --max-websockets are open, an upgrade its script accepts takes the place of another
+#   address's connection, closed with 1013 (krait/server/websocket.py Places), or fails with 503.
 # - Rooms live here, where the sockets are: a worker tells the hub which room a connection joins or
 #   leaves; a publish (from a controller, a script, or another server process) builds its frame once and
 #   queues it to every member in this process, and is passed to the relay once when it started here.
@@ -112,13 +112,8 @@ class WebSocketHub:
 
     def open(self, job: jobs.Job, timeout: float) -> tuple[jobs.Result, int]:
         """Run an upgrade's route script in a WebSocket worker and wait for its Result; with 101, the
-        connection's number for attach() (or release()).
-
-        Raises:
-            ServiceUnavailable: --max-websockets connections are open.
-            GatewayTimeout: the route script ran past `timeout`.
-            InternalError: the worker died.
-        """
+        connection's number for attach() (or release()). Raises ServiceUnavailable (no place for it),
+        GatewayTimeout (the script ran past `timeout`) or InternalError (the worker died)."""
         opening = Opening(job)
         self.call(self._open, opening)
         if not opening.done.wait(timeout):
@@ -209,15 +204,10 @@ class WebSocketHub:
         if self._going_away:
             opening.finish(error=ServiceUnavailable("the server is shutting down"))
             return
-        if self.places.full(len(self.clients)):
-            victim = self.places.victim(self.clients.values(), address_of(opening.job))
-            if victim is None:
-                opening.finish(error=ServiceUnavailable("%d WebSocket connections are open" % len(self.clients)))
-                return
-            self._made_room.warn(victim.address)
-            victim.drop_output()
-            victim.send(victim.ws.send_close(1013, "try again later"))  # RFC 6455 section 7.4.1 (IANA)
-            self._drop(victim, 1013)
+        full = self.places.full(len(self.clients))
+        if full and self.places.victim(self.clients.values(), address_of(opening.job)) is None:
+            opening.finish(error=ServiceUnavailable("%d WebSocket connections are open" % len(self.clients)))
+            return
         worker = self.workers.choose()
         if worker is None:
             self._waiting.append(opening)  # served when a worker has started
@@ -226,6 +216,7 @@ class WebSocketHub:
         conn = self._ids
         opening.conn = conn
         self.clients[conn] = client = WsClient(conn, worker, self._input, opening)
+        client.needs_room = full  # made once its script accepts (_opened): a refused upgrade closes nobody
         self.places.take(client)
         worker.open(conn, opening.job)
         self._want_write(worker)
@@ -246,16 +237,31 @@ class WebSocketHub:
         if client is None:
             return
         opening, client.opening = client.opening, None
-        accepted = event.result.status == 101
-        if opening is None or opening.abandoned:
-            if accepted:
-                self._release(event.conn)  # nobody will get the 101
-            else:
-                self._forget(client)
-            return
-        if not accepted:
+        if opening is not None and opening.abandoned:
+            opening = None  # nobody waits for the answer
+        if event.result.status != 101:
             self._forget(client)
-        opening.finish(event.result)
+        elif opening is None or (client.needs_room and not self._make_room(client)):
+            self._release(event.conn)  # nobody will get the 101
+            if opening is not None:
+                opening.finish(error=ServiceUnavailable("%d WebSocket connections are open" % len(self.clients)))
+            return
+        if opening is not None:
+            opening.finish(event.result)
+
+    def _make_room(self, newcomer: WsClient) -> bool:
+        """Its script accepted an upgrade that came while every place was taken: close the connection
+        that gives its place up (Places), if places were not freed meanwhile; False if none should go."""
+        if self.places.full(len(self.clients) - 1):  # the others, the newcomer left out
+            victim = self.places.victim(self.clients.values(), newcomer.address, counted=True)
+            if victim is None:
+                return False
+            self.places.evict(victim)
+            self._made_room.warn(victim.address)
+            victim.drop_output()
+            victim.send(victim.ws.send_close(1013, "try again later"))  # RFC 6455 section 7.4.1 (IANA)
+            self._drop(victim, 1013)
+        return True
 
     def _attach(self, conn: int, sock: socket.socket, leftover: bytes, on_close: Callable[[], None]) -> None:
         client = self.clients.get(conn)

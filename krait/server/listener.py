@@ -278,7 +278,7 @@ class Server(socketserver.ThreadingTCPServer):
             deadline = time.monotonic() + limits.TLS_HANDSHAKE_TIMEOUT  # one for the whole handshake
             try:
                 request.settimeout(limits.TLS_HANDSHAKE_TIMEOUT)
-                if not _speaks_tls(request, channel.address, deadline):
+                if not _speaks_tls(request, channel.peer[0], deadline):
                     request.close()
                     return
                 # The handshake gets what is left: one do_handshake() call keeps one deadline across

@@ -4,7 +4,8 @@
 # stat over) and its metadata and, when small, its bytes are cached keyed by path and checked against
 # the file's stamp(): mtime and size, and the inode and its change time, so that neither a file renamed
 # over it (a deploy) nor an edit that puts the mtime back (`rsync --inplace -t`, `touch -r`) is missed
-# when size and mtime happen to match. The ETag is made of all four. The header lines that never change
+# when size and mtime happen to match (on Windows st_ctime is the creation time, so there only the
+# rename is seen). The ETag is made of all four. The header lines that never change
 # for a version of a file (Content-Type, ETag, Last-Modified, Accept-Ranges, Cache-Control) are computed
 # once per version. Large files are never read into memory: the caller opens one with open_checked()
 # before the head is built, and streams that open file with socket.sendfile(), so the body is the

@@ -96,8 +96,10 @@ class Places:
     When every place is taken, a newcomer takes the place of an open connection of the address that
     holds the most, the oldest of those, provided that address holds at least two more than the
     newcomer's: so one address that opened every connection cannot lock the others out, shares even
-    out, and two addresses never take places back and forth. The connection given up leaves at once
-    (its entry lingers until its controller has finished: `leaving` counts those)."""
+    out, and two addresses never take places back and forth. A newcomer holds a place of its address
+    from its upgrade on; the hub makes room for it only once its route script has accepted it, so an
+    upgrade that is refused closes nobody. The connection given up no longer counts for its address,
+    and leaves at once (its entry lingers until its controller has finished: `leaving` counts those)."""
 
     __slots__ = ("limit", "held", "leaving")
 
@@ -113,17 +115,27 @@ class Places:
         self.held[client.address] = self.held.get(client.address, 0) + 1
 
     def give_back(self, client: WsClient) -> None:
-        left = self.held.pop(client.address, 0) - 1
-        if left > 0:
-            self.held[client.address] = left
-        if client.evicted:
+        if client.evicted:  # its address's count went down when it was chosen (evict())
             self.leaving -= 1
+        else:
+            self._release(client.address)
 
-    def victim(self, clients: Any, address: str) -> WsClient | None:
+    def evict(self, victim: WsClient) -> None:
+        """`victim` gives its place up: it is leaving, and no longer counts for its address."""
+        victim.evicted = True
+        self.leaving += 1
+        self._release(victim.address)
+
+    def _release(self, address: str) -> None:
+        left = self.held.pop(address, 0) - 1
+        if left > 0:
+            self.held[address] = left
+
+    def victim(self, clients: Any, address: str, counted: bool = False) -> WsClient | None:
         """The connection to close for a newcomer from `address` (see the class), None if none should be;
-        `clients` oldest first. A chosen one counts as leaving from now on."""
+        `clients` oldest first; `counted`: the newcomer's own place is among its address's already."""
         held = self.held
-        most = held.get(address, 0) + 1  # a victim's address must hold more than that
+        most = held.get(address, 0) + (not counted)  # a victim's address must hold more than that
         top = max(held.values(), default=0)
         if top <= most:
             return None
@@ -135,9 +147,6 @@ class Places:
                     victim, most = client, count
                     if count == top:
                         break
-        if victim is not None:
-            victim.evicted = True
-            self.leaving += 1
         return victim
 
 
@@ -146,12 +155,14 @@ class WsClient:
 
     __slots__ = ("conn", "worker", "sock", "ws", "tls", "out", "unsent", "written", "delivered", "ping_end",
                  "budget", "held", "rooms", "last_seen", "ping_sent", "deadline", "opening", "told_worker",
-                 "worker_done", "events", "eof", "last_taken", "on_close", "address", "evicted")
+                 "worker_done", "events", "eof", "last_taken", "on_close", "address", "evicted",
+                 "needs_room")
 
     def __init__(self, conn: int, worker: Any, budget: InputBudget, opening: Opening | None) -> None:
         self.conn = conn  # the number the worker knows it by
         self.address = "" if opening is None else address_of(opening.job)  # counted under it (Places)
         self.evicted = False  # closed to give its place to a newcomer (Places)
+        self.needs_room = False  # upgraded while every place was taken: room is made once accepted
         self.worker = worker  # the WsWorker hosting its controller
         self.sock: Any = None  # set by attach(), after the 101 went out
         self.ws = WebSocketConnection(max_message_size=budget.max_message)

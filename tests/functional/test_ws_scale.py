@@ -95,10 +95,13 @@ class Threaded(Echo):
 query = krait.request.query
 time.sleep(float(query.get("slow", "0")))  # a slow route script: another upgrade may come meanwhile
 seen = "tag:%s same:%s" % (krait.request.query.get("tag"), krait.websockets.request.http_request is krait.request)
-controller = (Threaded if query.get("mode") == "thread" else Echo)(seen, query.get("fail") == "start")
-if query.get("join"):
-    controller.join(query["join"])  # in __init__'s time: takes effect when the connection opens
-krait.websockets.response = krait.websockets.WebsocketsResponse(controller)
+if query.get("refuse"):
+    krait.response = krait.Response("HTTP/1.1", 403, [], "refused")
+else:
+    controller = (Threaded if query.get("mode") == "thread" else Echo)(seen, query.get("fail") == "start")
+    if query.get("join"):
+        controller.join(query["join"])  # in __init__'s time: takes effect when the connection opens
+    krait.websockets.response = krait.websockets.WebsocketsResponse(controller)
 """
 
 PUBLISH = """
@@ -306,10 +309,11 @@ def test_upgrades_past_the_limit_get_503_at_once_and_http_stays_prompt(tmp_path)
         srv.stop()
 
 
-def connect_from(srv, source: str, headers: list[str] | None = None) -> websocket.WebSocket:
+def connect_from(srv, source: str, headers: list[str] | None = None, query: str = "") -> websocket.WebSocket:
     """A WebSocket from the loopback address `source` (any of 127.0.0.0/8 reaches the server)."""
     sock = socket.create_connection(("127.0.0.1", srv.port), timeout=10, source_address=(source, 0))
-    ws = websocket.create_connection("ws://127.0.0.1:%d/ws" % srv.port, timeout=10, socket=sock, header=headers)
+    ws = websocket.create_connection("ws://127.0.0.1:%d/ws%s" % (srv.port, query), timeout=10, socket=sock,
+                                     header=headers)
     ws.first = ws.recv()
     return ws
 
@@ -320,9 +324,9 @@ def closed_with(ws: websocket.WebSocket) -> int:
     return int.from_bytes(data[:2], "big")
 
 
-def refused(srv, source: str, headers: list[str] | None = None) -> int:
+def refused(srv, source: str, headers: list[str] | None = None, query: str = "") -> int:
     with pytest.raises(websocket.WebSocketBadStatusException) as caught:
-        connect_from(srv, source, headers)
+        connect_from(srv, source, headers, query)
     return caught.value.status_code
 
 
@@ -349,6 +353,23 @@ def test_a_full_server_makes_room_for_an_upgrade_from_an_address_holding_fewer(t
             ws.close()
         srv.stop()
     assert "all 6 WebSocket places taken: closed (1013) a connection from 127.0.0.1 to make room" in srv.log()
+
+
+def test_an_upgrade_its_script_refuses_closes_nobody(tmp_path):
+    # Room is made for an upgrade only once its route script has accepted it: upgrades that are refused
+    # (or given up) cannot close other clients' connections one after another.
+    srv = start_krait(write_site(tmp_path / "site", SITE), "--max-websockets", "3", workdir=tmp_path / "run")
+    held = [connect_from(srv, "127.0.0.1") for _ in range(3)]
+    try:
+        for _ in range(3):
+            assert refused(srv, "127.0.0.2", query="?refuse=1") == 403
+        assert [ask(ws, "alive") for ws in held] == ["alive"] * 3
+        held.append(connect_from(srv, "127.0.0.2"))  # accepted: now the oldest of 127.0.0.1's goes
+        assert closed_with(held[0]) == 1013 and ask(held[3], "alive") == "alive"
+    finally:
+        for ws in held:
+            ws.close()
+        srv.stop()
 
 
 @pytest.mark.parametrize("holders, same, other", [
