@@ -137,7 +137,9 @@ class KraitProcess:
 
 def start_krait(site: os.PathLike | str, *args: str, workdir: Path, timeout: float = 60.0,
                 env: dict | None = None, expect_ready: bool = True,
-                preexec_fn: Callable[[], Any] | None = None) -> KraitProcess:
+                preexec_fn: Callable[[], Any] | None = None, stdout: int | None = None) -> KraitProcess:
+    """Krait on `site`, ready (its port read from the ready line) unless `expect_ready` is False; its
+    standard output goes to the descriptor `stdout` when given (then nothing waits for the ready line)."""
     workdir.mkdir(parents=True, exist_ok=True)
     n = len(list(workdir.glob("krait-*.out")))
     out = workdir / ("krait-%d.out" % n)
@@ -152,9 +154,9 @@ def start_krait(site: os.PathLike | str, *args: str, workdir: Path, timeout: flo
     if env:
         full_env.update(env)
     with open(out, "wb") as fo, open(err, "wb") as fe:
-        proc = subprocess.Popen(cmd, stdout=fo, stderr=fe, stdin=subprocess.DEVNULL, env=full_env, cwd=str(workdir),
-                                preexec_fn=preexec_fn)
-    if not expect_ready:
+        proc = subprocess.Popen(cmd, stdout=fo if stdout is None else stdout, stderr=fe, stdin=subprocess.DEVNULL,
+                                env=full_env, cwd=str(workdir), preexec_fn=preexec_fn)
+    if not expect_ready or stdout is not None:
         return KraitProcess(proc, out, err, "http", "127.0.0.1", 0)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

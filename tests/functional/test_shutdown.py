@@ -6,7 +6,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 
@@ -16,7 +15,7 @@ import websocket
 
 from krait import portable
 from tests.e2e_tools import free_port
-from tests.helpers import ROOT, write_site
+from tests.helpers import start_krait, write_site
 
 pytestmark = pytest.mark.portable  # run again on portable paths (tests/server/test_portable.py)
 
@@ -86,9 +85,6 @@ def test_a_spooled_upload_in_flight_is_served_during_a_graceful_stop(tmp_path, k
 
 def test_a_stop_signalled_to_every_process_of_the_server_still_finishes_in_flight_requests(tmp_path, krait_server):
     # What systemd does by default (KillMode=control-group): SIGTERM to the server and its workers at once.
-    import os
-    import subprocess
-
     site = write_site(tmp_path / "site4", {
         "slow.py": "import time, krait\ntime.sleep(1.5)\n"
                    "krait.response = krait.Response('HTTP/1.1', 200, [], 'done')\n"})
@@ -132,11 +128,9 @@ def test_a_stop_sent_while_the_ready_line_is_written_is_graceful(tmp_path, proce
     except BlockingIOError:  # full: the server's first write to it blocks
         pass
     os.set_blocking(out_w, True)
-    env = dict(os.environ, PYTHONPATH=str(ROOT), XDG_STATE_HOME=str(tmp_path / "state"))
-    with open(tmp_path / "krait.err", "wb") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "krait", str(site), "--port", str(port), "--workers", "1",
-                                 "--processes", str(processes)],
-                                stdout=out_w, stderr=err, stdin=subprocess.DEVNULL, env=env, cwd=str(tmp_path))
+    srv = start_krait(site, "--port", str(port), "--workers", "1", "--processes", str(processes),
+                      workdir=tmp_path / "run", stdout=out_w)
+    proc = srv.proc
     os.close(out_w)
     output = bytearray()
     try:
@@ -157,7 +151,8 @@ def test_a_stop_sent_while_the_ready_line_is_written_is_graceful(tmp_path, proce
             time.sleep(0.01)
         _wait_blocked_writing_to_a_pipe(proc.pid)  # with --processes, the other server may still start
         proc.send_signal(signal.SIGTERM)
-        time.sleep(0.2)
+        time.sleep(0.2)  # handled while the write still blocks; then the pipe is drained
+
         def drain() -> None:
             while chunk := os.read(out_r, 65536):
                 output.extend(chunk)
@@ -169,7 +164,7 @@ def test_a_stop_sent_while_the_ready_line_is_written_is_graceful(tmp_path, proce
         assert proc.wait(20) == 0
         drained.join(10)
         assert b"serving" in output  # the ready line went out, then the graceful stop
-        log = (tmp_path / "krait.err").read_text()
+        log = srv.log()
         assert "finishing requests in flight" in log and "stopped while starting" not in log
     finally:
         if proc.poll() is None:
